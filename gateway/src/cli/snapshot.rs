@@ -1,0 +1,358 @@
+//! `portcullis snapshot …`: build, inspect, diff and generate snapshots.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use portcullis_snapshots::generate::{GenerateParams, generate};
+use portcullis_snapshots::header::MAGIC;
+use portcullis_snapshots::source::{self, Directory, Timestamp};
+use portcullis_snapshots::{Snapshot, decode, diff, encode};
+use serde_json::json;
+
+use crate::error::CliError;
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Validate a directory source and compile it into a snapshot.
+    ///
+    /// Every problem in the directory is reported with its JSON pointer,
+    /// line and column; if there is any, nothing is written.
+    Build(BuildArgs),
+    /// Validate a directory source without writing anything.
+    Validate {
+        /// The directory source (JSON).
+        directory: PathBuf,
+        /// Print the problems as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a snapshot's header and record counts.
+    Inspect {
+        /// The snapshot file.
+        snapshot: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what changed between two snapshots (or directory sources):
+    /// principals, nodes, roles, grants and permissions added, removed or changed.
+    Diff {
+        /// The snapshot (or directory JSON) currently deployed.
+        old: PathBuf,
+        /// The candidate.
+        new: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a deterministic, realistic large directory (for benchmarks).
+    ///
+    /// Writes a snapshot when OUT ends in `.snap`, directory JSON otherwise.
+    /// Generated API key secrets are `pk_<seed>_<index>`.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The directory source (JSON).
+    directory: PathBuf,
+    /// Where to write the snapshot.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Revision to stamp (overrides "revision" in the directory).
+    #[arg(long)]
+    revision: Option<u64>,
+    /// Creation time to stamp (RFC 3339). Defaults to $SOURCE_DATE_EPOCH, then now.
+    #[arg(long)]
+    created_at: Option<String>,
+    /// Print the problems as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Where to write (`.snap`: a snapshot; anything else: directory JSON).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Users.
+    #[arg(long, default_value_t = GenerateParams::default().users)]
+    users: usize,
+    /// Groups (about 50 members each).
+    #[arg(long, default_value_t = GenerateParams::default().groups)]
+    groups: usize,
+    /// Organizations, the domain included.
+    #[arg(long, default_value_t = GenerateParams::default().orgs)]
+    orgs: usize,
+    /// Environments.
+    #[arg(long, default_value_t = GenerateParams::default().envs)]
+    envs: usize,
+    /// Catalogs.
+    #[arg(long, default_value_t = GenerateParams::default().catalogs)]
+    catalogs: usize,
+    /// Role grants.
+    #[arg(long, default_value_t = GenerateParams::default().grants)]
+    grants: usize,
+    /// Random seed: the same seed and sizes give the same directory.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Revision to stamp.
+    #[arg(long, default_value_t = 1)]
+    revision: u64,
+}
+
+pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
+    match cmd {
+        SnapshotCommand::Build(a) => build(a),
+        SnapshotCommand::Validate { directory, json } => {
+            let text = read_text(&directory)?;
+            let (dir, _) = compile_text(&directory, &text, json)?;
+            println!(
+                "{}: valid ({} users, {} grants)",
+                directory.display(),
+                dir.users.len(),
+                dir.grants.len()
+            );
+            Ok(())
+        }
+        SnapshotCommand::Inspect { snapshot, json } => inspect(&snapshot, json),
+        SnapshotCommand::Diff { old, new, json } => diff_cmd(&old, &new, json),
+        SnapshotCommand::Generate(a) => generate_cmd(a),
+    }
+}
+
+fn build(a: BuildArgs) -> Result<(), CliError> {
+    let text = read_text(&a.directory)?;
+    let (dir, body) = compile_text(&a.directory, &text, a.json)?;
+    let revision = a
+        .revision
+        .or(dir.revision)
+        .ok_or_else(|| CliError::NoRevision {
+            path: a.directory.clone(),
+        })?;
+    let created_at = created_at(a.created_at.as_deref())?;
+    let bytes = encode(&body, revision, created_at)?;
+    write_atomic(&a.output, &bytes)?;
+    let c = body.counts();
+    eprintln!(
+        "wrote {} ({} bytes, revision {revision}): {} users, {} groups, {} grants, {} permissions",
+        a.output.display(),
+        bytes.len(),
+        c.users,
+        c.groups,
+        c.grants,
+        c.permissions
+    );
+    Ok(())
+}
+
+/// Parses and compiles, turning problems into a rendered [`CliError`].
+fn compile_text(
+    path: &Path,
+    text: &str,
+    json: bool,
+) -> Result<(Directory, portcullis_snapshots::body::Body), CliError> {
+    source::build(text).map_err(|problems| CliError::Directory {
+        rendered: if json {
+            serde_json::to_string_pretty(&json!({
+                "file": path.display().to_string(),
+                "problems": problems.0,
+            }))
+            .unwrap_or_default()
+        } else {
+            problems.render(&path.display().to_string())
+        },
+        problems,
+    })
+}
+
+fn created_at(flag: Option<&str>) -> Result<i64, CliError> {
+    if let Some(s) = flag {
+        return Timestamp::parse(s)
+            .map(|t| t.0)
+            .map_err(|e| CliError::Usage(format!("--created-at: {e}")));
+    }
+    if let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") {
+        return s
+            .trim()
+            .parse()
+            .map_err(|_| CliError::Usage(format!("SOURCE_DATE_EPOCH={s:?} is not Unix seconds")));
+    }
+    Ok(time::OffsetDateTime::now_utc().unix_timestamp())
+}
+
+fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
+    let bytes = read_bytes(path)?;
+    let snap = decode_file(path, &bytes)?;
+    let h = snap.header;
+    let b = &snap.body;
+    let domain = b
+        .orgs
+        .get(b.domain as usize)
+        .map_or("", |o| b.str(o.id))
+        .to_string();
+    let counts = b.counts();
+    if json {
+        let out = json!({
+            "file": path.display().to_string(),
+            "bytes": bytes.len(),
+            "format_version": h.format_version,
+            "revision": h.revision,
+            "created_at": Timestamp(h.created_at).to_string(),
+            "sha256": hex::encode(h.body_sha256),
+            "body_bytes": h.body_len,
+            "domain": format!("org/{domain}"),
+            "counts": counts,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    println!("snapshot    {} ({} bytes)", path.display(), bytes.len());
+    println!("format      {}", h.format_version);
+    println!("revision    {}", h.revision);
+    println!("created     {}", Timestamp(h.created_at));
+    println!("sha256      {}", hex::encode(h.body_sha256));
+    println!("domain      org/{domain}");
+    let rows = [
+        ("organizations", counts.organizations),
+        ("environments", counts.environments),
+        ("catalogs", counts.catalogs),
+        ("objects", counts.objects),
+        ("users", counts.users),
+        ("service accounts", counts.service_accounts),
+        ("api keys", counts.api_keys),
+        ("groups", counts.groups),
+        ("memberships", counts.group_memberships),
+        ("teams", counts.teams),
+        ("custom roles", counts.custom_roles),
+        ("grants", counts.grants),
+        ("permissions", counts.permissions),
+        ("strings", counts.strings),
+    ];
+    for (name, n) in rows {
+        println!("  {name:<17} {n:>9}");
+    }
+    Ok(())
+}
+
+/// Loads a snapshot or a directory source as a directory, with its revision.
+fn load_any(path: &Path) -> Result<Directory, CliError> {
+    let bytes = read_bytes(path)?;
+    if bytes.starts_with(&MAGIC) {
+        let snap = decode_file(path, &bytes)?;
+        return Ok(source::decompile(&snap.body, Some(snap.header.revision)));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        CliError::Usage(format!(
+            "{}: neither a snapshot nor UTF-8 directory JSON",
+            path.display()
+        ))
+    })?;
+    Ok(compile_text(path, &text, false)?.0)
+}
+
+fn diff_cmd(old: &Path, new: &Path, json: bool) -> Result<(), CliError> {
+    let (o, n) = (load_any(old)?, load_any(new)?);
+    let d = diff::diff(&o, &n);
+    if json {
+        let out = json!({
+            "old_revision": o.revision,
+            "new_revision": n.revision,
+            "sections": d.sections,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    let rev = |r: Option<u64>| r.map_or_else(|| "none".to_string(), |r| r.to_string());
+    println!("revision: {} → {}", rev(o.revision), rev(n.revision));
+    if o.revision.is_some() && n.revision <= o.revision {
+        println!("warning: the new revision is not greater; gateways will refuse it unless forced");
+    }
+    print!("{}", d.render());
+    Ok(())
+}
+
+fn generate_cmd(a: GenerateArgs) -> Result<(), CliError> {
+    let params = GenerateParams {
+        users: a.users,
+        groups: a.groups,
+        orgs: a.orgs,
+        envs: a.envs,
+        catalogs: a.catalogs,
+        grants: a.grants,
+        seed: a.seed,
+    };
+    let mut dir = generate(params);
+    dir.revision = Some(a.revision);
+    let bytes = if a.output.extension().is_some_and(|e| e == "snap") {
+        let body = source::compile(&dir).map_err(|p| CliError::Directory {
+            rendered: format!(
+                "generated directory is invalid (a bug): {}",
+                source::Problems(p.clone())
+            ),
+            problems: source::Problems(p),
+        })?;
+        encode(&body, a.revision, created_at(None)?)?
+    } else {
+        serde_json::to_vec(&dir).map_err(|e| CliError::Usage(e.to_string()))?
+    };
+    write_atomic(&a.output, &bytes)?;
+    eprintln!(
+        "wrote {} ({} bytes): {} users, {} groups, {} catalogs, {} grants",
+        a.output.display(),
+        bytes.len(),
+        dir.users.len(),
+        dir.groups.len(),
+        dir.catalogs.len(),
+        dir.grants.len()
+    );
+    Ok(())
+}
+
+fn decode_file(path: &Path, bytes: &[u8]) -> Result<Snapshot, CliError> {
+    decode(bytes).map_err(|source| CliError::Snapshot {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
+    fs::read(path).map_err(|source| CliError::Io {
+        action: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_text(path: &Path) -> Result<String, CliError> {
+    let bytes = read_bytes(path)?;
+    String::from_utf8(bytes)
+        .map_err(|e| CliError::Usage(format!("{}: not UTF-8 text: {e}", path.display())))
+}
+
+/// Writes via a temporary file and a rename, so readers (a watching
+/// gateway) never see half a snapshot and a failure leaves the old file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        action: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "snapshot".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}

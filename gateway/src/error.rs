@@ -1,0 +1,72 @@
+//! Errors of the command-line boundary, each mapped to a documented exit code.
+
+use std::path::PathBuf;
+
+use portcullis_snapshots::{DecodeError, EncodeError, source::Problems};
+use thiserror::Error;
+
+/// Exit code: the input (directory or snapshot) is invalid.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit code: wrong usage (clap's own code).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: a file could not be read or written.
+pub const EXIT_IO: u8 = 3;
+
+/// What went wrong in a CLI command.
+#[derive(Debug, Error)]
+pub enum CliError {
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// "cannot read", "cannot write", …
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The directory source has problems (already rendered with the file name).
+    #[error("{rendered}")]
+    Directory {
+        /// Every problem, rendered.
+        rendered: String,
+        /// The problems, for `--json`.
+        problems: Problems,
+    },
+    /// A snapshot file was refused.
+    #[error("{path}: {source}")]
+    Snapshot {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: DecodeError,
+    },
+    /// No revision in the source or on the command line.
+    #[error(
+        "{path}: no revision: set \"revision\" in the directory or pass --revision N (revisions must increase with every snapshot you push)"
+    )]
+    NoRevision {
+        /// The directory file.
+        path: PathBuf,
+    },
+    /// A bad argument value that clap could not catch.
+    #[error("{0}")]
+    Usage(String),
+    /// Encoding failed (a bug: compilation guarantees encodable bodies).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Io { .. } => EXIT_IO,
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Directory { .. }
+            | CliError::Snapshot { .. }
+            | CliError::NoRevision { .. }
+            | CliError::Encode(_) => EXIT_INVALID,
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The snapshot body: the directory resolved into flat tables whose
+//! references are indices, with every string interned once.
+//!
+//! This is what the engine indexes on load. Records keep the order of the
+//! directory source, so decoding gives the directory back exactly. Field
+//! order is the postcard wire order: **append fields only at a format bump**.
+
+use serde::{Deserialize, Serialize};
+
+use crate::vocabulary::{
+    AccountStatus, AdminRole, BuiltinRole, CatalogKind, DefaultAccess, EntityType, EnvTier,
+    NodeKind, Permission, SpRole, UserStatus,
+};
+
+/// Index of a string in [`StringTable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Str(pub u32);
+
+/// All strings of a snapshot, concatenated, with the end offset of each.
+///
+/// One allocation for every string in the directory: decoding 100k users is
+/// decoding two buffers, not half a million small strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StringTable {
+    /// The concatenated UTF-8 text.
+    pub blob: String,
+    /// `ends[i]` is where string `i` ends in `blob`; it starts where `i - 1` ends.
+    pub ends: Vec<u32>,
+}
+
+impl StringTable {
+    /// The string `s`, or `""` for an index out of range (decoding checks
+    /// every index, so that only happens for a hand-built table).
+    pub fn get(&self, s: Str) -> &str {
+        let i = s.0 as usize;
+        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends.get(i - 1).copied().unwrap_or(0) as usize
+        };
+        self.blob.get(start..end).unwrap_or("")
+    }
+
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the table holds no strings.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+/// A node of the resource tree, by table index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NodeRef {
+    /// Index into [`Body::orgs`].
+    Org(u32),
+    /// Index into [`Body::envs`].
+    Env(u32),
+    /// Index into [`Body::catalogs`].
+    Catalog(u32),
+    /// Index into [`Body::objects`].
+    Object(u32),
+    /// Index into [`Body::teams`].
+    Team(u32),
+}
+
+impl NodeRef {
+    /// The kind of node referenced.
+    pub fn kind(self) -> NodeKind {
+        match self {
+            NodeRef::Org(_) => NodeKind::Org,
+            NodeRef::Env(_) => NodeKind::Env,
+            NodeRef::Catalog(_) => NodeKind::Catalog,
+            NodeRef::Object(_) => NodeKind::Object,
+            NodeRef::Team(_) => NodeKind::Team,
+        }
+    }
+}
+
+/// A principal that can receive grants, by table index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PrincipalRef {
+    /// Index into [`Body::users`].
+    User(u32),
+    /// Index into [`Body::service_accounts`].
+    Service(u32),
+    /// Index into [`Body::groups`].
+    Group(u32),
+}
+
+/// A role: built in, or a custom bundle of scopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RoleRef {
+    /// A cascade role.
+    Builtin(BuiltinRole),
+    /// Index into [`Body::custom_roles`].
+    Custom(u32),
+}
+
+/// An organization; the domain organization has no parent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRec {
+    /// Source id.
+    pub id: Str,
+    /// Display name.
+    pub name: Option<Str>,
+    /// Parent organization index.
+    pub parent: Option<u32>,
+}
+
+/// An environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvRec {
+    /// Source id.
+    pub id: Str,
+    /// Display name.
+    pub name: Option<Str>,
+    /// Owning organization index.
+    pub org: u32,
+    /// What the environment is for.
+    pub tier: EnvTier,
+}
+
+/// A catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogRec {
+    /// Source id.
+    pub id: Str,
+    /// Display name.
+    pub name: Option<Str>,
+    /// Owning environment index.
+    pub env: u32,
+    /// Internal or external.
+    pub kind: CatalogKind,
+    /// Connector of an external catalog (e.g. `snowflake`).
+    pub connector: Option<Str>,
+}
+
+/// An object below a catalog or a team (a table, dashboard, site, VPN, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRec {
+    /// Source id.
+    pub id: Str,
+    /// Display name.
+    pub name: Option<Str>,
+    /// Free-form kind (`table`, `site`, `billing`, …).
+    pub kind: Str,
+    /// The catalog or team it hangs below.
+    pub parent: NodeRef,
+}
+
+/// A user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRec {
+    /// Unique, immutable username.
+    pub username: Str,
+    /// Full name.
+    pub name: Option<Str>,
+    /// First name.
+    pub first_name: Option<Str>,
+    /// Last name.
+    pub last_name: Option<Str>,
+    /// Unique email address.
+    pub email: Str,
+    /// Optional phone number (SMS two-factor, notifications).
+    pub phone: Option<Str>,
+    /// Organization index.
+    pub org: u32,
+    /// IANA timezone name.
+    pub timezone: Option<Str>,
+    /// Locale tag.
+    pub locale: Option<Str>,
+    /// Account status.
+    pub status: UserStatus,
+    /// `false`: a notification-only user.
+    pub allow_login: bool,
+    /// Whether the email address is verified.
+    pub email_verified: bool,
+    /// Single sign-on enabled.
+    pub sso: bool,
+    /// Unix seconds after which the account is expired.
+    pub expires_at: Option<i64>,
+    /// Unix seconds of the last login.
+    pub last_login: Option<i64>,
+    /// Start page shown after login.
+    pub start_page: Option<Str>,
+    /// Administrator role, if any.
+    pub admin_role: Option<AdminRole>,
+    /// Service-provider dashboard role, if any.
+    pub sp_role: Option<SpRole>,
+}
+
+/// A service account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccountRec {
+    /// Source id.
+    pub id: Str,
+    /// Display name.
+    pub name: Option<Str>,
+    /// Description.
+    pub description: Option<Str>,
+    /// Organization index.
+    pub org: u32,
+    /// Implicit access to its organization.
+    pub default_access: DefaultAccess,
+    /// Status.
+    pub status: AccountStatus,
+}
+
+/// An API key, stored as the SHA-256 of the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRec {
+    /// Source id.
+    pub id: Str,
+    /// Display name.
+    pub name: Option<Str>,
+    /// SHA-256 of the key secret.
+    pub sha256: [u8; 32],
+    /// The user the key acts as.
+    pub creator: u32,
+    /// Unix seconds of creation.
+    pub created_at: Option<i64>,
+    /// Unix seconds after which the key is dead.
+    pub expires_at: Option<i64>,
+    /// Revoked keys are dead.
+    pub revoked: bool,
+}
+
+/// A group; its grants apply to its members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRec {
+    /// Source id.
+    pub id: Str,
+    /// Unique name.
+    pub name: Str,
+    /// Code.
+    pub code: Str,
+    /// Description.
+    pub description: Option<Str>,
+    /// Users and service accounts (never groups).
+    pub members: Vec<PrincipalRef>,
+}
+
+/// A team; roles given within it apply only to it and its resources.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamRec {
+    /// Source id.
+    pub id: Str,
+    /// Display name.
+    pub name: Option<Str>,
+    /// Organization index.
+    pub org: u32,
+    /// Owner (user index); an implicit member who cannot be removed.
+    pub owner: u32,
+    /// Member user indices (the owner may or may not be listed).
+    pub members: Vec<u32>,
+}
+
+/// A named bundle of scopes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomRoleRec {
+    /// Source id.
+    pub id: Str,
+    /// Display name.
+    pub name: Option<Str>,
+    /// Description.
+    pub description: Option<Str>,
+    /// Scopes such as `user:create`.
+    pub scopes: Vec<Str>,
+}
+
+/// A role held by a principal on a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GrantRec {
+    /// Who holds it.
+    pub principal: PrincipalRef,
+    /// What role.
+    pub role: RoleRef,
+    /// Where: holds on this node and every node below it.
+    pub on: NodeRef,
+}
+
+/// An individual permission (seed 004), held within an organization subtree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PermissionRec {
+    /// Who holds it.
+    pub principal: PrincipalRef,
+    /// Which permission.
+    pub permission: Permission,
+    /// Entity type, for View and Manage.
+    pub entity: Option<EntityType>,
+    /// Organization index it holds in (and below); `None` is the domain
+    /// organization (kept apart so the source round-trips exactly).
+    pub org: Option<u32>,
+}
+
+/// The decoded body of a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Body {
+    /// Every string, interned.
+    pub strings: StringTable,
+    /// Index of the domain (root) organization.
+    pub domain: u32,
+    /// Organizations.
+    pub orgs: Vec<OrgRec>,
+    /// Environments.
+    pub envs: Vec<EnvRec>,
+    /// Catalogs.
+    pub catalogs: Vec<CatalogRec>,
+    /// Objects below catalogs and teams.
+    pub objects: Vec<ObjectRec>,
+    /// Users.
+    pub users: Vec<UserRec>,
+    /// Service accounts.
+    pub service_accounts: Vec<ServiceAccountRec>,
+    /// API keys.
+    pub api_keys: Vec<ApiKeyRec>,
+    /// Groups.
+    pub groups: Vec<GroupRec>,
+    /// Teams.
+    pub teams: Vec<TeamRec>,
+    /// Custom roles.
+    pub custom_roles: Vec<CustomRoleRec>,
+    /// Role grants.
+    pub grants: Vec<GrantRec>,
+    /// Individual permissions.
+    pub permissions: Vec<PermissionRec>,
+}
+
+/// Record counts, for `snapshot inspect`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Organizations.
+    pub organizations: usize,
+    /// Environments.
+    pub environments: usize,
+    /// Catalogs.
+    pub catalogs: usize,
+    /// Objects.
+    pub objects: usize,
+    /// Users.
+    pub users: usize,
+    /// Service accounts.
+    pub service_accounts: usize,
+    /// API keys.
+    pub api_keys: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Group memberships.
+    pub group_memberships: usize,
+    /// Teams.
+    pub teams: usize,
+    /// Custom roles.
+    pub custom_roles: usize,
+    /// Role grants.
+    pub grants: usize,
+    /// Individual permissions.
+    pub permissions: usize,
+    /// Interned strings.
+    pub strings: usize,
+}
+
+impl Body {
+    /// Record counts.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            organizations: self.orgs.len(),
+            environments: self.envs.len(),
+            catalogs: self.catalogs.len(),
+            objects: self.objects.len(),
+            users: self.users.len(),
+            service_accounts: self.service_accounts.len(),
+            api_keys: self.api_keys.len(),
+            groups: self.groups.len(),
+            group_memberships: self.groups.iter().map(|g| g.members.len()).sum(),
+            teams: self.teams.len(),
+            custom_roles: self.custom_roles.len(),
+            grants: self.grants.len(),
+            permissions: self.permissions.len(),
+            strings: self.strings.len(),
+        }
+    }
+
+    /// The string `s`.
+    pub fn str(&self, s: Str) -> &str {
+        self.strings.get(s)
+    }
+}

@@ -1,0 +1,98 @@
+//! The fixed 68-byte snapshot header (see `snapshots/FORMAT.md`).
+//!
+//! The header is read without touching the body, so a gateway can refuse an
+//! old revision or a wrong format before it spends time on decoding.
+
+use crate::error::DecodeError;
+
+/// Magic bytes: a non-ASCII first byte (catches text-mode transfers, as
+/// PNG does), `PCSNAP`, and a line feed (catches CRLF conversion).
+pub const MAGIC: [u8; 8] = [0x89, b'P', b'C', b'S', b'N', b'A', b'P', b'\n'];
+/// The snapshot format version this crate writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Size of the header in bytes.
+pub const HEADER_LEN: usize = 68;
+
+/// The decoded header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Format version (always [`FORMAT_VERSION`] once decoded).
+    pub format_version: u16,
+    /// Flag bits; none are defined in version 1.
+    pub flags: u16,
+    /// Monotonically increasing revision chosen by the operator.
+    pub revision: u64,
+    /// Unix seconds when the snapshot was built.
+    pub created_at: i64,
+    /// Length of the postcard body in bytes.
+    pub body_len: u64,
+    /// SHA-256 of the body.
+    pub body_sha256: [u8; 32],
+}
+
+impl Header {
+    /// Encodes the header.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..8].copy_from_slice(&MAGIC);
+        out[8..10].copy_from_slice(&self.format_version.to_le_bytes());
+        out[10..12].copy_from_slice(&self.flags.to_le_bytes());
+        out[12..20].copy_from_slice(&self.revision.to_le_bytes());
+        out[20..28].copy_from_slice(&self.created_at.to_le_bytes());
+        out[28..36].copy_from_slice(&self.body_len.to_le_bytes());
+        out[36..68].copy_from_slice(&self.body_sha256);
+        out
+    }
+
+    /// Decodes and checks the header at the start of `bytes`: magic,
+    /// version, flags, and that the body length matches what follows.
+    pub fn parse(bytes: &[u8]) -> Result<Header, DecodeError> {
+        let Some(h) = bytes.first_chunk::<HEADER_LEN>() else {
+            return Err(DecodeError::TooShort { len: bytes.len() });
+        };
+        if h[0..8] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let format_version = u16::from_le_bytes([h[8], h[9]]);
+        if format_version != FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let flags = u16::from_le_bytes([h[10], h[11]]);
+        if flags != 0 {
+            return Err(DecodeError::UnsupportedFlags { flags });
+        }
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[at..at + 8]);
+            b
+        };
+        let revision = u64::from_le_bytes(u64_at(12));
+        let created_at = i64::from_le_bytes(u64_at(20));
+        let body_len = u64::from_le_bytes(u64_at(28));
+        let mut body_sha256 = [0u8; 32];
+        body_sha256.copy_from_slice(&h[36..68]);
+        let actual = (bytes.len() - HEADER_LEN) as u64;
+        if actual < body_len {
+            return Err(DecodeError::Truncated {
+                expected: body_len,
+                actual,
+            });
+        }
+        if actual > body_len {
+            return Err(DecodeError::TrailingBytes {
+                extra: actual - body_len,
+            });
+        }
+        Ok(Header {
+            format_version,
+            flags,
+            revision,
+            created_at,
+            body_len,
+            body_sha256,
+        })
+    }
+}
