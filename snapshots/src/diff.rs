@@ -138,8 +138,8 @@ fn field_changes(old: &Value, new: &Value) -> Vec<FieldChange> {
         .into_iter()
         .filter_map(|f| {
             let (ov, nv) = (
-                o.get(f).cloned().unwrap_or(Value::Null),
-                n.get(f).cloned().unwrap_or(Value::Null),
+                o.get(f).cloned().unwrap_or_else(|| default_of(f)),
+                n.get(f).cloned().unwrap_or_else(|| default_of(f)),
             );
             (ov != nv).then(|| FieldChange {
                 field: f.clone(),
@@ -166,7 +166,7 @@ fn unkeyed(section: &'static str, old: Vec<String>, new: Vec<String>) -> Section
 pub fn diff(old: &Directory, new: &Directory) -> DirectoryDiff {
     let grant = |g: &crate::source::Grant| format!("{} {} on {}", g.principal, g.role, g.on);
     let perm = |p: &crate::source::PermissionGrant| {
-        let mut s = format!("{} {}", p.principal, serde_name(&p.permission));
+        let mut s = format!("{} {}", p.principal, p.permission.name());
         if let Some(e) = p.entity {
             s.push(' ');
             s.push_str(e.name());
@@ -230,9 +230,18 @@ pub fn diff(old: &Directory, new: &Directory) -> DirectoryDiff {
     }
 }
 
-fn serde_name<T: Serialize>(t: &T) -> String {
-    match serde_json::to_value(t) {
-        Ok(Value::String(s)) => s,
-        _ => String::new(),
+/// The value a field has when the source leaves it out (see FORMAT.md), so
+/// a diff says `"active" → "disabled"` rather than `null → "disabled"`.
+/// Optional fields without a default stay `null` (absent).
+fn default_of(field: &str) -> Value {
+    match field {
+        "status" => Value::from("active"),
+        "allow_login" => Value::from(true),
+        "email_verified" | "sso" | "revoked" => Value::from(false),
+        "tier" => Value::from("other"),
+        "kind" => Value::from("internal"),
+        "default_access" => Value::from("reader"),
+        "members" => Value::Array(Vec::new()),
+        _ => Value::Null,
     }
 }

@@ -192,6 +192,17 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// The name used in the JSON source.
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::SuperAdmin => "super_admin",
+            Permission::PlatformAccess => "platform_access",
+            Permission::ViewAllPipelineData => "view_all_pipeline_data",
+            Permission::View => "view",
+            Permission::Manage => "manage",
+        }
+    }
+
     /// Whether this permission is per entity type (needs `entity`).
     pub fn needs_entity(self) -> bool {
         matches!(self, Permission::View | Permission::Manage)

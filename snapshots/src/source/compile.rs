@@ -688,7 +688,7 @@ pub fn compile(dir: &Directory) -> Result<Body, Vec<Problem>> {
         let base = format!("/permissions/{i}");
         let principal = c.principal(&pg.principal, &format!("{base}/principal"), true);
         match (pg.permission.needs_entity(), pg.entity) {
-            (true, None) => c.problem(Problem::new(&base, format!("{:?} needs an \"entity\"", pg.permission)).hint("View and Manage are granted per entity type, e.g. \"entity\": \"schemas\"")),
+            (true, None) => c.problem(Problem::new(&base, format!("{} needs an \"entity\"", pg.permission.name())).hint("View and Manage are granted per entity type, e.g. \"entity\": \"schemas\"")),
             (false, Some(_)) => c.problem(Problem::new(format!("{base}/entity"), "this permission takes no entity").hint("super_admin, platform_access and view_all_pipeline_data are not per entity type")),
             (true, Some(e)) if pg.permission == crate::vocabulary::Permission::View && e.manage_only() => c.problem(
                 Problem::new(format!("{base}/permission"), format!("{} has no View permission", e.name()))

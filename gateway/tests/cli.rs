@@ -1,0 +1,315 @@
+//! The `portcullis snapshot` commands as an operator runs them: real
+//! files, real processes, exit codes and output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn portcullis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1767225600")
+        .output()
+        .expect("run portcullis")
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../snapshots/examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn build_then_inspect() {
+    let out = tmp("acme.snap");
+    let o = portcullis(&[
+        "snapshot",
+        "build",
+        &example("acme.json"),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = portcullis(&["snapshot", "inspect", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["revision"], 1);
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["created_at"], "2026-01-01T00:00:00Z");
+    assert_eq!(v["domain"], "org/acme");
+    assert_eq!(v["counts"]["users"], 25);
+    assert_eq!(v["counts"]["grants"], 23);
+    let o = portcullis(&["snapshot", "inspect", out.to_str().unwrap()]);
+    assert!(text(&o.stdout).contains("revision    1"));
+}
+
+#[test]
+fn revision_flag_overrides_the_source() {
+    let out = tmp("rev.snap");
+    let o = portcullis(&[
+        "snapshot",
+        "build",
+        &example("acme.json"),
+        "-o",
+        out.to_str().unwrap(),
+        "--revision",
+        "99",
+    ]);
+    assert!(o.status.success());
+    let o = portcullis(&["snapshot", "inspect", out.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["revision"], 99);
+}
+
+#[test]
+fn builds_are_reproducible() {
+    let (a, b) = (tmp("a.snap"), tmp("b.snap"));
+    for p in [&a, &b] {
+        assert!(
+            portcullis(&[
+                "snapshot",
+                "build",
+                &example("acme.json"),
+                "-o",
+                p.to_str().unwrap()
+            ])
+            .status
+            .success()
+        );
+    }
+    assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+}
+
+#[test]
+fn invalid_directory_exits_1_lists_every_problem_and_writes_nothing() {
+    let out = tmp("never.snap");
+    let o = portcullis(&[
+        "snapshot",
+        "build",
+        &example("broken/unknown-references.json"),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(err.contains("15 problems in"), "{err}");
+    assert!(
+        err.contains("unknown-references.json:6:20 at /organizations/1/parent"),
+        "{err}"
+    );
+    assert!(err.contains("help: "), "{err}");
+    assert!(!out.exists(), "nothing may be written");
+}
+
+#[test]
+fn problems_as_json() {
+    let o = portcullis(&[
+        "snapshot",
+        "validate",
+        &example("broken/org-cycle.json"),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 3);
+    assert_eq!(v["problems"][0]["pointer"], "/organizations/1/parent");
+    assert_eq!(v["problems"][0]["line"], 6);
+}
+
+#[test]
+fn missing_file_exits_3() {
+    let o = portcullis(&["snapshot", "inspect", "/nonexistent/x.snap"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o.stderr).contains("cannot read /nonexistent/x.snap"));
+}
+
+#[test]
+fn corrupted_snapshot_exits_1_with_reason() {
+    let out = tmp("corrupt.snap");
+    assert!(
+        portcullis(&[
+            "snapshot",
+            "build",
+            &example("acme.json"),
+            "-o",
+            out.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let mut bytes = std::fs::read(&out).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 1;
+    std::fs::write(&out, &bytes).unwrap();
+    let o = portcullis(&["snapshot", "inspect", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("does not match its SHA-256"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(portcullis(&["snapshot", "build"]).status.code(), Some(2));
+    assert_eq!(portcullis(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn no_revision_anywhere_is_an_error() {
+    let dir = tmp("norev.json");
+    std::fs::write(&dir, r#"{"format": 1, "organizations": [{"id": "acme"}]}"#).unwrap();
+    let o = portcullis(&[
+        "snapshot",
+        "build",
+        dir.to_str().unwrap(),
+        "-o",
+        tmp("norev.snap").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("--revision"));
+}
+
+#[test]
+fn diff_shows_what_an_operator_reviews() {
+    let old = tmp("old.snap");
+    assert!(
+        portcullis(&[
+            "snapshot",
+            "build",
+            &example("acme.json"),
+            "-o",
+            old.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example("acme.json")).unwrap()).unwrap();
+    v["revision"] = 2.into();
+    v["users"][9]["status"] = "disabled".into(); // dave
+    v["grants"].as_array_mut().unwrap().push(
+        serde_json::json!({"principal": "user/pat", "role": "writer", "on": "catalog/sales"}),
+    );
+    v["environments"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "dev", "organization": "acme"}));
+    v["custom_roles"].as_array_mut().unwrap().pop();
+    v["grants"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|g| g["role"] != "role/billing-viewer");
+    let new_json = tmp("new.json");
+    std::fs::write(&new_json, v.to_string()).unwrap();
+
+    let o = portcullis(&[
+        "snapshot",
+        "diff",
+        old.to_str().unwrap(),
+        new_json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("revision: 1 → 2"), "{out}");
+    assert!(
+        out.contains("~ user/dave: status: \"active\" → \"disabled\""),
+        "{out}"
+    );
+    assert!(out.contains("+ user/pat writer on catalog/sales"), "{out}");
+    assert!(
+        out.contains("- user/kim role/billing-viewer on team/field-ops"),
+        "{out}"
+    );
+    assert!(out.contains("+ env/dev"), "{out}");
+    assert!(out.contains("- role/billing-viewer"), "{out}");
+
+    let o = portcullis(&[
+        "snapshot",
+        "diff",
+        old.to_str().unwrap(),
+        new_json.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["new_revision"], 2);
+    assert!(
+        v["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["section"] == "users")
+    );
+}
+
+#[test]
+fn generate_is_deterministic_and_valid() {
+    let (a, b) = (tmp("gen-a.json"), tmp("gen-b.json"));
+    for p in [&a, &b] {
+        let o = portcullis(&[
+            "snapshot",
+            "generate",
+            "-o",
+            p.to_str().unwrap(),
+            "--users",
+            "500",
+            "--groups",
+            "20",
+            "--orgs",
+            "3",
+            "--envs",
+            "5",
+            "--catalogs",
+            "50",
+            "--grants",
+            "2000",
+            "--seed",
+            "7",
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let o = portcullis(&["snapshot", "validate", a.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let snap = tmp("gen.snap");
+    let o = portcullis(&[
+        "snapshot",
+        "generate",
+        "-o",
+        snap.to_str().unwrap(),
+        "--users",
+        "500",
+        "--groups",
+        "20",
+        "--catalogs",
+        "50",
+        "--grants",
+        "2000",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = portcullis(&["snapshot", "inspect", snap.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["counts"]["grants"], 2000);
+}
+
+#[test]
+fn help_explains_exit_codes() {
+    let o = portcullis(&["--help"]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("Exit codes:") && out.contains("snapshot"),
+        "{out}"
+    );
+}
