@@ -26,6 +26,18 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Builds the acme example into `out`, asserting success.
+fn build_example(out: &Path) {
+    let o = portcullis(&[
+        "snapshot",
+        "build",
+        &example("acme.json"),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -76,17 +88,7 @@ fn revision_flag_overrides_the_source() {
 fn builds_are_reproducible() {
     let (a, b) = (tmp("a.snap"), tmp("b.snap"));
     for p in [&a, &b] {
-        assert!(
-            portcullis(&[
-                "snapshot",
-                "build",
-                &example("acme.json"),
-                "-o",
-                p.to_str().unwrap()
-            ])
-            .status
-            .success()
-        );
+        build_example(p);
     }
     assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
 }
@@ -137,17 +139,7 @@ fn missing_file_exits_3() {
 #[test]
 fn corrupted_snapshot_exits_1_with_reason() {
     let out = tmp("corrupt.snap");
-    assert!(
-        portcullis(&[
-            "snapshot",
-            "build",
-            &example("acme.json"),
-            "-o",
-            out.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    build_example(out);
     let mut bytes = std::fs::read(&out).unwrap();
     let n = bytes.len();
     bytes[n - 3] ^= 1;
@@ -185,17 +177,7 @@ fn no_revision_anywhere_is_an_error() {
 #[test]
 fn diff_shows_what_an_operator_reviews() {
     let old = tmp("old.snap");
-    assert!(
-        portcullis(&[
-            "snapshot",
-            "build",
-            &example("acme.json"),
-            "-o",
-            old.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    build_example(old);
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(example("acme.json")).unwrap()).unwrap();
     v["revision"] = 2.into();

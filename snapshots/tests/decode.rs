@@ -109,7 +109,8 @@ fn oversized_input_is_refused_before_parsing() {
 #[test]
 fn inconsistent_bodies_are_refused() {
     let good = decode(&example()).unwrap().body;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Body)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Body)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         (
             "grant to a missing user",
             Box::new(|b| b.grants[0].principal = PrincipalRef::User(9999)),

@@ -665,16 +665,16 @@ pub fn compile(dir: &Directory) -> Result<Body, Vec<Problem>> {
                 None
             }
         };
-        if let (Some(role), Some(on)) = (role, on) {
-            if let Some(msg) = level_problem(role, on.kind()) {
-                c.problem(
-                    Problem::new(
-                        format!("{base}/role"),
-                        format!("role {:?} does not exist on {}", g.role, noun(on.kind())),
-                    )
-                    .hint(msg),
-                );
-            }
+        if let (Some(role), Some(on)) = (role, on)
+            && let Some(msg) = level_problem(role, on.kind())
+        {
+            c.problem(
+                Problem::new(
+                    format!("{base}/role"),
+                    format!("role {:?} does not exist on {}", g.role, noun(on.kind())),
+                )
+                .hint(msg),
+            );
         }
         if let (Some(principal), Some(role), Some(on)) = (principal, role, on) {
             body.grants.push(GrantRec {
