@@ -38,6 +38,13 @@ fn build_example(out: &Path) {
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
+/// `snapshot inspect --json`, asserting success.
+fn inspect_json(path: &Path) -> serde_json::Value {
+    let o = portcullis(&["snapshot", "inspect", path.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -45,17 +52,8 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn build_then_inspect() {
     let out = tmp("acme.snap");
-    let o = portcullis(&[
-        "snapshot",
-        "build",
-        &example("acme.json"),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = portcullis(&["snapshot", "inspect", out.to_str().unwrap(), "--json"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    build_example(&out);
+    let v = inspect_json(&out);
     assert_eq!(v["revision"], 1);
     assert_eq!(v["format_version"], 1);
     assert_eq!(v["created_at"], "2026-01-01T00:00:00Z");
@@ -79,8 +77,7 @@ fn revision_flag_overrides_the_source() {
         "99",
     ]);
     assert!(o.status.success());
-    let o = portcullis(&["snapshot", "inspect", out.to_str().unwrap(), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect_json(&out);
     assert_eq!(v["revision"], 99);
 }
 
@@ -139,7 +136,7 @@ fn missing_file_exits_3() {
 #[test]
 fn corrupted_snapshot_exits_1_with_reason() {
     let out = tmp("corrupt.snap");
-    build_example(out);
+    build_example(&out);
     let mut bytes = std::fs::read(&out).unwrap();
     let n = bytes.len();
     bytes[n - 3] ^= 1;
@@ -177,7 +174,7 @@ fn no_revision_anywhere_is_an_error() {
 #[test]
 fn diff_shows_what_an_operator_reviews() {
     let old = tmp("old.snap");
-    build_example(old);
+    build_example(&old);
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(example("acme.json")).unwrap()).unwrap();
     v["revision"] = 2.into();
@@ -281,8 +278,7 @@ fn generate_is_deterministic_and_valid() {
         "2000",
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = portcullis(&["snapshot", "inspect", snap.to_str().unwrap(), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect_json(&snap);
     assert_eq!(v["counts"]["grants"], 2000);
 }
 
