@@ -12,6 +12,9 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code: a file could not be read or written.
 pub const EXIT_IO: u8 = 3;
 
+/// Exit code: `check` denied the request.
+pub const EXIT_DENIED: u8 = 4;
+
 /// What went wrong in a CLI command.
 #[derive(Debug, Error)]
 pub enum CliError {
@@ -52,6 +55,9 @@ pub enum CliError {
     /// A bad argument value that clap could not catch.
     #[error("{0}")]
     Usage(String),
+    /// `check` answered deny (already printed).
+    #[error("")]
+    Denied,
     /// Encoding failed (a bug: compilation guarantees encodable bodies).
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -63,6 +69,7 @@ impl CliError {
         match self {
             CliError::Io { .. } => EXIT_IO,
             CliError::Usage(_) => EXIT_USAGE,
+            CliError::Denied => EXIT_DENIED,
             CliError::Directory { .. }
             | CliError::Snapshot { .. }
             | CliError::NoRevision { .. }

@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{e}");
+            let msg = e.to_string();
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

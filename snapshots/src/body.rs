@@ -389,4 +389,52 @@ impl Body {
     pub fn str(&self, s: Str) -> &str {
         self.strings.get(s)
     }
+
+    fn user_name(&self, i: u32) -> &str {
+        self.users
+            .get(i as usize)
+            .map_or("", |u| self.str(u.username))
+    }
+
+    /// The source reference of a principal: `user/…`, `service/…` or `group/…`.
+    pub fn principal_ref(&self, p: PrincipalRef) -> String {
+        match p {
+            PrincipalRef::User(i) => format!("user/{}", self.user_name(i)),
+            PrincipalRef::Service(i) => format!(
+                "service/{}",
+                self.service_accounts
+                    .get(i as usize)
+                    .map_or("", |a| self.str(a.id))
+            ),
+            PrincipalRef::Group(i) => format!(
+                "group/{}",
+                self.groups.get(i as usize).map_or("", |g| self.str(g.id))
+            ),
+        }
+    }
+
+    /// The source reference of a node: `org/…`, `env/…`, `catalog/…`, `object/…` or `team/…`.
+    pub fn node_ref(&self, n: NodeRef) -> String {
+        let id = match n {
+            NodeRef::Org(i) => self.orgs.get(i as usize).map(|x| x.id),
+            NodeRef::Env(i) => self.envs.get(i as usize).map(|x| x.id),
+            NodeRef::Catalog(i) => self.catalogs.get(i as usize).map(|x| x.id),
+            NodeRef::Object(i) => self.objects.get(i as usize).map(|x| x.id),
+            NodeRef::Team(i) => self.teams.get(i as usize).map(|x| x.id),
+        };
+        format!("{}/{}", n.kind().prefix(), id.map_or("", |s| self.str(s)))
+    }
+
+    /// The source name of a role: a built-in role name or `role/<id>`.
+    pub fn role_name(&self, r: RoleRef) -> String {
+        match r {
+            RoleRef::Builtin(role) => role.name().to_string(),
+            RoleRef::Custom(i) => format!(
+                "role/{}",
+                self.custom_roles
+                    .get(i as usize)
+                    .map_or("", |c| self.str(c.id))
+            ),
+        }
+    }
 }

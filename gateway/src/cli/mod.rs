@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch.
 
+mod check;
 mod snapshot;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,7 @@ Exit codes:
   1  the directory or snapshot is invalid (every problem is listed)
   2  wrong usage
   3  a file could not be read or written
+  4  `check`: the (last) request was denied
 
 Start with: portcullis snapshot build snapshots/examples/acme.json -o acme.snap")]
 pub struct Cli {
@@ -28,11 +30,14 @@ enum Command {
     /// Build, inspect, compare and generate directory snapshots.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Ask the engine: may PRINCIPAL do ACTION on RESOURCE? (exit 0 allow, 4 deny)
+    Check(check::CheckArgs),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Snapshot(cmd) => snapshot::run(cmd),
+        Command::Check(args) => check::run(args),
     }
 }

@@ -3,7 +3,6 @@
 
 use super::model::*;
 use crate::body::*;
-use crate::vocabulary::NodeKind;
 
 /// Rebuilds the directory source a body was compiled from, in source order.
 /// `revision` goes into the directory's `revision` field.
@@ -58,7 +57,7 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
                 id: st(o.id),
                 name: opt(o.name),
                 kind: st(o.kind),
-                parent: node_ref(b, o.parent),
+                parent: b.node_ref(o.parent),
             })
             .collect(),
         users: b
@@ -118,7 +117,7 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
                 name: st(g.name),
                 code: st(g.code),
                 description: opt(g.description),
-                members: g.members.iter().map(|&m| principal_ref(b, m)).collect(),
+                members: g.members.iter().map(|&m| b.principal_ref(m)).collect(),
             })
             .collect(),
         teams: b
@@ -150,16 +149,16 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
             .grants
             .iter()
             .map(|g| Grant {
-                principal: principal_ref(b, g.principal),
-                role: role_name(b, g.role),
-                on: node_ref(b, g.on),
+                principal: b.principal_ref(g.principal),
+                role: b.role_name(g.role),
+                on: b.node_ref(g.on),
             })
             .collect(),
         permissions: b
             .permissions
             .iter()
             .map(|p| PermissionGrant {
-                principal: principal_ref(b, p.principal),
+                principal: b.principal_ref(p.principal),
                 permission: p.permission,
                 entity: p.entity,
                 on: p.org.map(|o| format!("org/{}", org_id(o))),
@@ -170,45 +169,4 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
 
 fn user_name(b: &Body, i: u32) -> &str {
     b.users.get(i as usize).map_or("", |u| b.str(u.username))
-}
-
-/// `user/…`, `service/…` or `group/…`.
-pub fn principal_ref(b: &Body, p: PrincipalRef) -> String {
-    match p {
-        PrincipalRef::User(i) => format!("user/{}", user_name(b, i)),
-        PrincipalRef::Service(i) => format!(
-            "service/{}",
-            b.service_accounts
-                .get(i as usize)
-                .map_or("", |a| b.str(a.id))
-        ),
-        PrincipalRef::Group(i) => format!(
-            "group/{}",
-            b.groups.get(i as usize).map_or("", |g| b.str(g.id))
-        ),
-    }
-}
-
-/// `org/…`, `env/…`, `catalog/…`, `object/…` or `team/…`.
-pub fn node_ref(b: &Body, n: NodeRef) -> String {
-    let id = match n {
-        NodeRef::Org(i) => b.orgs.get(i as usize).map(|x| x.id),
-        NodeRef::Env(i) => b.envs.get(i as usize).map(|x| x.id),
-        NodeRef::Catalog(i) => b.catalogs.get(i as usize).map(|x| x.id),
-        NodeRef::Object(i) => b.objects.get(i as usize).map(|x| x.id),
-        NodeRef::Team(i) => b.teams.get(i as usize).map(|x| x.id),
-    };
-    let kind: NodeKind = n.kind();
-    format!("{}/{}", kind.prefix(), id.map_or("", |s| b.str(s)))
-}
-
-/// A built-in role name or `role/<id>`.
-pub fn role_name(b: &Body, r: RoleRef) -> String {
-    match r {
-        RoleRef::Builtin(role) => role.name().to_string(),
-        RoleRef::Custom(i) => format!(
-            "role/{}",
-            b.custom_roles.get(i as usize).map_or("", |c| b.str(c.id))
-        ),
-    }
 }

@@ -9,7 +9,7 @@ mod parse;
 mod problem;
 
 pub use compile::compile;
-pub use decompile::{decompile, node_ref, principal_ref, role_name};
+pub use decompile::decompile;
 pub use locate::Locator;
 pub use model::*;
 pub use parse::parse;

@@ -1,0 +1,162 @@
+//! `portcullis check`: ad-hoc and batch decisions with explanations.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use policy_wasm::{Context, Engine, OwnedRequest, Request};
+use portcullis_snapshots::header::MAGIC;
+use portcullis_snapshots::source::Timestamp;
+
+use crate::error::CliError;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The snapshot (or a directory JSON, compiled in memory).
+    #[arg(long)]
+    snapshot: PathBuf,
+    /// `user/<username>`, `service/<id>`, `apikey/<sha256 hex>` or `support`.
+    #[arg(long, required_unless_present = "batch")]
+    principal: Option<String>,
+    /// An action, e.g. `read`, `user:deactivate`, `manage:schemas`.
+    #[arg(long, required_unless_present = "batch")]
+    action: Option<String>,
+    /// A resource, e.g. `catalog/sales`, `user/olivia`, `entity/schemas`.
+    #[arg(long, required_unless_present = "batch")]
+    resource: Option<String>,
+    /// The time to decide at (RFC 3339); defaults to now.
+    #[arg(long)]
+    now: Option<String>,
+    /// The request is part of a bulk operation.
+    #[arg(long)]
+    bulk: bool,
+    /// Print why: the message and the chain of facts.
+    #[arg(long)]
+    explain: bool,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    json: bool,
+    /// A JSON-lines file of requests (`{"principal", "action", "resource",
+    /// "context": {"now", "bulk"}}`); prints one JSON decision per line.
+    /// `-` reads standard input.
+    #[arg(long, conflicts_with_all = ["principal", "action", "resource"])]
+    batch: Option<PathBuf>,
+}
+
+pub fn run(a: CheckArgs) -> Result<(), CliError> {
+    let engine = load_engine(&a.snapshot)?;
+    let now = match &a.now {
+        Some(s) => {
+            Timestamp::parse(s)
+                .map_err(|e| CliError::Usage(format!("--now: {e}")))?
+                .0
+        }
+        None => time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    let context = Context { now, bulk: a.bulk };
+    if let Some(batch) = &a.batch {
+        return run_batch(&engine, batch, context);
+    }
+    let req = Request {
+        principal: a.principal.as_deref().unwrap_or_default(),
+        action: a.action.as_deref().unwrap_or_default(),
+        resource: a.resource.as_deref().unwrap_or_default(),
+        context,
+    };
+    let ex = engine.explain(&req);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&ex).unwrap_or_default());
+    } else {
+        println!("{} ({})", ex.decision, ex.reason);
+        if a.explain {
+            println!("{}", ex.message);
+            for link in &ex.chain {
+                println!("  · {link}");
+            }
+            for o in &ex.obligations {
+                println!("  obligation: {o}");
+            }
+            println!("  snapshot revision {}", ex.revision);
+        }
+    }
+    if ex.allowed {
+        Ok(())
+    } else {
+        Err(CliError::Denied)
+    }
+}
+
+fn run_batch(engine: &Engine, path: &Path, context: Context) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        action: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(std::fs::File::open(path).map_err(io)?))
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = format!("line {}: not JSON: {e}", n + 1);
+                writeln!(out, "{}", serde_json::json!({"decision": "deny", "allowed": false, "reason": "malformed_request", "message": msg})).ok();
+                continue;
+            }
+        };
+        let mut req: OwnedRequest = match serde_json::from_value(value.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("line {}: {e}", n + 1);
+                writeln!(out, "{}", serde_json::json!({"decision": "deny", "allowed": false, "reason": "malformed_request", "message": msg})).ok();
+                continue;
+            }
+        };
+        // A request without a context is decided at the command's --now.
+        if value.get("context").is_none() {
+            req.context = context;
+        }
+        let ex = engine.explain(&req.as_request());
+        writeln!(out, "{}", serde_json::to_string(&ex).unwrap_or_default()).ok();
+    }
+    Ok(())
+}
+
+/// Loads a snapshot file, or compiles a directory JSON in memory.
+pub fn load_engine(path: &Path) -> Result<Engine, CliError> {
+    let bytes = std::fs::read(path).map_err(|source| CliError::Io {
+        action: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let snapshot_bytes = if bytes.starts_with(&MAGIC) {
+        bytes
+    } else {
+        let text = String::from_utf8(bytes).map_err(|_| {
+            CliError::Usage(format!(
+                "{}: neither a snapshot nor directory JSON",
+                path.display()
+            ))
+        })?;
+        let (dir, body) =
+            portcullis_snapshots::source::build(&text).map_err(|problems| CliError::Directory {
+                rendered: problems.render(&path.display().to_string()),
+                problems,
+            })?;
+        portcullis_snapshots::encode(&body, dir.revision.unwrap_or(0), 0)?
+    };
+    Engine::load(&snapshot_bytes).map_err(|e| match e {
+        policy_wasm::LoadError::Decode(source) => CliError::Snapshot {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
+}

@@ -1,0 +1,175 @@
+//! The public facade: load a snapshot once, then answer checks.
+
+use portcullis_snapshots::body::NodeRef;
+use portcullis_snapshots::vocabulary::NodeKind;
+use portcullis_snapshots::{DecodeError, DecodeLimits, Snapshot, decode_with};
+use thiserror::Error;
+
+use crate::action::Action;
+use crate::decision::{Decision, Reason};
+use crate::explain::{Explanation, explain};
+use crate::facts::{Facts, Naive};
+use crate::index::Indexed;
+use crate::request::{Context, Request, Target, applies, parse_principal, parse_target};
+use crate::rules::{decide, decide_parsed};
+
+/// Why a snapshot could not be loaded. The previous engine (if any) is
+/// untouched: loading builds a new one or nothing.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The bytes are not a valid snapshot.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// An authorization engine over one snapshot, indexed for fast checks.
+pub struct Engine {
+    facts: Indexed,
+    revision: u64,
+    created_at: i64,
+}
+
+impl Engine {
+    /// Decodes, verifies and indexes a snapshot.
+    pub fn load(bytes: &[u8]) -> Result<Engine, LoadError> {
+        Self::load_with(bytes, DecodeLimits::default())
+    }
+
+    /// [`Engine::load`] with explicit decoding limits.
+    pub fn load_with(bytes: &[u8], limits: DecodeLimits) -> Result<Engine, LoadError> {
+        Ok(Self::from_snapshot(decode_with(bytes, limits)?))
+    }
+
+    /// Indexes an already decoded snapshot.
+    pub fn from_snapshot(s: Snapshot) -> Engine {
+        Engine {
+            revision: s.header.revision,
+            created_at: s.header.created_at,
+            facts: Indexed::new(s.body),
+        }
+    }
+
+    /// The snapshot revision.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// When the snapshot was built (Unix seconds).
+    pub fn created_at(&self) -> i64 {
+        self.created_at
+    }
+
+    /// The decoded snapshot body.
+    pub fn body(&self) -> &portcullis_snapshots::body::Body {
+        self.facts.body()
+    }
+
+    /// Decides one request. Unknown principals, resources and actions are
+    /// denials with a reason, never errors.
+    pub fn check(&self, req: &Request<'_>) -> Decision {
+        let mut d = decide(&self.facts, req);
+        d.revision = self.revision;
+        d
+    }
+
+    /// Decides many requests, in order.
+    pub fn check_batch(&self, reqs: &[Request<'_>]) -> Vec<Decision> {
+        reqs.iter().map(|r| self.check(r)).collect()
+    }
+
+    /// Decides and explains one request.
+    pub fn explain(&self, req: &Request<'_>) -> Explanation {
+        explain(self.facts.body(), &self.check(req), req)
+    }
+
+    /// Renders a decision already made for `req`.
+    pub fn explain_decision(&self, req: &Request<'_>, d: &Decision) -> Explanation {
+        explain(self.facts.body(), d, req)
+    }
+
+    /// Every action `principal` may take on `resource`: what a UI needs to
+    /// draw a page. Empty for an unknown principal or resource.
+    pub fn permissions(&self, principal: &str, resource: &str, context: Context) -> Vec<String> {
+        let f = &self.facts;
+        let (Some(subject), Some(target)) =
+            (parse_principal(f, principal), parse_target(f, resource))
+        else {
+            return Vec::new();
+        };
+        let bare = matches!(target, Target::Entity(_));
+        Action::all()
+            .filter(|&a| match (a, target) {
+                (Action::Entity(_, e), Target::Entity(t)) => e == t,
+                _ => applies(a, target),
+            })
+            .filter(|&a| decide_parsed(f, subject, a, target, context).allowed)
+            .map(|a| {
+                let name = a.name();
+                // On `entity/<type>` the vocabulary is the bare verb.
+                match (bare, name.split_once(':')) {
+                    (true, Some((verb, _))) => verb.to_string(),
+                    _ => name,
+                }
+            })
+            .collect()
+    }
+
+    /// The nodes of `kind` (`org`, `env`, `catalog`, `object`, `team`) at or
+    /// below `under` on which `principal` may do `action`: what a UI needs
+    /// to list environments or catalogs. Returned as references (`env/prod`).
+    pub fn list(
+        &self,
+        principal: &str,
+        action: &str,
+        kind: &str,
+        under: &str,
+        context: Context,
+    ) -> Result<Vec<String>, Reason> {
+        let f = &self.facts;
+        let b = f.body();
+        let subject = parse_principal(f, principal).ok_or(Reason::UnknownPrincipal)?;
+        let Some(Target::Node(under)) = parse_target(f, under) else {
+            return Err(Reason::UnknownResource);
+        };
+        let Some(Ok(action)) = crate::action::Action::parse(action).map(|p| match p {
+            crate::action::Parsed::Action(a) => Ok(a),
+            crate::action::Parsed::BareVerb(_) => Err(()),
+        }) else {
+            return Err(Reason::UnknownAction);
+        };
+        let (kind, n) = match kind {
+            "org" => (NodeKind::Org, b.orgs.len()),
+            "env" => (NodeKind::Env, b.envs.len()),
+            "catalog" => (NodeKind::Catalog, b.catalogs.len()),
+            "object" => (NodeKind::Object, b.objects.len()),
+            "team" => (NodeKind::Team, b.teams.len()),
+            _ => return Err(Reason::UnknownResource),
+        };
+        let mut out = Vec::new();
+        for i in 0..n as u32 {
+            let node = match kind {
+                NodeKind::Org => NodeRef::Org(i),
+                NodeKind::Env => NodeRef::Env(i),
+                NodeKind::Catalog => NodeRef::Catalog(i),
+                NodeKind::Object => NodeRef::Object(i),
+                NodeKind::Team => NodeRef::Team(i),
+            };
+            let target = Target::Node(node);
+            if f.covers(under, &f.pos(node))
+                && applies(action, target)
+                && decide_parsed(f, subject, action, target, context).allowed
+            {
+                out.push(b.node_ref(node));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The reference evaluator: the same rules over linear scans of the body,
+/// no indexes. Slow on purpose; tests compare the engine against it.
+pub fn check_reference(snapshot: &Snapshot, req: &Request<'_>) -> Decision {
+    let mut d = decide(&Naive::new(&snapshot.body), req);
+    d.revision = snapshot.header.revision;
+    d
+}

@@ -1,0 +1,371 @@
+//! The indexes built once when a snapshot is loaded, so that a check costs
+//! little more than walking a few short lists.
+//!
+//! Lookup tables hold only record indices and hash the strings already in
+//! the body (no second copy of 100k usernames); per-principal lists are CSR
+//! arrays (one offsets vector, one items vector); the org tree is numbered
+//! by an Euler tour so "is this org inside that one" is two comparisons.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use portcullis_snapshots::body::{Body, NodeRef, PrincipalRef, Str};
+use portcullis_snapshots::vocabulary::AdminRole;
+use rustc_hash::FxBuildHasher;
+
+use crate::facts::Facts;
+
+fn hash(s: &str) -> u64 {
+    FxBuildHasher.hash_one(s)
+}
+
+/// Record index by id string, hashing strings that live in the body.
+struct Lookup {
+    table: HashTable<u32>,
+}
+
+impl Lookup {
+    fn build(b: &Body, ids: impl Iterator<Item = Str>) -> Self {
+        let ids: Vec<Str> = ids.collect();
+        let mut table = HashTable::with_capacity(ids.len());
+        for (i, &s) in ids.iter().enumerate() {
+            // The closure rehashes existing entries if the table grows.
+            table.insert_unique(hash(b.str(s)), i as u32, |&j| hash(b.str(ids[j as usize])));
+        }
+        Lookup { table }
+    }
+
+    fn get(&self, b: &Body, key: &str, id_of: impl Fn(u32) -> Str) -> Option<u32> {
+        self.table
+            .find(hash(key), |&i| b.str(id_of(i)) == key)
+            .copied()
+    }
+}
+
+/// Compressed sparse rows: the items of key `k` are `items[offsets[k]..offsets[k+1]]`.
+struct Csr {
+    offsets: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Csr {
+    fn build(keys: usize, pairs: impl Iterator<Item = (u32, u32)> + Clone) -> Self {
+        let mut offsets = vec![0u32; keys + 1];
+        for (k, _) in pairs.clone() {
+            offsets[k as usize + 1] += 1;
+        }
+        for i in 0..keys {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill = offsets.clone();
+        let mut items = vec![0u32; offsets[keys] as usize];
+        for (k, v) in pairs {
+            let at = &mut fill[k as usize];
+            items[*at as usize] = v;
+            *at += 1;
+        }
+        Csr { offsets, items }
+    }
+
+    fn get(&self, k: u32) -> &[u32] {
+        let k = k as usize;
+        match (self.offsets.get(k), self.offsets.get(k + 1)) {
+            (Some(&a), Some(&b)) => &self.items[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// Grants or permissions of each principal kind.
+struct ByPrincipal {
+    users: Csr,
+    services: Csr,
+    groups: Csr,
+}
+
+impl ByPrincipal {
+    fn build(b: &Body, principals: impl Iterator<Item = PrincipalRef> + Clone) -> Self {
+        let pick = |want: fn(PrincipalRef) -> Option<u32>| {
+            principals
+                .clone()
+                .enumerate()
+                .filter_map(move |(i, p)| want(p).map(|k| (k, i as u32)))
+        };
+        ByPrincipal {
+            users: Csr::build(
+                b.users.len(),
+                pick(|p| match p {
+                    PrincipalRef::User(u) => Some(u),
+                    _ => None,
+                }),
+            ),
+            services: Csr::build(
+                b.service_accounts.len(),
+                pick(|p| match p {
+                    PrincipalRef::Service(s) => Some(s),
+                    _ => None,
+                }),
+            ),
+            groups: Csr::build(
+                b.groups.len(),
+                pick(|p| match p {
+                    PrincipalRef::Group(g) => Some(g),
+                    _ => None,
+                }),
+            ),
+        }
+    }
+
+    fn get(&self, p: PrincipalRef) -> &[u32] {
+        match p {
+            PrincipalRef::User(u) => self.users.get(u),
+            PrincipalRef::Service(s) => self.services.get(s),
+            PrincipalRef::Group(g) => self.groups.get(g),
+        }
+    }
+}
+
+/// A body with its indexes.
+pub struct Indexed {
+    body: Body,
+    users: Lookup,
+    services: Lookup,
+    api_keys: HashTable<u32>,
+    orgs: Lookup,
+    envs: Lookup,
+    catalogs: Lookup,
+    objects: Lookup,
+    teams: Lookup,
+    grants: ByPrincipal,
+    permissions: ByPrincipal,
+    user_groups: Csr,
+    service_groups: Csr,
+    /// Teams of each user (member or owner), sorted.
+    user_teams: Csr,
+    /// Euler-tour entry and exit numbers of each org.
+    org_in: Vec<u32>,
+    org_out: Vec<u32>,
+    team_occupied: Vec<bool>,
+    owners: usize,
+}
+
+fn key_hash(k: &[u8; 32]) -> u64 {
+    // SHA-256 output is uniform: its first eight bytes are a fine hash.
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&k[..8]);
+    u64::from_le_bytes(h)
+}
+
+impl Indexed {
+    /// Indexes a decoded (integrity-checked) body.
+    pub fn new(body: Body) -> Self {
+        let b = &body;
+        let users = Lookup::build(b, b.users.iter().map(|u| u.username));
+        let services = Lookup::build(b, b.service_accounts.iter().map(|s| s.id));
+        let orgs = Lookup::build(b, b.orgs.iter().map(|x| x.id));
+        let envs = Lookup::build(b, b.envs.iter().map(|x| x.id));
+        let catalogs = Lookup::build(b, b.catalogs.iter().map(|x| x.id));
+        let objects = Lookup::build(b, b.objects.iter().map(|x| x.id));
+        let teams = Lookup::build(b, b.teams.iter().map(|x| x.id));
+        let mut api_keys = HashTable::with_capacity(b.api_keys.len());
+        for (i, k) in b.api_keys.iter().enumerate() {
+            api_keys.insert_unique(key_hash(&k.sha256), i as u32, |&j| {
+                key_hash(&b.api_keys[j as usize].sha256)
+            });
+        }
+        let grants = ByPrincipal::build(b, b.grants.iter().map(|g| g.principal));
+        let permissions = ByPrincipal::build(b, b.permissions.iter().map(|p| p.principal));
+        let memberships = b
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(g, grp)| grp.members.iter().map(move |m| (*m, g as u32)));
+        let user_groups = Csr::build(
+            b.users.len(),
+            memberships.clone().filter_map(|(m, g)| match m {
+                PrincipalRef::User(u) => Some((u, g)),
+                _ => None,
+            }),
+        );
+        let service_groups = Csr::build(
+            b.service_accounts.len(),
+            memberships.filter_map(|(m, g)| match m {
+                PrincipalRef::Service(s) => Some((s, g)),
+                _ => None,
+            }),
+        );
+        let user_teams = Csr::build(
+            b.users.len(),
+            b.teams.iter().enumerate().flat_map(|(t, team)| {
+                let owner = team.owner;
+                std::iter::once(owner)
+                    .chain(team.members.iter().copied().filter(move |&m| m != owner))
+                    .map(move |u| (u, t as u32))
+            }),
+        );
+        let (org_in, org_out) = euler_tour(b);
+        let mut team_occupied: Vec<bool> = b
+            .teams
+            .iter()
+            .map(|t| t.members.iter().any(|&m| m != t.owner))
+            .collect();
+        for o in &b.objects {
+            if let NodeRef::Team(t) = o.parent {
+                team_occupied[t as usize] = true;
+            }
+        }
+        let owners = b
+            .users
+            .iter()
+            .filter(|u| u.admin_role == Some(AdminRole::Owner))
+            .count();
+        Indexed {
+            users,
+            services,
+            api_keys,
+            orgs,
+            envs,
+            catalogs,
+            objects,
+            teams,
+            grants,
+            permissions,
+            user_groups,
+            service_groups,
+            user_teams,
+            org_in,
+            org_out,
+            team_occupied,
+            owners,
+            body,
+        }
+    }
+}
+
+/// Entry/exit numbering of the org tree (iterative: no recursion depth).
+fn euler_tour(b: &Body) -> (Vec<u32>, Vec<u32>) {
+    let n = b.orgs.len();
+    let children = Csr::build(
+        n,
+        b.orgs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.parent.map(|p| (p, i as u32))),
+    );
+    let mut tin = vec![0u32; n];
+    let mut tout = vec![0u32; n];
+    let mut clock = 0u32;
+    // (org, next child position)
+    let mut stack: Vec<(u32, usize)> = vec![(b.domain, 0)];
+    if n > 0 {
+        tin[b.domain as usize] = clock;
+    }
+    while let Some(&mut (o, ref mut next)) = stack.last_mut() {
+        let kids = children.get(o);
+        if let Some(&c) = kids.get(*next) {
+            *next += 1;
+            clock += 1;
+            tin[c as usize] = clock;
+            stack.push((c, 0));
+        } else {
+            tout[o as usize] = clock;
+            stack.pop();
+        }
+    }
+    (tin, tout)
+}
+
+impl Facts for Indexed {
+    fn body(&self) -> &Body {
+        &self.body
+    }
+
+    fn user(&self, name: &str) -> Option<u32> {
+        let b = &self.body;
+        self.users.get(b, name, |i| b.users[i as usize].username)
+    }
+
+    fn service(&self, id: &str) -> Option<u32> {
+        let b = &self.body;
+        self.services
+            .get(b, id, |i| b.service_accounts[i as usize].id)
+    }
+
+    fn api_key(&self, sha256: &[u8; 32]) -> Option<u32> {
+        let b = &self.body;
+        self.api_keys
+            .find(key_hash(sha256), |&i| {
+                &b.api_keys[i as usize].sha256 == sha256
+            })
+            .copied()
+    }
+
+    fn node(&self, kind: &str, id: &str) -> Option<NodeRef> {
+        let b = &self.body;
+        match kind {
+            "org" => self
+                .orgs
+                .get(b, id, |i| b.orgs[i as usize].id)
+                .map(NodeRef::Org),
+            "env" => self
+                .envs
+                .get(b, id, |i| b.envs[i as usize].id)
+                .map(NodeRef::Env),
+            "catalog" => self
+                .catalogs
+                .get(b, id, |i| b.catalogs[i as usize].id)
+                .map(NodeRef::Catalog),
+            "object" => self
+                .objects
+                .get(b, id, |i| b.objects[i as usize].id)
+                .map(NodeRef::Object),
+            "team" => self
+                .teams
+                .get(b, id, |i| b.teams[i as usize].id)
+                .map(NodeRef::Team),
+            _ => None,
+        }
+    }
+
+    fn org_within(&self, org: u32, ancestor: u32) -> bool {
+        let (o, a) = (org as usize, ancestor as usize);
+        self.org_in[a] <= self.org_in[o] && self.org_out[o] <= self.org_out[a]
+    }
+
+    fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_ {
+        self.grants.get(p).iter().copied()
+    }
+
+    fn permissions_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_ {
+        self.permissions.get(p).iter().copied()
+    }
+
+    fn groups_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_ {
+        match p {
+            PrincipalRef::User(u) => self.user_groups.get(u),
+            PrincipalRef::Service(s) => self.service_groups.get(s),
+            PrincipalRef::Group(_) => &[],
+        }
+        .iter()
+        .copied()
+    }
+
+    fn in_team(&self, team: u32, user: u32) -> bool {
+        self.user_teams.get(user).contains(&team)
+    }
+
+    fn teams_of(&self, user: u32) -> impl Iterator<Item = u32> + '_ {
+        self.user_teams.get(user).iter().copied()
+    }
+
+    fn team_occupied(&self, team: u32) -> bool {
+        self.team_occupied
+            .get(team as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn owner_count(&self) -> usize {
+        self.owners
+    }
+}

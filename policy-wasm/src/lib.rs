@@ -1,0 +1,27 @@
+//! The Portcullis engine: decides who may do what in a directory snapshot.
+//!
+//! [`Engine::load`] decodes, verifies and indexes a snapshot once;
+//! [`Engine::check`] then answers a [`Request`] with a [`Decision`] — allow
+//! or deny, a stable [`Reason`], the [`Basis`] that decided, the user an API
+//! key acted as, and the snapshot revision — and [`Engine::explain`] renders
+//! it for people. [`Engine::permissions`] and [`Engine::list`] answer what a
+//! UI needs to draw a page.
+//!
+//! Decisions are pure functions of (snapshot, request): no clock (the caller
+//! passes `now`), no I/O. The same crate builds natively and for
+//! `wasm32-unknown-unknown`, where `abi` exports a small raw ABI for
+//! wasmtime. The action and resource vocabulary is in `policy-wasm/README.md`.
+
+pub mod action;
+mod decision;
+mod engine;
+mod explain;
+mod facts;
+mod index;
+mod request;
+mod rules;
+
+pub use decision::{Basis, Decision, Obligation, Reason, Via};
+pub use engine::{Engine, LoadError, check_reference};
+pub use explain::Explanation;
+pub use request::{Context, OwnedRequest, Request};
