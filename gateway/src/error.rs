@@ -55,6 +55,9 @@ pub enum CliError {
     /// A bad argument value that clap could not catch.
     #[error("{0}")]
     Usage(String),
+    /// The WebAssembly module failed (compile, trap, …).
+    #[error("{0}")]
+    Module(String),
     /// `check` answered deny (already printed).
     #[error("")]
     Denied,
@@ -73,7 +76,8 @@ impl CliError {
             CliError::Directory { .. }
             | CliError::Snapshot { .. }
             | CliError::NoRevision { .. }
-            | CliError::Encode(_) => EXIT_INVALID,
+            | CliError::Encode(_)
+            | CliError::Module(_) => EXIT_INVALID,
         }
     }
 }

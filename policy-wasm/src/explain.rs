@@ -8,7 +8,9 @@ use crate::decision::{Basis, Decision, Obligation, Reason, Via};
 use crate::request::Request;
 
 /// A decision with its strings: what the CLI prints, the gateway's 403 body
-/// carries, and a UI shows on hover.
+/// carries, and a UI shows on hover. (Every field is always present: this
+/// type also crosses the WebAssembly boundary as postcard, which is not
+/// self-describing.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     /// `allow` or `deny`.
@@ -22,10 +24,8 @@ pub struct Explanation {
     /// The facts that decided, outermost first.
     pub chain: Vec<String>,
     /// For an API key: `user/<username>` it acted as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acting_as: Option<String>,
     /// What must still happen (`email_reverification`, `holder_approval`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub obligations: Vec<String>,
     /// The snapshot revision that decided.
     pub revision: u64,

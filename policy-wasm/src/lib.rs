@@ -12,6 +12,8 @@
 //! `wasm32-unknown-unknown`, where `abi` exports a small raw ABI for
 //! wasmtime. The action and resource vocabulary is in `policy-wasm/README.md`.
 
+#[cfg(target_arch = "wasm32")]
+mod abi;
 pub mod action;
 mod decision;
 mod engine;
@@ -20,6 +22,7 @@ mod facts;
 mod index;
 mod request;
 mod rules;
+pub mod wire;
 
 pub use decision::{Basis, Decision, Obligation, Reason, Via};
 pub use engine::{Engine, LoadError, check_reference};

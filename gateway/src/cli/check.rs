@@ -4,7 +4,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use policy_wasm::{Context, Engine, OwnedRequest, Request};
+use policy_wasm::{Context, Engine, Explanation, OwnedRequest, Request};
+use portcullis_gateway::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
 use portcullis_snapshots::header::MAGIC;
 use portcullis_snapshots::source::Timestamp;
 
@@ -41,10 +42,47 @@ pub struct CheckArgs {
     /// `-` reads standard input.
     #[arg(long, conflicts_with_all = ["principal", "action", "resource"])]
     batch: Option<PathBuf>,
+    /// Evaluate with the native engine instead of the WebAssembly module
+    /// the gateway enforces with (both must agree; the tests prove it).
+    #[arg(long)]
+    native: bool,
+}
+
+/// The engine, native or as the gateway runs it.
+enum Evaluator {
+    Native(Engine),
+    Wasm(Box<PolicyInstance>),
+}
+
+impl Evaluator {
+    fn explain(&mut self, req: &Request<'_>) -> Result<Explanation, CliError> {
+        match self {
+            Evaluator::Native(e) => Ok(e.explain(req)),
+            Evaluator::Wasm(i) => i.explain(req).map_err(|e| CliError::Module(e.to_string())),
+        }
+    }
 }
 
 pub fn run(a: CheckArgs) -> Result<(), CliError> {
-    let engine = load_engine(&a.snapshot)?;
+    let bytes = snapshot_bytes(&a.snapshot)?;
+    let mut engine = if a.native {
+        Evaluator::Native(Engine::load(&bytes).map_err(|e| match e {
+            policy_wasm::LoadError::Decode(source) => CliError::Snapshot {
+                path: a.snapshot.clone(),
+                source,
+            },
+        })?)
+    } else {
+        let module = PolicyModule::new().map_err(|e| CliError::Module(e.to_string()))?;
+        let mut inst = module
+            .instantiate(InstanceLimits::default())
+            .map_err(|e| CliError::Module(e.to_string()))?;
+        inst.load_snapshot(&bytes).map_err(|e| match e {
+            HostError::Load(msg) => CliError::Usage(format!("{}: {msg}", a.snapshot.display())),
+            other => CliError::Module(other.to_string()),
+        })?;
+        Evaluator::Wasm(Box::new(inst))
+    };
     let now = match &a.now {
         Some(s) => {
             Timestamp::parse(s)
@@ -55,7 +93,7 @@ pub fn run(a: CheckArgs) -> Result<(), CliError> {
     };
     let context = Context { now, bulk: a.bulk };
     if let Some(batch) = &a.batch {
-        return run_batch(&engine, batch, context);
+        return run_batch(&mut engine, batch, context);
     }
     let req = Request {
         principal: a.principal.as_deref().unwrap_or_default(),
@@ -63,7 +101,7 @@ pub fn run(a: CheckArgs) -> Result<(), CliError> {
         resource: a.resource.as_deref().unwrap_or_default(),
         context,
     };
-    let ex = engine.explain(&req);
+    let ex = engine.explain(&req)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&ex).unwrap_or_default());
     } else {
@@ -86,7 +124,7 @@ pub fn run(a: CheckArgs) -> Result<(), CliError> {
     }
 }
 
-fn run_batch(engine: &Engine, path: &Path, context: Context) -> Result<(), CliError> {
+fn run_batch(engine: &mut Evaluator, path: &Path, context: Context) -> Result<(), CliError> {
     let io = |source| CliError::Io {
         action: "cannot read",
         path: path.to_path_buf(),
@@ -124,39 +162,36 @@ fn run_batch(engine: &Engine, path: &Path, context: Context) -> Result<(), CliEr
         if value.get("context").is_none() {
             req.context = context;
         }
-        let ex = engine.explain(&req.as_request());
+        let ex = engine.explain(&req.as_request())?;
         writeln!(out, "{}", serde_json::to_string(&ex).unwrap_or_default()).ok();
     }
     Ok(())
 }
 
-/// Loads a snapshot file, or compiles a directory JSON in memory.
-pub fn load_engine(path: &Path) -> Result<Engine, CliError> {
+/// Reads a snapshot file, or compiles a directory JSON in memory.
+fn snapshot_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
     let bytes = std::fs::read(path).map_err(|source| CliError::Io {
         action: "cannot read",
         path: path.to_path_buf(),
         source,
     })?;
-    let snapshot_bytes = if bytes.starts_with(&MAGIC) {
-        bytes
-    } else {
-        let text = String::from_utf8(bytes).map_err(|_| {
-            CliError::Usage(format!(
-                "{}: neither a snapshot nor directory JSON",
-                path.display()
-            ))
+    if bytes.starts_with(&MAGIC) {
+        return Ok(bytes);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| {
+        CliError::Usage(format!(
+            "{}: neither a snapshot nor directory JSON",
+            path.display()
+        ))
+    })?;
+    let (dir, body) =
+        portcullis_snapshots::source::build(&text).map_err(|problems| CliError::Directory {
+            rendered: problems.render(&path.display().to_string()),
+            problems,
         })?;
-        let (dir, body) =
-            portcullis_snapshots::source::build(&text).map_err(|problems| CliError::Directory {
-                rendered: problems.render(&path.display().to_string()),
-                problems,
-            })?;
-        portcullis_snapshots::encode(&body, dir.revision.unwrap_or(0), 0)?
-    };
-    Engine::load(&snapshot_bytes).map_err(|e| match e {
-        policy_wasm::LoadError::Decode(source) => CliError::Snapshot {
-            path: path.to_path_buf(),
-            source,
-        },
-    })
+    Ok(portcullis_snapshots::encode(
+        &body,
+        dir.revision.unwrap_or(0),
+        0,
+    )?)
 }

@@ -1,0 +1,278 @@
+//! Hosting the engine's WebAssembly module with wasmtime.
+//!
+//! The expensive part is done once: [`PolicyModule::new`] compiles the
+//! module and pre-links it ([`wasmtime::InstancePre`]). Each
+//! [`PolicyInstance`] is then a cheap instantiation with its own store and
+//! memory limit, holding one loaded snapshot; every call copies a
+//! postcard-encoded request into linear memory and decodes the result in
+//! place. The ABI is described in `policy-wasm/src/abi.rs`.
+
+use policy_wasm::wire::{ListQuery, ListResult, PermissionsQuery, status};
+use policy_wasm::{Decision, Explanation, Request};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+use wasmtime::{
+    Config, Engine, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
+    TypedFunc,
+};
+
+/// The engine's module, built from this checkout by `gateway/build.rs`.
+pub static POLICY_MODULE: &[u8] = include_bytes!(env!("POLICY_WASM_MODULE"));
+
+/// Why a call into the module failed. Callers enforcing decisions must
+/// treat every error as a denial (fail closed).
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// The module did not compile or link.
+    #[error("the policy module could not be compiled: {0}")]
+    Compile(String),
+    /// Instantiation failed.
+    #[error("the policy module could not be instantiated: {0}")]
+    Instantiate(String),
+    /// The module trapped (or ran out of its budget).
+    #[error("the policy module trapped: {0}")]
+    Trap(String),
+    /// No snapshot is loaded in this instance.
+    #[error("no snapshot is loaded")]
+    NoSnapshot,
+    /// The snapshot was refused; the previous one keeps serving.
+    #[error("snapshot refused: {0}")]
+    Load(String),
+    /// The module returned an unexpected status or malformed output.
+    #[error("the policy module answered status {0}")]
+    Status(i32),
+    /// The module's output did not decode.
+    #[error("the policy module's answer did not decode: {0}")]
+    Decode(String),
+}
+
+fn trap(e: wasmtime::Error) -> HostError {
+    HostError::Trap(format!("{e:#}"))
+}
+
+/// Store data: the memory limit.
+pub struct HostState {
+    limits: StoreLimits,
+}
+
+/// Limits of one instance.
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceLimits {
+    /// Largest linear memory, in bytes.
+    pub max_memory: usize,
+}
+
+impl Default for InstanceLimits {
+    /// 1 GiB: twenty times what the 100k-user benchmark snapshot needs.
+    fn default() -> Self {
+        InstanceLimits {
+            max_memory: 1 << 30,
+        }
+    }
+}
+
+/// The compiled, pre-linked module; clone it freely (it is reference-counted).
+#[derive(Clone)]
+pub struct PolicyModule {
+    engine: Engine,
+    pre: InstancePre<HostState>,
+}
+
+impl PolicyModule {
+    /// Compiles the embedded module.
+    pub fn new() -> Result<Self, HostError> {
+        Self::from_bytes(POLICY_MODULE)
+    }
+
+    /// Compiles a module (a hostile or replacement module in tests).
+    pub fn from_bytes(wasm: &[u8]) -> Result<Self, HostError> {
+        let mut config = Config::new();
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| HostError::Compile(format!("{e:#}")))?;
+        let module =
+            Module::new(&engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
+        // The module imports nothing: no clock, no I/O.
+        let linker = Linker::new(&engine);
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| HostError::Compile(format!("{e:#}")))?;
+        Ok(PolicyModule { engine, pre })
+    }
+
+    /// A fresh instance with no snapshot loaded.
+    pub fn instantiate(&self, limits: InstanceLimits) -> Result<PolicyInstance, HostError> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.max_memory)
+                    .build(),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        let inst = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| HostError::Instantiate(format!("{e:#}")))?;
+        let get = |store: &mut Store<HostState>, name: &str| {
+            inst.get_typed_func::<u32, i32>(&mut *store, name)
+                .map_err(|e| HostError::Instantiate(format!("{name}: {e:#}")))
+        };
+        let memory = inst
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| HostError::Instantiate("no exported memory".into()))?;
+        Ok(PolicyInstance {
+            input: get(&mut store, "pc_input")?,
+            load: get(&mut store, "pc_load")?,
+            check: get(&mut store, "pc_check")?,
+            batch: get(&mut store, "pc_check_batch")?,
+            explain: get(&mut store, "pc_explain")?,
+            permissions: get(&mut store, "pc_permissions")?,
+            list: get(&mut store, "pc_list")?,
+            result: inst
+                .get_typed_func::<(), i32>(&mut store, "pc_result")
+                .map_err(|e| HostError::Instantiate(format!("pc_result: {e:#}")))?,
+            result_len: inst
+                .get_typed_func::<(), i32>(&mut store, "pc_result_len")
+                .map_err(|e| HostError::Instantiate(format!("pc_result_len: {e:#}")))?,
+            release: inst
+                .get_typed_func::<(), ()>(&mut store, "pc_release_input")
+                .map_err(|e| HostError::Instantiate(format!("pc_release_input: {e:#}")))?,
+            revision: inst
+                .get_typed_func::<(), i64>(&mut store, "pc_revision")
+                .map_err(|e| HostError::Instantiate(format!("pc_revision: {e:#}")))?,
+            memory,
+            store,
+            scratch: Vec::with_capacity(256),
+        })
+    }
+}
+
+/// One instance of the module with its own memory and loaded snapshot.
+/// Not shared between threads: give each worker its own.
+pub struct PolicyInstance {
+    store: Store<HostState>,
+    memory: Memory,
+    input: TypedFunc<u32, i32>,
+    load: TypedFunc<u32, i32>,
+    check: TypedFunc<u32, i32>,
+    batch: TypedFunc<u32, i32>,
+    explain: TypedFunc<u32, i32>,
+    permissions: TypedFunc<u32, i32>,
+    list: TypedFunc<u32, i32>,
+    result: TypedFunc<(), i32>,
+    result_len: TypedFunc<(), i32>,
+    release: TypedFunc<(), ()>,
+    revision: TypedFunc<(), i64>,
+    scratch: Vec<u8>,
+}
+
+impl PolicyInstance {
+    fn write_input(&mut self, bytes: &[u8]) -> Result<(), HostError> {
+        let len = u32::try_from(bytes.len()).map_err(|_| HostError::Status(status::BAD_INPUT))?;
+        let ptr = self.input.call(&mut self.store, len).map_err(trap)? as u32 as usize;
+        self.memory
+            .write(&mut self.store, ptr, bytes)
+            .map_err(|e| HostError::Trap(e.to_string()))
+    }
+
+    fn result_bytes(&mut self, len: i32) -> Result<&[u8], HostError> {
+        let ptr = self.result.call(&mut self.store, ()).map_err(trap)? as u32 as usize;
+        self.memory
+            .data(&self.store)
+            .get(ptr..ptr + len as usize)
+            .ok_or(HostError::Status(status::BAD_INPUT))
+    }
+
+    /// Loads a snapshot; on failure the previous snapshot keeps serving.
+    pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), HostError> {
+        self.write_input(bytes)?;
+        let rc = self
+            .load
+            .call(&mut self.store, bytes.len() as u32)
+            .map_err(trap);
+        // Give the snapshot-sized buffer back to the module's allocator.
+        self.release.call(&mut self.store, ()).map_err(trap)?;
+        match rc? {
+            0 => Ok(()),
+            status::LOAD_FAILED => {
+                let len = self.result_len.call(&mut self.store, ()).map_err(trap)?;
+                let msg = String::from_utf8_lossy(self.result_bytes(len)?).into_owned();
+                Err(HostError::Load(msg))
+            }
+            other => Err(HostError::Status(other)),
+        }
+    }
+
+    /// The loaded revision, if any.
+    pub fn revision(&mut self) -> Result<Option<u64>, HostError> {
+        let r = self.revision.call(&mut self.store, ()).map_err(trap)?;
+        Ok((r >= 0).then_some(r as u64))
+    }
+
+    fn call<I: Serialize, O: DeserializeOwned>(
+        &mut self,
+        which: Which,
+        input: &I,
+    ) -> Result<O, HostError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let encoded = postcard::to_extend(input, buf).map_err(|e| HostError::Decode(e.to_string()));
+        let buf = encoded?;
+        let written = self.write_input(&buf);
+        self.scratch = buf;
+        written?;
+        let f = match which {
+            Which::Check => &self.check,
+            Which::Batch => &self.batch,
+            Which::Explain => &self.explain,
+            Which::Permissions => &self.permissions,
+            Which::List => &self.list,
+        };
+        let len = self.scratch.len() as u32;
+        let rc = f.call(&mut self.store, len).map_err(trap)?;
+        if rc == status::NO_SNAPSHOT {
+            return Err(HostError::NoSnapshot);
+        }
+        if rc < 0 {
+            return Err(HostError::Status(rc));
+        }
+        let bytes = self.result_bytes(rc)?;
+        postcard::from_bytes(bytes).map_err(|e| HostError::Decode(e.to_string()))
+    }
+
+    /// Decides one request.
+    pub fn check(&mut self, req: &Request<'_>) -> Result<Decision, HostError> {
+        self.call(Which::Check, req)
+    }
+
+    /// Decides many requests in one call.
+    pub fn check_batch(&mut self, reqs: &[Request<'_>]) -> Result<Vec<Decision>, HostError> {
+        self.call(Which::Batch, &reqs)
+    }
+
+    /// Decides and explains one request.
+    pub fn explain(&mut self, req: &Request<'_>) -> Result<Explanation, HostError> {
+        self.call(Which::Explain, req)
+    }
+
+    /// Every action allowed to a principal on a resource.
+    pub fn permissions(&mut self, q: &PermissionsQuery<'_>) -> Result<Vec<String>, HostError> {
+        self.call(Which::Permissions, q)
+    }
+
+    /// Nodes of a kind below a node on which the principal may act.
+    pub fn list(&mut self, q: &ListQuery<'_>) -> Result<ListResult, HostError> {
+        self.call(Which::List, q)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    Check,
+    Batch,
+    Explain,
+    Permissions,
+    List,
+}

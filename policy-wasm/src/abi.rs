@@ -1,0 +1,153 @@
+//! The raw WebAssembly ABI hosted by wasmtime (see `policy-wasm/README.md`).
+//!
+//! Protocol: the host asks for an input buffer with `pc_input(len)`, writes
+//! the postcard-encoded input there, and calls a function with `len`. A
+//! non-negative return is the length of the postcard-encoded output found
+//! at `pc_result()`; a negative one is a [`crate::wire::status`] code. The
+//! module holds one engine; `pc_load` replaces it only when the new
+//! snapshot loads, so a bad snapshot leaves the old one serving.
+//!
+//! No clock, no I/O, no imports; nothing here panics on any input.
+
+use std::cell::RefCell;
+
+use crate::engine::Engine;
+use crate::request::Request;
+use crate::wire::{Batch, ListQuery, PermissionsQuery, status};
+
+struct State {
+    engine: Option<Engine>,
+    input: Vec<u8>,
+    result: Vec<u8>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = const {
+        RefCell::new(State { engine: None, input: Vec::new(), result: Vec::new() })
+    };
+}
+
+/// Makes the input buffer at least `len` bytes and returns its address.
+/// For a snapshot, `pc_release_input` afterwards gives the memory back to
+/// the allocator (linear memory itself never shrinks).
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_input(len: u32) -> *mut u8 {
+    STATE.with_borrow_mut(|s| {
+        s.input.clear();
+        s.input.resize(len as usize, 0);
+        s.input.as_mut_ptr()
+    })
+}
+
+/// Frees the input buffer (after loading a large snapshot).
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_release_input() {
+    STATE.with_borrow_mut(|s| s.input = Vec::new());
+}
+
+/// Address of the last result.
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_result() -> *const u8 {
+    STATE.with_borrow(|s| s.result.as_ptr())
+}
+
+/// Length of the last result (also returned by the call that produced it;
+/// needed after a failed `pc_load`, which returns a status instead).
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_result_len() -> i32 {
+    STATE.with_borrow(|s| s.result.len() as i32)
+}
+
+/// The loaded snapshot's revision, or -1.
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_revision() -> i64 {
+    STATE.with_borrow(|s| s.engine.as_ref().map_or(-1, |e| e.revision() as i64))
+}
+
+/// Loads the snapshot in the first `len` input bytes. On failure the old
+/// engine keeps serving and the result holds the reason as UTF-8.
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_load(len: u32) -> i32 {
+    STATE.with_borrow_mut(|s| {
+        let Some(bytes) = s.input.get(..len as usize) else {
+            return status::BAD_INPUT;
+        };
+        match Engine::load(bytes) {
+            Ok(engine) => {
+                // Drop the old engine before the input buffer is reused.
+                s.engine = Some(engine);
+                0
+            }
+            Err(e) => {
+                s.result = e.to_string().into_bytes();
+                status::LOAD_FAILED
+            }
+        }
+    })
+}
+
+/// Runs `f` over the engine and the decoded input, encoding its output.
+fn call<'x, I: serde::Deserialize<'x>, O: serde::Serialize>(
+    s: &'x mut State,
+    len: u32,
+    f: impl FnOnce(&Engine, I) -> O,
+) -> i32 {
+    let State {
+        engine,
+        input,
+        result,
+    } = s;
+    let Some(engine) = engine.as_ref() else {
+        return status::NO_SNAPSHOT;
+    };
+    let Some(bytes) = input.get(..len as usize) else {
+        return status::BAD_INPUT;
+    };
+    let Ok(decoded) = postcard::from_bytes::<I>(bytes) else {
+        return status::MALFORMED_INPUT;
+    };
+    let out = f(engine, decoded);
+    result.clear();
+    match postcard::to_io(&out, &mut *result) {
+        Ok(_) => result.len() as i32,
+        Err(_) => status::ENCODE_FAILED,
+    }
+}
+
+/// `Request` → `Decision`.
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_check(len: u32) -> i32 {
+    STATE.with_borrow_mut(|s| call(s, len, |e, r: Request<'_>| e.check(&r)))
+}
+
+/// `Vec<Request>` → `Vec<Decision>`.
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_check_batch(len: u32) -> i32 {
+    STATE.with_borrow_mut(|s| call(s, len, |e, rs: Batch<'_>| e.check_batch(&rs)))
+}
+
+/// `Request` → `Explanation`.
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_explain(len: u32) -> i32 {
+    STATE.with_borrow_mut(|s| call(s, len, |e, r: Request<'_>| e.explain(&r)))
+}
+
+/// `PermissionsQuery` → `Vec<String>`.
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_permissions(len: u32) -> i32 {
+    STATE.with_borrow_mut(|s| {
+        call(s, len, |e, q: PermissionsQuery<'_>| {
+            e.permissions(q.principal, q.resource, q.context)
+        })
+    })
+}
+
+/// `ListQuery` → `Result<Vec<String>, Reason>`.
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_list(len: u32) -> i32 {
+    STATE.with_borrow_mut(|s| {
+        call(s, len, |e, q: ListQuery<'_>| {
+            e.list(q.principal, q.action, q.kind, q.under, q.context)
+        })
+    })
+}
