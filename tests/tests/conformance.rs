@@ -54,12 +54,23 @@ fn conformance_corpus_native_wasm_and_reference_agree_with_every_case() {
     let module = PolicyModule::new().expect("compile the policy module");
     let mut failures = Vec::new();
     let mut total = 0;
-    let mut files: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    {
         let file: CaseFile = serde_json::from_str(&fs::read_to_string(path).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(SEEDS.contains(&file.seed.as_str()), "{}: unknown seed {}", path.display(), file.seed);
+        assert!(
+            SEEDS.contains(&file.seed.as_str()),
+            "{}: unknown seed {}",
+            path.display(),
+            file.seed
+        );
         let text = fs::read_to_string(workspace_root().join(&file.snapshot)).unwrap();
         let (dir, body) = build(&text).unwrap_or_else(|p| panic!("{p}"));
         let bytes = encode(&body, dir.revision.unwrap_or(1), 0).unwrap();
@@ -71,21 +82,34 @@ fn conformance_corpus_native_wasm_and_reference_agree_with_every_case() {
         for case in &file.cases {
             total += 1;
             assert!(!case.rule.is_empty() && !case.name.is_empty());
-            let now = case.now.as_deref().map_or(default_now, |s| Timestamp::parse(s).unwrap().0);
+            let now = case
+                .now
+                .as_deref()
+                .map_or(default_now, |s| Timestamp::parse(s).unwrap().0);
             let req = Request {
                 principal: &case.principal,
                 action: &case.action,
                 resource: &case.resource,
-                context: Context { now, bulk: case.bulk },
+                context: Context {
+                    now,
+                    bulk: case.bulk,
+                },
             };
             let n = native.check(&req);
             let w = wasm.check(&req).expect("wasm check");
             let r = check_reference(&snapshot, &req);
             let ex = native.explain(&req);
             let wex = wasm.explain(&req).expect("wasm explain");
-            let id = format!("{} [{}]: {}", path.file_name().unwrap().to_string_lossy(), file.seed, case.name);
+            let id = format!(
+                "{} [{}]: {}",
+                path.file_name().unwrap().to_string_lossy(),
+                file.seed,
+                case.name
+            );
             if n != w || n != r || ex != wex {
-                failures.push(format!("{id}: engines disagree: native {n:?}, wasm {w:?}, reference {r:?}"));
+                failures.push(format!(
+                    "{id}: engines disagree: native {n:?}, wasm {w:?}, reference {r:?}"
+                ));
                 continue;
             }
             let got = format!("{} {}", ex.decision, ex.reason);
@@ -94,13 +118,27 @@ fn conformance_corpus_native_wasm_and_reference_agree_with_every_case() {
                 failures.push(format!("{id}: expected {want}, got {got} — {}", ex.message));
             }
             if case.acting_as.is_some() && ex.acting_as != case.acting_as {
-                failures.push(format!("{id}: acting_as {:?}, expected {:?}", ex.acting_as, case.acting_as));
+                failures.push(format!(
+                    "{id}: acting_as {:?}, expected {:?}",
+                    ex.acting_as, case.acting_as
+                ));
             }
             if ex.obligations != case.obligations {
-                failures.push(format!("{id}: obligations {:?}, expected {:?}", ex.obligations, case.obligations));
+                failures.push(format!(
+                    "{id}: obligations {:?}, expected {:?}",
+                    ex.obligations, case.obligations
+                ));
             }
         }
     }
-    assert!(total >= 60, "the corpus must hold at least 60 cases, found {total}");
-    assert!(failures.is_empty(), "{} of {total} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        total >= 60,
+        "the corpus must hold at least 60 cases, found {total}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

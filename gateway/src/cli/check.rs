@@ -50,7 +50,7 @@ pub struct CheckArgs {
 
 /// The engine, native or as the gateway runs it.
 enum Evaluator {
-    Native(Engine),
+    Native(Box<Engine>),
     Wasm(Box<PolicyInstance>),
 }
 
@@ -66,12 +66,12 @@ impl Evaluator {
 pub fn run(a: CheckArgs) -> Result<(), CliError> {
     let bytes = snapshot_bytes(&a.snapshot)?;
     let mut engine = if a.native {
-        Evaluator::Native(Engine::load(&bytes).map_err(|e| match e {
+        Evaluator::Native(Box::new(Engine::load(&bytes).map_err(|e| match e {
             policy_wasm::LoadError::Decode(source) => CliError::Snapshot {
                 path: a.snapshot.clone(),
                 source,
             },
-        })?)
+        })?))
     } else {
         let module = PolicyModule::new().map_err(|e| CliError::Module(e.to_string()))?;
         let mut inst = module
