@@ -205,6 +205,11 @@ impl PolicyInstance {
         }
     }
 
+    /// Current size of the instance's linear memory in bytes (it only grows).
+    pub fn memory_size(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
     /// The loaded revision, if any.
     pub fn revision(&mut self) -> Result<Option<u64>, HostError> {
         let r = self.revision.call(&mut self.store, ()).map_err(trap)?;

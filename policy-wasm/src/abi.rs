@@ -72,10 +72,13 @@ pub extern "C" fn pc_load(len: u32) -> i32 {
         let Some(bytes) = s.input.get(..len as usize) else {
             return status::BAD_INPUT;
         };
-        match Engine::load(bytes) {
-            Ok(engine) => {
-                // Drop the old engine before the input buffer is reused.
-                s.engine = Some(engine);
+        match portcullis_snapshots::decode(bytes) {
+            Ok(snapshot) => {
+                // The snapshot bytes are no longer needed: free them before
+                // indexing so the allocator reuses them (linear memory
+                // never shrinks, so the peak is what stays).
+                s.input = Vec::new();
+                s.engine = Some(Engine::from_snapshot(snapshot));
                 0
             }
             Err(e) => {

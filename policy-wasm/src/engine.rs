@@ -59,11 +59,6 @@ impl Engine {
         self.created_at
     }
 
-    /// The decoded snapshot body.
-    pub fn body(&self) -> &portcullis_snapshots::body::Body {
-        self.facts.body()
-    }
-
     /// Decides one request. Unknown principals, resources and actions are
     /// denials with a reason, never errors.
     pub fn check(&self, req: &Request<'_>) -> Decision {

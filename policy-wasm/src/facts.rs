@@ -3,7 +3,16 @@
 //! engine uses) and [`Naive`] (linear scans over the body: deliberately
 //! simple, the reference the property tests compare the indexes against).
 
-use portcullis_snapshots::body::{Body, NodeRef, PrincipalRef, Str};
+use portcullis_snapshots::body::{Body, NodeRef, PrincipalRef, RoleRef, Str};
+
+/// A grant as the rules see it: the holder is implied by how it was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The role.
+    pub role: RoleRef,
+    /// Where it holds (and below).
+    pub on: NodeRef,
+}
 
 /// Where a node sits in the tree: each field is the ancestor of that kind
 /// (the node itself included), so "a grant on N applies at P" is one compare.
@@ -35,8 +44,8 @@ pub trait Facts {
     fn node(&self, kind: &str, id: &str) -> Option<NodeRef>;
     /// Whether org `org` is `ancestor` or below it.
     fn org_within(&self, org: u32, ancestor: u32) -> bool;
-    /// Grant indices held directly by `p`.
-    fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_;
+    /// Grants held directly by `p`, in snapshot order.
+    fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = Grant> + '_;
     /// Permission indices held directly by `p`.
     fn permissions_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_;
     /// Groups `p` (a user or service account) belongs to.
@@ -173,13 +182,15 @@ impl Facts for Naive<'_> {
         false
     }
 
-    fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_ {
+    fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = Grant> + '_ {
         self.body
             .grants
             .iter()
-            .enumerate()
-            .filter(move |(_, g)| g.principal == p)
-            .map(|(i, _)| i as u32)
+            .filter(move |g| g.principal == p)
+            .map(|g| Grant {
+                role: g.role,
+                on: g.on,
+            })
     }
 
     fn permissions_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_ {

@@ -9,11 +9,11 @@
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use portcullis_snapshots::body::{Body, NodeRef, PrincipalRef, Str};
+use portcullis_snapshots::body::{Body, GrantRec, NodeRef, PrincipalRef, Str};
 use portcullis_snapshots::vocabulary::AdminRole;
 use rustc_hash::FxBuildHasher;
 
-use crate::facts::Facts;
+use crate::facts::{Facts, Grant};
 
 fn hash(s: &str) -> u64 {
     FxBuildHasher.hash_one(s)
@@ -71,6 +71,52 @@ impl Csr {
         let k = k as usize;
         match (self.offsets.get(k), self.offsets.get(k + 1)) {
             (Some(&a), Some(&b)) => &self.items[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// Grants of each principal kind, stored contiguously per principal so a
+/// check reads one short run of memory instead of scattered records.
+struct GrantsByPrincipal {
+    users: (Vec<u32>, Vec<Grant>),
+    services: (Vec<u32>, Vec<Grant>),
+    groups: (Vec<u32>, Vec<Grant>),
+}
+
+impl GrantsByPrincipal {
+    fn build(b: &Body, grants: &[GrantRec]) -> Self {
+        let by = ByPrincipal::build(b, grants.iter().map(|g| g.principal));
+        let copy = |csr: Csr| {
+            let items = csr
+                .items
+                .iter()
+                .map(|&i| {
+                    let g = &grants[i as usize];
+                    Grant {
+                        role: g.role,
+                        on: g.on,
+                    }
+                })
+                .collect();
+            (csr.offsets, items)
+        };
+        GrantsByPrincipal {
+            users: copy(by.users),
+            services: copy(by.services),
+            groups: copy(by.groups),
+        }
+    }
+
+    fn get(&self, p: PrincipalRef) -> &[Grant] {
+        let ((offsets, items), k) = match p {
+            PrincipalRef::User(u) => (&self.users, u),
+            PrincipalRef::Service(s) => (&self.services, s),
+            PrincipalRef::Group(g) => (&self.groups, g),
+        };
+        let k = k as usize;
+        match (offsets.get(k), offsets.get(k + 1)) {
+            (Some(&a), Some(&b)) => &items[a as usize..b as usize],
             _ => &[],
         }
     }
@@ -136,7 +182,7 @@ pub struct Indexed {
     catalogs: Lookup,
     objects: Lookup,
     teams: Lookup,
-    grants: ByPrincipal,
+    grants: GrantsByPrincipal,
     permissions: ByPrincipal,
     user_groups: Csr,
     service_groups: Csr,
@@ -157,8 +203,11 @@ fn key_hash(k: &[u8; 32]) -> u64 {
 }
 
 impl Indexed {
-    /// Indexes a decoded (integrity-checked) body.
-    pub fn new(body: Body) -> Self {
+    /// Indexes a decoded (integrity-checked) body. The body's grant table
+    /// moves into the per-principal index (it is the largest table; keeping
+    /// both would double it).
+    pub fn new(mut body: Body) -> Self {
+        let grant_table = std::mem::take(&mut body.grants);
         let b = &body;
         let users = Lookup::build(b, b.users.iter().map(|u| u.username));
         let services = Lookup::build(b, b.service_accounts.iter().map(|s| s.id));
@@ -173,7 +222,8 @@ impl Indexed {
                 key_hash(&b.api_keys[j as usize].sha256)
             });
         }
-        let grants = ByPrincipal::build(b, b.grants.iter().map(|g| g.principal));
+        let grants = GrantsByPrincipal::build(b, &grant_table);
+        drop(grant_table);
         let permissions = ByPrincipal::build(b, b.permissions.iter().map(|p| p.principal));
         let memberships = b
             .groups
@@ -332,7 +382,7 @@ impl Facts for Indexed {
         self.org_in[a] <= self.org_in[o] && self.org_out[o] <= self.org_out[a]
     }
 
-    fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_ {
+    fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = Grant> + '_ {
         self.grants.get(p).iter().copied()
     }
 

@@ -2,7 +2,7 @@
 //! the request must make sense, the invariants no grant can override come
 //! next, and only then are grants consulted.
 
-use portcullis_snapshots::body::{Body, GrantRec, NodeRef, PermissionRec, PrincipalRef, RoleRef};
+use portcullis_snapshots::body::{Body, NodeRef, PermissionRec, PrincipalRef, RoleRef};
 use portcullis_snapshots::vocabulary::{
     AccountStatus, AdminRole, BuiltinRole, DefaultAccess, EntityType, Permission, SpRole,
     UserStatus,
@@ -10,7 +10,7 @@ use portcullis_snapshots::vocabulary::{
 
 use crate::action::{Action, EntityVerb, Notification, SpFunction, TeamAction, UserAction};
 use crate::decision::{Basis, Decision, Obligation, Reason, Via};
-use crate::facts::{Facts, Pos};
+use crate::facts::{Facts, Grant, Pos};
 use crate::request::{
     Context, Request, Subject, Target, applies, parse_action, parse_principal, parse_target,
 };
@@ -100,7 +100,7 @@ pub(crate) fn user_inactive(b: &Body, u: u32, now: i64) -> Option<Reason> {
         UserStatus::Invited => return Some(Reason::AccountInvited),
         UserStatus::Active => {}
     }
-    if user.expires_at.is_some_and(|t| t <= now) {
+    if user.expires_at.get().is_some_and(|t| t <= now) {
         return Some(Reason::AccountExpired);
     }
     if !user.allow_login {
@@ -150,7 +150,8 @@ fn notification(
     let user = &b.users[r as usize];
     // Notification-only and unverified users still receive (seed 002);
     // accounts that are switched off do not.
-    let off = user.status != UserStatus::Active || user.expires_at.is_some_and(|t| t <= ctx.now);
+    let off =
+        user.status != UserStatus::Active || user.expires_at.get().is_some_and(|t| t <= ctx.now);
     if off {
         return Decision::deny(Reason::RecipientInactive);
     }
@@ -248,17 +249,16 @@ fn principal_of(subject: Subject) -> Option<PrincipalRef> {
 fn each_grant<F: Facts>(
     f: &F,
     p: PrincipalRef,
-    mut visit: impl FnMut(&GrantRec, Via) -> Option<Decision>,
+    mut visit: impl FnMut(&Grant, Via) -> Option<Decision>,
 ) -> Option<Decision> {
-    let grants = &f.body().grants;
     for g in f.grants_of(p) {
-        if let Some(d) = visit(&grants[g as usize], Via::Direct) {
+        if let Some(d) = visit(&g, Via::Direct) {
             return Some(d);
         }
     }
     for grp in f.groups_of(p) {
         for g in f.grants_of(PrincipalRef::Group(grp)) {
-            if let Some(d) = visit(&grants[g as usize], Via::Group(grp)) {
+            if let Some(d) = visit(&g, Via::Group(grp)) {
                 return Some(d);
             }
         }
@@ -288,7 +288,7 @@ fn each_permission<F: Facts>(
     None
 }
 
-fn role_allow(g: &GrantRec, via: Via) -> Decision {
+fn role_allow(g: &Grant, via: Via) -> Decision {
     Decision::allow(
         Reason::Grant,
         Basis::Role {

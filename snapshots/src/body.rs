@@ -16,6 +16,65 @@ use crate::vocabulary::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Str(pub u32);
 
+/// An optional [`Str`] in four bytes (`u32::MAX` is "none"). On the wire it
+/// is exactly an `Option<Str>`; in memory it halves the large user table's
+/// optional fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "Option<Str>", into = "Option<Str>")]
+pub struct OptStr(u32);
+
+impl OptStr {
+    /// No string.
+    pub const NONE: OptStr = OptStr(u32::MAX);
+
+    /// The string index, if any.
+    pub fn get(self) -> Option<Str> {
+        (self.0 != u32::MAX).then_some(Str(self.0))
+    }
+}
+
+impl From<Option<Str>> for OptStr {
+    fn from(s: Option<Str>) -> Self {
+        // Decoding checks every index against the table, which can never
+        // hold u32::MAX strings, so a decoded u32::MAX cannot be confused.
+        s.map_or(OptStr::NONE, |s| OptStr(s.0))
+    }
+}
+
+impl From<OptStr> for Option<Str> {
+    fn from(s: OptStr) -> Self {
+        s.get()
+    }
+}
+
+/// An optional Unix time in eight bytes (`i64::MIN` is "none", a date no
+/// RFC 3339 source can express). On the wire it is exactly an `Option<i64>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "Option<i64>", into = "Option<i64>")]
+pub struct OptTime(i64);
+
+impl OptTime {
+    /// No time.
+    pub const NONE: OptTime = OptTime(i64::MIN);
+
+    /// The time, if any.
+    pub fn get(self) -> Option<i64> {
+        (self.0 != i64::MIN).then_some(self.0)
+    }
+}
+
+impl From<Option<i64>> for OptTime {
+    fn from(t: Option<i64>) -> Self {
+        t.map_or(OptTime::NONE, OptTime)
+    }
+}
+
+impl From<OptTime> for Option<i64> {
+    fn from(t: OptTime) -> Self {
+        t.get()
+    }
+}
+
 /// All strings of a snapshot, concatenated, with the end offset of each.
 ///
 /// One allocation for every string in the directory: decoding 100k users is
@@ -25,6 +84,7 @@ pub struct StringTable {
     /// The concatenated UTF-8 text.
     pub blob: String,
     /// `ends[i]` is where string `i` ends in `blob`; it starts where `i - 1` ends.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub ends: Vec<u32>,
 }
 
@@ -159,21 +219,21 @@ pub struct UserRec {
     /// Unique, immutable username.
     pub username: Str,
     /// Full name.
-    pub name: Option<Str>,
+    pub name: OptStr,
     /// First name.
-    pub first_name: Option<Str>,
+    pub first_name: OptStr,
     /// Last name.
-    pub last_name: Option<Str>,
+    pub last_name: OptStr,
     /// Unique email address.
     pub email: Str,
     /// Optional phone number (SMS two-factor, notifications).
-    pub phone: Option<Str>,
+    pub phone: OptStr,
     /// Organization index.
     pub org: u32,
     /// IANA timezone name.
-    pub timezone: Option<Str>,
+    pub timezone: OptStr,
     /// Locale tag.
-    pub locale: Option<Str>,
+    pub locale: OptStr,
     /// Account status.
     pub status: UserStatus,
     /// `false`: a notification-only user.
@@ -183,11 +243,11 @@ pub struct UserRec {
     /// Single sign-on enabled.
     pub sso: bool,
     /// Unix seconds after which the account is expired.
-    pub expires_at: Option<i64>,
+    pub expires_at: OptTime,
     /// Unix seconds of the last login.
-    pub last_login: Option<i64>,
+    pub last_login: OptTime,
     /// Start page shown after login.
-    pub start_page: Option<Str>,
+    pub start_page: OptStr,
     /// Administrator role, if any.
     pub admin_role: Option<AdminRole>,
     /// Service-provider dashboard role, if any.
@@ -310,24 +370,32 @@ pub struct Body {
     /// Environments.
     pub envs: Vec<EnvRec>,
     /// Catalogs.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub catalogs: Vec<CatalogRec>,
     /// Objects below catalogs and teams.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub objects: Vec<ObjectRec>,
     /// Users.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub users: Vec<UserRec>,
     /// Service accounts.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub service_accounts: Vec<ServiceAccountRec>,
     /// API keys.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub api_keys: Vec<ApiKeyRec>,
     /// Groups.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub groups: Vec<GroupRec>,
     /// Teams.
     pub teams: Vec<TeamRec>,
     /// Custom roles.
     pub custom_roles: Vec<CustomRoleRec>,
     /// Role grants.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub grants: Vec<GrantRec>,
     /// Individual permissions.
+    #[serde(deserialize_with = "crate::exact_vec::deserialize")]
     pub permissions: Vec<PermissionRec>,
 }
 

@@ -76,7 +76,8 @@ pub fn decode_with(bytes: &[u8], limits: DecodeLimits) -> Result<Snapshot, Decod
         return Err(DecodeError::HashMismatch);
     }
     let (body, rest): (Body, &[u8]) =
-        postcard::take_from_bytes(body_bytes).map_err(|e| DecodeError::Body(e.to_string()))?;
+        crate::exact_vec::with_budget(body_bytes.len(), || postcard::take_from_bytes(body_bytes))
+            .map_err(|e| DecodeError::Body(e.to_string()))?;
     if !rest.is_empty() {
         return Err(DecodeError::Body(format!(
             "{} bytes left over after the body",

@@ -67,7 +67,7 @@ pub fn check_body(b: &Body) -> Result<(), DecodeError> {
             u.locale,
             u.start_page,
         ] {
-            opt("user field", v)?;
+            opt("user field", v.get())?;
         }
         in_range("user org", u.org, b.orgs.len())?;
     }

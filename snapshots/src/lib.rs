@@ -16,6 +16,7 @@
 pub mod body;
 mod codec;
 mod error;
+mod exact_vec;
 pub mod header;
 mod integrity;
 pub mod vocabulary;

@@ -1,0 +1,95 @@
+//! The engine as the gateway runs it: the WebAssembly module under wasmtime,
+//! on the large generated directory (issue #3 targets: one check, request
+//! encoding and copy included, ≤ 500 ns; a batch of 1000 ≤ 0.3 ms; load and
+//! index inside the module ≤ 500 ms with memory ≤ 3× the snapshot).
+//! `cargo bench -p portcullis-gateway --bench module`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use policy_wasm::{Engine, Request};
+use portcullis_gateway::module::{InstanceLimits, POLICY_MODULE, PolicyModule};
+use portcullis_snapshots::encode;
+use portcullis_snapshots::generate::{GenerateParams, generate};
+use portcullis_snapshots::source::compile;
+
+#[path = "../../policy-wasm/benches/requests.rs"]
+mod requests;
+
+fn wasm(c: &mut Criterion) {
+    let params = GenerateParams::default();
+    let dir = generate(params);
+    let bytes = encode(&compile(&dir).expect("valid"), 1, 0).expect("encode");
+    let module = PolicyModule::new().expect("compile");
+    eprintln!("module: {} bytes", POLICY_MODULE.len());
+
+    // Load + index inside the module, and the memory it takes, in a fresh
+    // instance each time (memory never shrinks, so reuse would flatter it).
+    let mut loads = Vec::new();
+    let mut memory = 0;
+    for _ in 0..5 {
+        let mut inst = module
+            .instantiate(InstanceLimits::default())
+            .expect("instantiate");
+        let t = Instant::now();
+        inst.load_snapshot(&bytes).expect("load");
+        loads.push(t.elapsed());
+        memory = inst.memory_size();
+    }
+    loads.sort();
+    eprintln!(
+        "load in module: median {:?} (min {:?}, max {:?}); linear memory after load {} bytes = {:.2}x the {}-byte snapshot",
+        loads[2],
+        loads[0],
+        loads[4],
+        memory,
+        memory as f64 / bytes.len() as f64,
+        bytes.len()
+    );
+
+    let mut inst = module
+        .instantiate(InstanceLimits::default())
+        .expect("instantiate");
+    inst.load_snapshot(&bytes).expect("load");
+    let native = Engine::load(&bytes).expect("load");
+    let owned = requests::request_mix(&dir, params);
+    let reqs: Vec<Request<'_>> = owned.iter().map(|r| r.as_request()).collect();
+    for r in &reqs[..256] {
+        assert_eq!(inst.check(r).expect("check"), native.check(r));
+    }
+
+    let mut g = c.benchmark_group("wasmtime");
+    g.measurement_time(Duration::from_secs(10));
+    let mut i = 0;
+    g.bench_function("check (encode + copy + call + decode)", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(inst.check(black_box(&reqs[i])).expect("check"))
+        })
+    });
+    g.bench_function("check_batch of 1000", |b| {
+        b.iter(|| black_box(inst.check_batch(black_box(&reqs[..1000])).expect("batch")))
+    });
+    g.bench_function("explain", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(inst.explain(black_box(&reqs[i])).expect("explain"))
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("wasmtime instantiate");
+    g.bench_function("PolicyModule::instantiate (InstancePre)", |b| {
+        b.iter(|| {
+            black_box(
+                module
+                    .instantiate(InstanceLimits::default())
+                    .expect("instantiate"),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, wasm);
+criterion_main!(benches);
