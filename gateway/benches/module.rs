@@ -68,6 +68,28 @@ fn wasm(c: &mut Criterion) {
             black_box(inst.check(black_box(&reqs[i])).expect("check"))
         })
     });
+    g.bench_function("bare typed call (pc_revision)", |b| {
+        b.iter(|| black_box(inst.revision().expect("revision")))
+    });
+    // The fixed cost of the boundary: a request denied at the first lookup.
+    let unknown = Request {
+        principal: "user/nobody",
+        ..reqs[0]
+    };
+    g.bench_function("check (unknown principal: boundary cost)", |b| {
+        b.iter(|| black_box(inst.check(black_box(&unknown)).expect("check")))
+    });
+    // The same 16 requests over and over (a few busy users, cache-hot).
+    g.bench_function("check (16 hot requests)", |b| {
+        b.iter(|| {
+            i = (i + 1) & 4095;
+            black_box(inst.check(black_box(&reqs[i & 15])).expect("check"))
+        })
+    });
+    let hot: Vec<Request<'_>> = (0..1000).map(|k| reqs[k & 15]).collect();
+    g.bench_function("check_batch of 1000 (16 hot requests)", |b| {
+        b.iter(|| black_box(inst.check_batch(black_box(&hot)).expect("batch")))
+    });
     g.bench_function("check_batch of 1000", |b| {
         b.iter(|| black_box(inst.check_batch(black_box(&reqs[..1000])).expect("batch")))
     });

@@ -7,7 +7,7 @@
 //! postcard-encoded request into linear memory and decodes the result in
 //! place. The ABI is described in `policy-wasm/src/abi.rs`.
 
-use policy_wasm::wire::{ListQuery, ListResult, PermissionsQuery, status};
+use policy_wasm::wire::{ListQuery, ListResult, PermissionsQuery, encode_into, status};
 use policy_wasm::{Decision, Explanation, Request};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -119,17 +119,21 @@ impl PolicyModule {
             inst.get_typed_func::<u32, i32>(&mut *store, name)
                 .map_err(|e| HostError::Instantiate(format!("{name}: {e:#}")))
         };
+        let get64 = |store: &mut Store<HostState>, name: &str| {
+            inst.get_typed_func::<u32, i64>(&mut *store, name)
+                .map_err(|e| HostError::Instantiate(format!("{name}: {e:#}")))
+        };
         let memory = inst
             .get_memory(&mut store, "memory")
             .ok_or_else(|| HostError::Instantiate("no exported memory".into()))?;
         Ok(PolicyInstance {
             input: get(&mut store, "pc_input")?,
             load: get(&mut store, "pc_load")?,
-            check: get(&mut store, "pc_check")?,
-            batch: get(&mut store, "pc_check_batch")?,
-            explain: get(&mut store, "pc_explain")?,
-            permissions: get(&mut store, "pc_permissions")?,
-            list: get(&mut store, "pc_list")?,
+            check: get64(&mut store, "pc_check")?,
+            batch: get64(&mut store, "pc_check_batch")?,
+            explain: get64(&mut store, "pc_explain")?,
+            permissions: get64(&mut store, "pc_permissions")?,
+            list: get64(&mut store, "pc_list")?,
             result: inst
                 .get_typed_func::<(), i32>(&mut store, "pc_result")
                 .map_err(|e| HostError::Instantiate(format!("pc_result: {e:#}")))?,
@@ -145,6 +149,7 @@ impl PolicyModule {
             memory,
             store,
             scratch: Vec::with_capacity(256),
+            input_buf: None,
         })
     }
 }
@@ -156,22 +161,33 @@ pub struct PolicyInstance {
     memory: Memory,
     input: TypedFunc<u32, i32>,
     load: TypedFunc<u32, i32>,
-    check: TypedFunc<u32, i32>,
-    batch: TypedFunc<u32, i32>,
-    explain: TypedFunc<u32, i32>,
-    permissions: TypedFunc<u32, i32>,
-    list: TypedFunc<u32, i32>,
+    check: TypedFunc<u32, i64>,
+    batch: TypedFunc<u32, i64>,
+    explain: TypedFunc<u32, i64>,
+    permissions: TypedFunc<u32, i64>,
+    list: TypedFunc<u32, i64>,
     result: TypedFunc<(), i32>,
     result_len: TypedFunc<(), i32>,
     release: TypedFunc<(), ()>,
     revision: TypedFunc<(), i64>,
     scratch: Vec<u8>,
+    /// Address and length of the module's input buffer, while valid.
+    input_buf: Option<(usize, usize)>,
 }
 
 impl PolicyInstance {
     fn write_input(&mut self, bytes: &[u8]) -> Result<(), HostError> {
-        let len = u32::try_from(bytes.len()).map_err(|_| HostError::Status(status::BAD_INPUT))?;
-        let ptr = self.input.call(&mut self.store, len).map_err(trap)? as u32 as usize;
+        let ptr = match self.input_buf {
+            // The module's buffer is big enough and has not moved.
+            Some((ptr, cap)) if bytes.len() <= cap => ptr,
+            _ => {
+                let len =
+                    u32::try_from(bytes.len()).map_err(|_| HostError::Status(status::BAD_INPUT))?;
+                let ptr = self.input.call(&mut self.store, len).map_err(trap)? as u32 as usize;
+                self.input_buf = Some((ptr, bytes.len()));
+                ptr
+            }
+        };
         self.memory
             .write(&mut self.store, ptr, bytes)
             .map_err(|e| HostError::Trap(e.to_string()))
@@ -187,7 +203,10 @@ impl PolicyInstance {
 
     /// Loads a snapshot; on failure the previous snapshot keeps serving.
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), HostError> {
+        // A snapshot gets a buffer of its own size, freed after loading.
+        self.input_buf = None;
         self.write_input(bytes)?;
+        self.input_buf = None;
         let rc = self
             .load
             .call(&mut self.store, bytes.len() as u32)
@@ -222,10 +241,9 @@ impl PolicyInstance {
         input: &I,
     ) -> Result<O, HostError> {
         let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        let encoded = postcard::to_extend(input, buf).map_err(|e| HostError::Decode(e.to_string()));
-        let buf = encoded?;
-        let written = self.write_input(&buf);
+        let written = encode_into(input, &mut buf)
+            .map_err(|e| HostError::Decode(e.to_string()))
+            .and_then(|()| self.write_input(&buf));
         self.scratch = buf;
         written?;
         let f = match which {
@@ -237,13 +255,18 @@ impl PolicyInstance {
         };
         let len = self.scratch.len() as u32;
         let rc = f.call(&mut self.store, len).map_err(trap)?;
-        if rc == status::NO_SNAPSHOT {
+        if rc == i64::from(status::NO_SNAPSHOT) {
             return Err(HostError::NoSnapshot);
         }
         if rc < 0 {
-            return Err(HostError::Status(rc));
+            return Err(HostError::Status(rc as i32));
         }
-        let bytes = self.result_bytes(rc)?;
+        let (ptr, len) = ((rc >> 32) as u32 as usize, (rc & 0xffff_ffff) as usize);
+        let bytes = self
+            .memory
+            .data(&self.store)
+            .get(ptr..ptr + len)
+            .ok_or(HostError::Status(status::BAD_INPUT))?;
         postcard::from_bytes(bytes).map_err(|e| HostError::Decode(e.to_string()))
     }
 

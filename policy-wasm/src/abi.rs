@@ -1,9 +1,12 @@
 //! The raw WebAssembly ABI hosted by wasmtime (see `policy-wasm/README.md`).
 //!
-//! Protocol: the host asks for an input buffer with `pc_input(len)`, writes
-//! the postcard-encoded input there, and calls a function with `len`. A
-//! non-negative return is the length of the postcard-encoded output found
-//! at `pc_result()`; a negative one is a [`crate::wire::status`] code. The
+//! Protocol: the host asks for an input buffer with `pc_input(len)` (its
+//! address stays valid for any later input up to that length, until
+//! `pc_load` or `pc_release_input`), writes the postcard-encoded input
+//! there, and calls a function with the input's length. A non-negative
+//! `i64` return packs the output's address (high 32 bits) and length (low
+//! 32 bits); a negative one is a [`crate::wire::status`] code. One crossing
+//! per check: the boundary must cost little next to the engine. The
 //! module holds one engine; `pc_load` replaces it only when the new
 //! snapshot loads, so a bad snapshot leaves the old one serving.
 //!
@@ -94,50 +97,49 @@ fn call<'x, I: serde::Deserialize<'x>, O: serde::Serialize>(
     s: &'x mut State,
     len: u32,
     f: impl FnOnce(&Engine, I) -> O,
-) -> i32 {
+) -> i64 {
     let State {
         engine,
         input,
         result,
     } = s;
     let Some(engine) = engine.as_ref() else {
-        return status::NO_SNAPSHOT;
+        return status::NO_SNAPSHOT.into();
     };
     let Some(bytes) = input.get(..len as usize) else {
-        return status::BAD_INPUT;
+        return status::BAD_INPUT.into();
     };
     let Ok(decoded) = postcard::from_bytes::<I>(bytes) else {
-        return status::MALFORMED_INPUT;
+        return status::MALFORMED_INPUT.into();
     };
     let out = f(engine, decoded);
-    result.clear();
-    match postcard::to_io(&out, &mut *result) {
-        Ok(_) => result.len() as i32,
-        Err(_) => status::ENCODE_FAILED,
+    match crate::wire::encode_into(&out, result) {
+        Ok(_) => ((result.as_ptr() as usize as i64) << 32) | result.len() as i64,
+        Err(_) => status::ENCODE_FAILED.into(),
     }
 }
 
 /// `Request` → `Decision`.
 #[unsafe(no_mangle)]
-pub extern "C" fn pc_check(len: u32) -> i32 {
+pub extern "C" fn pc_check(len: u32) -> i64 {
     STATE.with_borrow_mut(|s| call(s, len, |e, r: Request<'_>| e.check(&r)))
 }
 
 /// `Vec<Request>` → `Vec<Decision>`.
 #[unsafe(no_mangle)]
-pub extern "C" fn pc_check_batch(len: u32) -> i32 {
+pub extern "C" fn pc_check_batch(len: u32) -> i64 {
     STATE.with_borrow_mut(|s| call(s, len, |e, rs: Batch<'_>| e.check_batch(&rs)))
 }
 
 /// `Request` → `Explanation`.
 #[unsafe(no_mangle)]
-pub extern "C" fn pc_explain(len: u32) -> i32 {
+pub extern "C" fn pc_explain(len: u32) -> i64 {
     STATE.with_borrow_mut(|s| call(s, len, |e, r: Request<'_>| e.explain(&r)))
 }
 
 /// `PermissionsQuery` → `Vec<String>`.
 #[unsafe(no_mangle)]
-pub extern "C" fn pc_permissions(len: u32) -> i32 {
+pub extern "C" fn pc_permissions(len: u32) -> i64 {
     STATE.with_borrow_mut(|s| {
         call(s, len, |e, q: PermissionsQuery<'_>| {
             e.permissions(q.principal, q.resource, q.context)
@@ -147,7 +149,7 @@ pub extern "C" fn pc_permissions(len: u32) -> i32 {
 
 /// `ListQuery` → `Result<Vec<String>, Reason>`.
 #[unsafe(no_mangle)]
-pub extern "C" fn pc_list(len: u32) -> i32 {
+pub extern "C" fn pc_list(len: u32) -> i64 {
     STATE.with_borrow_mut(|s| {
         call(s, len, |e, q: ListQuery<'_>| {
             e.list(q.principal, q.action, q.kind, q.under, q.context)

@@ -172,76 +172,45 @@ pub enum Action {
     Login,
 }
 
-/// Every fixed action string (entity actions are generated per type).
+/// Every fixed action string (entity actions are generated per type),
+/// sorted by name for binary search (a test keeps it sorted).
 const FIXED: &[(&str, Action)] = &[
-    ("read", Action::Read),
-    ("write", Action::Write),
-    ("org:open", Action::OrgOpen),
-    ("env:open", Action::EnvOpen),
-    ("dashboards:view", Action::DashboardsView),
-    ("org:members", Action::Org(OrgFunction::Members)),
-    ("org:access", Action::Org(OrgFunction::Access)),
-    ("org:billing", Action::Org(OrgFunction::Billing)),
-    ("org:settings", Action::Org(OrgFunction::Settings)),
-    ("org:switch", Action::OrgSwitch),
-    (
-        "admin:schema_editor",
-        Action::Admin(AdminFunction::SchemaEditor),
-    ),
-    (
-        "admin:release_policies",
-        Action::Admin(AdminFunction::ReleasePolicies),
-    ),
-    (
-        "admin:domain_settings",
-        Action::Admin(AdminFunction::DomainSettings),
-    ),
-    ("admin:sso", Action::Admin(AdminFunction::Sso)),
-    ("admin:scim", Action::Admin(AdminFunction::Scim)),
     ("admin:api_keys", Action::Admin(AdminFunction::ApiKeys)),
-    (
-        "admin:data_sources",
-        Action::Admin(AdminFunction::DataSources),
-    ),
-    (
-        "admin:security_policies",
-        Action::Admin(AdminFunction::SecurityPolicies),
-    ),
-    ("sp:rules", Action::Sp(SpFunction::Rules)),
-    ("sp:permissions", Action::Sp(SpFunction::Permissions)),
-    ("sp:applications", Action::Sp(SpFunction::Applications)),
-    ("sp:connections", Action::Sp(SpFunction::Connections)),
-    ("sp:reports", Action::Sp(SpFunction::Reports)),
-    ("platform:access", Action::PlatformAccess),
-    ("pipelines:view_all_data", Action::ViewAllPipelineData),
-    ("team:view", Action::Team(TeamAction::View)),
-    ("team:update", Action::Team(TeamAction::Update)),
-    ("team:invite", Action::Team(TeamAction::Invite)),
-    ("team:add_member", Action::Team(TeamAction::AddMember)),
-    ("team:remove_member", Action::Team(TeamAction::RemoveMember)),
-    ("user:invite", Action::UserInvite),
-    ("user:view", Action::User(UserAction::View)),
-    ("user:update", Action::User(UserAction::Update)),
-    ("user:delete", Action::User(UserAction::Delete)),
-    ("user:deactivate", Action::User(UserAction::Deactivate)),
-    ("user:reactivate", Action::User(UserAction::Reactivate)),
-    (
-        "user:reset_password",
-        Action::User(UserAction::ResetPassword),
-    ),
-    ("user:change_email", Action::User(UserAction::ChangeEmail)),
-    ("user:update_expiry", Action::User(UserAction::UpdateExpiry)),
-    (
-        "user:change_username",
-        Action::User(UserAction::ChangeUsername),
-    ),
+    ("admin:scim", Action::Admin(AdminFunction::Scim)),
+    ("admin:sso", Action::Admin(AdminFunction::Sso)),
+    ("dashboards:view", Action::DashboardsView),
+    ("env:open", Action::EnvOpen),
+    ("login", Action::Login),
     ("notify:alerts", Action::Notify(Notification::Alerts)),
     ("notify:reports", Action::Notify(Notification::Reports)),
-    (
-        "notify:expiry_warning",
-        Action::Notify(Notification::ExpiryWarning),
-    ),
-    ("login", Action::Login),
+    ("org:access", Action::Org(OrgFunction::Access)),
+    ("org:billing", Action::Org(OrgFunction::Billing)),
+    ("org:members", Action::Org(OrgFunction::Members)),
+    ("org:open", Action::OrgOpen),
+    ("org:settings", Action::Org(OrgFunction::Settings)),
+    ("org:switch", Action::OrgSwitch),
+    ("pipelines:view_all_data", Action::ViewAllPipelineData),
+    ("platform:access", Action::PlatformAccess),
+    ("read", Action::Read),
+    ("sp:applications", Action::Sp(SpFunction::Applications)),
+    ("sp:connections", Action::Sp(SpFunction::Connections)),
+    ("sp:permissions", Action::Sp(SpFunction::Permissions)),
+    ("sp:reports", Action::Sp(SpFunction::Reports)),
+    ("sp:rules", Action::Sp(SpFunction::Rules)),
+    ("team:add_member", Action::Team(TeamAction::AddMember)),
+    ("team:invite", Action::Team(TeamAction::Invite)),
+    ("team:remove_member", Action::Team(TeamAction::RemoveMember)),
+    ("team:update", Action::Team(TeamAction::Update)),
+    ("team:view", Action::Team(TeamAction::View)),
+    ("user:change_email", Action::User(UserAction::ChangeEmail)),
+    ("user:deactivate", Action::User(UserAction::Deactivate)),
+    ("user:delete", Action::User(UserAction::Delete)),
+    ("user:invite", Action::UserInvite),
+    ("user:reactivate", Action::User(UserAction::Reactivate)),
+    ("user:update", Action::User(UserAction::Update)),
+    ("user:update_expiry", Action::User(UserAction::UpdateExpiry)),
+    ("user:view", Action::User(UserAction::View)),
+    ("write", Action::Write),
 ];
 
 const VERBS: [(&str, EntityVerb); 5] = [
@@ -256,8 +225,8 @@ impl Action {
     /// Parses an action string. Entity actions are `<verb>:<entity type>`;
     /// a bare verb is returned as [`BareVerb`] for `entity/<type>` resources.
     pub fn parse(s: &str) -> Option<Parsed> {
-        if let Some((_, a)) = FIXED.iter().find(|(name, _)| *name == s) {
-            return Some(Parsed::Action(*a));
+        if let Ok(i) = FIXED.binary_search_by(|(name, _)| name.cmp(&s)) {
+            return Some(Parsed::Action(FIXED[i].1));
         }
         if let Some((_, v)) = VERBS.iter().find(|(name, _)| *name == s) {
             return Some(Parsed::BareVerb(*v));
@@ -299,4 +268,21 @@ pub enum Parsed {
     Action(Action),
     /// `view`, `manage`, … without an entity: only valid on `entity/<type>`.
     BareVerb(EntityVerb),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_actions_are_sorted_for_binary_search() {
+        assert!(FIXED.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn every_action_name_parses_back() {
+        for a in Action::all() {
+            assert_eq!(Action::parse(&a.name()), Some(Parsed::Action(a)), "{a:?}");
+        }
+    }
 }
