@@ -176,12 +176,36 @@ pub enum Action {
 /// sorted by name for binary search (a test keeps it sorted).
 const FIXED: &[(&str, Action)] = &[
     ("admin:api_keys", Action::Admin(AdminFunction::ApiKeys)),
+    (
+        "admin:data_sources",
+        Action::Admin(AdminFunction::DataSources),
+    ),
+    (
+        "admin:domain_settings",
+        Action::Admin(AdminFunction::DomainSettings),
+    ),
+    (
+        "admin:release_policies",
+        Action::Admin(AdminFunction::ReleasePolicies),
+    ),
+    (
+        "admin:schema_editor",
+        Action::Admin(AdminFunction::SchemaEditor),
+    ),
     ("admin:scim", Action::Admin(AdminFunction::Scim)),
+    (
+        "admin:security_policies",
+        Action::Admin(AdminFunction::SecurityPolicies),
+    ),
     ("admin:sso", Action::Admin(AdminFunction::Sso)),
     ("dashboards:view", Action::DashboardsView),
     ("env:open", Action::EnvOpen),
     ("login", Action::Login),
     ("notify:alerts", Action::Notify(Notification::Alerts)),
+    (
+        "notify:expiry_warning",
+        Action::Notify(Notification::ExpiryWarning),
+    ),
     ("notify:reports", Action::Notify(Notification::Reports)),
     ("org:access", Action::Org(OrgFunction::Access)),
     ("org:billing", Action::Org(OrgFunction::Billing)),
@@ -203,10 +227,18 @@ const FIXED: &[(&str, Action)] = &[
     ("team:update", Action::Team(TeamAction::Update)),
     ("team:view", Action::Team(TeamAction::View)),
     ("user:change_email", Action::User(UserAction::ChangeEmail)),
+    (
+        "user:change_username",
+        Action::User(UserAction::ChangeUsername),
+    ),
     ("user:deactivate", Action::User(UserAction::Deactivate)),
     ("user:delete", Action::User(UserAction::Delete)),
     ("user:invite", Action::UserInvite),
     ("user:reactivate", Action::User(UserAction::Reactivate)),
+    (
+        "user:reset_password",
+        Action::User(UserAction::ResetPassword),
+    ),
     ("user:update", Action::User(UserAction::Update)),
     ("user:update_expiry", Action::User(UserAction::UpdateExpiry)),
     ("user:view", Action::User(UserAction::View)),
@@ -277,6 +309,9 @@ mod tests {
     #[test]
     fn fixed_actions_are_sorted_for_binary_search() {
         assert!(FIXED.windows(2).all(|w| w[0].0 < w[1].0));
+        // Every variant of the vocabulary, once (policy-wasm/README.md).
+        assert_eq!(FIXED.len(), 44);
+        assert_eq!(Action::all().count(), 44 + 12 * 5);
     }
 
     #[test]
