@@ -291,3 +291,99 @@ fn help_explains_exit_codes() {
         "{out}"
     );
 }
+
+#[test]
+fn check_allows_denies_and_explains_through_the_module() {
+    let snap = tmp("check.snap");
+    build_example(&snap);
+    let s = snap.to_str().unwrap();
+    let base = ["check", "--snapshot", s, "--now", "2026-11-23T00:00:00Z"];
+    let run = |extra: &[&str]| portcullis(&[&base[..], extra].concat());
+
+    let o = run(&[
+        "--principal",
+        "user/pat",
+        "--action",
+        "read",
+        "--resource",
+        "catalog/sales",
+        "--explain",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.starts_with("allow (grant)"), "{out}");
+    assert!(
+        out.contains("user/pat is a member of group/analysts"),
+        "{out}"
+    );
+
+    let o = run(&[
+        "--principal",
+        "user/adam",
+        "--action",
+        "user:update",
+        "--resource",
+        "user/olivia",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["reason"], "administrator_over_owner");
+    assert_eq!(v["revision"], 1);
+
+    // Native and module agree.
+    let o = run(&[
+        "--principal",
+        "user/adam",
+        "--action",
+        "user:update",
+        "--resource",
+        "user/olivia",
+        "--json",
+        "--native",
+    ]);
+    let n: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(n, v);
+}
+
+#[test]
+fn check_batch_prints_one_decision_per_line_and_survives_bad_lines() {
+    let snap = tmp("batch.snap");
+    build_example(&snap);
+    let reqs = tmp("requests.jsonl");
+    std::fs::write(
+        &reqs,
+        "{\"principal\":\"user/wendy\",\"action\":\"write\",\"resource\":\"catalog/sales\"}\n\
+         not json\n\
+         {\"principal\":\"user/eve\",\"action\":\"read\",\"resource\":\"catalog/sales\",\"context\":{\"now\":1700000000}}\n\
+         {\"principal\":\"user/olivia\",\"action\":\"user:update_expiry\",\"resource\":\"user/rhea\",\"context\":{\"now\":1790000000,\"bulk\":true}}\n",
+    )
+    .unwrap();
+    let o = portcullis(&[
+        "check",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--batch",
+        reqs.to_str().unwrap(),
+        "--now",
+        "2026-11-23T00:00:00Z",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lines: Vec<serde_json::Value> = text(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reasons: Vec<&str> = lines
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "grant",
+            "malformed_request",
+            "grant",
+            "bulk_administrator_account"
+        ]
+    );
+}
