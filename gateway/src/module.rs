@@ -270,6 +270,27 @@ impl PolicyInstance {
         postcard::from_bytes(bytes).map_err(|e| HostError::Decode(e.to_string()))
     }
 
+    /// Sends raw bytes as a `pc_check` request (for tests and fuzzing of the
+    /// module's request decoder): malformed input must come back as a
+    /// status, never a trap.
+    pub fn check_raw(&mut self, bytes: &[u8]) -> Result<Decision, HostError> {
+        self.write_input(bytes)?;
+        let rc = self
+            .check
+            .call(&mut self.store, bytes.len() as u32)
+            .map_err(trap)?;
+        if rc < 0 {
+            return Err(HostError::Status(rc as i32));
+        }
+        let (ptr, len) = ((rc >> 32) as u32 as usize, (rc & 0xffff_ffff) as usize);
+        let out = self
+            .memory
+            .data(&self.store)
+            .get(ptr..ptr + len)
+            .ok_or(HostError::Status(status::BAD_INPUT))?;
+        postcard::from_bytes(out).map_err(|e| HostError::Decode(e.to_string()))
+    }
+
     /// Decides one request.
     pub fn check(&mut self, req: &Request<'_>) -> Result<Decision, HostError> {
         self.call(Which::Check, req)

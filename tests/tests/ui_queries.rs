@@ -187,3 +187,46 @@ fn a_bad_snapshot_is_refused_and_the_old_one_keeps_serving() {
     };
     assert!(wasm.check(&req).unwrap().allowed);
 }
+
+#[test]
+fn malformed_requests_get_a_status_never_a_trap() {
+    use portcullis_gateway::module::HostError;
+    let mut wasm = PolicyModule::new()
+        .unwrap()
+        .instantiate(InstanceLimits::default())
+        .unwrap();
+    // Before any snapshot: a status, not a trap.
+    assert!(matches!(
+        wasm.check_raw(b"\x01a\x01b\x01c\x00\x00"),
+        Err(HostError::NoSnapshot | HostError::Status(-1))
+    ));
+    wasm.load_snapshot(&example()).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for len in 0..400usize {
+        let bytes: Vec<u8> = (0..len % 64)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        match wasm.check_raw(&bytes) {
+            Ok(_) | Err(HostError::Status(-2)) => {}
+            Err(e) => panic!("{bytes:?}: {e}"),
+        }
+    }
+    // Strings that are not UTF-8 are malformed, not a crash.
+    assert!(matches!(
+        wasm.check_raw(b"\x02\xff\xfe\x01a\x01b\x00\x00"),
+        Err(HostError::Status(-2))
+    ));
+    // And the instance still answers.
+    let req = policy_wasm::Request {
+        principal: "user/pat",
+        action: "read",
+        resource: "catalog/sales",
+        context: NOW,
+    };
+    assert!(wasm.check(&req).unwrap().allowed);
+}
