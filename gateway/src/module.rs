@@ -85,10 +85,23 @@ impl PolicyModule {
         Self::from_bytes(POLICY_MODULE)
     }
 
+    /// Compiles the embedded module through wasmtime's on-disk compilation
+    /// cache (`~/.cache/wasmtime`), for short-lived processes such as
+    /// `portcullis check`; without a usable cache it simply compiles.
+    pub fn new_cached() -> Result<Self, HostError> {
+        let cache = wasmtime::Cache::new(wasmtime::CacheConfig::new()).ok();
+        Self::build(POLICY_MODULE, cache)
+    }
+
     /// Compiles a module (a hostile or replacement module in tests).
     pub fn from_bytes(wasm: &[u8]) -> Result<Self, HostError> {
+        Self::build(wasm, None)
+    }
+
+    fn build(wasm: &[u8], cache: Option<wasmtime::Cache>) -> Result<Self, HostError> {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        config.cache(cache);
         let engine = Engine::new(&config).map_err(|e| HostError::Compile(format!("{e:#}")))?;
         let module =
             Module::new(&engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
@@ -255,6 +268,24 @@ impl PolicyInstance {
         };
         let len = self.scratch.len() as u32;
         let rc = f.call(&mut self.store, len).map_err(trap)?;
+        self.decode_result(rc)
+    }
+
+    /// Sends raw bytes as a `pc_check` request (for tests and fuzzing of the
+    /// module's request decoder): malformed input must come back as a
+    /// status, never a trap.
+    pub fn check_raw(&mut self, bytes: &[u8]) -> Result<Decision, HostError> {
+        self.write_input(bytes)?;
+        let rc = self
+            .check
+            .call(&mut self.store, bytes.len() as u32)
+            .map_err(trap)?;
+        self.decode_result(rc)
+    }
+
+    /// Decodes the output a call returned as a packed address and length,
+    /// or turns its status into an error.
+    fn decode_result<O: DeserializeOwned>(&self, rc: i64) -> Result<O, HostError> {
         if rc == i64::from(status::NO_SNAPSHOT) {
             return Err(HostError::NoSnapshot);
         }
@@ -268,27 +299,6 @@ impl PolicyInstance {
             .get(ptr..ptr + len)
             .ok_or(HostError::Status(status::BAD_INPUT))?;
         postcard::from_bytes(bytes).map_err(|e| HostError::Decode(e.to_string()))
-    }
-
-    /// Sends raw bytes as a `pc_check` request (for tests and fuzzing of the
-    /// module's request decoder): malformed input must come back as a
-    /// status, never a trap.
-    pub fn check_raw(&mut self, bytes: &[u8]) -> Result<Decision, HostError> {
-        self.write_input(bytes)?;
-        let rc = self
-            .check
-            .call(&mut self.store, bytes.len() as u32)
-            .map_err(trap)?;
-        if rc < 0 {
-            return Err(HostError::Status(rc as i32));
-        }
-        let (ptr, len) = ((rc >> 32) as u32 as usize, (rc & 0xffff_ffff) as usize);
-        let out = self
-            .memory
-            .data(&self.store)
-            .get(ptr..ptr + len)
-            .ok_or(HostError::Status(status::BAD_INPUT))?;
-        postcard::from_bytes(out).map_err(|e| HostError::Decode(e.to_string()))
     }
 
     /// Decides one request.

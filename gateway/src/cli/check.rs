@@ -73,7 +73,7 @@ pub fn run(a: CheckArgs) -> Result<(), CliError> {
             },
         })?))
     } else {
-        let module = PolicyModule::new().map_err(|e| CliError::Module(e.to_string()))?;
+        let module = PolicyModule::new_cached().map_err(|e| CliError::Module(e.to_string()))?;
         let mut inst = module
             .instantiate(InstanceLimits::default())
             .map_err(|e| CliError::Module(e.to_string()))?;
