@@ -255,7 +255,7 @@ const VERBS: [(&str, EntityVerb); 5] = [
 
 impl Action {
     /// Parses an action string. Entity actions are `<verb>:<entity type>`;
-    /// a bare verb is returned as [`BareVerb`] for `entity/<type>` resources.
+    /// a bare verb is returned as [`Parsed::BareVerb`] for `entity/<type>` resources.
     pub fn parse(s: &str) -> Option<Parsed> {
         if let Ok(i) = FIXED.binary_search_by(|(name, _)| name.cmp(&s)) {
             return Some(Parsed::Action(FIXED[i].1));
