@@ -563,8 +563,12 @@ fn team_resource<F: Facts>(
         return Decision::deny(Reason::ActionNotApplicable);
     };
     let kind = b.str(b.objects[o as usize].kind);
-    let write_scope = format_scope(kind, "write");
-    let read_scope = format_scope(kind, "read");
+    // `<kind>:write` allows both; `<kind>:read` allows reading.
+    let scope_allows = |s: &str| match s.split_once(':') {
+        Some((k, "write")) => k == kind,
+        Some((k, "read")) => k == kind && !write,
+        _ => false,
+    };
     team_owner(b, actor, t)
         .or_else(|| {
             each_grant(f, p, |g, via| {
@@ -577,21 +581,9 @@ fn team_resource<F: Facts>(
                     .then(|| role_allow(g, via))
             })
         })
-        .or_else(|| {
-            scope(f, p, actor, Some(t), Some(pos.org), &|s| {
-                s == write_scope || (!write && s == read_scope)
-            })
-        })
+        .or_else(|| scope(f, p, actor, Some(t), Some(pos.org), &scope_allows))
         .or_else(|| authority(f, actor, p, pos.org))
         .unwrap_or_else(no_grant)
-}
-
-fn format_scope(kind: &str, verb: &str) -> String {
-    let mut s = String::with_capacity(kind.len() + 1 + verb.len());
-    s.push_str(kind);
-    s.push(':');
-    s.push_str(verb);
-    s
 }
 
 fn team_owner(b: &Body, actor: Option<u32>, t: u32) -> Option<Decision> {
