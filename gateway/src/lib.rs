@@ -3,3 +3,4 @@
 //! tests build on it. (The reverse proxy itself arrives with issue #4.)
 
 pub mod module;
+pub mod route_table;
