@@ -1,0 +1,425 @@
+//! Credentials → principal: JWT bearer tokens verified against configured
+//! keys or a JWKS file, and API keys from a configurable header.
+//!
+//! Every key is pinned to one algorithm, so a token cannot pick its own
+//! (no `alg: none`, no HS/RS key confusion). Time claims are checked here
+//! against the caller's clock, not the library's, so the gateway decides
+//! with one notion of "now". Anything ambiguous — two `Authorization`
+//! headers, a bearer token and an API key together — is refused.
+
+use std::path::PathBuf;
+
+use http::HeaderMap;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// The `[identity]` section of the gateway configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// JWT bearer tokens; absent: bearer tokens are refused.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// Header carrying API keys (default `x-api-key`); the key's SHA-256
+    /// is looked up in the snapshot.
+    #[serde(default = "default_api_key_header")]
+    pub api_key_header: String,
+}
+
+fn default_api_key_header() -> String {
+    "x-api-key".into()
+}
+
+/// How bearer tokens are verified.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Accepted issuers (`iss`); empty accepts any.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Accepted audiences (`aud`); empty accepts any.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// The claim naming the principal (default `sub`). A value without a
+    /// `/` is taken as a username (`user/<value>`).
+    #[serde(default = "default_claim")]
+    pub principal_claim: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 30).
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: i64,
+    /// Keys given inline or as files.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// A JWKS file (`{"keys": [...]}`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+}
+
+fn default_claim() -> String {
+    "sub".into()
+}
+
+fn default_leeway() -> i64 {
+    30
+}
+
+/// One verification key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Key id (`kid`) tokens name it by; without one, the key is tried for
+    /// tokens without a `kid` whose `alg` matches.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// `HS256`, `RS256`, `ES256` or `EdDSA`.
+    pub alg: String,
+    /// HS256 shared secret.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// PEM public key (RS256, ES256, EdDSA), inline.
+    #[serde(default)]
+    pub pem: Option<String>,
+    /// PEM public key, from a file.
+    #[serde(default)]
+    pub pem_file: Option<PathBuf>,
+}
+
+/// Why the identity configuration is unusable (a start-up error).
+#[derive(Debug, Error)]
+pub enum IdentityConfigError {
+    /// An algorithm outside the supported four.
+    #[error("key {index}: algorithm {alg:?} is not supported; use HS256, RS256, ES256 or EdDSA")]
+    Algorithm {
+        /// Position in `keys`.
+        index: usize,
+        /// The algorithm given.
+        alg: String,
+    },
+    /// Key material missing, unreadable or invalid.
+    #[error("key {index}: {problem}")]
+    Key {
+        /// Position in `keys` (or in the JWKS file).
+        index: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The JWKS file is unreadable or invalid.
+    #[error("JWKS file {path}: {problem}")]
+    Jwks {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Why a request's credentials were refused (401).
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum Unauthenticated {
+    /// No credentials.
+    #[error("no credentials: send a bearer token or an API key")]
+    Missing,
+    /// More than one credential, or a repeated header.
+    #[error("ambiguous credentials: {0}")]
+    Ambiguous(&'static str),
+    /// The `Authorization` header is not `Bearer <token>`.
+    #[error("the Authorization header is not a bearer token")]
+    NotBearer,
+    /// Bearer tokens are not configured.
+    #[error("bearer tokens are not accepted here")]
+    JwtDisabled,
+    /// The token names a key this gateway does not know.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The token is malformed, badly signed, or fails a claim check.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// The token is expired.
+    #[error("token expired")]
+    Expired,
+    /// The token is not valid yet.
+    #[error("token not valid yet")]
+    NotYetValid,
+}
+
+/// Who is asking, as the engine names principals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// From a verified bearer token: `user/…` (or whatever typed
+    /// reference the claim holds, e.g. `service/…`).
+    Token(String),
+    /// From an API key: `apikey/<sha256 hex>`; the engine resolves the
+    /// user it acts as.
+    ApiKey(String),
+}
+
+impl Credential {
+    /// The principal reference to check.
+    pub fn principal(&self) -> &str {
+        match self {
+            Credential::Token(p) | Credential::ApiKey(p) => p,
+        }
+    }
+}
+
+struct Key {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies credentials. Built once from the configuration.
+pub struct Identity {
+    keys: Vec<Key>,
+    jwt: Option<JwtConfig>,
+    api_key_header: http::HeaderName,
+}
+
+fn parse_alg(s: &str) -> Option<Algorithm> {
+    match s {
+        "HS256" => Some(Algorithm::HS256),
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+impl Identity {
+    /// Loads every key; any unusable key is a start-up error.
+    pub fn new(config: IdentityConfig) -> Result<Self, IdentityConfigError> {
+        let mut keys = Vec::new();
+        if let Some(jwt) = &config.jwt {
+            for (index, k) in jwt.keys.iter().enumerate() {
+                let alg = parse_alg(&k.alg).ok_or_else(|| IdentityConfigError::Algorithm {
+                    index,
+                    alg: k.alg.clone(),
+                })?;
+                let bad = |problem: String| IdentityConfigError::Key { index, problem };
+                let pem = match (&k.pem, &k.pem_file) {
+                    (Some(p), _) => Some(p.clone().into_bytes()),
+                    (None, Some(path)) => Some(
+                        std::fs::read(path)
+                            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?,
+                    ),
+                    (None, None) => None,
+                };
+                let key = match (alg, &k.secret, pem) {
+                    (Algorithm::HS256, Some(secret), None) => {
+                        DecodingKey::from_secret(secret.as_bytes())
+                    }
+                    (Algorithm::HS256, _, _) => {
+                        return Err(bad("HS256 takes a `secret` (and no PEM)".into()));
+                    }
+                    (_, Some(_), _) => {
+                        return Err(bad(format!("{} takes a public key, not a secret", k.alg)));
+                    }
+                    (_, None, None) => return Err(bad("give `pem` or `pem_file`".into())),
+                    (Algorithm::RS256, None, Some(p)) => {
+                        DecodingKey::from_rsa_pem(&p).map_err(|e| bad(e.to_string()))?
+                    }
+                    (Algorithm::ES256, None, Some(p)) => {
+                        DecodingKey::from_ec_pem(&p).map_err(|e| bad(e.to_string()))?
+                    }
+                    (_, None, Some(p)) => {
+                        DecodingKey::from_ed_pem(&p).map_err(|e| bad(e.to_string()))?
+                    }
+                };
+                keys.push(Key {
+                    kid: k.kid.clone(),
+                    alg,
+                    key,
+                });
+            }
+            if let Some(path) = &jwt.jwks_file {
+                keys.extend(load_jwks(path)?);
+            }
+        }
+        let api_key_header =
+            http::HeaderName::from_bytes(config.api_key_header.to_ascii_lowercase().as_bytes())
+                .map_err(|e| IdentityConfigError::Key {
+                    index: 0,
+                    problem: format!("api_key_header {:?}: {e}", config.api_key_header),
+                })?;
+        Ok(Identity {
+            keys,
+            jwt: config.jwt,
+            api_key_header,
+        })
+    }
+
+    /// The header API keys arrive in.
+    pub fn api_key_header(&self) -> &http::HeaderName {
+        &self.api_key_header
+    }
+
+    /// Verifies the request's credentials at Unix time `now`.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Credential, Unauthenticated> {
+        let mut auth = headers.get_all(http::header::AUTHORIZATION).iter();
+        let mut keys = headers.get_all(&self.api_key_header).iter();
+        let (auth, auth2, key, key2) = (auth.next(), auth.next(), keys.next(), keys.next());
+        if auth2.is_some() {
+            return Err(Unauthenticated::Ambiguous(
+                "more than one Authorization header",
+            ));
+        }
+        if key2.is_some() {
+            return Err(Unauthenticated::Ambiguous("more than one API key header"));
+        }
+        match (auth, key) {
+            (None, None) => Err(Unauthenticated::Missing),
+            (Some(_), Some(_)) => Err(Unauthenticated::Ambiguous(
+                "both a bearer token and an API key",
+            )),
+            (None, Some(k)) => {
+                let k = k.as_bytes();
+                if k.is_empty() {
+                    return Err(Unauthenticated::Missing);
+                }
+                let hex: String = Sha256::digest(k)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                Ok(Credential::ApiKey(format!("apikey/{hex}")))
+            }
+            (Some(a), None) => {
+                let a = a.to_str().map_err(|_| Unauthenticated::NotBearer)?;
+                let token = match a.split_once(' ') {
+                    Some((scheme, t))
+                        if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
+                    {
+                        t.trim()
+                    }
+                    _ => return Err(Unauthenticated::NotBearer),
+                };
+                self.verify(token, now).map(Credential::Token)
+            }
+        }
+    }
+
+    /// Verifies a JWT and returns the principal its claim names.
+    pub fn verify(&self, token: &str, now: i64) -> Result<String, Unauthenticated> {
+        let jwt = self.jwt.as_ref().ok_or(Unauthenticated::JwtDisabled)?;
+        let header =
+            decode_header(token).map_err(|e| Unauthenticated::InvalidToken(e.to_string()))?;
+        // Keys are pinned to one algorithm: a token's `alg` only selects
+        // among keys that were configured for it.
+        let candidates: Vec<&Key> = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+                .collect(),
+            None => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.is_none() && k.alg == header.alg)
+                .collect(),
+        };
+        if candidates.is_empty() {
+            return Err(Unauthenticated::UnknownKey);
+        }
+        let mut last = Unauthenticated::UnknownKey;
+        for k in candidates {
+            let mut v = Validation::new(k.alg);
+            // Time is checked below against the gateway's clock.
+            v.validate_exp = false;
+            v.validate_nbf = false;
+            v.required_spec_claims.clear();
+            v.validate_aud = false;
+            match decode::<serde_json::Map<String, serde_json::Value>>(token, &k.key, &v) {
+                Ok(data) => return check_claims(jwt, &data.claims, now),
+                Err(e) => last = Unauthenticated::InvalidToken(e.to_string()),
+            }
+        }
+        Err(last)
+    }
+}
+
+fn check_claims(
+    jwt: &JwtConfig,
+    c: &serde_json::Map<String, serde_json::Value>,
+    now: i64,
+) -> Result<String, Unauthenticated> {
+    let num = |name: &str| c.get(name).and_then(serde_json::Value::as_i64);
+    let exp = num("exp").ok_or_else(|| Unauthenticated::InvalidToken("no `exp` claim".into()))?;
+    if now >= exp.saturating_add(jwt.leeway_seconds) {
+        return Err(Unauthenticated::Expired);
+    }
+    if let Some(nbf) = num("nbf")
+        && now + jwt.leeway_seconds < nbf
+    {
+        return Err(Unauthenticated::NotYetValid);
+    }
+    if !jwt.issuers.is_empty() {
+        let iss = c.get("iss").and_then(serde_json::Value::as_str);
+        if !iss.is_some_and(|i| jwt.issuers.iter().any(|x| x == i)) {
+            return Err(Unauthenticated::InvalidToken("issuer not accepted".into()));
+        }
+    }
+    if !jwt.audiences.is_empty() {
+        let ok = match c.get("aud") {
+            Some(serde_json::Value::String(a)) => jwt.audiences.contains(a),
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .any(|a| jwt.audiences.iter().any(|x| x == a)),
+            _ => false,
+        };
+        if !ok {
+            return Err(Unauthenticated::InvalidToken(
+                "audience not accepted".into(),
+            ));
+        }
+    }
+    let value = c
+        .get(&jwt.principal_claim)
+        .and_then(serde_json::Value::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            Unauthenticated::InvalidToken(format!("no `{}` claim", jwt.principal_claim))
+        })?;
+    Ok(if value.contains('/') || value == "support" {
+        value.to_string()
+    } else {
+        format!("user/{value}")
+    })
+}
+
+fn load_jwks(path: &PathBuf) -> Result<Vec<Key>, IdentityConfigError> {
+    let bad = |problem: String| IdentityConfigError::Jwks {
+        path: path.clone(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let set: JwkSet = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let mut keys = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        let alg = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
+            AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+            _ => {
+                return Err(bad(format!(
+                    "key {i}: only RSA, EC P-256 and Ed25519 keys are accepted"
+                )));
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("key {i}: {e}")))?;
+        keys.push(Key {
+            kid: jwk.common.key_id.clone(),
+            alg,
+            key,
+        });
+    }
+    Ok(keys)
+}
