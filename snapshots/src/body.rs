@@ -458,7 +458,8 @@ impl Body {
         self.strings.get(s)
     }
 
-    fn user_name(&self, i: u32) -> &str {
+    /// The username of user `i` (`""` out of range).
+    pub fn user_name(&self, i: u32) -> &str {
         self.users
             .get(i as usize)
             .map_or("", |u| self.str(u.username))

@@ -9,6 +9,7 @@ use portcullis_gateway::module::{HostError, InstanceLimits, PolicyInstance, Poli
 use portcullis_snapshots::header::MAGIC;
 use portcullis_snapshots::source::Timestamp;
 
+use super::snapshot::{compile_text, read_bytes};
 use crate::error::CliError;
 
 #[derive(Debug, Args)]
@@ -170,11 +171,7 @@ fn run_batch(engine: &mut Evaluator, path: &Path, context: Context) -> Result<()
 
 /// Reads a snapshot file, or compiles a directory JSON in memory.
 fn snapshot_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
-    let bytes = std::fs::read(path).map_err(|source| CliError::Io {
-        action: "cannot read",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_bytes(path)?;
     if bytes.starts_with(&MAGIC) {
         return Ok(bytes);
     }
@@ -184,11 +181,7 @@ fn snapshot_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
             path.display()
         ))
     })?;
-    let (dir, body) =
-        portcullis_snapshots::source::build(&text).map_err(|problems| CliError::Directory {
-            rendered: problems.render(&path.display().to_string()),
-            problems,
-        })?;
+    let (dir, body) = compile_text(path, &text, false)?;
     Ok(portcullis_snapshots::encode(
         &body,
         dir.revision.unwrap_or(0),

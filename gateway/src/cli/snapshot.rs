@@ -149,7 +149,7 @@ fn build(a: BuildArgs) -> Result<(), CliError> {
 }
 
 /// Parses and compiles, turning problems into a rendered [`CliError`].
-fn compile_text(
+pub(super) fn compile_text(
     path: &Path,
     text: &str,
     json: bool,
@@ -318,7 +318,7 @@ fn decode_file(path: &Path, bytes: &[u8]) -> Result<Snapshot, CliError> {
     })
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
+pub(super) fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
     fs::read(path).map_err(|source| CliError::Io {
         action: "cannot read",
         path: path.to_path_buf(),

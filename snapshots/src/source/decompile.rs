@@ -103,7 +103,7 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
                 id: st(k.id),
                 name: opt(k.name),
                 sha256: hex::encode(k.sha256),
-                created_by: format!("user/{}", user_name(b, k.creator)),
+                created_by: format!("user/{}", b.user_name(k.creator)),
                 created_at: k.created_at.map(Timestamp),
                 expires_at: k.expires_at.map(Timestamp),
                 revoked: k.revoked,
@@ -127,11 +127,11 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
                 id: st(t.id),
                 name: opt(t.name),
                 organization: org_id(t.org),
-                owner: user_name(b, t.owner).to_string(),
+                owner: b.user_name(t.owner).to_string(),
                 members: t
                     .members
                     .iter()
-                    .map(|&m| user_name(b, m).to_string())
+                    .map(|&m| b.user_name(m).to_string())
                     .collect(),
             })
             .collect(),
@@ -165,8 +165,4 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
             })
             .collect(),
     }
-}
-
-fn user_name(b: &Body, i: u32) -> &str {
-    b.users.get(i as usize).map_or("", |u| b.str(u.username))
 }
