@@ -15,6 +15,9 @@ pub const EXIT_IO: u8 = 3;
 /// Exit code: `check` denied the request.
 pub const EXIT_DENIED: u8 = 4;
 
+/// Exit code: the gateway could not start, or could not be reached.
+pub const EXIT_UNAVAILABLE: u8 = 5;
+
 /// What went wrong in a CLI command.
 #[derive(Debug, Error)]
 pub enum CliError {
@@ -61,6 +64,18 @@ pub enum CliError {
     /// `check` answered deny (already printed).
     #[error("")]
     Denied,
+    /// The gateway configuration is invalid (every problem listed).
+    #[error("{0}")]
+    Config(String),
+    /// The gateway could not start.
+    #[error("{0}")]
+    Start(String),
+    /// A push could not reach the gateway.
+    #[error("{0}")]
+    Push(String),
+    /// The gateway refused a pushed snapshot.
+    #[error("{0}")]
+    Refused(String),
     /// Encoding failed (a bug: compilation guarantees encodable bodies).
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -72,7 +87,9 @@ impl CliError {
         match self {
             CliError::Io { .. } => EXIT_IO,
             CliError::Usage(_) => EXIT_USAGE,
-            CliError::Denied => EXIT_DENIED,
+            CliError::Denied | CliError::Refused(_) => EXIT_DENIED,
+            CliError::Config(_) => EXIT_INVALID,
+            CliError::Start(_) | CliError::Push(_) => EXIT_UNAVAILABLE,
             CliError::Directory { .. }
             | CliError::Snapshot { .. }
             | CliError::NoRevision { .. }

@@ -1,9 +1,26 @@
-//! The Portcullis gateway library, one module per stage of a request:
-//! [`route_table`] (request → upstream, action, resource), [`identity`]
-//! (credentials → principal), and [`module`] (the engine's WebAssembly
-//! module under wasmtime). The `portcullis` binary and the end-to-end tests
-//! build on it; the proxy that composes the stages arrives with issue #4.
+//! The Portcullis gateway: a hyper/tokio reverse proxy that authorizes
+//! every request through the engine's WebAssembly module (hosted by
+//! wasmtime) before it reaches the upstream, and swaps directory snapshots
+//! atomically (arc-swap) without a restart.
+//!
+//! One module per stage of a request: [`route_table`] (request → upstream,
+//! action, resource), [`identity`] (credentials → principal),
+//! [`authorize`] (→ decision, in [`module`] instances owned by a
+//! [`swap::Generation`]), [`forward`] (→ upstream); [`server`] composes them
+//! and serves [`admin`]. Snapshots arrive through [`swap`] from pushes,
+//! the watched file and the polled URL ([`sources`]). Configuration:
+//! [`config`]; observability: [`metrics`] and [`decision_log`].
 
+mod admin;
+pub mod authorize;
+pub mod config;
+pub mod decision_log;
+pub mod demo;
+pub mod forward;
 pub mod identity;
+pub mod metrics;
 pub mod module;
 pub mod route_table;
+pub mod server;
+mod sources;
+pub mod swap;

@@ -57,17 +57,32 @@ pub struct HostState {
 }
 
 /// Limits of one instance.
+///
+/// Time is counted in epoch ticks: the host that wants calls bounded
+/// advances the engine's epoch on a clock ([`PolicyModule::tick`]); a call
+/// still running after its budget of ticks traps. Without a ticker the
+/// budgets never run out (the CLI).
 #[derive(Clone, Copy, Debug)]
 pub struct InstanceLimits {
     /// Largest linear memory, in bytes.
     pub max_memory: usize,
+    /// Ticks a decision call (check, explain, permissions, list) may take.
+    pub call_ticks: u64,
+    /// Ticks loading a snapshot may take.
+    pub load_ticks: u64,
 }
 
+/// A budget that never runs out in practice (ticks are milliseconds or more).
+const UNBOUNDED_TICKS: u64 = 1 << 48;
+
 impl Default for InstanceLimits {
-    /// 1 GiB: twenty times what the 100k-user benchmark snapshot needs.
+    /// 1 GiB: twenty times what the 100k-user benchmark snapshot needs;
+    /// no time budget.
     fn default() -> Self {
         InstanceLimits {
             max_memory: 1 << 30,
+            call_ticks: UNBOUNDED_TICKS,
+            load_ticks: UNBOUNDED_TICKS,
         }
     }
 }
@@ -102,6 +117,10 @@ impl PolicyModule {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         config.cache(cache);
+        // Calls are bounded by epoch interruption rather than fuel: a check
+        // at the epoch costs a load and a compare per loop head, fuel costs
+        // a counter update per block.
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| HostError::Compile(format!("{e:#}")))?;
         let module =
             Module::new(&engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
@@ -111,6 +130,12 @@ impl PolicyModule {
             .instantiate_pre(&module)
             .map_err(|e| HostError::Compile(format!("{e:#}")))?;
         Ok(PolicyModule { engine, pre })
+    }
+
+    /// Advances the epoch by one tick: every call running in any instance
+    /// of this module spends one tick of its budget.
+    pub fn tick(&self) {
+        self.engine.increment_epoch();
     }
 
     /// A fresh instance with no snapshot loaded.
@@ -124,6 +149,7 @@ impl PolicyModule {
             },
         );
         store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(limits.load_ticks);
         let inst = self
             .pre
             .instantiate(&mut store)
@@ -161,6 +187,8 @@ impl PolicyModule {
                 .map_err(|e| HostError::Instantiate(format!("pc_revision: {e:#}")))?,
             memory,
             store,
+            limits,
+            interrupt_next: false,
             scratch: Vec::with_capacity(256),
             input_buf: None,
         })
@@ -183,12 +211,32 @@ pub struct PolicyInstance {
     result_len: TypedFunc<(), i32>,
     release: TypedFunc<(), ()>,
     revision: TypedFunc<(), i64>,
+    limits: InstanceLimits,
+    /// Fault injection: the next call gets no budget and traps.
+    interrupt_next: bool,
     scratch: Vec<u8>,
     /// Address and length of the module's input buffer, while valid.
     input_buf: Option<(usize, usize)>,
 }
 
 impl PolicyInstance {
+    /// Sets the time budget of the call about to be made.
+    fn arm(&mut self, ticks: u64) {
+        let ticks = if std::mem::take(&mut self.interrupt_next) {
+            0
+        } else {
+            ticks
+        };
+        self.store.set_epoch_deadline(ticks);
+    }
+
+    /// Makes the next decision call trap as if it had run out of time: the
+    /// real module is interrupted by wasmtime, so callers can test their
+    /// trap handling (fail closed, rebuild) end to end.
+    pub fn interrupt_next_call(&mut self) {
+        self.interrupt_next = true;
+    }
+
     fn write_input(&mut self, bytes: &[u8]) -> Result<(), HostError> {
         let ptr = match self.input_buf {
             // The module's buffer is big enough and has not moved.
@@ -218,6 +266,7 @@ impl PolicyInstance {
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), HostError> {
         // A snapshot gets a buffer of its own size, freed after loading.
         self.input_buf = None;
+        self.store.set_epoch_deadline(self.limits.load_ticks);
         self.write_input(bytes)?;
         self.input_buf = None;
         let rc = self
@@ -244,6 +293,7 @@ impl PolicyInstance {
 
     /// The loaded revision, if any.
     pub fn revision(&mut self) -> Result<Option<u64>, HostError> {
+        self.store.set_epoch_deadline(self.limits.call_ticks);
         let r = self.revision.call(&mut self.store, ()).map_err(trap)?;
         Ok((r >= 0).then_some(r as u64))
     }
@@ -253,6 +303,7 @@ impl PolicyInstance {
         which: Which,
         input: &I,
     ) -> Result<O, HostError> {
+        self.arm(self.limits.call_ticks);
         let mut buf = std::mem::take(&mut self.scratch);
         let written = encode_into(input, &mut buf)
             .map_err(|e| HostError::Decode(e.to_string()))
@@ -275,6 +326,7 @@ impl PolicyInstance {
     /// module's request decoder): malformed input must come back as a
     /// status, never a trap.
     pub fn check_raw(&mut self, bytes: &[u8]) -> Result<Decision, HostError> {
+        self.arm(self.limits.call_ticks);
         self.write_input(bytes)?;
         let rc = self
             .check

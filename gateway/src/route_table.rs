@@ -12,6 +12,9 @@ use thiserror::Error;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
+    /// A name for metrics and logs (default: the methods and path pattern).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Host to match (case-insensitive, port ignored); absent or `*` for any.
     #[serde(default)]
     pub host: Option<String>,
@@ -111,6 +114,17 @@ pub struct RouteTable {
     routes: Vec<Route>,
 }
 
+impl RouteSpec {
+    /// The route's name in metrics and logs.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None if self.methods.is_empty() => format!("* {}", self.path),
+            None => format!("{} {}", self.methods.join(","), self.path),
+        }
+    }
+}
+
 impl RouteTable {
     /// Compiles and checks every route.
     pub fn new(specs: Vec<RouteSpec>) -> Result<Self, RouteError> {
@@ -175,6 +189,11 @@ impl RouteTable {
             });
         }
         Ok(RouteTable { routes })
+    }
+
+    /// The routes, in order.
+    pub fn specs(&self) -> impl Iterator<Item = &RouteSpec> {
+        self.routes.iter().map(|r| &r.spec)
     }
 
     /// Normalizes the path and finds the first route matching method, host
@@ -377,6 +396,7 @@ mod tests {
         let spec =
             |host: Option<&str>, methods: &[&str], path: &str, action: &str, resource: &str| {
                 RouteSpec {
+                    name: None,
                     host: host.map(String::from),
                     methods: methods.iter().map(|m| m.to_string()).collect(),
                     path: path.into(),
@@ -530,6 +550,7 @@ mod tests {
     #[test]
     fn bad_tables_are_refused_with_the_route_named() {
         let spec = |path: &str, resource: &str| RouteSpec {
+            name: None,
             host: None,
             methods: vec![],
             path: path.into(),

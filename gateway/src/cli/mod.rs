@@ -1,6 +1,8 @@
 //! Command-line interface: argument definitions and dispatch.
 
 mod check;
+mod push;
+mod serve;
 mod snapshot;
 
 use clap::{Parser, Subcommand};
@@ -17,7 +19,8 @@ Exit codes:
   1  the directory or snapshot is invalid (every problem is listed)
   2  wrong usage
   3  a file could not be read or written
-  4  `check`: the (last) request was denied
+  4  `check`: the (last) request was denied; `snapshot push`: the gateway refused the snapshot
+  5  `serve`, `demo`: the gateway could not start; `snapshot push`: the gateway is unreachable
 
 Start with: portcullis snapshot build snapshots/examples/acme.json -o acme.snap")]
 pub struct Cli {
@@ -32,6 +35,10 @@ enum Command {
     Snapshot(snapshot::SnapshotCommand),
     /// Ask the engine: may PRINCIPAL do ACTION on RESOURCE? (exit 0 allow, 4 deny)
     Check(check::CheckArgs),
+    /// Run the gateway: authorize every request, forward the allowed ones.
+    Serve(serve::ServeArgs),
+    /// The gateway with the example directory, a demo upstream and curl commands to try.
+    Demo(serve::DemoArgs),
 }
 
 /// Runs a parsed command line.
@@ -39,5 +46,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Snapshot(cmd) => snapshot::run(cmd),
         Command::Check(args) => check::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
     }
 }

@@ -52,6 +52,8 @@ pub enum SnapshotCommand {
     /// Writes a snapshot when OUT ends in `.snap`, directory JSON otherwise.
     /// Generated API key secrets are `pk_<seed>_<index>`.
     Generate(GenerateArgs),
+    /// Send a snapshot to a running gateway (validated there before the swap).
+    Push(super::push::PushArgs),
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +122,7 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
         SnapshotCommand::Inspect { snapshot, json } => inspect(&snapshot, json),
         SnapshotCommand::Diff { old, new, json } => diff_cmd(&old, &new, json),
         SnapshotCommand::Generate(a) => generate_cmd(a),
+        SnapshotCommand::Push(a) => super::push::run(a),
     }
 }
 

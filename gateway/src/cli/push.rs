@@ -1,0 +1,80 @@
+//! `portcullis snapshot push`: send a snapshot to a running gateway's
+//! admin API, which validates it completely before swapping it in.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use http::{Method, Request, header};
+use http_body_util::BodyExt;
+use portcullis_gateway::forward::{full, http_client};
+
+use super::snapshot::read_bytes;
+use crate::error::CliError;
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The snapshot file.
+    file: PathBuf,
+    /// The gateway's admin URL, e.g. http://127.0.0.1:9090.
+    #[arg(long)]
+    to: String,
+    /// The admin token (or set PORTCULLIS_ADMIN_TOKEN).
+    #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Install even if the revision is not newer (a deliberate rollback).
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(a: PushArgs) -> Result<(), CliError> {
+    let bytes = read_bytes(&a.file)?;
+    let base = a.to.trim_end_matches('/');
+    let url = format!(
+        "{base}/-/snapshot{}",
+        if a.force { "?force=true" } else { "" }
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Start(e.to_string()))?;
+    let (status, body) = rt.block_on(async {
+        let client = http_client(Duration::from_secs(5), 1);
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(&url)
+            .header(header::AUTHORIZATION, format!("Bearer {}", a.token))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(full(bytes))
+            .map_err(|e| CliError::Usage(format!("--to {:?}: {e}", a.to)))?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| CliError::Push(format!("cannot reach {url}: {e}")))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| CliError::Push(format!("{url}: {e}")))?
+            .to_bytes();
+        Ok::<_, CliError>((status, body))
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status.is_success() {
+        println!(
+            "{}: revision {} serving (was {})",
+            a.file.display(),
+            v["revision"],
+            v["previous"]
+        );
+        Ok(())
+    } else {
+        Err(CliError::Refused(format!(
+            "{}: refused by the gateway ({}): {}",
+            a.file.display(),
+            status.as_u16(),
+            v["error"].as_str().unwrap_or("no reason given")
+        )))
+    }
+}

@@ -1,0 +1,108 @@
+//! `portcullis serve` and `portcullis demo`: the gateway on a tokio
+//! runtime with one worker thread (and one engine instance) per core.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use portcullis_gateway::config::GatewayConfig;
+use portcullis_gateway::demo::{DemoOptions, start_demo};
+use portcullis_gateway::server::{start, worker_count};
+
+use crate::error::CliError;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (see docs/gateway.md).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The proxy listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The admin listener.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Run the demo's steps, check every answer, print them, and exit.
+    #[arg(long)]
+    walkthrough: bool,
+}
+
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("portcullis-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Start(format!("cannot start the runtime: {e}")))
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn serve(a: ServeArgs) -> Result<(), CliError> {
+    let config = GatewayConfig::load(&a.config).map_err(|e| CliError::Config(e.to_string()))?;
+    if a.check {
+        println!(
+            "{}: ok ({} routes, {} upstreams)",
+            a.config.display(),
+            config.routes.len(),
+            config.upstreams.len()
+        );
+        return Ok(());
+    }
+    init_logs();
+    let rt = runtime(worker_count(&config))?;
+    rt.block_on(async {
+        let running = start(config, None)
+            .await
+            .map_err(|e| CliError::Start(e.to_string()))?;
+        running.run_until_signal().await;
+        Ok(())
+    })
+}
+
+pub fn demo(a: DemoArgs) -> Result<(), CliError> {
+    if !a.walkthrough {
+        init_logs();
+    }
+    let rt = runtime(2)?;
+    rt.block_on(async {
+        let demo = start_demo(DemoOptions {
+            listen: a.listen,
+            admin_listen: a.admin_listen,
+            decision_log: if a.walkthrough {
+                "off".into()
+            } else {
+                "stdout".into()
+            },
+            work_dir: std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id())),
+        })
+        .await
+        .map_err(CliError::Start)?;
+        if a.walkthrough {
+            let report = demo.walkthrough().await;
+            demo.gateway.shutdown().await;
+            let report = report.map_err(CliError::Start)?;
+            print!("{report}");
+            println!("walkthrough: every step answered as expected");
+            return Ok(());
+        }
+        println!("{}", demo.instructions());
+        demo.gateway.run_until_signal().await;
+        Ok(())
+    })
+}

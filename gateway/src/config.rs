@@ -1,0 +1,433 @@
+//! `gateway.toml`: the gateway's configuration, parsed strictly (unknown
+//! keys are errors) and checked as a whole before anything starts, so a bad
+//! configuration is one clear error at start-up rather than a surprise
+//! under load. The reference is `docs/gateway.md`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::identity::IdentityConfig;
+use crate::route_table::RouteSpec;
+
+/// Why the configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The configuration parses but is not usable; every problem is listed.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Listeners, limits and timeouts.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Where snapshots come from.
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+    /// Limits of the WebAssembly engine.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Credentials.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Upstreams by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// The route table; first match wins, no match is denied.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Logs.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[server]`: the public listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the proxy listener.
+    pub listen: SocketAddr,
+    /// Worker threads, each with its own engine instance (default: one per core).
+    pub workers: Option<usize>,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Largest request body forwarded, in bytes.
+    pub max_body_bytes: u64,
+    /// Time allowed to receive a request's head (slow clients are cut off).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection idle this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Most concurrent client connections; further ones wait in the backlog.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// On SIGTERM, time given to in-flight requests to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: None,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 16 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
+            max_concurrent_streams: 256,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+/// `[admin]`: health, readiness, metrics and snapshot pushes, on a listener
+/// of their own so they are never exposed with the proxy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener.
+    pub listen: SocketAddr,
+    /// Bearer token required by `PUT /-/snapshot`.
+    pub token: Option<String>,
+    /// File holding that token (instead of `token`).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+/// `[snapshot]`: the sources of snapshots. Pushes to the admin listener
+/// are always possible; a file and a URL are optional.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    /// A snapshot file loaded at start-up.
+    pub file: Option<PathBuf>,
+    /// Reload the file whenever it changes.
+    pub watch: bool,
+    /// An `http://` URL polled with `If-None-Match`.
+    pub poll_url: Option<String>,
+    /// Polling period.
+    pub poll_interval_ms: u64,
+    /// Largest snapshot accepted from any source, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            file: None,
+            watch: true,
+            poll_url: None,
+            poll_interval_ms: 10_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[engine]`: limits of each WebAssembly instance.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Largest linear memory of one instance, in MiB.
+    pub max_memory_mb: usize,
+    /// Time a decision may take before it is interrupted (→ 503).
+    pub decision_timeout_ms: u64,
+    /// Time loading a snapshot may take.
+    pub load_timeout_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_memory_mb: 1024,
+            decision_timeout_ms: 50,
+            load_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `[upstreams.<name>]`: where allowed requests go.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL, `http://host:port` (a path prefix is allowed).
+    pub url: String,
+    /// Time to connect.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Time until the upstream's response head arrives (→ 504).
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_ms: u64,
+    /// Idle connections kept per upstream host.
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle: usize,
+    /// Forward the client's `Authorization` header (the API-key header is
+    /// never forwarded: the upstream gets the principal instead).
+    #[serde(default = "yes")]
+    pub forward_authorization: bool,
+}
+
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_upstream_timeout() -> u64 {
+    30_000
+}
+fn default_pool_max_idle() -> usize {
+    256
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Where the decision log goes: `stdout`, `stderr`, `off`, or a file path
+    /// (appended). One JSON object per line.
+    pub decisions: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            decisions: "stdout".into(),
+        }
+    }
+}
+
+/// Milliseconds as a duration.
+pub fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+impl GatewayConfig {
+    /// Reads, parses and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no checks beyond the schema).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// Relative paths in the file are relative to the file.
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = &mut self.snapshot.file {
+            fix(p);
+        }
+        if let Some(p) = &mut self.admin.token_file {
+            fix(p);
+        }
+        if let Some(jwt) = &mut self.identity.jwt {
+            if let Some(p) = &mut jwt.jwks_file {
+                fix(p);
+            }
+            for k in &mut jwt.keys {
+                if let Some(p) = &mut k.pem_file {
+                    fix(p);
+                }
+            }
+        }
+        let d = &mut self.log.decisions;
+        if !matches!(d.as_str(), "stdout" | "stderr" | "off") && Path::new(d).is_relative() {
+            *d = base.join(&*d).to_string_lossy().into_owned();
+        }
+    }
+
+    /// Checks everything that can be checked before start-up and lists
+    /// every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let s = &self.server;
+        if s.workers == Some(0) {
+            problems.push("server.workers: must be at least 1 (or left out: one per core)".into());
+        }
+        if s.max_header_bytes < 1024 {
+            problems.push("server.max_header_bytes: must be at least 1024".into());
+        }
+        for (name, v) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            (
+                "engine.decision_timeout_ms",
+                self.engine.decision_timeout_ms,
+            ),
+            ("engine.load_timeout_ms", self.engine.load_timeout_ms),
+            ("snapshot.poll_interval_ms", self.snapshot.poll_interval_ms),
+        ] {
+            if v == 0 {
+                problems.push(format!("{name}: must be greater than 0"));
+            }
+        }
+        if s.max_connections == 0 {
+            problems.push("server.max_connections: must be at least 1".into());
+        }
+        if s.listen == self.admin.listen && s.listen.port() != 0 {
+            problems.push(format!(
+                "admin.listen: {} is also server.listen; the admin listener needs its own address",
+                s.listen
+            ));
+        }
+        if self.engine.max_memory_mb < 16 {
+            problems.push("engine.max_memory_mb: must be at least 16".into());
+        }
+        match (&self.admin.token, &self.admin.token_file) {
+            (Some(_), Some(_)) => {
+                problems.push("admin: give `token` or `token_file`, not both".into())
+            }
+            (Some(t), None) if t.len() < 16 => problems
+                .push("admin.token: use at least 16 characters (it guards snapshot pushes)".into()),
+            (None, Some(p)) => match std::fs::read_to_string(p) {
+                Ok(t) if t.trim().len() >= 16 => {}
+                Ok(_) => problems.push(format!(
+                    "admin.token_file {}: the token must have at least 16 characters",
+                    p.display()
+                )),
+                Err(e) => problems.push(format!("admin.token_file {}: {e}", p.display())),
+            },
+            _ => {}
+        }
+        if let Some(url) = &self.snapshot.poll_url
+            && let Err(e) = parse_http_url(url)
+        {
+            problems.push(format!("snapshot.poll_url: {e}"));
+        }
+        if self.snapshot.file.is_none()
+            && self.snapshot.poll_url.is_none()
+            && self.admin.token.is_none()
+            && self.admin.token_file.is_none()
+        {
+            problems.push(
+                "snapshot: no source: set snapshot.file, snapshot.poll_url, or admin.token to accept pushes"
+                    .into(),
+            );
+        }
+        for (name, u) in &self.upstreams {
+            if let Err(e) = parse_http_url(&u.url) {
+                problems.push(format!("upstreams.{name}.url: {e}"));
+            }
+            if u.timeout_ms == 0 || u.connect_timeout_ms == 0 {
+                problems.push(format!("upstreams.{name}: timeouts must be greater than 0"));
+            }
+        }
+        if self.routes.is_empty() {
+            problems.push(
+                "routes: none configured: every request would be denied; add [[routes]]".into(),
+            );
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !self.upstreams.contains_key(&r.upstream) {
+                problems.push(format!(
+                    "routes[{i}] ({}): upstream {:?} is not defined under [upstreams]",
+                    r.path, r.upstream
+                ));
+            }
+            if policy_wasm::action::Action::parse(&r.action).is_none() {
+                problems.push(format!(
+                    "routes[{i}] ({}): unknown action {:?} (see policy-wasm/README.md)",
+                    r.path, r.action
+                ));
+            }
+        }
+        if let Err(e) = crate::route_table::RouteTable::new(self.routes.clone()) {
+            problems.push(format!("routes: {e}"));
+        }
+        if let Err(e) = crate::identity::Identity::new(self.identity.clone()) {
+            problems.push(format!("identity: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The admin token, read from the file if configured there.
+    pub fn admin_token(&self) -> Option<String> {
+        match (&self.admin.token, &self.admin.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(p)) => std::fs::read_to_string(p)
+                .ok()
+                .map(|t| t.trim().to_string()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Checks that a URL is `http://authority[/path]` and returns it as a URI.
+pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(format!(
+                "{url:?}: scheme {other:?} is not supported; use http:// (terminate TLS in front of or behind the gateway)"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "{url:?}: give a full URL such as http://127.0.0.1:3000"
+            ));
+        }
+    }
+    if uri.authority().is_none() {
+        return Err(format!("{url:?}: no host"));
+    }
+    Ok(uri)
+}

@@ -1,0 +1,472 @@
+//! `portcullis demo`: the gateway with the embedded example directory
+//! (`snapshots/examples/acme.json`), a built-in upstream that echoes what
+//! it was sent, demo tokens and keys, and ready-to-paste curl commands —
+//! or, with `--walkthrough`, the same steps run and checked in-process.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::config::{
+    AdminConfig, GatewayConfig, LogConfig, ServerConfig, SnapshotConfig, UpstreamConfig,
+};
+use crate::forward::{Body, HttpClient, empty, full, http_client};
+use crate::identity::{IdentityConfig, JwtConfig, KeyConfig};
+use crate::route_table::RouteSpec;
+use crate::server::{Running, json_response, start};
+
+/// The example directory, compiled into the binary.
+pub const EXAMPLE_DIRECTORY: &str = include_str!("../../snapshots/examples/acme.json");
+/// HS256 secret of the demo tokens. Demo only: anyone can mint tokens with it.
+pub const DEMO_SECRET: &str = "portcullis-demo-secret-do-not-use-in-production";
+/// The demo's admin token for snapshot pushes.
+pub const DEMO_ADMIN_TOKEN: &str = "demo-admin-token-0123456789";
+/// Sam's API key in the example directory (its SHA-256 is stored there).
+pub const DEMO_API_KEY: &str = "pk_demo_sam_deploy";
+const ISSUER: &str = "portcullis-demo";
+
+/// Where the demo listens.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The proxy listener.
+    pub listen: SocketAddr,
+    /// The admin listener.
+    pub admin_listen: SocketAddr,
+    /// Decision log target (`stdout`, `stderr`, `off`, a path).
+    pub decision_log: String,
+    /// Where the second revision is written for the push step.
+    pub work_dir: PathBuf,
+}
+
+/// A running demo.
+pub struct Demo {
+    /// The gateway.
+    pub gateway: Running,
+    /// The built-in upstream.
+    pub upstream: SocketAddr,
+    /// Revision 2 of the example (pat becomes a writer on `catalog/sales`).
+    pub v2_path: PathBuf,
+    /// Tokens by username.
+    pub tokens: BTreeMap<&'static str, String>,
+}
+
+/// Builds the example directory as a snapshot; `edit` may change the JSON
+/// first (revision, grants, …).
+pub fn example_snapshot(edit: impl FnOnce(&mut Value)) -> Result<Vec<u8>, String> {
+    let mut v: Value = serde_json::from_str(EXAMPLE_DIRECTORY).map_err(|e| e.to_string())?;
+    edit(&mut v);
+    let text = v.to_string();
+    let (directory, body) = portcullis_snapshots::source::build(&text)
+        .map_err(|p| p.render("snapshots/examples/acme.json"))?;
+    let revision = directory.revision.unwrap_or(1);
+    let created = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    portcullis_snapshots::encode(&body, revision, created).map_err(|e| e.to_string())
+}
+
+/// Revision 2: pat gets writer on the sales catalog.
+pub fn example_v2() -> Result<Vec<u8>, String> {
+    example_snapshot(|v| {
+        v["revision"] = json!(2);
+        if let Some(grants) = v["grants"].as_array_mut() {
+            grants.push(json!({"principal": "user/pat", "role": "writer", "on": "catalog/sales"}));
+        }
+    })
+}
+
+/// A demo bearer token for `username`, valid for a week.
+pub fn demo_token(username: &str) -> Result<String, String> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = json!({
+        "sub": username,
+        "iss": ISSUER,
+        "aud": ISSUER,
+        "iat": now,
+        "exp": now + 7 * 24 * 3600,
+    });
+    jsonwebtoken::encode(
+        &Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(DEMO_SECRET.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The demo's routes over the example directory.
+pub fn demo_routes() -> Vec<RouteSpec> {
+    let route =
+        |name: &str, methods: &[&str], path: &str, action: &str, resource: &str| RouteSpec {
+            name: Some(name.into()),
+            host: None,
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            path: path.into(),
+            upstream: "app".into(),
+            action: action.into(),
+            resource: resource.into(),
+            shadow: false,
+        };
+    vec![
+        route(
+            "read-table",
+            &["GET", "HEAD"],
+            "/envs/{env}/catalogs/{catalog}/tables/*",
+            "read",
+            "catalog/{catalog}",
+        ),
+        route(
+            "write-table",
+            &["PUT", "POST", "PATCH", "DELETE"],
+            "/envs/{env}/catalogs/{catalog}/tables/*",
+            "write",
+            "catalog/{catalog}",
+        ),
+        route("open-env", &["GET"], "/envs/{env}", "env:open", "env/{env}"),
+        route(
+            "view-user",
+            &["GET"],
+            "/users/{user}",
+            "user:view",
+            "user/{user}",
+        ),
+        route(
+            "update-user",
+            &["PATCH", "PUT"],
+            "/users/{user}",
+            "user:update",
+            "user/{user}",
+        ),
+        route(
+            "deactivate-user",
+            &["POST"],
+            "/users/{user}/deactivate",
+            "user:deactivate",
+            "user/{user}",
+        ),
+        route(
+            "sso-settings",
+            &["GET", "PUT"],
+            "/orgs/{org}/sso",
+            "admin:sso",
+            "org/{org}",
+        ),
+    ]
+}
+
+/// The gateway configuration of the demo.
+pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
+    GatewayConfig {
+        server: ServerConfig {
+            listen: opts.listen,
+            ..ServerConfig::default()
+        },
+        admin: AdminConfig {
+            listen: opts.admin_listen,
+            token: Some(DEMO_ADMIN_TOKEN.into()),
+            token_file: None,
+        },
+        snapshot: SnapshotConfig::default(),
+        engine: Default::default(),
+        identity: IdentityConfig {
+            jwt: Some(JwtConfig {
+                issuers: vec![ISSUER.into()],
+                audiences: vec![ISSUER.into()],
+                principal_claim: "sub".into(),
+                leeway_seconds: 30,
+                keys: vec![KeyConfig {
+                    kid: None,
+                    alg: "HS256".into(),
+                    secret: Some(DEMO_SECRET.into()),
+                    pem: None,
+                    pem_file: None,
+                }],
+                jwks_file: None,
+            }),
+            api_key_header: "x-api-key".into(),
+        },
+        upstreams: BTreeMap::from([(
+            "app".to_string(),
+            UpstreamConfig {
+                url: format!("http://{upstream}"),
+                connect_timeout_ms: 2_000,
+                timeout_ms: 30_000,
+                pool_max_idle: 64,
+                forward_authorization: false,
+            },
+        )]),
+        routes: demo_routes(),
+        log: LogConfig {
+            decisions: opts.decision_log.clone(),
+        },
+    }
+}
+
+/// An upstream that answers every request with what it received: the
+/// method, the path and the gateway's identity headers.
+pub async fn echo_upstream(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|req: Request<Incoming>| async move {
+                    let h = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let seen = json!({
+                        "upstream": "demo",
+                        "method": req.method().as_str(),
+                        "path": req.uri().path(),
+                        "query": req.uri().query(),
+                        "x-portcullis-principal": h("x-portcullis-principal"),
+                        "x-portcullis-acting-as": h("x-portcullis-acting-as"),
+                        "x-portcullis-revision": h("x-portcullis-revision"),
+                        "x-forwarded-for": h("x-forwarded-for"),
+                        "x-forwarded-host": h("x-forwarded-host"),
+                    });
+                    Ok::<_, std::convert::Infallible>(json_response(StatusCode::OK, &seen))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+/// Starts the upstream and the gateway with revision 1 of the example,
+/// and writes revision 2 for the push step.
+pub async fn start_demo(opts: DemoOptions) -> Result<Demo, String> {
+    let upstream = echo_upstream(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(|e| format!("demo upstream: {e}"))?;
+    let v1 = example_snapshot(|_| {})?;
+    std::fs::create_dir_all(&opts.work_dir)
+        .map_err(|e| format!("cannot create {}: {e}", opts.work_dir.display()))?;
+    let v2_path = opts.work_dir.join("acme-v2.snap");
+    std::fs::write(&v2_path, example_v2()?)
+        .map_err(|e| format!("cannot write {}: {e}", v2_path.display()))?;
+    let gateway = start(demo_config(&opts, upstream), Some(v1))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tokens = BTreeMap::new();
+    for user in ["pat", "adam", "sam"] {
+        tokens.insert(user, demo_token(user)?);
+    }
+    Ok(Demo {
+        gateway,
+        upstream,
+        v2_path,
+        tokens,
+    })
+}
+
+impl Demo {
+    fn token(&self, user: &str) -> &str {
+        self.tokens.get(user).map_or("", |t| t.as_str())
+    }
+
+    /// The curl commands to paste, with what each shows.
+    pub fn instructions(&self) -> String {
+        let gw = self.gateway.proxy_addr;
+        let admin = self.gateway.admin_addr;
+        let v2 = self.v2_path.display();
+        format!(
+            r#"Portcullis demo: gateway on http://{gw}, admin API on http://{admin}, demo upstream on http://{up}
+Directory: snapshots/examples/acme.json (revision 1), decided in the WebAssembly engine.
+
+# Demo credentials (HS256 tokens valid for a week, and sam's API key):
+export PAT={pat}
+export ADAM={adam}
+export KEY={key}
+
+# 1. Allowed: pat reads the sales catalog (group analysts holds reader on env/prod).
+curl -s http://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
+
+# 2. Denied, with the reason: pat may not write there.
+curl -s -X PUT http://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
+
+# 3. Denied by a rule no grant overrides: an administrator cannot act on an owner.
+curl -s -X PATCH http://{gw}/users/olivia -H "Authorization: Bearer $ADAM"
+
+# 4. 401: no credentials (see the WWW-Authenticate header).
+curl -si http://{gw}/envs/prod/catalogs/sales/tables/orders
+
+# 5. An API key acts as its creator; a forged identity header is stripped.
+curl -s http://{gw}/orgs/acme/sso -H "X-API-Key: $KEY" -H "X-Portcullis-Principal: user/olivia"
+
+# 6. Path tricks are normalized before matching or refused (this one is 400).
+curl -s --path-as-is "http://{gw}/envs/prod/catalogs/sales%2Ftables/orders" -H "Authorization: Bearer $PAT"
+
+# 7. Push revision 2 (pat becomes a writer on catalog/sales), then repeat step 2: now allowed.
+curl -s -X PUT --data-binary @{v2} http://{admin}/-/snapshot -H "Authorization: Bearer {tok}"
+#    (or: portcullis snapshot push {v2} --to http://{admin} --token {tok})
+curl -s -X PUT http://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
+
+# Operations: readiness, metrics, the serving snapshot.
+curl -s http://{admin}/-/readyz; curl -s http://{admin}/-/metrics | grep portcullis_requests; curl -s http://{admin}/-/snapshot
+
+Every decision is logged below as one JSON line. Ctrl-C stops the demo.
+"#,
+            up = self.upstream,
+            pat = self.token("pat"),
+            adam = self.token("adam"),
+            key = DEMO_API_KEY,
+            tok = DEMO_ADMIN_TOKEN,
+        )
+    }
+
+    /// Runs the demo's steps against the live gateway and checks each
+    /// answer; returns a report, or the first step that went wrong.
+    pub async fn walkthrough(&self) -> Result<String, String> {
+        let client = http_client(Duration::from_secs(2), 4);
+        let gw = format!("http://{}", self.gateway.proxy_addr);
+        let admin = format!("http://{}", self.gateway.admin_addr);
+        let pat = format!("Bearer {}", self.token("pat"));
+        let adam = format!("Bearer {}", self.token("adam"));
+        let table = format!("{gw}/envs/prod/catalogs/sales/tables/orders");
+        let mut report = String::new();
+        let mut step = |title: &str, status: StatusCode, body: &Value, want: StatusCode| {
+            report.push_str(&format!("{title}\n  → {} {body}\n", status.as_u16()));
+            if status == want {
+                Ok(())
+            } else {
+                Err(format!("{title}: expected {want}, got {status} {body}"))
+            }
+        };
+        let (s, b) = send(
+            &client,
+            Method::GET,
+            &table,
+            &[("authorization", &pat)],
+            None,
+        )
+        .await?;
+        step("1. pat reads catalog/sales", s, &b, StatusCode::OK)?;
+        let (s, b) = send(
+            &client,
+            Method::PUT,
+            &table,
+            &[("authorization", &pat)],
+            None,
+        )
+        .await?;
+        step("2. pat writes catalog/sales", s, &b, StatusCode::FORBIDDEN)?;
+        let (s, b) = send(
+            &client,
+            Method::PATCH,
+            &format!("{gw}/users/olivia"),
+            &[("authorization", &adam)],
+            None,
+        )
+        .await?;
+        step(
+            "3. adam (administrator) updates olivia (owner)",
+            s,
+            &b,
+            StatusCode::FORBIDDEN,
+        )?;
+        let (s, b) = send(&client, Method::GET, &table, &[], None).await?;
+        step("4. no credentials", s, &b, StatusCode::UNAUTHORIZED)?;
+        let (s, b) = send(
+            &client,
+            Method::GET,
+            &format!("{gw}/orgs/acme/sso"),
+            &[
+                ("x-api-key", DEMO_API_KEY),
+                ("x-portcullis-principal", "user/olivia"),
+            ],
+            None,
+        )
+        .await?;
+        step(
+            "5. sam's API key reads SSO settings (forged header sent)",
+            s,
+            &b,
+            StatusCode::OK,
+        )?;
+        if b["x-portcullis-acting-as"] != json!("user/sam") {
+            return Err(format!(
+                "5: the upstream did not see acting-as user/sam: {b}"
+            ));
+        }
+        let (s, b) = send(
+            &client,
+            Method::GET,
+            &format!("{gw}/envs/prod/catalogs/sales%2Ftables/orders"),
+            &[("authorization", &pat)],
+            None,
+        )
+        .await?;
+        step("6. an encoded slash", s, &b, StatusCode::BAD_REQUEST)?;
+        let v2 = std::fs::read(&self.v2_path).map_err(|e| e.to_string())?;
+        let bearer = format!("Bearer {DEMO_ADMIN_TOKEN}");
+        let (s, b) = send(
+            &client,
+            Method::PUT,
+            &format!("{admin}/-/snapshot"),
+            &[("authorization", &bearer)],
+            Some(v2),
+        )
+        .await?;
+        step("7. push revision 2", s, &b, StatusCode::OK)?;
+        let (s, b) = send(
+            &client,
+            Method::PUT,
+            &table,
+            &[("authorization", &pat)],
+            None,
+        )
+        .await?;
+        step("   pat writes catalog/sales again", s, &b, StatusCode::OK)?;
+        Ok(report)
+    }
+}
+
+async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<(StatusCode, Value), String> {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body: Body = body.map_or_else(empty, full);
+    let req = req.body(body).map_err(|e| e.to_string())?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((status, value))
+}

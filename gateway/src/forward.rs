@@ -1,0 +1,367 @@
+//! Forwarding allowed requests upstream over pooled keep-alive
+//! connections (hyper-util's client), with the identity headers the
+//! upstream may trust and without the ones it must not.
+//!
+//! The client's `X-Portcullis-*` headers are removed before ours are set,
+//! hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and every header it
+//! names, plus the classic list) are dropped both ways, and the upstream
+//! receives exactly the normalized path that was authorized.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use thiserror::Error;
+
+use crate::config::{UpstreamConfig, ms, parse_http_url};
+
+/// Errors carried by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every request and response the gateway handles.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// The pooled HTTP/1.1 client, shared by upstreams and the snapshot poller.
+pub type HttpClient = Client<HttpConnector, Body>;
+
+/// A pooled client with the given timeouts.
+pub fn http_client(connect_timeout: Duration, max_idle: usize) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(max_idle)
+        .build(connector)
+}
+
+/// Why a request could not be forwarded.
+#[derive(Debug, Error)]
+pub enum ForwardError {
+    /// The route names an upstream that does not exist (caught by config
+    /// validation; kept as a fail-closed answer).
+    #[error("unknown upstream {0:?}")]
+    UnknownUpstream(String),
+    /// Connecting or talking to the upstream failed (→ 502).
+    #[error("upstream {upstream} unreachable: {message}")]
+    Unreachable {
+        /// The upstream's name.
+        upstream: String,
+        /// What failed.
+        message: String,
+    },
+    /// No response head within the upstream's timeout (→ 504).
+    #[error("upstream {upstream} timed out after {after:?}")]
+    Timeout {
+        /// The upstream's name.
+        upstream: String,
+        /// The timeout.
+        after: Duration,
+    },
+}
+
+impl ForwardError {
+    /// The status the client gets.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            ForwardError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
+            _ => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ForwardError::Timeout { .. } => "timeout",
+            _ => "unreachable",
+        }
+    }
+}
+
+struct Upstream {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    host_header: HeaderValue,
+    prefix: String,
+    timeout: Duration,
+    forward_authorization: bool,
+    client: HttpClient,
+}
+
+/// Who the gateway vouches for, sent upstream.
+pub struct Vouch<'a> {
+    /// `X-Portcullis-Principal`: the authenticated principal (for an API
+    /// key, `apikey/<sha256 of the key>`).
+    pub principal: &'a str,
+    /// `X-Portcullis-Acting-As`: for an API key, the user it acted as.
+    pub acting_as: Option<&'a str>,
+    /// `X-Portcullis-Revision`.
+    pub revision: u64,
+    /// The TCP peer, appended to `X-Forwarded-For`.
+    pub peer: SocketAddr,
+    /// The normalized, authorized path.
+    pub path: &'a str,
+    /// The API-key header, never forwarded.
+    pub api_key_header: &'a HeaderName,
+}
+
+/// Every configured upstream with its connection pool.
+pub struct Upstreams {
+    by_name: HashMap<String, Upstream>,
+}
+
+const PRINCIPAL: &str = "x-portcullis-principal";
+const ACTING_AS: &str = "x-portcullis-acting-as";
+const REVISION: &str = "x-portcullis-revision";
+
+impl Upstreams {
+    /// Builds a pool per upstream. URLs were checked by config validation;
+    /// a bad one is still an error here, never a panic.
+    pub fn new(
+        config: &std::collections::BTreeMap<String, UpstreamConfig>,
+    ) -> Result<Self, String> {
+        let mut by_name = HashMap::new();
+        for (name, u) in config {
+            let uri = parse_http_url(&u.url).map_err(|e| format!("upstreams.{name}.url: {e}"))?;
+            let parts = uri.into_parts();
+            let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+                return Err(format!("upstreams.{name}.url: no scheme or host"));
+            };
+            let prefix = parts
+                .path_and_query
+                .map(|p| p.path().trim_end_matches('/').to_string())
+                .unwrap_or_default();
+            let host_header = HeaderValue::from_str(authority.as_str())
+                .map_err(|e| format!("upstreams.{name}.url: {e}"))?;
+            by_name.insert(
+                name.clone(),
+                Upstream {
+                    scheme,
+                    authority,
+                    host_header,
+                    prefix,
+                    timeout: ms(u.timeout_ms),
+                    forward_authorization: u.forward_authorization,
+                    client: http_client(ms(u.connect_timeout_ms), u.pool_max_idle),
+                },
+            );
+        }
+        Ok(Upstreams { by_name })
+    }
+
+    /// Sends the request to the named upstream and returns its response
+    /// (headers cleaned, body streamed).
+    pub async fn forward(
+        &self,
+        name: &str,
+        mut parts: http::request::Parts,
+        body: Body,
+        vouch: Vouch<'_>,
+    ) -> Result<Response<Body>, ForwardError> {
+        let up = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| ForwardError::UnknownUpstream(name.to_string()))?;
+        let unreachable = |message: String| ForwardError::Unreachable {
+            upstream: name.to_string(),
+            message,
+        };
+        let mut target = String::with_capacity(up.prefix.len() + vouch.path.len() + 32);
+        target.push_str(&up.prefix);
+        target.push_str(vouch.path);
+        if let Some(q) = parts.uri.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let uri = Uri::builder()
+            .scheme(up.scheme.clone())
+            .authority(up.authority.clone())
+            .path_and_query(target)
+            .build()
+            .map_err(|e| unreachable(format!("cannot build the upstream URI: {e}")))?;
+
+        let original_host = original_host(&parts);
+        let headers = &mut parts.headers;
+        strip_hop_by_hop(headers);
+        strip_portcullis(headers);
+        headers.remove(vouch.api_key_header);
+        if !up.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prior) if !prior.trim().is_empty() => format!("{prior}, {}", vouch.peer.ip()),
+            _ => vouch.peer.ip().to_string(),
+        };
+        set(headers, "x-forwarded-for", &forwarded_for);
+        set(headers, "x-forwarded-proto", "http");
+        if let Some(h) = &original_host {
+            set(headers, "x-forwarded-host", h);
+        }
+        set(headers, PRINCIPAL, vouch.principal);
+        if let Some(a) = vouch.acting_as {
+            set(headers, ACTING_AS, a);
+        }
+        set(headers, REVISION, &vouch.revision.to_string());
+        headers.insert(header::HOST, up.host_header.clone());
+
+        let mut req = Request::from_parts(parts, body);
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+
+        let response = match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+            Err(_) => {
+                return Err(ForwardError::Timeout {
+                    upstream: name.to_string(),
+                    after: up.timeout,
+                });
+            }
+            Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, box_incoming(body)))
+    }
+}
+
+fn box_incoming(body: Incoming) -> Body {
+    body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The host the client asked for: `Host`, or the authority of an
+/// absolute-form or HTTP/2 request.
+pub fn original_host(parts: &http::request::Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_string()))
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    // Values that cannot be header values (never ours: principals and
+    // hosts are ASCII) are dropped rather than forwarded mangled.
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Removes `Connection`, every header it names, and the hop-by-hop
+/// headers of RFC 9110 §7.6.1 (and their pre-standard cousins).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(n);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// Removes every `X-Portcullis-*` header (only the gateway sets those).
+pub fn strip_portcullis(headers: &mut HeaderMap) {
+    let ours: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-portcullis-"))
+        .cloned()
+        .collect();
+    for k in ours {
+        headers.remove(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn client_identity_headers_go_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "X-Portcullis-Principal",
+            HeaderValue::from_static("user/alice"),
+        );
+        h.append(
+            "x-PORTCULLIS-acting-as",
+            HeaderValue::from_static("user/alice"),
+        );
+        h.insert("x-portcullis-anything", HeaderValue::from_static("1"));
+        h.insert("x-portcullisx", HeaderValue::from_static("kept"));
+        strip_portcullis(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-portcullisx"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Prometheus metrics (`/-/metrics`), with the `prometheus-client` crate
+//! (the Prometheus project's own Rust client, text exposition format).
+//!
+//! Per-route counters are created once at start-up and indexed by route,
+//! so counting a request is an atomic increment, not a map lookup.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// How a request ended, as counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed and forwarded.
+    Allow,
+    /// Denied (403).
+    Deny,
+    /// Denied but forwarded: the route is in shadow mode.
+    ShadowDeny,
+    /// No or bad credentials (401).
+    Unauthenticated,
+    /// No decision could be made (503).
+    Unavailable,
+}
+
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Allow,
+    Outcome::Deny,
+    Outcome::ShadowDeny,
+    Outcome::Unauthenticated,
+    Outcome::Unavailable,
+];
+
+impl Outcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::ShadowDeny => "shadow_deny",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    by_route: Vec<[Counter; OUTCOMES.len()]>,
+    unrouted: [Counter; 2],
+    decision_seconds: Histogram,
+    upstream_seconds: Histogram,
+    upstream_errors: Family<UpstreamLabels, Counter>,
+    revision: Gauge,
+    swaps: Family<SourceLabels, Counter>,
+    failed_swaps: Family<SourceLabels, Counter>,
+    traps: Counter,
+    pending: AtomicU64,
+}
+
+/// Exponential buckets from 1 µs to about 0.5 s (decisions are sub-µs to µs).
+fn decision_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-6, 2.5, 15)
+}
+
+/// From 100 µs to about 60 s.
+fn upstream_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-4, 2.5, 15)
+}
+
+impl Metrics {
+    /// Registers every metric; `routes` are the route labels in order.
+    pub fn new(routes: &[String]) -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by route and decision",
+            requests.clone(),
+        );
+        let counter = |route: &str, decision: &str| {
+            requests
+                .get_or_create(&RequestLabels {
+                    route: route.to_string(),
+                    decision: decision.to_string(),
+                })
+                .clone()
+        };
+        let by_route = routes
+            .iter()
+            .map(|r| OUTCOMES.map(|o| counter(r, o.as_str())))
+            .collect();
+        let unrouted = [
+            counter("(none)", "no_route"),
+            counter("(none)", "malformed"),
+        ];
+        let decision_seconds = Histogram::new(decision_buckets());
+        registry.register(
+            "decision_seconds",
+            "Time to authenticate and decide a request, in seconds",
+            decision_seconds.clone(),
+        );
+        let upstream_seconds = Histogram::new(upstream_buckets());
+        registry.register(
+            "upstream_seconds",
+            "Time until the upstream's response head, in seconds",
+            upstream_seconds.clone(),
+        );
+        let upstream_errors = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by upstream and kind (502 unreachable, 504 timeout)",
+            upstream_errors.clone(),
+        );
+        let revision = Gauge::default();
+        registry.register(
+            "snapshot_revision",
+            "Revision of the snapshot serving (-1 before the first)",
+            revision.clone(),
+        );
+        revision.set(-1);
+        let swaps = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "snapshot_swaps",
+            "Snapshots swapped in, by source",
+            swaps.clone(),
+        );
+        let failed_swaps = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "snapshot_swap_failures",
+            "Candidate snapshots refused, by source",
+            failed_swaps.clone(),
+        );
+        let traps = Counter::default();
+        registry.register(
+            "engine_traps",
+            "Calls into the policy module that trapped or timed out",
+            traps.clone(),
+        );
+        Metrics {
+            registry,
+            by_route,
+            unrouted,
+            decision_seconds,
+            upstream_seconds,
+            upstream_errors,
+            revision,
+            swaps,
+            failed_swaps,
+            traps,
+            pending: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a routed request.
+    pub fn request(&self, route: usize, outcome: Outcome) {
+        if let Some(c) = self.by_route.get(route) {
+            c[outcome.index()].inc();
+        }
+    }
+
+    /// Counts a request that matched no route.
+    pub fn no_route(&self) {
+        self.unrouted[0].inc();
+    }
+
+    /// Counts a request with a malformed path.
+    pub fn malformed(&self) {
+        self.unrouted[1].inc();
+    }
+
+    /// Records the time a decision took.
+    pub fn decision_time(&self, seconds: f64) {
+        self.decision_seconds.observe(seconds);
+    }
+
+    /// Records the upstream's time to response head.
+    pub fn upstream_time(&self, seconds: f64) {
+        self.upstream_seconds.observe(seconds);
+    }
+
+    /// Counts an upstream failure.
+    pub fn upstream_error(&self, upstream: &str, kind: &str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records a successful swap.
+    pub fn swapped(&self, source: &str, revision: u64) {
+        self.swaps
+            .get_or_create(&SourceLabels {
+                source: source.to_string(),
+            })
+            .inc();
+        self.revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+    }
+
+    /// Records a refused candidate.
+    pub fn swap_failed(&self, source: &str) {
+        self.failed_swaps
+            .get_or_create(&SourceLabels {
+                source: source.to_string(),
+            })
+            .inc();
+    }
+
+    /// Brings the trap counter up to `total`.
+    pub fn set_traps(&self, total: u64) {
+        let seen = self.pending.swap(total, Ordering::Relaxed);
+        if total > seen {
+            self.traps.inc_by(total - seen);
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

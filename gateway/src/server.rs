@@ -1,0 +1,743 @@
+//! The gateway: two listeners (the proxy and the admin API) served by
+//! hyper-util's HTTP/1.1 + h2c connection builder, and the request path
+//! that composes the stages:
+//!
+//! ```text
+//! route (method, host, normalized path) → identity → decision (WASM, current generation)
+//!     → 400 / 403 no route / 401 / 403 deny / 503 engine unavailable
+//!     → forward (identity headers, X-Forwarded-*) → 502 / 504 / the upstream's answer
+//! ```
+//!
+//! Every stage fails closed. Slow clients are cut off by the header read
+//! timeout, heads and bodies are size-limited, connections are capped, and
+//! shutdown stops accepting and then drains in-flight requests.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::authorize::{Verdict, decide};
+use crate::config::{GatewayConfig, ms};
+use crate::decision_log::{DecisionLine, DecisionLog};
+use crate::forward::{Body, Upstreams, Vouch, full};
+use crate::identity::{Identity, Unauthenticated};
+use crate::metrics::{Metrics, Outcome};
+use crate::module::{HostError, InstanceLimits, PolicyModule};
+use crate::route_table::{Rejection, RouteTable};
+use crate::swap::{EnginePool, Installed, Source, SwapError, Swapper, TICK, Unavailable};
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another process using it?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The policy module could not be compiled.
+    #[error(transparent)]
+    Module(#[from] HostError),
+    /// The initial snapshot was refused.
+    #[error("initial snapshot {origin}: {source}")]
+    Snapshot {
+        /// Where it came from.
+        origin: String,
+        /// Why it was refused.
+        source: SwapError,
+    },
+    /// Anything else at start-up (decision log file, threads, identity).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub(crate) config: GatewayConfig,
+    routes: RouteTable,
+    identity: Identity,
+    upstreams: Upstreams,
+    pub(crate) swapper: Arc<Swapper>,
+    pub(crate) metrics: Metrics,
+    log: DecisionLog,
+    pub(crate) admin_token: Option<String>,
+}
+
+impl Shared {
+    /// Installs a candidate off the async workers, counting and logging
+    /// the outcome. The serving snapshot is untouched on error.
+    pub(crate) async fn install(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        source: Source,
+        force: bool,
+    ) -> Result<Installed, SwapError> {
+        let swapper = Arc::clone(&self.swapper);
+        let result = tokio::task::spawn_blocking(move || swapper.install(bytes, source, force))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SwapError::Load(HostError::Trap(format!(
+                    "loader failed: {e}"
+                ))))
+            });
+        match &result {
+            Ok(done) => self.metrics.swapped(source.as_str(), done.revision),
+            Err(e) => {
+                self.metrics.swap_failed(source.as_str());
+                tracing::warn!(source = source.as_str(), error = %e, "candidate snapshot refused; the current one keeps serving");
+            }
+        }
+        result
+    }
+}
+
+/// A running gateway.
+pub struct Running {
+    /// Where the proxy listens.
+    pub proxy_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The revision serving, if any.
+    pub fn revision(&self) -> Option<u64> {
+        self.shared.swapper.current().map(|g| g.revision)
+    }
+
+    /// Installs a snapshot as if pushed.
+    pub async fn install(&self, bytes: Vec<u8>, force: bool) -> Result<Installed, SwapError> {
+        self.shared.install(bytes, Source::Push, force).await
+    }
+
+    /// Fault injection for tests: the next decision on every instance of
+    /// the serving snapshot traps inside the module.
+    pub fn interrupt_next_decisions(&self) {
+        if let Some(g) = self.shared.swapper.current() {
+            g.interrupt_next_calls();
+        }
+    }
+
+    /// Instances of the serving snapshot that are ready (not being rebuilt).
+    pub fn healthy_instances(&self) -> usize {
+        self.shared
+            .swapper
+            .current()
+            .map_or(0, |g| g.healthy_instances())
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace
+    /// period), and returns when every listener is done.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        self.shutdown().await;
+        tracing::info!("stopped");
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Number of engine instances per snapshot: one per worker thread.
+pub fn worker_count(config: &GatewayConfig) -> usize {
+    config.server.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    })
+}
+
+/// Starts the gateway on the current tokio runtime: compiles the module,
+/// loads the initial snapshot (the configured file, or `initial`), binds
+/// both listeners and starts the snapshot sources.
+pub async fn start(config: GatewayConfig, initial: Option<Vec<u8>>) -> Result<Running, StartError> {
+    config.validate()?;
+    let module = tokio::task::spawn_blocking(PolicyModule::new)
+        .await
+        .map_err(|e| StartError::Other(format!("module compilation failed: {e}")))??;
+    let ticks = |d: u64| (ms(d).as_micros() / TICK.as_micros()).max(1) as u64;
+    let limits = InstanceLimits {
+        max_memory: config.engine.max_memory_mb << 20,
+        call_ticks: ticks(config.engine.decision_timeout_ms),
+        load_ticks: ticks(config.engine.load_timeout_ms),
+    };
+    let pool = EnginePool::new(module, limits, worker_count(&config))
+        .map_err(|e| StartError::Other(format!("cannot start the epoch clock: {e}")))?;
+    let swapper = Arc::new(Swapper::new(pool, config.snapshot.max_bytes));
+    let routes = RouteTable::new(config.routes.clone())
+        .map_err(|e| StartError::Other(format!("routes: {e}")))?;
+    let labels: Vec<String> = routes.specs().map(|r| r.label()).collect();
+    let identity = Identity::new(config.identity.clone())
+        .map_err(|e| StartError::Other(format!("identity: {e}")))?;
+    let upstreams = Upstreams::new(&config.upstreams).map_err(StartError::Other)?;
+    let log = DecisionLog::open(&config.log.decisions).map_err(|e| {
+        StartError::Other(format!(
+            "log.decisions {:?}: cannot open: {e}",
+            config.log.decisions
+        ))
+    })?;
+    let shared = Arc::new(Shared {
+        admin_token: config.admin_token(),
+        routes,
+        identity,
+        upstreams,
+        swapper,
+        metrics: Metrics::new(&labels),
+        log,
+        config,
+    });
+
+    // The initial snapshot: refused → start-up error (nothing would serve).
+    let initial = match (initial, &shared.config.snapshot.file) {
+        (Some(bytes), _) => Some((bytes, Source::Embedded, "(embedded)".to_string())),
+        (None, Some(path)) => {
+            let bytes = tokio::fs::read(path)
+                .await
+                .map_err(|e| StartError::Snapshot {
+                    origin: path.display().to_string(),
+                    source: SwapError::Load(HostError::Load(format!("cannot read: {e}"))),
+                })?;
+            Some((bytes, Source::File, path.display().to_string()))
+        }
+        (None, None) => None,
+    };
+    if let Some((bytes, source, origin)) = initial {
+        shared
+            .install(bytes, source, false)
+            .await
+            .map_err(|source| StartError::Snapshot { origin, source })?;
+    }
+
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let proxy = bind(shared.config.server.listen).await?;
+    let admin = bind(shared.config.admin.listen).await?;
+    let proxy_addr = proxy
+        .local_addr()
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|e| StartError::Other(e.to_string()))?;
+
+    let (stop, stopped) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(serve(
+            proxy,
+            Arc::clone(&shared),
+            Listener::Proxy,
+            stopped.clone(),
+        )),
+        tokio::spawn(serve(
+            admin,
+            Arc::clone(&shared),
+            Listener::Admin,
+            stopped.clone(),
+        )),
+    ];
+    crate::sources::spawn(&shared, stopped);
+    tracing::info!(%proxy_addr, %admin_addr, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        shared,
+        stop,
+        tasks,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    Proxy,
+    Admin,
+}
+
+fn builder(config: &GatewayConfig) -> auto::Builder<TokioExecutor> {
+    let s = &config.server;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ms(s.header_read_timeout_ms))
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    kind: Listener,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let builder = builder(&shared.config);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(shared.config.server.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = stopped.changed() => break,
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let service = service_fn(move |req| {
+            let shared = Arc::clone(&shared);
+            async move {
+                Ok::<_, Infallible>(match kind {
+                    Listener::Proxy => handle(shared, peer, req).await,
+                    Listener::Admin => crate::admin::handle(shared, req).await,
+                })
+            }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let grace = ms(shared.config.server.shutdown_grace_ms);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "grace period over; closing the remaining connections"
+        );
+    }
+}
+
+/// A JSON answer from the gateway itself.
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(full(bytes));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Serialize)]
+struct Refusal<'a> {
+    decision: &'static str,
+    reason: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+}
+
+fn refuse(
+    status: StatusCode,
+    reason: &str,
+    message: &str,
+    revision: Option<u64>,
+) -> Response<Body> {
+    json_response(
+        status,
+        &Refusal {
+            decision: "deny",
+            reason,
+            message,
+            revision,
+        },
+    )
+}
+
+fn unauthenticated(e: &Unauthenticated, revision: Option<u64>) -> Response<Body> {
+    let mut r = refuse(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        &e.to_string(),
+        revision,
+    );
+    let challenge = match e {
+        Unauthenticated::Missing => "Bearer realm=\"portcullis\"".to_string(),
+        _ => format!(
+            "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"{}\"",
+            e.to_string().replace(['"', '\\'], "'")
+        ),
+    };
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// What the decision log records of one request.
+struct Logged<'a> {
+    method: &'a Method,
+    path: &'a str,
+    route: Option<&'a str>,
+    action: Option<&'a str>,
+    resource: Option<&'a str>,
+    principal: Option<&'a str>,
+    acting_as: Option<&'a str>,
+    allowed: bool,
+    reason: &'a str,
+    revision: Option<u64>,
+    started: Instant,
+    shadow: bool,
+    status: Option<StatusCode>,
+}
+
+impl Shared {
+    fn log_decision(&self, l: Logged<'_>) {
+        let latency = l.started.elapsed();
+        self.metrics.decision_time(latency.as_secs_f64());
+        if !self.log.enabled() {
+            return;
+        }
+        let time = rfc3339_now();
+        self.log.write(&DecisionLine {
+            time: &time,
+            principal: l.principal,
+            acting_as: l.acting_as,
+            method: l.method.as_str(),
+            path: l.path,
+            route: l.route,
+            action: l.action,
+            resource: l.resource,
+            decision: if l.allowed { "allow" } else { "deny" },
+            reason: l.reason,
+            revision: l.revision,
+            latency_us: latency.as_micros() as u64,
+            shadow: l.shadow,
+            status: l.status.map(|s| s.as_u16()),
+        });
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let host = crate::forward::original_host(&parts);
+    let logged = |path: &'static str| Logged {
+        method: &parts.method,
+        path,
+        route: None,
+        action: None,
+        resource: None,
+        principal: None,
+        acting_as: None,
+        allowed: false,
+        reason: "",
+        revision: None,
+        started,
+        shadow: false,
+        status: None,
+    };
+    let resolved =
+        match shared
+            .routes
+            .resolve(parts.method.as_str(), host.as_deref(), parts.uri.path())
+        {
+            Ok(r) => r,
+            Err(Rejection::MalformedPath(why)) => {
+                shared.metrics.malformed();
+                shared.log_decision(Logged {
+                    reason: "malformed_path",
+                    status: Some(StatusCode::BAD_REQUEST),
+                    ..logged("(malformed)")
+                });
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_path",
+                    &format!("malformed path: {why}"),
+                    None,
+                );
+            }
+            Err(Rejection::NoRoute { path, .. }) => {
+                shared.metrics.no_route();
+                shared.log_decision(Logged {
+                    path: &path,
+                    reason: "no_route",
+                    status: Some(StatusCode::FORBIDDEN),
+                    ..logged("")
+                });
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "no_route",
+                    "no route matches this request; requests outside the route table are denied",
+                    None,
+                );
+            }
+        };
+    let route = resolved.route;
+    let label = route.name.as_deref().unwrap_or(route.path.as_str());
+    let generation = shared.swapper.current();
+    let revision = generation.as_ref().map(|g| g.revision);
+    let base = Logged {
+        path: &resolved.path,
+        route: Some(label),
+        action: Some(resolved.action),
+        resource: Some(&resolved.resource),
+        revision,
+        ..logged("")
+    };
+
+    let credential = match shared.identity.authenticate(&parts.headers, unix_now()) {
+        Ok(c) => c,
+        Err(e) => {
+            shared
+                .metrics
+                .request(resolved.index, Outcome::Unauthenticated);
+            shared.log_decision(Logged {
+                reason: "unauthenticated",
+                status: Some(StatusCode::UNAUTHORIZED),
+                ..base
+            });
+            return unauthenticated(&e, revision);
+        }
+    };
+    let principal = credential.principal();
+    let Some(generation) = generation else {
+        shared.metrics.request(resolved.index, Outcome::Unavailable);
+        shared.log_decision(Logged {
+            principal: Some(principal),
+            reason: "no_snapshot",
+            status: Some(StatusCode::SERVICE_UNAVAILABLE),
+            ..base
+        });
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_snapshot",
+            "no directory snapshot is loaded yet; every request is denied until one is",
+            None,
+        );
+    };
+    let verdict: Verdict = match decide(
+        &generation,
+        shared.swapper.pool(),
+        &credential,
+        resolved.action,
+        &resolved.resource,
+        unix_now(),
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            shared.metrics.set_traps(shared.swapper.pool().traps());
+            shared.metrics.request(resolved.index, Outcome::Unavailable);
+            let reason = match e {
+                Unavailable::NoSnapshot => "no_snapshot",
+                _ => "engine_unavailable",
+            };
+            shared.log_decision(Logged {
+                principal: Some(principal),
+                reason,
+                status: Some(StatusCode::SERVICE_UNAVAILABLE),
+                ..base
+            });
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                reason,
+                &e.to_string(),
+                revision,
+            );
+        }
+    };
+    drop(generation);
+    if verdict.unknown_api_key(&credential) {
+        shared
+            .metrics
+            .request(resolved.index, Outcome::Unauthenticated);
+        shared.log_decision(Logged {
+            principal: Some(principal),
+            reason: "unknown_api_key",
+            status: Some(StatusCode::UNAUTHORIZED),
+            ..base
+        });
+        let mut r = refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "unknown API key",
+            Some(verdict.revision),
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"portcullis\", error=\"invalid_token\""),
+        );
+        return r;
+    }
+    let shadow = !verdict.allowed && route.shadow;
+    let status = (!verdict.allowed && !shadow).then_some(StatusCode::FORBIDDEN);
+    shared.log_decision(Logged {
+        principal: Some(principal),
+        acting_as: verdict.acting_as.as_deref(),
+        allowed: verdict.allowed,
+        reason: &verdict.reason,
+        revision: Some(verdict.revision),
+        shadow,
+        status,
+        ..base
+    });
+    if !verdict.allowed && !shadow {
+        shared.metrics.request(resolved.index, Outcome::Deny);
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &verdict.reason,
+            &verdict.message,
+            Some(verdict.revision),
+        );
+    }
+    shared.metrics.request(
+        resolved.index,
+        if shadow {
+            Outcome::ShadowDeny
+        } else {
+            Outcome::Allow
+        },
+    );
+
+    // Forward.
+    let max_body = shared.config.server.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("request bodies are limited to {max_body} bytes"),
+            Some(verdict.revision),
+        );
+    }
+    let body: Body =
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync();
+    let upstream_started = Instant::now();
+    let forwarded = shared
+        .upstreams
+        .forward(
+            &route.upstream,
+            parts,
+            body,
+            Vouch {
+                principal,
+                acting_as: verdict.acting_as.as_deref(),
+                revision: verdict.revision,
+                peer,
+                path: &resolved.path,
+                api_key_header: shared.identity.api_key_header(),
+            },
+        )
+        .await;
+    shared
+        .metrics
+        .upstream_time(upstream_started.elapsed().as_secs_f64());
+    match forwarded {
+        Ok(r) => r,
+        Err(e) => {
+            shared.metrics.upstream_error(&route.upstream, e.kind());
+            tracing::warn!(upstream = %route.upstream, error = %e, "forwarding failed");
+            refuse(e.status(), e.kind(), &e.to_string(), Some(verdict.revision))
+        }
+    }
+}
+
+/// Reads a whole body up to `max` bytes.
+pub(crate) async fn read_body(body: Incoming, max: u64) -> Result<Vec<u8>, String> {
+    match Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes().to_vec()),
+        Err(e) => Err(e.to_string()),
+    }
+}

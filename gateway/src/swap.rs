@@ -1,0 +1,429 @@
+//! Snapshot hot swap: every candidate becomes a [`Generation`] — the
+//! snapshot bytes plus one engine instance per worker with the snapshot
+//! already loaded — before a single atomic pointer swap (arc-swap) makes it
+//! current.
+//!
+//! A request takes the current generation once, at its start, and keeps it
+//! (an `Arc`) until its decision is made: requests in flight finish on the
+//! snapshot they started with, and the old generation is freed when the
+//! last of them is done. Loading happens off the request path, so a swap
+//! costs requests nothing but the CPU the load takes.
+//!
+//! An instance that traps is thrown away (its memory may be mid-update)
+//! and rebuilt in the background from the generation's bytes; meanwhile the
+//! other instances serve.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use portcullis_snapshots::DecodeError;
+use portcullis_snapshots::header::Header;
+use thiserror::Error;
+
+use crate::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
+
+/// Where a candidate snapshot came from (for logs and metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The configured file, at start-up or after a change.
+    File,
+    /// `PUT /-/snapshot` on the admin listener.
+    Push,
+    /// The polled URL.
+    Poll,
+    /// Built in (the demo).
+    Embedded,
+}
+
+impl Source {
+    /// The label used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Push => "push",
+            Source::Poll => "poll",
+            Source::Embedded => "embedded",
+        }
+    }
+}
+
+/// Why a candidate snapshot was refused. The current snapshot keeps serving.
+#[derive(Debug, Error)]
+pub enum SwapError {
+    /// The header is not a Portcullis snapshot header.
+    #[error("not a usable snapshot: {0}")]
+    Header(#[from] DecodeError),
+    /// Larger than `snapshot.max_bytes`.
+    #[error("snapshot of {size} bytes exceeds snapshot.max_bytes ({max})")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Not newer than what is serving.
+    #[error(
+        "revision {candidate} is not newer than the serving revision {current}; build with a higher --revision, or force the swap to roll back"
+    )]
+    Stale {
+        /// The candidate's revision.
+        candidate: u64,
+        /// The serving revision.
+        current: u64,
+    },
+    /// The engine refused it (hash, decoding, integrity) or could not load it.
+    #[error("the engine refused the snapshot: {0}")]
+    Load(HostError),
+}
+
+impl SwapError {
+    /// A short stable code for responses and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SwapError::Header(_) => "bad_header",
+            SwapError::TooLarge { .. } => "too_large",
+            SwapError::Stale { .. } => "stale_revision",
+            SwapError::Load(_) => "refused",
+        }
+    }
+}
+
+/// A decision could not be made; the request is denied with 503.
+#[derive(Debug, Error)]
+pub enum Unavailable {
+    /// No snapshot was ever loaded.
+    #[error("no snapshot is loaded yet")]
+    NoSnapshot,
+    /// Every instance is being rebuilt after a trap.
+    #[error("the policy engine is recovering from a fault")]
+    Recovering,
+    /// The call trapped or ran out of time; its instance is being rebuilt.
+    #[error("the policy engine failed on this request: {0}")]
+    Fault(HostError),
+}
+
+/// One engine instance slot; `None` while it is rebuilt.
+type Slot = Mutex<Option<PolicyInstance>>;
+
+/// A loaded snapshot: its bytes and its instances.
+pub struct Generation {
+    /// The snapshot's revision.
+    pub revision: u64,
+    /// SHA-256 of the body, hex.
+    pub sha256: String,
+    /// When the snapshot was built (Unix seconds).
+    pub created_at: i64,
+    /// When it became current.
+    pub loaded_at: SystemTime,
+    /// Where it came from.
+    pub source: Source,
+    /// Size in bytes.
+    pub size: usize,
+    bytes: Arc<[u8]>,
+    slots: Box<[Slot]>,
+    rebuilding: AtomicUsize,
+}
+
+impl Generation {
+    /// Runs `f` on one of this generation's instances. Each worker thread
+    /// prefers its own slot, so instances are rarely contended.
+    pub fn with_instance<T>(
+        self: &Arc<Self>,
+        pool: &Arc<EnginePool>,
+        f: impl FnOnce(&mut PolicyInstance) -> Result<T, HostError>,
+    ) -> Result<T, Unavailable> {
+        let n = self.slots.len();
+        let home = worker_index() % n;
+        let mut guard: Option<MutexGuard<'_, Option<PolicyInstance>>> = None;
+        for i in 0..n {
+            let slot = &self.slots[(home + i) % n];
+            match slot.try_lock() {
+                Ok(g) if g.is_some() => {
+                    guard = Some(g);
+                    break;
+                }
+                Ok(_) => {}
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Poisoned(p)) => {
+                    // A panic while holding an instance: rebuild it.
+                    let mut g = p.into_inner();
+                    *g = None;
+                    slot.clear_poison();
+                }
+            }
+        }
+        let mut guard = match guard {
+            Some(g) => g,
+            None => {
+                // All busy (or broken): wait for a working one, home first.
+                let mut found = None;
+                for i in 0..n {
+                    let g = self.slots[(home + i) % n]
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if g.is_some() {
+                        found = Some(g);
+                        break;
+                    }
+                }
+                found.ok_or(Unavailable::Recovering)?
+            }
+        };
+        let Some(instance) = guard.as_mut() else {
+            return Err(Unavailable::Recovering);
+        };
+        match f(instance) {
+            Ok(v) => Ok(v),
+            Err(e @ HostError::Trap(_)) => {
+                *guard = None;
+                drop(guard);
+                pool.traps.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(revision = self.revision, error = %e, "policy module trapped; rebuilding the instance");
+                self.rebuild(pool);
+                Err(Unavailable::Fault(e))
+            }
+            Err(HostError::NoSnapshot) => Err(Unavailable::NoSnapshot),
+            Err(e) => Err(Unavailable::Fault(e)),
+        }
+    }
+
+    /// Refills every empty slot in the background.
+    fn rebuild(self: &Arc<Self>, pool: &Arc<EnginePool>) {
+        if self.rebuilding.fetch_add(1, Ordering::AcqRel) > 0 {
+            // A rebuild is running; it rescans the slots before it ends.
+            return;
+        }
+        let generation = Arc::clone(self);
+        let pool = Arc::clone(pool);
+        let spawned = std::thread::Builder::new()
+            .name("portcullis-rebuild".into())
+            .spawn(move || {
+                loop {
+                    for slot in generation.slots.iter() {
+                        let empty = slot.lock().map(|g| g.is_none()).unwrap_or(true);
+                        if !empty {
+                            continue;
+                        }
+                        match pool.loaded_instance(&generation.bytes) {
+                            Ok(instance) => {
+                                let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
+                                *g = Some(instance);
+                                tracing::info!(
+                                    revision = generation.revision,
+                                    "policy instance rebuilt"
+                                );
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "rebuilding a policy instance failed; retrying");
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        }
+                    }
+                    // Requests that trapped meanwhile asked for another pass.
+                    if generation.rebuilding.swap(0, Ordering::AcqRel) <= 1 {
+                        break;
+                    }
+                    generation.rebuilding.store(1, Ordering::Release);
+                }
+            });
+        if let Err(e) = spawned {
+            self.rebuilding.store(0, Ordering::Release);
+            tracing::error!(error = %e, "cannot start a rebuild thread");
+        }
+    }
+
+    /// Makes the next call on every instance trap (fault injection for
+    /// tests of the trap path; see [`PolicyInstance::interrupt_next_call`]).
+    pub fn interrupt_next_calls(&self) {
+        for slot in self.slots.iter() {
+            if let Some(i) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                i.interrupt_next_call();
+            }
+        }
+    }
+
+    /// Instances ready to serve now.
+    pub fn healthy_instances(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.lock().map(|g| g.is_some()).unwrap_or(false))
+            .count()
+    }
+}
+
+thread_local! {
+    static WORKER_INDEX: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+fn worker_index() -> usize {
+    WORKER_INDEX.with(|i| *i)
+}
+
+/// The compiled module, the instance limits, and the epoch clock.
+pub struct EnginePool {
+    module: PolicyModule,
+    limits: InstanceLimits,
+    instances: usize,
+    traps: AtomicU64,
+    ticking: Arc<AtomicBool>,
+}
+
+/// One epoch tick: the unit of the decision and load time budgets.
+pub const TICK: Duration = Duration::from_millis(1);
+
+impl EnginePool {
+    /// `instances` per generation (one per worker thread); starts the epoch
+    /// clock that bounds every call.
+    pub fn new(
+        module: PolicyModule,
+        limits: InstanceLimits,
+        instances: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        let ticking = Arc::new(AtomicBool::new(true));
+        let pool = Arc::new(EnginePool {
+            module: module.clone(),
+            limits,
+            instances: instances.max(1),
+            traps: AtomicU64::new(0),
+            ticking: Arc::clone(&ticking),
+        });
+        std::thread::Builder::new()
+            .name("portcullis-epoch".into())
+            .spawn(move || {
+                while ticking.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    module.tick();
+                }
+            })?;
+        Ok(pool)
+    }
+
+    /// Traps seen so far.
+    pub fn traps(&self) -> u64 {
+        self.traps.load(Ordering::Relaxed)
+    }
+
+    fn loaded_instance(&self, bytes: &[u8]) -> Result<PolicyInstance, HostError> {
+        let mut instance = self.module.instantiate(self.limits)?;
+        instance.load_snapshot(bytes)?;
+        Ok(instance)
+    }
+}
+
+impl Drop for EnginePool {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What a successful swap did.
+#[derive(Clone, Debug)]
+pub struct Installed {
+    /// The new revision.
+    pub revision: u64,
+    /// The revision it replaced.
+    pub previous: Option<u64>,
+    /// SHA-256 of the new body, hex.
+    pub sha256: String,
+}
+
+/// Holds the current generation and installs new ones, one at a time.
+pub struct Swapper {
+    pool: Arc<EnginePool>,
+    current: ArcSwapOption<Generation>,
+    install_lock: Mutex<()>,
+    max_bytes: u64,
+}
+
+impl Swapper {
+    /// An empty swapper (not ready until the first install).
+    pub fn new(pool: Arc<EnginePool>, max_bytes: u64) -> Self {
+        Swapper {
+            pool,
+            current: ArcSwapOption::empty(),
+            install_lock: Mutex::new(()),
+            max_bytes,
+        }
+    }
+
+    /// The engine pool.
+    pub fn pool(&self) -> &Arc<EnginePool> {
+        &self.pool
+    }
+
+    /// The current generation, if any: keep it for the whole decision.
+    pub fn current(&self) -> Option<Arc<Generation>> {
+        self.current.load_full()
+    }
+
+    /// Validates a candidate completely — header, revision order, hash,
+    /// decoding and integrity, loading into every instance — and only then
+    /// makes it current. Blocking and CPU-heavy: call it off the async
+    /// workers. On error nothing changes.
+    pub fn install(
+        &self,
+        bytes: Vec<u8>,
+        source: Source,
+        force: bool,
+    ) -> Result<Installed, SwapError> {
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(SwapError::TooLarge {
+                size: bytes.len() as u64,
+                max: self.max_bytes,
+            });
+        }
+        let header = Header::parse(&bytes)?;
+        // One install at a time, so the revision check below stays true
+        // until the swap.
+        let _one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = self.current.load().as_ref().map(|g| g.revision);
+        if let Some(current) = previous
+            && header.revision <= current
+            && !force
+        {
+            return Err(SwapError::Stale {
+                candidate: header.revision,
+                current,
+            });
+        }
+        let bytes: Arc<[u8]> = bytes.into();
+        let started = std::time::Instant::now();
+        let first = self.pool.loaded_instance(&bytes).map_err(SwapError::Load)?;
+        let mut slots = vec![Mutex::new(Some(first))];
+        for _ in 1..self.pool.instances {
+            let next = self.pool.loaded_instance(&bytes).map_err(SwapError::Load)?;
+            slots.push(Mutex::new(Some(next)));
+        }
+        let sha256 = hex::encode(header.body_sha256);
+        let generation = Generation {
+            revision: header.revision,
+            sha256: sha256.clone(),
+            created_at: header.created_at,
+            loaded_at: SystemTime::now(),
+            source,
+            size: bytes.len(),
+            bytes,
+            slots: slots.into_boxed_slice(),
+            rebuilding: AtomicUsize::new(0),
+        };
+        self.current.store(Some(Arc::new(generation)));
+        tracing::info!(
+            revision = header.revision,
+            previous = ?previous,
+            source = source.as_str(),
+            forced = force && previous.is_some_and(|p| header.revision <= p),
+            load_ms = started.elapsed().as_millis() as u64,
+            "snapshot swapped in"
+        );
+        Ok(Installed {
+            revision: header.revision,
+            previous,
+            sha256,
+        })
+    }
+}
