@@ -34,8 +34,13 @@ pub enum ConfigError {
         message: String,
     },
     /// The configuration parses but is not usable; every problem is listed.
-    #[error("{}", .0.join("\n"))]
-    Invalid(Vec<String>),
+    #[error("{}: invalid configuration:\n  - {}", .path.display(), .problems.join("\n  - "))]
+    Invalid {
+        /// The file (or `(built in)`).
+        path: PathBuf,
+        /// Every problem, with the key it is about.
+        problems: Vec<String>,
+    },
 }
 
 /// The whole configuration.
@@ -82,8 +87,6 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Time allowed to receive a request's head (slow clients are cut off).
     pub header_read_timeout_ms: u64,
-    /// A keep-alive connection idle this long is closed.
-    pub idle_timeout_ms: u64,
     /// Most concurrent client connections; further ones wait in the backlog.
     pub max_connections: usize,
     /// Most concurrent HTTP/2 streams per connection.
@@ -100,7 +103,6 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
             header_read_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
             max_connections: 10_000,
             max_concurrent_streams: 256,
             shutdown_grace_ms: 30_000,
@@ -250,7 +252,10 @@ impl GatewayConfig {
             message,
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        config.validate()?;
+        config.validate().map_err(|problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })?;
         Ok(config)
     }
 
@@ -290,18 +295,17 @@ impl GatewayConfig {
 
     /// Checks everything that can be checked before start-up and lists
     /// every problem.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         let s = &self.server;
         if s.workers == Some(0) {
             problems.push("server.workers: must be at least 1 (or left out: one per core)".into());
         }
-        if s.max_header_bytes < 1024 {
-            problems.push("server.max_header_bytes: must be at least 1024".into());
+        if s.max_header_bytes < 8192 {
+            problems.push("server.max_header_bytes: must be at least 8192".into());
         }
         for (name, v) in [
             ("server.header_read_timeout_ms", s.header_read_timeout_ms),
-            ("server.idle_timeout_ms", s.idle_timeout_ms),
             (
                 "engine.decision_timeout_ms",
                 self.engine.decision_timeout_ms,
@@ -392,7 +396,7 @@ impl GatewayConfig {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Invalid(problems))
+            Err(problems)
         }
     }
 

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// The `[identity]` section of the gateway configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// JWT bearer tokens; absent: bearer tokens are refused.
@@ -27,6 +27,15 @@ pub struct IdentityConfig {
     /// is looked up in the snapshot.
     #[serde(default = "default_api_key_header")]
     pub api_key_header: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            jwt: None,
+            api_key_header: default_api_key_header(),
+        }
+    }
 }
 
 fn default_api_key_header() -> String {

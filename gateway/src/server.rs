@@ -201,7 +201,12 @@ pub fn worker_count(config: &GatewayConfig) -> usize {
 /// loads the initial snapshot (the configured file, or `initial`), binds
 /// both listeners and starts the snapshot sources.
 pub async fn start(config: GatewayConfig, initial: Option<Vec<u8>>) -> Result<Running, StartError> {
-    config.validate()?;
+    config
+        .validate()
+        .map_err(|problems| crate::config::ConfigError::Invalid {
+            path: "(configuration)".into(),
+            problems,
+        })?;
     let module = tokio::task::spawn_blocking(PolicyModule::new)
         .await
         .map_err(|e| StartError::Other(format!("module compilation failed: {e}")))??;
@@ -310,7 +315,7 @@ fn builder(config: &GatewayConfig) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(ms(s.header_read_timeout_ms))
-        .max_buf_size(s.max_header_bytes.max(8192))
+        .max_buf_size(s.max_header_bytes)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())

@@ -91,23 +91,13 @@ async fn reload_on_change(
                 continue;
             }
         };
-        if shared
-            .swapper
-            .current()
-            .is_some_and(|g| g.size == bytes.len() && same_body(&g.sha256, &bytes))
-        {
+        if shared.swapper.current().is_some_and(|g| g.holds(&bytes)) {
             continue; // touched, not changed
         }
         if let Ok(done) = shared.install(bytes, Source::File, false).await {
             tracing::info!(file = %file.display(), revision = done.revision, "snapshot file reloaded");
         }
     }
-}
-
-/// Whether `bytes` carry the body whose SHA-256 (hex) is `sha256`.
-fn same_body(sha256: &str, bytes: &[u8]) -> bool {
-    portcullis_snapshots::header::Header::parse(bytes)
-        .is_ok_and(|h| hex::encode(h.body_sha256) == sha256)
 }
 
 async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<bool>) {

@@ -244,6 +244,11 @@ impl Generation {
         }
     }
 
+    /// Whether this generation was loaded from exactly these bytes.
+    pub fn holds(&self, bytes: &[u8]) -> bool {
+        *self.bytes == *bytes
+    }
+
     /// Instances ready to serve now.
     pub fn healthy_instances(&self) -> usize {
         self.slots

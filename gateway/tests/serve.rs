@@ -1,0 +1,289 @@
+//! `portcullis serve`, `portcullis demo` and `portcullis snapshot push` as
+//! an operator runs them: real processes, real sockets, exit codes.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+fn portcullis(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run portcullis")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("portcullis-serve-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// One HTTP/1.1 request over a fresh connection; (status, body).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
+fn build(example_edit: &str, out: &Path, revision: u64) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots/examples/acme.json");
+    let o = portcullis(&[
+        "snapshot",
+        "build",
+        src.to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--revision",
+        &revision.to_string(),
+    ]);
+    assert!(o.status.success(), "{example_edit}: {}", text(&o.stderr));
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn demo_walkthrough_answers_every_step() {
+    let o = portcullis(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--walkthrough",
+    ]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("every step answered as expected"), "{out}");
+    assert!(out.contains("administrator_over_owner"), "{out}");
+}
+
+#[test]
+fn a_bad_config_is_one_clear_error_listing_every_problem() {
+    let dir = workdir("badconfig");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 0
+
+[admin]
+token = "short"
+
+[upstreams.app]
+url = "https://app.internal"
+
+[[routes]]
+path = "/envs/{env}"
+upstream = "nowhere"
+action = "reed"
+resource = "env/{environment}"
+"#,
+    )
+    .expect("write");
+    let o = portcullis(&[
+        "serve",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--check",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    for problem in [
+        "server.workers",
+        "admin.token",
+        "upstreams.app.url",
+        "upstream \"nowhere\" is not defined",
+        "unknown action \"reed\"",
+        "{environment}",
+    ] {
+        assert!(err.contains(problem), "missing {problem:?} in:\n{err}");
+    }
+
+    std::fs::write(&config, "[server]\nlisten = \"127.0.0.1:0\"\nbogus = 1\n").expect("write");
+    let o = portcullis(&["serve", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("bogus"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn serve_push_and_graceful_stop() {
+    let dir = workdir("serve");
+    let snap = dir.join("directory.snap");
+    build("v1", &snap, 1);
+    let upstream = free_port();
+    // The upstream is down: allowed requests get 502, which is enough to
+    // tell allow (502) from deny (403) here.
+    let (proxy, admin) = (free_port(), free_port());
+    let token = "an-admin-token-for-tests";
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "{proxy}"
+workers = 2
+
+[admin]
+listen = "{admin}"
+token = "{token}"
+
+[snapshot]
+file = "directory.snap"
+watch = false
+
+[identity]
+api_key_header = "x-api-key"
+
+[upstreams.app]
+url = "http://{upstream}"
+
+[[routes]]
+name = "sso"
+methods = ["GET"]
+path = "/orgs/{{org}}/sso"
+upstream = "app"
+action = "admin:sso"
+resource = "org/{{org}}"
+
+[log]
+decisions = "decisions.log"
+"#
+        ),
+    )
+    .expect("write");
+    let child = bin()
+        .args(["serve", "--config", config.to_str().expect("utf-8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, body)) = http(admin, "GET", "/-/readyz", &[]) {
+            assert!(body.contains("\"revision\":1"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // sam's key (seed 000: SSO is owner/super administrator only) → allowed → 502 (upstream down).
+    let (status, body) = http(
+        proxy,
+        "GET",
+        "/orgs/acme/sso",
+        &[("x-api-key", "pk_demo_sam_deploy")],
+    )
+    .expect("answer");
+    assert_eq!(status, 502, "{body}");
+    let (status, _) = http(proxy, "GET", "/orgs/acme/sso", &[]).expect("answer");
+    assert_eq!(status, 401);
+
+    let v2 = dir.join("v2.snap");
+    build("v2", &v2, 2);
+    let admin_url = format!("http://{admin}");
+    let push = |file: &Path, force: bool| {
+        let mut args = vec![
+            "snapshot",
+            "push",
+            file.to_str().expect("utf-8"),
+            "--to",
+            &admin_url,
+            "--token",
+            token,
+        ];
+        if force {
+            args.push("--force");
+        }
+        portcullis(&args)
+    };
+    let o = push(&v2, false);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("revision 2 serving"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = push(&snap, false);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "a rollback is refused: {}",
+        text(&o.stderr)
+    );
+    assert!(text(&o.stderr).contains("not newer"), "{}", text(&o.stderr));
+    let o = push(&snap, true);
+    assert!(o.status.success(), "forced: {}", text(&o.stderr));
+    let o = portcullis(&[
+        "snapshot",
+        "push",
+        v2.to_str().expect("utf-8"),
+        "--to",
+        &admin_url,
+        "--token",
+        "wrong-token-wrong",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+
+    // SIGTERM: a graceful stop with exit status 0.
+    let pid = server.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = server.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let log = std::fs::read_to_string(dir.join("decisions.log")).expect("decision log");
+    assert!(log.lines().count() >= 2, "{log}");
+    assert!(log.contains("\"acting_as\":\"user/sam\""), "{log}");
+}

@@ -1,0 +1,901 @@
+//! The gateway end to end: real sockets on 127.0.0.1, the real WebAssembly
+//! module, the example directory (`snapshots/examples/acme.json`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis_gateway::config::GatewayConfig;
+use portcullis_gateway::demo::{
+    DEMO_ADMIN_TOKEN, DEMO_API_KEY, DemoOptions, demo_config, demo_token, echo_upstream,
+    example_snapshot,
+};
+use portcullis_gateway::server::{Running, start};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+fn local() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn revision(n: u64) -> Vec<u8> {
+    example_snapshot(|v| v["revision"] = json!(n)).expect("example builds")
+}
+
+struct Gw {
+    running: Running,
+    client: TestClient,
+    base: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn gateway_with(
+    initial: Option<Vec<u8>>,
+    tweak: impl FnOnce(&mut GatewayConfig, &std::path::Path),
+) -> Gw {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream = echo_upstream(local()).await.expect("upstream");
+    let mut config = demo_config(
+        &DemoOptions {
+            listen: local(),
+            admin_listen: local(),
+            decision_log: "off".into(),
+            work_dir: dir.path().to_path_buf(),
+        },
+        upstream,
+    );
+    tweak(&mut config, dir.path());
+    let running = start(config, initial).await.expect("gateway starts");
+    Gw {
+        base: format!("http://{}", running.proxy_addr),
+        admin: format!("http://{}", running.admin_addr),
+        running,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        _dir: dir,
+    }
+}
+
+async fn gateway() -> Gw {
+    gateway_with(Some(revision(1)), |_, _| {}).await
+}
+
+fn bearer(user: &str) -> String {
+    format!("Bearer {}", demo_token(user).expect("token"))
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+async fn send(
+    client: &TestClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(body))).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+impl Gw {
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        send(
+            &self.client,
+            Method::GET,
+            &format!("{}{path}", self.base),
+            headers,
+            vec![],
+        )
+        .await
+    }
+
+    async fn push(&self, bytes: Vec<u8>, force: bool) -> Answer {
+        let q = if force { "?force=true" } else { "" };
+        let token = format!("Bearer {DEMO_ADMIN_TOKEN}");
+        send(
+            &self.client,
+            Method::PUT,
+            &format!("{}/-/snapshot{q}", self.admin),
+            &[("authorization", &token)],
+            bytes,
+        )
+        .await
+    }
+
+    async fn admin_get(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.admin).parse().expect("uri"))
+            .await
+            .expect("admin answers");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// Sends `target` exactly as written (no client-side normalization) and
+/// returns the status and body.
+async fn raw_put(addr: SocketAddr, target: &str, auth: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "PUT {target} HTTP/1.1\r\nHost: app.example\r\nAuthorization: {auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_request_reaches_the_upstream_with_identity_headers() {
+    let gw = gateway().await;
+    let a = gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["path"], TABLE);
+    assert_eq!(a.body["x-portcullis-principal"], "user/pat");
+    assert_eq!(a.body["x-portcullis-revision"], "1");
+    assert_eq!(a.body["x-portcullis-acting-as"], Value::Null);
+    assert_eq!(a.body["x-forwarded-for"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denial_is_403_with_reason_message_and_revision() {
+    let gw = gateway().await;
+    let pat = bearer("pat");
+    let a = send(
+        &gw.client,
+        Method::PUT,
+        &format!("{}{TABLE}", gw.base),
+        &[("authorization", &pat)],
+        b"new rows".to_vec(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["decision"], "deny");
+    assert_eq!(a.body["reason"], "no_grant");
+    assert_eq!(a.body["revision"], 1);
+    assert!(
+        a.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("user/pat"))
+    );
+    assert_eq!(a.headers["content-type"], "application/json");
+
+    // A rule no grant can override (seed 000: administrators never act on owners).
+    let a = send(
+        &gw.client,
+        Method::PATCH,
+        &format!("{}/users/olivia", gw.base),
+        &[("authorization", &bearer("adam"))],
+        vec![],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["reason"], "administrator_over_owner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_bad_credentials_are_401_with_a_challenge() {
+    let gw = gateway().await;
+    let a = gw.get(TABLE, &[]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.headers["www-authenticate"], "Bearer realm=\"portcullis\"");
+    assert_eq!(a.body["reason"], "unauthenticated");
+
+    let mut forged = demo_token("pat").expect("token");
+    forged.pop();
+    forged.push('A');
+    let a = gw
+        .get(TABLE, &[("authorization", &format!("Bearer {forged}"))])
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let challenge = a.headers["www-authenticate"].to_str().expect("ascii");
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+
+    // An API key the snapshot does not know is a credential problem too.
+    let a = gw.get(TABLE, &[("x-api-key", "pk_not_a_key")]).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.headers.contains_key("www-authenticate"));
+
+    // Both a token and a key: ambiguous.
+    let a = gw
+        .get(
+            TABLE,
+            &[
+                ("authorization", &bearer("pat")),
+                ("x-api-key", DEMO_API_KEY),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_identity_headers_are_stripped_and_api_keys_act_as_their_creator() {
+    let gw = gateway().await;
+    let a = gw
+        .get(
+            "/orgs/acme/sso",
+            &[
+                ("x-api-key", DEMO_API_KEY),
+                ("X-Portcullis-Principal", "user/olivia"),
+                ("x-portcullis-acting-as", "user/olivia"),
+                ("X-PORTCULLIS-REVISION", "999"),
+                ("x-forwarded-for", "10.1.2.3"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body["x-portcullis-principal"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("apikey/")),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["x-portcullis-acting-as"], "user/sam");
+    assert_eq!(a.body["x-portcullis-revision"], "1");
+    // The client's chain is kept and the peer appended.
+    assert_eq!(a.body["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+
+    // A header named in Connection is hop-by-hop and must not reach the upstream.
+    let a = gw
+        .get(
+            TABLE,
+            &[
+                ("authorization", &bearer("pat")),
+                ("connection", "keep-alive, x-portcullis-principal"),
+                ("x-portcullis-principal", "user/olivia"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["x-portcullis-principal"], "user/pat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_normalization_attacks_are_decided_on_the_normalized_path() {
+    let gw = gateway().await;
+    let addr = gw.running.proxy_addr;
+    // carol may write catalog/finance but not catalog/sales.
+    let carol = bearer("carol");
+    let (s, b) = raw_put(addr, "/envs/prod/catalogs/finance/tables/ledger", &carol).await;
+    assert_eq!(s, 200, "{b}");
+
+    for sneaky in [
+        "/envs/prod/catalogs/finance/../sales/tables/orders",
+        "/envs/prod/catalogs/finance/%2e%2e/sales/tables/orders",
+        "/envs/prod/catalogs/finance/%2E%2E/sales/tables/orders",
+        "/envs/prod/catalogs/finance/tables/../../sales/tables/orders",
+        "/envs/prod/catalogs/finance/./../sales/tables/orders",
+        "//envs//prod/catalogs/sales/tables/orders",
+        "/envs/prod/catalogs/%73ales/tables/orders",
+    ] {
+        let (s, b) = raw_put(addr, sneaky, &carol).await;
+        assert_eq!(s, 403, "{sneaky}: {b}");
+        assert_eq!(b["reason"], "no_grant", "{sneaky}: decided on {b}");
+    }
+
+    // Refused outright: encoded slashes and backslashes, control bytes,
+    // invalid encodings, escaping the root.
+    for bad in [
+        "/envs/prod/catalogs/finance%2F..%2Fsales/tables/orders",
+        "/envs/prod/catalogs/finance%2f..%2fsales/tables/orders",
+        "/envs/prod/catalogs/finance%5C..%5Csales/tables/orders",
+        "/envs/prod/catalogs/finance/tables/%00",
+        "/envs/prod/catalogs/finance/tables/%zz",
+        "/envs/prod/catalogs/finance/tables/%2",
+        "/../envs/prod/catalogs/finance/tables/ledger",
+    ] {
+        let (s, b) = raw_put(addr, bad, &carol).await;
+        assert_eq!(s, 400, "{bad}: {b}");
+        assert_eq!(b["reason"], "malformed_path", "{bad}");
+    }
+
+    // Case matters in literal segments and identifiers: no route, or an
+    // unknown resource, never a match on something else.
+    let (s, b) = raw_put(addr, "/ENVS/prod/catalogs/finance/tables/ledger", &carol).await;
+    assert_eq!((s, b["reason"].as_str()), (403, Some("no_route")));
+    let (s, b) = raw_put(addr, "/envs/prod/catalogs/FINANCE/tables/ledger", &carol).await;
+    assert_eq!((s, b["reason"].as_str()), (403, Some("unknown_resource")));
+
+    // What is allowed reaches the upstream exactly as authorized.
+    let (s, b) = raw_put(
+        addr,
+        "//envs/./prod//catalogs/finance/tables/x/../ledger",
+        &carol,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["path"], "/envs/prod/catalogs/finance/tables/ledger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_requests_are_denied_by_default() {
+    let gw = gateway().await;
+    let a = gw
+        .get("/admin/everything", &[("authorization", &bearer("sam"))])
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["reason"], "no_route");
+    // A route's method list is part of the match.
+    let a = send(
+        &gw.client,
+        Method::DELETE,
+        &format!("{}/envs/prod", gw.base),
+        &[("authorization", &bearer("sam"))],
+        vec![],
+    )
+    .await;
+    assert_eq!(a.body["reason"], "no_route");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_under_concurrent_load_fails_no_request() {
+    let gw = Arc::new(gateway().await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..6 {
+        let (gw, stop, done) = (Arc::clone(&gw), Arc::clone(&stop), Arc::clone(&done));
+        workers.push(tokio::spawn(async move {
+            let pat = bearer("pat");
+            let mut last = 0u64;
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+                if a.status != StatusCode::OK {
+                    failures.push(format!("{} {}", a.status, a.body));
+                    continue;
+                }
+                let rev: u64 = a.body["x-portcullis-revision"]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                // A worker never sees the revision go backwards.
+                if rev < last {
+                    failures.push(format!("revision went from {last} to {rev}"));
+                }
+                last = rev;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            failures
+        }));
+    }
+    for rev in 2..=12 {
+        let a = gw.push(revision(rev), false).await;
+        assert_eq!(a.status, StatusCode::OK, "push {rev}: {}", a.body);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let failures = w.await.expect("worker");
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+    assert!(done.load(Ordering::Relaxed) > 100, "the load ran");
+    assert_eq!(gw.running.revision(), Some(12));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_snapshot_is_refused_and_the_old_one_keeps_serving() {
+    let gw = gateway().await;
+    let pat = bearer("pat");
+    // Garbage, a truncated snapshot, and a body whose hash does not match.
+    let good = revision(2);
+    let mut corrupt = good.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    for (what, bytes) in [
+        ("garbage", b"not a snapshot at all".to_vec()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("corrupted body", corrupt),
+    ] {
+        let a = gw.push(bytes, false).await;
+        assert_eq!(
+            a.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{what}: {}",
+            a.body
+        );
+        assert_eq!(a.body["serving_revision"], 1, "{what}");
+        assert_eq!(gw.running.revision(), Some(1));
+        let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+        assert_eq!(a.status, StatusCode::OK, "{what}: still serving");
+    }
+    // Pushing needs the admin token.
+    let a = send(
+        &gw.client,
+        Method::PUT,
+        &format!("{}/-/snapshot", gw.admin),
+        &[("authorization", "Bearer wrong-token-wrong-token")],
+        good,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_snapshot_swap_failures_total{source=\"push\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_rollback_is_refused_unless_forced() {
+    let gw = gateway_with(Some(revision(5)), |_, _| {}).await;
+    for rev in [4, 5] {
+        let a = gw.push(revision(rev), false).await;
+        assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+        assert_eq!(a.body["code"], "stale_revision");
+    }
+    assert_eq!(gw.running.revision(), Some(5));
+    let a = gw.push(revision(3), true).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["previous"], 5);
+    assert_eq!(gw.running.revision(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_trap_denies_with_503_and_the_instance_is_rebuilt() {
+    let gw = gateway_with(Some(revision(1)), |c, _| c.server.workers = Some(1)).await;
+    let pat = bearer("pat");
+    gw.running.interrupt_next_decisions();
+    let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert_eq!(a.body["decision"], "deny");
+    assert_eq!(a.body["reason"], "engine_unavailable");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+        if a.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(
+            a.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fails closed meanwhile"
+        );
+        assert!(Instant::now() < deadline, "the instance was not rebuilt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.running.healthy_instances(), 1);
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_engine_traps_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_snapshot_everything_is_denied_and_not_ready() {
+    let gw = gateway_with(None, |_, _| {}).await;
+    let (s, _) = gw.admin_get("/-/healthz").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, body) = gw.admin_get("/-/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let a = gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.body["reason"], "no_snapshot");
+
+    assert_eq!(gw.push(revision(1), false).await.status, StatusCode::OK);
+    let (s, body) = gw.admin_get("/-/readyz").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let a = gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_slow_is_504() {
+    // A port nobody listens on.
+    let closed = TcpListener::bind(local())
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        if let Some(u) = c.upstreams.get_mut("app") {
+            u.url = format!("http://{closed}");
+        }
+    })
+    .await;
+    let a = gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.body);
+
+    let slow = slow_upstream(Duration::from_secs(3)).await;
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        if let Some(u) = c.upstreams.get_mut("app") {
+            u.url = format!("http://{slow}");
+            u.timeout_ms = 200;
+        }
+    })
+    .await;
+    let a = gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
+    assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT, "{}", a.body);
+}
+
+/// An upstream that answers 200 after `delay`.
+async fn slow_upstream(delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind(local()).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+                        "{\"slow\":true}",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served() {
+    let gw = gateway().await;
+    let h2: TestClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let a = send(
+        &h2,
+        Method::GET,
+        &format!("{}{TABLE}", gw.base),
+        &[("authorization", &bearer("pat"))],
+        vec![],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["x-portcullis-principal"], "user/pat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversized_request_heads_are_cut_off() {
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.server.header_read_timeout_ms = 300;
+        c.server.max_header_bytes = 8192;
+    })
+    .await;
+    // Slowloris: half a request head, then silence.
+    let mut s = TcpStream::connect(gw.running.proxy_addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // An idle keep-alive connection is closed after the same timeout.
+    let mut s = TcpStream::connect(gw.running.proxy_addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /-/nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the idle connection was not closed");
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 403"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A head larger than the limit.
+    let mut s = TcpStream::connect(gw.running.proxy_addr)
+        .await
+        .expect("connect");
+    let big = "a".repeat(20_000);
+    let req = format!("GET {TABLE} HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 431"),
+        "oversized head answered: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_refused_before_forwarding() {
+    let gw = gateway_with(Some(revision(2)), |c, _| c.server.max_body_bytes = 1024).await;
+    let _ = gw
+        .push(
+            example_snapshot(|v| {
+                v["revision"] = json!(3);
+                if let Some(g) = v["grants"].as_array_mut() {
+                    g.push(
+                        json!({"principal": "user/pat", "role": "writer", "on": "catalog/sales"}),
+                    );
+                }
+            })
+            .expect("builds"),
+            false,
+        )
+        .await;
+    let a = send(
+        &gw.client,
+        Method::PUT,
+        &format!("{}{TABLE}", gw.base),
+        &[("authorization", &bearer("pat"))],
+        vec![b'x'; 4096],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
+    let a = send(
+        &gw.client,
+        Method::PUT,
+        &format!("{}{TABLE}", gw.base),
+        &[("authorization", &bearer("pat"))],
+        vec![b'x'; 100],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_drains_in_flight_requests() {
+    let slow = slow_upstream(Duration::from_millis(600)).await;
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        if let Some(u) = c.upstreams.get_mut("app") {
+            u.url = format!("http://{slow}");
+        }
+    })
+    .await;
+    let url = format!("{}{TABLE}", gw.base);
+    let client = gw.client.clone();
+    let pat = bearer("pat");
+    let in_flight = tokio::spawn(async move {
+        send(
+            &client,
+            Method::GET,
+            &url,
+            &[("authorization", &pat)],
+            vec![],
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let addr = gw.running.proxy_addr;
+    gw.running.shutdown().await;
+    let a = in_flight.await.expect("request task");
+    assert_eq!(a.status, StatusCode::OK, "the in-flight request finished");
+    assert_eq!(a.body["slow"], true);
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+async fn wait_for_revision(running: &Running, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running.revision() != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "revision {want} never arrived (serving {:?})",
+            running.revision()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_file_is_reloaded_and_a_bad_write_is_refused() {
+    let gw = gateway_with(None, |c, dir| {
+        let file = dir.join("directory.snap");
+        std::fs::write(&file, revision(1)).expect("write");
+        c.snapshot.file = Some(file);
+        c.snapshot.watch = true;
+    })
+    .await;
+    assert_eq!(gw.running.revision(), Some(1));
+    let file = gw._dir.path().join("directory.snap");
+    // Replaced atomically, as deploy tools do.
+    let tmp = gw._dir.path().join(".directory.snap.tmp");
+    std::fs::write(&tmp, revision(2)).expect("write");
+    std::fs::rename(&tmp, &file).expect("rename");
+    wait_for_revision(&gw.running, 2).await;
+    // Written in place.
+    std::fs::write(&file, revision(3)).expect("write");
+    wait_for_revision(&gw.running, 3).await;
+    // A bad file: refused, revision 3 keeps serving.
+    std::fs::write(&file, b"oops").expect("write");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = gw.admin_get("/-/metrics").await;
+        if metrics.contains("portcullis_snapshot_swap_failures_total{source=\"file\"}") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bad file was not noticed");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(gw.running.revision(), Some(3));
+    let a = gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_url_is_fetched_with_etags() {
+    // A snapshot server with ETags that counts its 304 answers.
+    let served = Arc::new(std::sync::Mutex::new(revision(1)));
+    let not_modified = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind(local()).await.expect("bind");
+    let origin = listener.local_addr().expect("addr");
+    {
+        let (served, not_modified) = (Arc::clone(&served), Arc::clone(&not_modified));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (served, not_modified) = (Arc::clone(&served), Arc::clone(&not_modified));
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let bytes = served.lock().map(|b| b.clone()).unwrap_or_default();
+                        let tag = format!("\"{}\"", bytes.len() as u64 * 31 + u64::from(bytes[20]));
+                        let matched = req
+                            .headers()
+                            .get("if-none-match")
+                            .is_some_and(|v| v.as_bytes() == tag.as_bytes());
+                        if matched {
+                            not_modified.fetch_add(1, Ordering::Relaxed);
+                        }
+                        async move {
+                            let resp = if matched {
+                                http::Response::builder()
+                                    .status(304)
+                                    .body(Full::new(Bytes::new()))
+                            } else {
+                                http::Response::builder()
+                                    .header("etag", tag)
+                                    .body(Full::new(Bytes::from(bytes)))
+                            };
+                            resp.map_err(|e| e.to_string())
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    }
+    let gw = gateway_with(None, |c, _| {
+        c.snapshot.poll_url = Some(format!("http://{origin}/directory.snap"));
+        c.snapshot.poll_interval_ms = 50;
+    })
+    .await;
+    wait_for_revision(&gw.running, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while not_modified.load(Ordering::Relaxed) < 2 {
+        assert!(Instant::now() < deadline, "no conditional requests seen");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if let Ok(mut b) = served.lock() {
+        *b = revision(2);
+    }
+    wait_for_revision(&gw.running, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_the_decision_log_record_every_decision() {
+    let gw = gateway_with(Some(revision(1)), |c, dir| {
+        c.log.decisions = dir.join("decisions.log").to_string_lossy().into_owned();
+        // Shadow mode on the write route: denials are logged but forwarded.
+        for r in &mut c.routes {
+            if r.name.as_deref() == Some("write-table") {
+                r.shadow = true;
+            }
+        }
+    })
+    .await;
+    let pat = bearer("pat");
+    assert_eq!(
+        gw.get(TABLE, &[("authorization", &pat)]).await.status,
+        StatusCode::OK
+    );
+    let a = send(
+        &gw.client,
+        Method::PUT,
+        &format!("{}{TABLE}", gw.base),
+        &[("authorization", &pat)],
+        vec![],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "shadow mode forwards a denial");
+    assert_eq!(gw.get(TABLE, &[]).await.status, StatusCode::UNAUTHORIZED);
+
+    let (s, metrics) = gw.admin_get("/-/metrics").await;
+    assert_eq!(s, StatusCode::OK);
+    for line in [
+        "portcullis_requests_total{route=\"read-table\",decision=\"allow\"} 1",
+        "portcullis_requests_total{route=\"write-table\",decision=\"shadow_deny\"} 1",
+        "portcullis_requests_total{route=\"read-table\",decision=\"unauthenticated\"} 1",
+        "portcullis_snapshot_revision 1",
+        "portcullis_snapshot_swaps_total{source=\"embedded\"} 1",
+        "portcullis_decision_seconds_count 3",
+        "portcullis_upstream_seconds_count 2",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+
+    let log = gw._dir.path().join("decisions.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        if lines.len() >= 3 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let allow = &lines[0];
+    for field in [
+        "time",
+        "principal",
+        "acting_as",
+        "action",
+        "resource",
+        "decision",
+        "reason",
+        "revision",
+        "latency_us",
+    ] {
+        assert!(allow.get(field).is_some(), "{field} missing in {allow}");
+    }
+    assert_eq!(allow["principal"], "user/pat");
+    assert_eq!(allow["action"], "read");
+    assert_eq!(allow["resource"], "catalog/sales");
+    assert_eq!(allow["decision"], "allow");
+    assert_eq!(lines[1]["decision"], "deny");
+    assert_eq!(lines[1]["shadow"], true);
+    assert_eq!(lines[2]["reason"], "unauthenticated");
+}
