@@ -180,11 +180,27 @@ struct Key {
     key: DecodingKey,
 }
 
+/// A token whose signature, issuer and audience were verified; its time
+/// claims are checked again on every use.
+#[derive(Clone)]
+struct Verified {
+    principal: String,
+    exp: i64,
+    nbf: Option<i64>,
+}
+
+/// Tokens remembered after verification. Clients reuse a token for many
+/// requests; the signature check and claim parsing are the costliest part
+/// of a request, so they run once per distinct token. The key is the whole
+/// token, so only byte-identical tokens hit.
+const TOKEN_CACHE: usize = 65_536;
+
 /// Verifies credentials. Built once from the configuration.
 pub struct Identity {
     keys: Vec<Key>,
     jwt: Option<JwtConfig>,
     api_key_header: http::HeaderName,
+    verified: quick_cache::sync::Cache<String, Verified>,
 }
 
 fn parse_alg(s: &str) -> Option<Algorithm> {
@@ -257,6 +273,7 @@ impl Identity {
             keys,
             jwt: config.jwt,
             api_key_header,
+            verified: quick_cache::sync::Cache::new(TOKEN_CACHE),
         })
     }
 
@@ -316,6 +333,22 @@ impl Identity {
     /// Verifies a JWT and returns the principal its claim names.
     pub fn verify(&self, token: &str, now: i64) -> Result<String, Unauthenticated> {
         let jwt = self.jwt.as_ref().ok_or(Unauthenticated::JwtDisabled)?;
+        if let Some(v) = self.verified.get(token) {
+            check_times(jwt, v.exp, v.nbf, now)?;
+            return Ok(v.principal);
+        }
+        let v = self.verify_uncached(jwt, token, now)?;
+        let principal = v.principal.clone();
+        self.verified.insert(token.to_string(), v);
+        Ok(principal)
+    }
+
+    fn verify_uncached(
+        &self,
+        jwt: &JwtConfig,
+        token: &str,
+        now: i64,
+    ) -> Result<Verified, Unauthenticated> {
         let header =
             decode_header(token).map_err(|e| Unauthenticated::InvalidToken(e.to_string()))?;
         // Keys are pinned to one algorithm: a token's `alg` only selects
@@ -352,21 +385,32 @@ impl Identity {
     }
 }
 
-fn check_claims(
+fn check_times(
     jwt: &JwtConfig,
-    c: &serde_json::Map<String, serde_json::Value>,
+    exp: i64,
+    nbf: Option<i64>,
     now: i64,
-) -> Result<String, Unauthenticated> {
-    let num = |name: &str| c.get(name).and_then(serde_json::Value::as_i64);
-    let exp = num("exp").ok_or_else(|| Unauthenticated::InvalidToken("no `exp` claim".into()))?;
+) -> Result<(), Unauthenticated> {
     if now >= exp.saturating_add(jwt.leeway_seconds) {
         return Err(Unauthenticated::Expired);
     }
-    if let Some(nbf) = num("nbf")
+    if let Some(nbf) = nbf
         && now + jwt.leeway_seconds < nbf
     {
         return Err(Unauthenticated::NotYetValid);
     }
+    Ok(())
+}
+
+fn check_claims(
+    jwt: &JwtConfig,
+    c: &serde_json::Map<String, serde_json::Value>,
+    now: i64,
+) -> Result<Verified, Unauthenticated> {
+    let num = |name: &str| c.get(name).and_then(serde_json::Value::as_i64);
+    let exp = num("exp").ok_or_else(|| Unauthenticated::InvalidToken("no `exp` claim".into()))?;
+    let nbf = num("nbf");
+    check_times(jwt, exp, nbf, now)?;
     if !jwt.issuers.is_empty() {
         let iss = c.get("iss").and_then(serde_json::Value::as_str);
         if !iss.is_some_and(|i| jwt.issuers.iter().any(|x| x == i)) {
@@ -395,10 +439,15 @@ fn check_claims(
         .ok_or_else(|| {
             Unauthenticated::InvalidToken(format!("no `{}` claim", jwt.principal_claim))
         })?;
-    Ok(if value.contains('/') || value == "support" {
+    let principal = if value.contains('/') || value == "support" {
         value.to_string()
     } else {
         format!("user/{value}")
+    };
+    Ok(Verified {
+        principal,
+        exp,
+        nbf,
     })
 }
 

@@ -307,3 +307,29 @@ fn base64_url(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn a_remembered_token_still_expires_and_only_identical_tokens_hit() {
+    let id = identity();
+    let mut c = claims();
+    c["exp"] = json!(NOW + 60);
+    c["nbf"] = json!(NOW - 10);
+    let token = sign(Algorithm::HS256, Some("hs"), &c);
+    assert_eq!(id.verify(&token, NOW), Ok("user/olivia".into()));
+    // Verified once; later uses are checked against the clock again.
+    assert_eq!(id.verify(&token, NOW + 30), Ok("user/olivia".into()));
+    assert_eq!(id.verify(&token, NOW + 91), Err(Unauthenticated::Expired));
+    assert_eq!(
+        id.verify(&token, NOW - 100),
+        Err(Unauthenticated::NotYetValid)
+    );
+    // A forged signature on the same claims is not the cached token.
+    let mut forged = token.clone().into_bytes();
+    let at = forged.len() - 6;
+    forged[at] = if forged[at] == b'x' { b'y' } else { b'x' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert!(matches!(
+        id.verify(&forged, NOW),
+        Err(Unauthenticated::InvalidToken(_))
+    ));
+}
