@@ -26,7 +26,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -75,7 +75,6 @@ pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
     routes: RouteTable,
     identity: Identity,
-    upstreams: Upstreams,
     pub(crate) swapper: Arc<Swapper>,
     pub(crate) metrics: Metrics,
     log: DecisionLog,
@@ -119,6 +118,7 @@ pub struct Running {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    shards: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -155,6 +155,13 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        let shards = self.shards;
+        let _ = tokio::task::spawn_blocking(move || {
+            for s in shards {
+                let _ = s.join();
+            }
+        })
+        .await;
     }
 
     /// Waits for SIGTERM or Ctrl-C, then shuts down gracefully.
@@ -224,7 +231,8 @@ pub async fn start(config: GatewayConfig, initial: Option<Vec<u8>>) -> Result<Ru
     let labels: Vec<String> = routes.specs().map(|r| r.label()).collect();
     let identity = Identity::new(config.identity.clone())
         .map_err(|e| StartError::Other(format!("identity: {e}")))?;
-    let upstreams = Upstreams::new(&config.upstreams).map_err(StartError::Other)?;
+    // Checked here once; each worker builds its own pools from it.
+    Upstreams::new(&config.upstreams).map_err(StartError::Other)?;
     let log = DecisionLog::open(&config.log.decisions).map_err(|e| {
         StartError::Other(format!(
             "log.decisions {:?}: cannot open: {e}",
@@ -235,7 +243,6 @@ pub async fn start(config: GatewayConfig, initial: Option<Vec<u8>>) -> Result<Ru
         admin_token: config.admin_token(),
         routes,
         identity,
-        upstreams,
         swapper,
         metrics: Metrics::new(&labels),
         log,
@@ -263,49 +270,134 @@ pub async fn start(config: GatewayConfig, initial: Option<Vec<u8>>) -> Result<Ru
             .map_err(|source| StartError::Snapshot { origin, source })?;
     }
 
-    let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })
-    };
-    let proxy = bind(shared.config.server.listen).await?;
-    let admin = bind(shared.config.admin.listen).await?;
-    let proxy_addr = proxy
+    let listen = shared.config.server.listen;
+    let first = reuseport_socket(listen).map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let proxy_addr = first
         .local_addr()
         .map_err(|e| StartError::Other(e.to_string()))?;
+    let admin_listen = shared.config.admin.listen;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: admin_listen,
+            source,
+        })?;
     let admin_addr = admin
         .local_addr()
         .map_err(|e| StartError::Other(e.to_string()))?;
 
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
-        tokio::spawn(serve(
-            proxy,
-            Arc::clone(&shared),
-            Listener::Proxy,
-            stopped.clone(),
-        )),
-        tokio::spawn(serve(
-            admin,
-            Arc::clone(&shared),
-            Listener::Admin,
-            stopped.clone(),
-        )),
-    ];
+    let workers = worker_count(&shared.config);
+    let mut shards = Vec::with_capacity(workers);
+    let mut socket = Some(first);
+    for index in 0..workers {
+        let socket = match socket.take() {
+            Some(s) => s,
+            None => reuseport_socket(proxy_addr).map_err(|source| StartError::Bind {
+                addr: proxy_addr,
+                source,
+            })?,
+        };
+        let (ready, is_ready) = tokio::sync::oneshot::channel();
+        let shard = spawn_shard(index, socket, Arc::clone(&shared), stopped.clone(), ready)
+            .map_err(|e| StartError::Other(format!("cannot start worker {index}: {e}")))?;
+        shards.push(shard);
+        match is_ready.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StartError::Other(format!("worker {index}: {e}"))),
+            Err(_) => {
+                return Err(StartError::Other(format!(
+                    "worker {index} stopped at start-up"
+                )));
+            }
+        }
+    }
+    let tasks = vec![tokio::spawn(serve(
+        admin,
+        Arc::clone(&shared),
+        Listener::Admin,
+        stopped.clone(),
+    ))];
     crate::sources::spawn(&shared, stopped);
-    tracing::info!(%proxy_addr, %admin_addr, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");
+    tracing::info!(%proxy_addr, %admin_addr, workers, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");
     Ok(Running {
         proxy_addr,
         admin_addr,
         shared,
         stop,
         tasks,
+        shards,
     })
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A proxy socket that several workers can listen on at once
+/// (`SO_REUSEPORT`: the kernel spreads connections over them).
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// One proxy worker: an OS thread with a single-threaded runtime, its own
+/// listener on the shared port, its own upstream connection pools, and
+/// its own engine instance slot. A request is parsed, decided and
+/// forwarded on one thread, with no cross-thread wake-ups.
+fn spawn_shard(
+    index: usize,
+    socket: TcpSocket,
+    shared: Arc<Shared>,
+    stopped: watch::Receiver<bool>,
+    ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("portcullis-worker-{index}"))
+        .spawn(move || {
+            crate::swap::set_worker_index(index);
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let upstreams = match Upstreams::new(&shared.config.upstreams) {
+                    Ok(u) => Arc::new(u),
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let listener = match socket.listen(4096) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("listen: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                serve(listener, shared, Listener::Proxy(upstreams), stopped).await;
+            });
+        })
+}
+
+#[derive(Clone)]
 enum Listener {
-    Proxy,
+    Proxy(Arc<Upstreams>),
     Admin,
 }
 
@@ -357,11 +449,13 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
+        let kind = kind.clone();
         let service = service_fn(move |req| {
             let shared = Arc::clone(&shared);
+            let kind = kind.clone();
             async move {
                 Ok::<_, Infallible>(match kind {
-                    Listener::Proxy => handle(shared, peer, req).await,
+                    Listener::Proxy(upstreams) => handle(shared, &upstreams, peer, req).await,
                     Listener::Admin => crate::admin::handle(shared, req).await,
                 })
             }
@@ -506,6 +600,7 @@ impl Shared {
 
 async fn handle(
     shared: Arc<Shared>,
+    upstreams: &Upstreams,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
@@ -707,8 +802,7 @@ async fn handle(
     let body: Body =
         Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync();
     let upstream_started = Instant::now();
-    let forwarded = shared
-        .upstreams
+    let forwarded = upstreams
         .forward(
             &route.upstream,
             parts,

@@ -259,14 +259,27 @@ impl Generation {
 }
 
 thread_local! {
-    static WORKER_INDEX: usize = {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    };
+    /// The slot this thread prefers: set by proxy workers, first come
+    /// first served for any other thread.
+    static WORKER_INDEX: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes the calling thread prefer instance slot `index` (modulo the
+/// number of slots).
+pub(crate) fn set_worker_index(index: usize) {
+    WORKER_INDEX.with(|i| i.set(Some(index)));
 }
 
 fn worker_index() -> usize {
-    WORKER_INDEX.with(|i| *i)
+    WORKER_INDEX.with(|i| match i.get() {
+        Some(index) => index,
+        None => {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let index = NEXT.fetch_add(1, Ordering::Relaxed);
+            i.set(Some(index));
+            index
+        }
+    })
 }
 
 /// The compiled module, the instance limits, and the epoch clock.

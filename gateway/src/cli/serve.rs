@@ -1,5 +1,6 @@
-//! `portcullis serve` and `portcullis demo`: the gateway on a tokio
-//! runtime with one worker thread (and one engine instance) per core.
+//! `portcullis serve` and `portcullis demo`. The proxy runs on its own
+//! worker threads (one per core, see `server.rs`); this runtime carries the
+//! admin listener, the snapshot sources and start-up.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 use portcullis_gateway::config::GatewayConfig;
 use portcullis_gateway::demo::{DemoOptions, start_demo};
-use portcullis_gateway::server::{start, worker_count};
+use portcullis_gateway::server::start;
 
 use crate::error::CliError;
 
@@ -34,10 +35,10 @@ pub struct DemoArgs {
     walkthrough: bool,
 }
 
-fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, CliError> {
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("portcullis-worker")
+        .worker_threads(1)
+        .thread_name("portcullis-admin")
         .enable_all()
         .build()
         .map_err(|e| CliError::Start(format!("cannot start the runtime: {e}")))
@@ -65,7 +66,7 @@ pub fn serve(a: ServeArgs) -> Result<(), CliError> {
         return Ok(());
     }
     init_logs();
-    let rt = runtime(worker_count(&config))?;
+    let rt = runtime()?;
     rt.block_on(async {
         let running = start(config, None)
             .await
@@ -79,7 +80,7 @@ pub fn demo(a: DemoArgs) -> Result<(), CliError> {
     if !a.walkthrough {
         init_logs();
     }
-    let rt = runtime(2)?;
+    let rt = runtime()?;
     rt.block_on(async {
         let demo = start_demo(DemoOptions {
             listen: a.listen,
