@@ -7,8 +7,8 @@
 //! action, resource), [`identity`] (credentials → principal),
 //! [`authorize`] (→ decision, in [`module`] instances owned by a
 //! [`swap::Generation`]), [`forward`] (→ upstream); [`server`] composes them
-//! and serves [`admin`]. Snapshots arrive through [`swap`] from pushes,
-//! the watched file and the polled URL ([`sources`]). Configuration:
+//! and serves `admin`. Snapshots arrive through [`swap`] from pushes,
+//! the watched file and the polled URL (`sources`). Configuration:
 //! [`config`]; observability: [`metrics`] and [`decision_log`].
 
 mod admin;

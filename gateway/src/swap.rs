@@ -291,8 +291,10 @@ pub struct EnginePool {
     ticking: Arc<AtomicBool>,
 }
 
-/// One epoch tick: the unit of the decision and load time budgets.
-pub const TICK: Duration = Duration::from_millis(1);
+/// One epoch tick: the unit of the decision and load time budgets. Coarse
+/// on purpose: the clock thread wakes 200 times a second, and a budget is
+/// kept to within a tick.
+pub const TICK: Duration = Duration::from_millis(5);
 
 impl EnginePool {
     /// `instances` per generation (one per worker thread); starts the epoch

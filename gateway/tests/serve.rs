@@ -287,3 +287,34 @@ decisions = "decisions.log"
     assert!(log.lines().count() >= 2, "{log}");
     assert!(log.contains("\"acting_as\":\"user/sam\""), "{log}");
 }
+
+#[test]
+fn the_documented_example_configuration_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/gateway.example.toml");
+    let o = portcullis(&[
+        "serve",
+        "--config",
+        example.to_str().expect("utf-8"),
+        "--check",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_refused_initial_snapshot_is_an_invalid_start() {
+    let dir = workdir("badsnap");
+    std::fs::write(dir.join("directory.snap"), b"not a snapshot").expect("write");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[snapshot]\nfile = \"directory.snap\"\n[upstreams.app]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"/*\"\nupstream = \"app\"\naction = \"read\"\nresource = \"org/acme\"\n",
+    )
+    .expect("write");
+    let o = portcullis(&["serve", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("initial snapshot"),
+        "{}",
+        text(&o.stderr)
+    );
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 use portcullis_gateway::config::GatewayConfig;
 use portcullis_gateway::demo::{DemoOptions, start_demo};
-use portcullis_gateway::server::start;
+use portcullis_gateway::server::{StartError, start};
 
 use crate::error::CliError;
 
@@ -68,9 +68,10 @@ pub fn serve(a: ServeArgs) -> Result<(), CliError> {
     init_logs();
     let rt = runtime()?;
     rt.block_on(async {
-        let running = start(config, None)
-            .await
-            .map_err(|e| CliError::Start(e.to_string()))?;
+        let running = start(config, None).await.map_err(|e| match e {
+            StartError::Config(_) | StartError::Snapshot { .. } => CliError::Config(e.to_string()),
+            _ => CliError::Start(e.to_string()),
+        })?;
         running.run_until_signal().await;
         Ok(())
     })
