@@ -13,6 +13,7 @@
 
 mod admin;
 pub mod authorize;
+mod browser;
 pub mod config;
 pub mod decision_log;
 pub mod demo;

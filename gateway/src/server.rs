@@ -82,6 +82,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The credential verifier.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// Installs a candidate off the async workers, counting and logging
     /// the outcome. The serving snapshot is untouched on error.
     pub(crate) async fn install(
@@ -505,7 +510,7 @@ struct Refusal<'a> {
     revision: Option<u64>,
 }
 
-fn refuse(
+pub(crate) fn refuse(
     status: StatusCode,
     reason: &str,
     message: &str,
@@ -522,7 +527,7 @@ fn refuse(
     )
 }
 
-fn unauthenticated(e: &Unauthenticated, revision: Option<u64>) -> Response<Body> {
+pub(crate) fn unauthenticated(e: &Unauthenticated, revision: Option<u64>) -> Response<Body> {
     let mut r = refuse(
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
@@ -542,7 +547,7 @@ fn unauthenticated(e: &Unauthenticated, revision: Option<u64>) -> Response<Body>
     r
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -606,6 +611,9 @@ async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    if parts.uri.path() == crate::browser::SNAPSHOT_ME {
+        return crate::browser::snapshot_me(&shared, &parts).await;
+    }
     let host = crate::forward::original_host(&parts);
     let logged = |path: &'static str| Logged {
         method: &parts.method,

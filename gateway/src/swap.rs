@@ -124,6 +124,7 @@ pub struct Generation {
     bytes: Arc<[u8]>,
     slots: Box<[Slot]>,
     rebuilding: AtomicUsize,
+    redacted: std::sync::OnceLock<Result<Arc<[u8]>, String>>,
 }
 
 impl Generation {
@@ -242,6 +243,32 @@ impl Generation {
                 i.interrupt_next_call();
             }
         }
+    }
+
+    /// This snapshot without personal data or API keys (see
+    /// `portcullis_snapshots::scope`), built once on first use. Blocking
+    /// and CPU-heavy for large directories: call it off the async workers.
+    pub fn redacted(&self) -> Result<Arc<[u8]>, String> {
+        self.redacted
+            .get_or_init(|| {
+                let snapshot =
+                    portcullis_snapshots::decode(&self.bytes).map_err(|e| e.to_string())?;
+                let dir =
+                    portcullis_snapshots::source::decompile(&snapshot.body, Some(self.revision));
+                let body = portcullis_snapshots::source::compile(
+                    &portcullis_snapshots::scope::redact(&dir),
+                )
+                .map_err(|p| {
+                    format!(
+                        "the redacted directory does not compile: {} problems",
+                        p.len()
+                    )
+                })?;
+                portcullis_snapshots::encode(&body, self.revision, self.created_at)
+                    .map(Arc::from)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
     }
 
     /// Whether this generation was loaded from exactly these bytes.
@@ -430,6 +457,7 @@ impl Swapper {
             bytes,
             slots: slots.into_boxed_slice(),
             rebuilding: AtomicUsize::new(0),
+            redacted: std::sync::OnceLock::new(),
         };
         self.current.store(Some(Arc::new(generation)));
         tracing::info!(

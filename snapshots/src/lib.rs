@@ -26,6 +26,8 @@ pub mod diff;
 #[cfg(feature = "source")]
 pub mod generate;
 #[cfg(feature = "source")]
+pub mod scope;
+#[cfg(feature = "source")]
 pub mod source;
 
 pub use codec::{DecodeLimits, Snapshot, decode, decode_with, encode};

@@ -899,3 +899,75 @@ async fn metrics_and_the_decision_log_record_every_decision() {
     assert_eq!(lines[1]["shadow"], true);
     assert_eq!(lines[2]["reason"], "unauthenticated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_a_snapshot_without_personal_data() {
+    let gw = gateway().await;
+    let url = format!("{}/-/snapshot/me", gw.base);
+    let a = send(&gw.client, Method::GET, &url, &[], vec![]).await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "only for signed-in callers"
+    );
+
+    let pat = bearer("pat");
+    let resp = gw
+        .client
+        .request(
+            Request::get(&url)
+                .header("authorization", &pat)
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let etag = resp.headers()["etag"].clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+
+    // It loads in the engine and decides like the full snapshot for pat…
+    let engine = policy_wasm::Engine::load(&bytes).expect("a valid snapshot");
+    assert_eq!(engine.revision(), 1);
+    let full = policy_wasm::Engine::load(&revision(1)).expect("full");
+    for (action, resource) in [
+        ("read", "catalog/sales"),
+        ("write", "catalog/sales"),
+        ("user:update", "user/olivia"),
+    ] {
+        let req = policy_wasm::Request {
+            principal: "user/pat",
+            action,
+            resource,
+            context: policy_wasm::Context {
+                now: 1_790_000_000,
+                bulk: false,
+            },
+        };
+        assert_eq!(engine.check(&req), full.check(&req), "{action} {resource}");
+    }
+    // …but holds no email, name or key hash.
+    let text = String::from_utf8_lossy(&bytes);
+    for secret in [
+        "olivia@acme.example",
+        "Olivia",
+        "+44 20 7946 0001",
+        "3f50f96db4bdb3282068d277cf77e98750d393ad80b6e1d4c01e28a30fa286dd",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked");
+    }
+
+    // Unchanged revision: 304.
+    let resp = gw
+        .client
+        .request(
+            Request::get(&url)
+                .header("authorization", &pat)
+                .header("if-none-match", etag)
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+}
