@@ -12,9 +12,11 @@
 //! `wasm32-unknown-unknown`, where `abi` exports a small raw ABI for
 //! wasmtime. The action and resource vocabulary is in `policy-wasm/README.md`.
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "browser")))]
 mod abi;
 pub mod action;
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
+mod bindgen;
 mod decision;
 mod engine;
 mod explain;

@@ -8,60 +8,13 @@ use portcullis_snapshots::encode;
 use portcullis_snapshots::generate::{GenerateParams, generate};
 use portcullis_snapshots::scope::redact;
 use portcullis_snapshots::source::{Directory, compile};
-use portcullis_snapshots::vocabulary::EntityType;
+use portcullis_tests::{directory_principals, directory_resources};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn engine(dir: &Directory) -> Engine {
     let body = compile(dir).expect("valid directory");
     Engine::load(&encode(&body, 7, 1_767_225_600).expect("encodes")).expect("loads")
-}
-
-fn principals(dir: &Directory) -> Vec<String> {
-    let mut p: Vec<String> = dir
-        .users
-        .iter()
-        .map(|u| format!("user/{}", u.username))
-        .collect();
-    p.extend(
-        dir.service_accounts
-            .iter()
-            .map(|s| format!("service/{}", s.id)),
-    );
-    p.push("support".into());
-    p
-}
-
-fn resources(dir: &Directory) -> Vec<String> {
-    let mut r: Vec<String> = dir
-        .organizations
-        .iter()
-        .map(|o| format!("org/{}", o.id))
-        .collect();
-    r.extend(dir.environments.iter().map(|x| format!("env/{}", x.id)));
-    r.extend(dir.catalogs.iter().map(|x| format!("catalog/{}", x.id)));
-    r.extend(dir.objects.iter().map(|x| format!("object/{}", x.id)));
-    r.extend(dir.teams.iter().map(|x| format!("team/{}", x.id)));
-    for t in &dir.teams {
-        r.push(format!("team/{}/member/{}", t.id, t.owner));
-        r.extend(
-            t.members
-                .iter()
-                .map(|m| format!("team/{}/member/{m}", t.id)),
-        );
-    }
-    r.extend(dir.users.iter().map(|u| format!("user/{}", u.username)));
-    r.extend(
-        dir.service_accounts
-            .iter()
-            .map(|s| format!("service/{}", s.id)),
-    );
-    r.extend(
-        EntityType::ALL
-            .iter()
-            .map(|e| format!("entity/{}", e.name())),
-    );
-    r
 }
 
 fn actions() -> Vec<String> {
@@ -121,10 +74,10 @@ fn every_decision_of_the_example_is_unchanged() {
     let (dir, _) = portcullis_snapshots::source::build(&text).expect("builds");
     let (full, red) = (engine(&dir), engine(&redact(&dir)));
     let (mut checked, mut allowed) = (0usize, 0usize);
-    let resources = resources(&dir);
+    let resources = directory_resources(&dir);
     let actions = actions();
     for now in [1_767_225_600, 1_830_000_000] {
-        for p in principals(&dir) {
+        for p in directory_principals(&dir) {
             for r in &resources {
                 for a in &actions {
                     checked += 1;
@@ -149,8 +102,8 @@ fn a_sample_of_a_generated_directory_is_unchanged() {
         seed: 11,
     });
     let (full, red) = (engine(&dir), engine(&redact(&dir)));
-    let principals = principals(&dir);
-    let resources = resources(&dir);
+    let principals = directory_principals(&dir);
+    let resources = directory_resources(&dir);
     let actions = actions();
     let rng = &mut ChaCha8Rng::seed_from_u64(5);
     let mut allowed = 0;

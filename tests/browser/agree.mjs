@@ -1,0 +1,53 @@
+// Runs the browser package (target/browser-pkg) in Node on a snapshot and
+// compares its answers with the native engine's, written by
+// tests/tests/browser_package.rs. Prints {"checked": N, "bad": M}.
+import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import { join, resolve } from "node:path";
+
+const [pkg, snapshot, casesFile] = process.argv.slice(2);
+const mod = await import(pathToFileURL(resolve(join(pkg, "portcullis.js"))).href);
+mod.initSync({ module: readFileSync(join(pkg, "portcullis_bg.wasm")) });
+const engine = mod.PolicyEngine.load(new Uint8Array(readFileSync(snapshot)));
+const cases = JSON.parse(readFileSync(casesFile, "utf8"));
+
+let checked = 0;
+let bad = 0;
+const fail = (what, got, want) => {
+  if (bad++ < 10) console.error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+};
+if (engine.revision !== cases.revision) fail("revision", engine.revision, cases.revision);
+for (const c of cases.checks) {
+  checked++;
+  const r = engine.check(c.principal, c.action, c.resource, { now: c.now, bulk: c.bulk });
+  const got = { allowed: r.allowed, reason: r.reason, message: r.message };
+  r.free();
+  if (got.allowed !== c.allowed || got.reason !== c.reason || got.message !== c.message) {
+    fail(`check ${c.principal} ${c.action} ${c.resource}`, got, c);
+  }
+}
+for (const p of cases.permissions) {
+  checked++;
+  const got = engine.permissions(p.principal, p.resource, { now: p.now });
+  if (JSON.stringify(got) !== JSON.stringify(p.actions)) fail(`permissions ${p.principal} ${p.resource}`, got, p.actions);
+}
+for (const l of cases.lists) {
+  checked++;
+  let got;
+  try {
+    got = { ok: engine.list(l.principal, l.action, l.kind, l.under, { now: l.now }) };
+  } catch (e) {
+    got = { err: e.message };
+  }
+  if (JSON.stringify(got) !== JSON.stringify(l.expected)) fail(`list ${l.principal} ${l.action} ${l.kind} ${l.under}`, got, l.expected);
+}
+// A bad snapshot is refused with a reason, not a crash.
+try {
+  mod.PolicyEngine.load(new Uint8Array([1, 2, 3]));
+  fail("load garbage", "accepted", "an error");
+} catch (e) {
+  checked++;
+  if (!String(e.message).length) fail("load garbage", e, "a message");
+}
+console.log(JSON.stringify({ checked, bad }));
+process.exit(bad ? 1 : 0);
