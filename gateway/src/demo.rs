@@ -23,7 +23,7 @@ use crate::config::{
 use crate::forward::{Body, HttpClient, empty, full, http_client};
 use crate::identity::{IdentityConfig, JwtConfig, KeyConfig};
 use crate::route_table::RouteSpec;
-use crate::server::{Running, json_response, start};
+use crate::server::{Running, StaticSite, json_response, start_with_site};
 
 /// The example directory, compiled into the binary.
 pub const EXAMPLE_DIRECTORY: &str = include_str!("../../snapshots/examples/acme.json");
@@ -46,6 +46,9 @@ pub struct DemoOptions {
     pub decision_log: String,
     /// Where the second revision is written for the push step.
     pub work_dir: PathBuf,
+    /// The browser package (`scripts/build-browser`) for the demo page;
+    /// without it the page explains how to build it.
+    pub browser_pkg: Option<PathBuf>,
 }
 
 /// A running demo.
@@ -254,6 +257,59 @@ pub async fn echo_upstream(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     Ok(local)
 }
 
+/// The users of the demo's token picker: a reader, a writer of one
+/// catalog, owners and administrators, team members, a disabled account.
+pub const DEMO_USERS: [&str; 9] = [
+    "pat", "carol", "wendy", "olivia", "sam", "adam", "lee", "kim", "dan",
+];
+
+/// The demo page's path on the proxy listener.
+pub const DEMO_PAGE: &str = "/-/demo/";
+
+/// The page, its `info` (tokens and the example's ids) and, if built, the
+/// browser package.
+fn demo_site(
+    tokens: &BTreeMap<&'static str, String>,
+    pkg: Option<&std::path::Path>,
+) -> Result<StaticSite, String> {
+    let mut site = StaticSite::new(DEMO_PAGE);
+    let dir: Value = serde_json::from_str(EXAMPLE_DIRECTORY).map_err(|e| e.to_string())?;
+    let ids = |section: &str, key: &str| -> Vec<Value> {
+        dir[section]
+            .as_array()
+            .map(|a| a.iter().map(|x| x[key].clone()).collect())
+            .unwrap_or_default()
+    };
+    let info = json!({
+        "tokens": tokens,
+        "environments": ids("environments", "id"),
+        "catalogs": ids("catalogs", "id"),
+        "users": ids("users", "username"),
+    });
+    site.add("info", "application/json", info.to_string());
+    let built = pkg.filter(|p| p.join("portcullis_bg.wasm").is_file());
+    match built {
+        Some(pkg) => {
+            site.add("", "text/html; charset=utf-8", include_str!("../demo/index.html"));
+            for (name, kind) in [
+                ("portcullis.js", "text/javascript"),
+                ("portcullis_bg.wasm", "application/wasm"),
+            ] {
+                let bytes = std::fs::read(pkg.join(name))
+                    .map_err(|e| format!("{}: {e}", pkg.join(name).display()))?;
+                site.add(&format!("pkg/{name}"), kind, bytes);
+            }
+        }
+        None => site.add(
+            "",
+            "text/html; charset=utf-8",
+            "<!doctype html><title>Portcullis demo</title><p>The browser package is not built: run \
+             <code>scripts/build-browser</code> (or <code>scripts/demo</code>, which does) and restart the demo.",
+        ),
+    }
+    Ok(site)
+}
+
 /// Starts the upstream and the gateway with revision 1 of the example,
 /// and writes revision 2 for the push step.
 pub async fn start_demo(opts: DemoOptions) -> Result<Demo, String> {
@@ -266,13 +322,14 @@ pub async fn start_demo(opts: DemoOptions) -> Result<Demo, String> {
     let v2_path = opts.work_dir.join("acme-v2.snap");
     std::fs::write(&v2_path, example_v2()?)
         .map_err(|e| format!("cannot write {}: {e}", v2_path.display()))?;
-    let gateway = start(demo_config(&opts, upstream), Some(v1))
-        .await
-        .map_err(|e| e.to_string())?;
     let mut tokens = BTreeMap::new();
-    for user in ["pat", "adam", "sam"] {
+    for user in DEMO_USERS {
         tokens.insert(user, demo_token(user)?);
     }
+    let site = demo_site(&tokens, opts.browser_pkg.as_deref())?;
+    let gateway = start_with_site(demo_config(&opts, upstream), Some(v1), Some(site))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Demo {
         gateway,
         upstream,
@@ -325,6 +382,9 @@ curl -s -X PUT http://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorizat
 
 # Operations: readiness, metrics, the serving snapshot.
 curl -s http://{admin}/-/readyz; curl -s http://{admin}/-/metrics | grep portcullis_requests; curl -s http://{admin}/-/snapshot
+
+# In a browser: permission hints from the same engine, compiled to WebAssembly.
+#    http://{gw}/-/demo/   (sign in as a demo user; push revision 2 and press Refresh)
 
 Every decision is logged below as one JSON line. Ctrl-C stops the demo.
 "#,

@@ -70,8 +70,63 @@ pub enum StartError {
     Other(String),
 }
 
+/// Files served as they are under a path prefix on the proxy listener,
+/// without authentication (the demo's page and the browser package).
+#[derive(Default)]
+pub struct StaticSite {
+    prefix: String,
+    files: std::collections::HashMap<String, (&'static str, bytes::Bytes)>,
+}
+
+impl StaticSite {
+    /// An empty site under `prefix` (e.g. `/-/demo/`).
+    pub fn new(prefix: &str) -> Self {
+        StaticSite {
+            prefix: prefix.to_string(),
+            files: Default::default(),
+        }
+    }
+
+    /// Adds a file at `prefix` + `name` (`""` for the prefix itself).
+    pub fn add(&mut self, name: &str, content_type: &'static str, body: impl Into<bytes::Bytes>) {
+        self.files.insert(
+            format!("{}{name}", self.prefix),
+            (content_type, body.into()),
+        );
+    }
+
+    fn serve(&self, method: &Method, path: &str) -> Option<Response<Body>> {
+        if !path.starts_with(&self.prefix) {
+            return None;
+        }
+        let Some((content_type, body)) = self.files.get(path) else {
+            return Some(refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such file",
+                None,
+            ));
+        };
+        if method != Method::GET && method != Method::HEAD {
+            return Some(refuse(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET",
+                None,
+            ));
+        }
+        let mut r = Response::new(full(body.clone()));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Some(r)
+    }
+}
+
 /// State shared by every connection.
 pub(crate) struct Shared {
+    site: Option<StaticSite>,
     pub(crate) config: GatewayConfig,
     routes: RouteTable,
     identity: Identity,
@@ -213,6 +268,15 @@ pub fn worker_count(config: &GatewayConfig) -> usize {
 /// loads the initial snapshot (the configured file, or `initial`), binds
 /// both listeners and starts the snapshot sources.
 pub async fn start(config: GatewayConfig, initial: Option<Vec<u8>>) -> Result<Running, StartError> {
+    start_with_site(config, initial, None).await
+}
+
+/// [`start`], also serving `site`'s files on the proxy listener.
+pub async fn start_with_site(
+    config: GatewayConfig,
+    initial: Option<Vec<u8>>,
+    site: Option<StaticSite>,
+) -> Result<Running, StartError> {
     config
         .validate()
         .map_err(|problems| crate::config::ConfigError::Invalid {
@@ -245,6 +309,7 @@ pub async fn start(config: GatewayConfig, initial: Option<Vec<u8>>) -> Result<Ru
         ))
     })?;
     let shared = Arc::new(Shared {
+        site,
         admin_token: config.admin_token(),
         routes,
         identity,
@@ -613,6 +678,13 @@ async fn handle(
     let (parts, body) = req.into_parts();
     if parts.uri.path() == crate::browser::SNAPSHOT_ME {
         return crate::browser::snapshot_me(&shared, &parts).await;
+    }
+    if let Some(r) = shared
+        .site
+        .as_ref()
+        .and_then(|site| site.serve(&parts.method, parts.uri.path()))
+    {
+        return r;
     }
     let host = crate::forward::original_host(&parts);
     let logged = |path: &'static str| Logged {

@@ -54,6 +54,7 @@ async fn gateway_with(
             admin_listen: local(),
             decision_log: "off".into(),
             work_dir: dir.path().to_path_buf(),
+            browser_pkg: None,
         },
         upstream,
     );

@@ -33,6 +33,9 @@ pub struct DemoArgs {
     /// Run the demo's steps, check every answer, print them, and exit.
     #[arg(long)]
     walkthrough: bool,
+    /// The browser package for the demo page (built by scripts/build-browser).
+    #[arg(long, default_value = "target/browser-pkg")]
+    browser_pkg: PathBuf,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -92,6 +95,7 @@ pub fn demo(a: DemoArgs) -> Result<(), CliError> {
                 "stdout".into()
             },
             work_dir: std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id())),
+            browser_pkg: Some(a.browser_pkg),
         })
         .await
         .map_err(CliError::Start)?;

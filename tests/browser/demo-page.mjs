@@ -1,0 +1,83 @@
+// The demo page in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core): sign in, check that buttons are enabled, disabled (with
+// the reason on hover) or absent as the engine says, push revision 2 of the
+// example to the gateway, refresh, and see the decision change.
+//
+// node tests/browser/demo-page.mjs PORTCULLIS_BINARY PACKAGE_DIR [SCREENSHOT.png]
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const [bin, pkg, screenshot] = process.argv.slice(2);
+const demo = spawn(bin, ["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--browser-pkg", pkg], {
+  stdio: ["ignore", "pipe", "inherit"],
+});
+const failures = [];
+const expect = (what, ok) => { if (!ok) failures.push(what); };
+
+let out = "";
+const addresses = await new Promise((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error(`the demo did not start:\n${out}`)), 60_000);
+  demo.stdout.on("data", (chunk) => {
+    out += chunk;
+    const m = out.match(/gateway on (http:\/\/[\d.:]+), admin API on (http:\/\/[\d.:]+)/);
+    const v2 = out.match(/--data-binary @(\S+)/);
+    if (m && v2) { clearTimeout(timer); resolve({ gateway: m[1], admin: m[2], v2: v2[1] }); }
+  });
+  demo.on("exit", (code) => reject(new Error(`the demo exited (${code}):\n${out}`)));
+});
+const token = out.match(/-H "Authorization: Bearer (demo-admin-token[^"]*)"/)[1];
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${addresses.gateway}/-/demo/`);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
+  await page.selectOption("#user", "pat");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("revision 1"));
+
+  const button = (resource, action) => page.locator(`tr[data-resource="${resource}"] button[data-action="${action}"]`);
+  const row = (resource) => page.locator(`tr[data-resource="${resource}"]`);
+  // pat reads production (group analysts) but writes nothing.
+  expect("pat: Read on catalog/sales enabled", await button("catalog/sales", "read").isEnabled());
+  expect("pat: Write on catalog/sales disabled", await button("catalog/sales", "write").isDisabled());
+  const title = await button("catalog/sales", "write").getAttribute("title");
+  expect(`pat: the reason is on hover (${title})`, /^no_grant: denied/.test(title ?? ""));
+  // Another user's row: no buttons at all; pat's own row: self-service.
+  expect("pat: no buttons on user/olivia", (await row("user/olivia").locator("button").count()) === 0);
+  expect("pat: View on user/pat enabled", await button("user/pat", "user:view").isEnabled());
+  // A staging catalog pat has no access to: no buttons.
+  expect("pat: no access to catalog/staging-sales", (await row("catalog/staging-sales").locator("button").count()) === 0);
+
+  // An owner sees the users screen enabled.
+  await page.selectOption("#user", "olivia");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("revision"));
+  await page.waitForFunction(() => !!document.querySelector('tr[data-resource="user/adam"] button[data-action="user:update"]'));
+  expect("olivia: Edit on user/adam enabled", await button("user/adam", "user:update").isEnabled());
+
+  // Push revision 2 to the gateway; the page reflects it after a refresh.
+  const push = await fetch(`${addresses.admin}/-/snapshot`, {
+    method: "PUT", body: readFileSync(addresses.v2), headers: { Authorization: `Bearer ${token}` },
+  });
+  expect(`push answered ${push.status}`, push.status === 200);
+  await page.selectOption("#user", "pat");
+  await page.click("#refresh");
+  await page.waitForSelector("body[data-revision='2']", { timeout: 10_000 });
+  expect("pat after the push: Write on catalog/sales enabled", await button("catalog/sales", "write").isEnabled());
+  if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+  expect(`no page errors: ${errors.join("; ")}`, errors.length === 0);
+} finally {
+  await browser.close();
+  demo.kill("SIGTERM");
+}
+if (failures.length) {
+  console.error(`demo page: ${failures.length} failed:\n  ${failures.join("\n  ")}`);
+  process.exit(1);
+}
+console.log("demo page: every check passed");
