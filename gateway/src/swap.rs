@@ -251,20 +251,7 @@ impl Generation {
     pub fn redacted(&self) -> Result<Arc<[u8]>, String> {
         self.redacted
             .get_or_init(|| {
-                let snapshot =
-                    portcullis_snapshots::decode(&self.bytes).map_err(|e| e.to_string())?;
-                let dir =
-                    portcullis_snapshots::source::decompile(&snapshot.body, Some(self.revision));
-                let body = portcullis_snapshots::source::compile(
-                    &portcullis_snapshots::scope::redact(&dir),
-                )
-                .map_err(|p| {
-                    format!(
-                        "the redacted directory does not compile: {} problems",
-                        p.len()
-                    )
-                })?;
-                portcullis_snapshots::encode(&body, self.revision, self.created_at)
+                portcullis_snapshots::scope::redact_snapshot(&self.bytes)
                     .map(Arc::from)
                     .map_err(|e| e.to_string())
             })

@@ -44,3 +44,74 @@ fn the_demo_page_shows_what_the_engine_allows_and_follows_a_push() {
     );
     assert!(stdout.contains("every check passed"), "{stdout}");
 }
+
+/// Every case of the conformance corpus (`tests/conformance/*.json`, on the
+/// full example directory, API keys included) answered in Chromium by the
+/// browser package, compared with the native engine: decision, reason and
+/// message.
+#[test]
+fn the_package_in_chromium_decides_the_conformance_corpus_like_the_native_engine() {
+    use policy_wasm::{Context, Engine, Request};
+    use portcullis_snapshots::source::{Timestamp, build};
+    use serde_json::{Value, json};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("snapshots/examples/acme.json")).expect("example");
+    let (_, body) = build(&text).expect("builds");
+    let bytes = portcullis_snapshots::encode(&body, 1, 1_767_225_600).expect("encodes");
+    let engine = Engine::load(&bytes).expect("loads");
+    let mut checks = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(root.join("tests/conformance"))
+        .expect("corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    for file in files {
+        let corpus: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+        assert_eq!(corpus["snapshot"], "snapshots/examples/acme.json");
+        let time = |v: &Value| v.as_str().map(|s| Timestamp::parse(s).expect("time").0);
+        let file_now = time(&corpus["now"]).expect("now");
+        for case in corpus["cases"].as_array().expect("cases") {
+            let now = time(&case["now"]).unwrap_or(file_now);
+            let bulk = case["bulk"].as_bool().unwrap_or(false);
+            let s = |k: &str| case[k].as_str().expect(k).to_string();
+            let (principal, action, resource) = (s("principal"), s("action"), s("resource"));
+            let e = engine.explain(&Request {
+                principal: &principal,
+                action: &action,
+                resource: &resource,
+                context: Context { now, bulk },
+            });
+            checks.push(json!({"principal": principal, "action": action, "resource": resource,
+                "now": now, "bulk": bulk, "allowed": e.allowed, "reason": e.reason, "message": e.message}));
+        }
+    }
+    assert!(checks.len() >= 130, "{}", checks.len());
+    let dir = std::env::temp_dir().join(format!("portcullis-chromium-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("acme.snap"), &bytes).expect("write");
+    std::fs::write(
+        dir.join("cases.json"),
+        json!({"checks": checks}).to_string(),
+    )
+    .expect("write");
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/engine-in-chromium.mjs"))
+        .arg(root.join("target/browser-pkg"))
+        .arg(dir.join("acme.snap"))
+        .arg(dir.join("cases.json"))
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+    assert_eq!(report["badCount"], 0, "{report}");
+    assert_eq!(report["checked"].as_u64(), Some(checks.len() as u64));
+    assert_eq!(report["revision"], 1);
+}

@@ -387,3 +387,30 @@ fn check_batch_prints_one_decision_per_line_and_survives_bad_lines() {
         ]
     );
 }
+
+#[test]
+fn redact_writes_a_snapshot_without_personal_data() {
+    let full = tmp("redact-full.snap");
+    build_example(&full);
+    let out = tmp("redact-me.snap");
+    let o = portcullis(&[
+        "snapshot",
+        "redact",
+        full.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let s = String::from_utf8_lossy(&bytes);
+    assert!(!s.contains("olivia@acme.example") && !s.contains("Owens"));
+    assert_eq!(inspect_json(&out)["revision"], 1);
+    let o = portcullis(&[
+        "snapshot",
+        "redact",
+        example("acme.json").as_str(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "a directory is not a snapshot");
+}

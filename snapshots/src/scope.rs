@@ -37,6 +37,25 @@ pub fn redact(dir: &Directory) -> Directory {
     redacted
 }
 
+/// [`redact`] on snapshot bytes: same revision and creation time, a new
+/// body. Fails only if `bytes` is not a valid snapshot.
+pub fn redact_snapshot(bytes: &[u8]) -> Result<Vec<u8>, crate::DecodeError> {
+    let snapshot = crate::decode(bytes)?;
+    let h = snapshot.header;
+    let dir = crate::source::decompile(&snapshot.body, Some(h.revision));
+    // A valid body decompiles into a valid directory, and redaction keeps
+    // every reference and uniqueness; a failure here would be a bug, so it
+    // is reported rather than unwrapped.
+    let body = crate::source::compile(&redact(&dir)).map_err(|problems| {
+        crate::DecodeError::Inconsistent(format!(
+            "the redacted directory does not compile ({} problems)",
+            problems.len()
+        ))
+    })?;
+    crate::encode(&body, h.revision, h.created_at)
+        .map_err(|e| crate::DecodeError::Inconsistent(format!("cannot encode: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,16 @@ try {
   await page.waitForFunction(() => !!document.querySelector('tr[data-resource="user/adam"] button[data-action="user:update"]'));
   expect("olivia: Edit on user/adam enabled", await button("user/adam", "user:update").isEnabled());
 
+  // carol writes finance (a catalog grant) but only reads sales.
+  await page.selectOption("#user", "carol");
+  await page.waitForFunction(() => !!document.querySelector('tr[data-resource="catalog/finance"] button[data-action="write"]'));
+  expect("carol: Write on catalog/finance enabled", await button("catalog/finance", "write").isEnabled());
+  expect("carol: Write on catalog/sales disabled", await button("catalog/sales", "write").isDisabled());
+  // dan is disabled: nothing is allowed anywhere, so no buttons at all.
+  await page.selectOption("#user", "dan");
+  await page.waitForFunction(() => document.querySelectorAll("button[data-action]").length === 0);
+  expect("dan: no buttons", (await page.locator("button[data-action]").count()) === 0);
+
   // Push revision 2 to the gateway; the page reflects it after a refresh.
   const push = await fetch(`${addresses.admin}/-/snapshot`, {
     method: "PUT", body: readFileSync(addresses.v2), headers: { Authorization: `Bearer ${token}` },

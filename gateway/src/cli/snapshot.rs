@@ -54,6 +54,15 @@ pub enum SnapshotCommand {
     Generate(GenerateArgs),
     /// Send a snapshot to a running gateway (validated there before the swap).
     Push(super::push::PushArgs),
+    /// Write the snapshot without personal data or API keys: what the
+    /// gateway serves browsers at `GET /-/snapshot/me`.
+    Redact {
+        /// The snapshot file.
+        snapshot: PathBuf,
+        /// Where to write the redacted snapshot.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +132,24 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
         SnapshotCommand::Diff { old, new, json } => diff_cmd(&old, &new, json),
         SnapshotCommand::Generate(a) => generate_cmd(a),
         SnapshotCommand::Push(a) => super::push::run(a),
+        SnapshotCommand::Redact { snapshot, output } => {
+            let bytes = read_bytes(&snapshot)?;
+            let redacted =
+                portcullis_snapshots::scope::redact_snapshot(&bytes).map_err(|source| {
+                    CliError::Snapshot {
+                        path: snapshot.clone(),
+                        source,
+                    }
+                })?;
+            write_atomic(&output, &redacted)?;
+            println!(
+                "wrote {} ({} bytes, from {} bytes): no personal data, no API keys",
+                output.display(),
+                redacted.len(),
+                bytes.len()
+            );
+            Ok(())
+        }
     }
 }
 
