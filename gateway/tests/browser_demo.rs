@@ -7,6 +7,23 @@
 use std::path::Path;
 use std::process::Command;
 
+/// Runs a Node script, asserts it succeeded, and returns its stdout.
+fn node(script: &Path, args: &[&Path]) -> String {
+    let out = Command::new("node")
+        .arg(script)
+        .args(args)
+        .env("PORTCULLIS_LOG", "warn")
+        .output()
+        .expect("node runs (Node.js 20 or later)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn the_demo_page_shows_what_the_engine_allows_and_follows_a_push() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -28,19 +45,9 @@ fn the_demo_page_shows_what_the_engine_allows_and_follows_a_push() {
     );
     let shot =
         std::env::temp_dir().join(format!("portcullis-demo-page-{}.png", std::process::id()));
-    let out = Command::new("node")
-        .arg(root.join("tests/browser/demo-page.mjs"))
-        .arg(env!("CARGO_BIN_EXE_portcullis"))
-        .arg(&pkg)
-        .arg(&shot)
-        .env("PORTCULLIS_LOG", "warn")
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = node(
+        &root.join("tests/browser/demo-page.mjs"),
+        &[Path::new(env!("CARGO_BIN_EXE_portcullis")), &pkg, &shot],
     );
     assert!(stdout.contains("every check passed"), "{stdout}");
 }
@@ -97,18 +104,13 @@ fn the_package_in_chromium_decides_the_conformance_corpus_like_the_native_engine
         json!({"checks": checks}).to_string(),
     )
     .expect("write");
-    let out = Command::new("node")
-        .arg(root.join("tests/browser/engine-in-chromium.mjs"))
-        .arg(root.join("target/browser-pkg"))
-        .arg(dir.join("acme.snap"))
-        .arg(dir.join("cases.json"))
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = node(
+        &root.join("tests/browser/engine-in-chromium.mjs"),
+        &[
+            &root.join("target/browser-pkg"),
+            &dir.join("acme.snap"),
+            &dir.join("cases.json"),
+        ],
     );
     let report: Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
     assert_eq!(report["badCount"], 0, "{report}");
