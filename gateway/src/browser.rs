@@ -2,17 +2,21 @@
 //! personal data or API keys, for a signed-in browser to ask the engine for
 //! permission hints locally (issue #5). The gateway stays the enforcer.
 //!
-//! One redacted snapshot per revision serves every caller (decisions for
-//! users and service accounts are the same as on the full snapshot); it is
-//! built on first request and cached with its generation. Callers must be
-//! authenticated; `ETag`/`If-None-Match` let a browser skip unchanged
-//! revisions.
+//! Each caller gets the snapshot scoped to its principal: no personal data,
+//! no API keys, and only the grants and permissions that decide for it —
+//! deciding exactly like the full snapshot for that principal
+//! (`tests/tests/redacted.rs`). It is built on a principal's first request
+//! and cached with its generation. Callers must present a bearer token;
+//! `ETag`/`If-None-Match` let a browser skip unchanged revisions.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
+use sha2::{Digest, Sha256};
+
 use crate::forward::{Body, full};
+use crate::identity::Credential;
 use crate::server::{Shared, refuse, unauthenticated, unix_now};
 
 /// The path, reserved on the proxy listener.
@@ -35,9 +39,18 @@ pub(crate) async fn snapshot_me(
     }
     let generation = shared.swapper.current();
     let revision = generation.as_ref().map(|g| g.revision);
-    if let Err(e) = shared.identity().authenticate(&parts.headers, unix_now()) {
-        return unauthenticated(&e, revision);
-    }
+    let principal = match shared.identity().authenticate(&parts.headers, unix_now()) {
+        Ok(Credential::Token(p)) => p,
+        Ok(Credential::ApiKey(_)) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "bearer_token_required",
+                "browser snapshots are for signed-in users: send a bearer token, not an API key",
+                revision,
+            );
+        }
+        Err(e) => return unauthenticated(&e, revision),
+    };
     let Some(generation) = generation else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -46,7 +59,13 @@ pub(crate) async fn snapshot_me(
             None,
         );
     };
-    let etag = format!("\"{}-{}\"", generation.revision, &generation.sha256[..16]);
+    // The answer differs per principal: the tag says whose it is.
+    let whose = hex::encode(&Sha256::digest(principal.as_bytes())[..6]);
+    let etag = format!(
+        "\"{}-{}-{whose}\"",
+        generation.revision,
+        &generation.sha256[..16]
+    );
     let fresh = parts
         .headers
         .get(header::IF_NONE_MATCH)
@@ -58,7 +77,7 @@ pub(crate) async fn snapshot_me(
         r
     } else {
         let g = Arc::clone(&generation);
-        match tokio::task::spawn_blocking(move || g.redacted()).await {
+        match tokio::task::spawn_blocking(move || g.scoped(&principal)).await {
             Ok(Ok(bytes)) => {
                 let mut r = Response::new(if parts.method == Method::HEAD {
                     crate::forward::empty()

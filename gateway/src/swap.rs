@@ -124,8 +124,21 @@ pub struct Generation {
     bytes: Arc<[u8]>,
     slots: Box<[Slot]>,
     rebuilding: AtomicUsize,
-    redacted: std::sync::OnceLock<Result<Arc<[u8]>, String>>,
+    scoped: quick_cache::sync::Cache<String, Arc<[u8]>, SnapshotBytes>,
 }
+
+/// Weighs cached browser snapshots by their size.
+#[derive(Clone)]
+struct SnapshotBytes;
+
+impl quick_cache::Weighter<String, Arc<[u8]>> for SnapshotBytes {
+    fn weight(&self, _: &String, v: &Arc<[u8]>) -> u64 {
+        v.len() as u64
+    }
+}
+
+/// Bytes of browser snapshots kept per generation.
+const SCOPED_CACHE_BYTES: u64 = 128 << 20;
 
 impl Generation {
     /// Runs `f` on one of this generation's instances. Each worker thread
@@ -245,17 +258,22 @@ impl Generation {
         }
     }
 
-    /// This snapshot without personal data or API keys (see
-    /// `portcullis_snapshots::scope`), built once on first use. Blocking
-    /// and CPU-heavy for large directories: call it off the async workers.
-    pub fn redacted(&self) -> Result<Arc<[u8]>, String> {
-        self.redacted
-            .get_or_init(|| {
-                portcullis_snapshots::scope::redact_snapshot(&self.bytes)
-                    .map(Arc::from)
-                    .map_err(|e| e.to_string())
-            })
-            .clone()
+    /// This snapshot scoped to `principal` for its browser: no personal
+    /// data, no API keys, only the grants and permissions that decide for
+    /// it (see `portcullis_snapshots::scope`). Built on first use and kept
+    /// (up to 128 MiB per snapshot). Blocking and CPU-heavy for large
+    /// directories: call it off the async workers.
+    pub fn scoped(&self, principal: &str) -> Result<Arc<[u8]>, String> {
+        if let Some(bytes) = self.scoped.get(principal) {
+            return Ok(bytes);
+        }
+        let bytes: Arc<[u8]> =
+            portcullis_snapshots::scope::redact_snapshot(&self.bytes, Some(principal))
+                .map_err(|e| e.to_string())?
+                .into();
+        self.scoped
+            .insert(principal.to_string(), Arc::clone(&bytes));
+        Ok(bytes)
     }
 
     /// Whether this generation was loaded from exactly these bytes.
@@ -444,7 +462,7 @@ impl Swapper {
             bytes,
             slots: slots.into_boxed_slice(),
             rebuilding: AtomicUsize::new(0),
-            redacted: std::sync::OnceLock::new(),
+            scoped: quick_cache::sync::Cache::with_weighter(256, SCOPED_CACHE_BYTES, SnapshotBytes),
         };
         self.current.store(Some(Arc::new(generation)));
         tracing::info!(

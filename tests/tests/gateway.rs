@@ -947,7 +947,14 @@ async fn browsers_get_a_snapshot_without_personal_data() {
         };
         assert_eq!(engine.check(&req), full.check(&req), "{action} {resource}");
     }
-    // …but holds no email, name or key hash.
+    // …holds only pat's own grants and its groups' (the example has 23)…
+    let scoped = portcullis_snapshots::decode(&bytes).expect("decodes");
+    assert!(
+        scoped.body.grants.len() <= 3,
+        "{} grants",
+        scoped.body.grants.len()
+    );
+    // …and no email, name or key hash.
     let text = String::from_utf8_lossy(&bytes);
     for secret in [
         "olivia@acme.example",

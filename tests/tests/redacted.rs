@@ -6,7 +6,7 @@ use policy_wasm::action::Action;
 use policy_wasm::{Context, Engine, Request};
 use portcullis_snapshots::encode;
 use portcullis_snapshots::generate::{GenerateParams, generate};
-use portcullis_snapshots::scope::redact;
+use portcullis_snapshots::scope::{redact, scope_for};
 use portcullis_snapshots::source::{Directory, compile};
 use portcullis_tests::{directory_principals, directory_resources};
 use rand::{RngExt, SeedableRng};
@@ -109,12 +109,34 @@ fn a_sample_of_a_generated_directory_is_unchanged() {
     let mut allowed = 0;
     for _ in 0..40 {
         let p = &principals[rng.random_range(0..principals.len())];
+        let scoped = engine(&scope_for(&dir, p));
         for _ in 0..300 {
             let r = &resources[rng.random_range(0..resources.len())];
             for a in &actions {
                 allowed += usize::from(same(&full, &red, p, a, r, 1_790_000_000));
+                same(&full, &scoped, p, a, r, 1_790_000_000);
             }
         }
     }
     assert!(allowed > 100, "{allowed}");
+}
+
+#[test]
+fn a_principal_scoped_snapshot_decides_like_the_full_one_for_its_principal() {
+    let text = std::fs::read_to_string(portcullis_tests::examples_dir().join("acme.json"))
+        .expect("example");
+    let (dir, _) = portcullis_snapshots::source::build(&text).expect("builds");
+    let full = engine(&dir);
+    let resources = directory_resources(&dir);
+    let actions = actions();
+    for p in directory_principals(&dir) {
+        let scoped = engine(&scope_for(&dir, &p));
+        for now in [1_767_225_600, 1_830_000_000] {
+            for r in &resources {
+                for a in &actions {
+                    same(&full, &scoped, &p, a, r, now);
+                }
+            }
+        }
+    }
 }

@@ -62,6 +62,10 @@ pub enum SnapshotCommand {
         /// Where to write the redacted snapshot.
         #[arg(short, long)]
         output: PathBuf,
+        /// Keep only the grants and permissions that decide for this
+        /// principal (its own and its groups').
+        #[arg(long = "for", value_name = "PRINCIPAL")]
+        principal: Option<String>,
     },
 }
 
@@ -132,15 +136,18 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
         SnapshotCommand::Diff { old, new, json } => diff_cmd(&old, &new, json),
         SnapshotCommand::Generate(a) => generate_cmd(a),
         SnapshotCommand::Push(a) => super::push::run(a),
-        SnapshotCommand::Redact { snapshot, output } => {
+        SnapshotCommand::Redact {
+            snapshot,
+            output,
+            principal,
+        } => {
             let bytes = read_bytes(&snapshot)?;
             let redacted =
-                portcullis_snapshots::scope::redact_snapshot(&bytes).map_err(|source| {
-                    CliError::Snapshot {
+                portcullis_snapshots::scope::redact_snapshot(&bytes, principal.as_deref())
+                    .map_err(|source| CliError::Snapshot {
                         path: snapshot.clone(),
                         source,
-                    }
-                })?;
+                    })?;
             write_atomic(&output, &redacted)?;
             println!(
                 "wrote {} ({} bytes, from {} bytes): no personal data, no API keys",
