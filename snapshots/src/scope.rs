@@ -55,6 +55,14 @@ pub fn scope_for(dir: &Directory, principal: &str) -> Directory {
     mine.insert(principal.to_string());
     scoped.grants.retain(|g| mine.contains(&g.principal));
     scoped.permissions.retain(|p| mine.contains(&p.principal));
+    // Other groups hold nothing that decides for the principal any more,
+    // and the other members of its own groups do not either.
+    scoped
+        .groups
+        .retain(|g| mine.contains(&format!("group/{}", g.id)));
+    for g in &mut scoped.groups {
+        g.members.retain(|m| m == principal);
+    }
     scoped
 }
 
