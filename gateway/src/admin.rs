@@ -35,7 +35,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -
                     "created_at": g.created_at,
                     "loaded_at": g.loaded_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                     "source": g.source.as_str(),
-                    "bytes": g.size,
+                    "bytes": g.size(),
                 }),
             ),
             None => json_response(

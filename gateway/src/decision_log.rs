@@ -142,7 +142,9 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
     loop {
         let (closed, dropped) = {
             let mut p = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if p.buf.is_empty() && !p.closed {
+            // Let lines gather for one period (a close cuts it short): one
+            // write per period, not one per line.
+            if !p.closed {
                 p = shared
                     .wake
                     .wait_timeout(p, FLUSH_EVERY)
@@ -164,8 +166,6 @@ fn write_loop(shared: &Shared, mut out: Box<dyn Write + Send>) {
         if closed {
             return;
         }
-        // Let lines gather: one write per period, not one per line.
-        std::thread::sleep(FLUSH_EVERY);
     }
 }
 

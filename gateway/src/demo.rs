@@ -404,104 +404,105 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
         let admin = format!("http://{}", self.gateway.admin_addr);
         let pat = format!("Bearer {}", self.token("pat"));
         let adam = format!("Bearer {}", self.token("adam"));
-        let table = format!("{gw}/envs/prod/catalogs/sales/tables/orders");
-        let mut report = String::new();
-        let mut step = |title: &str, status: StatusCode, body: &Value, want: StatusCode| {
-            report.push_str(&format!("{title}\n  → {} {body}\n", status.as_u16()));
-            if status == want {
-                Ok(())
-            } else {
-                Err(format!("{title}: expected {want}, got {status} {body}"))
-            }
-        };
-        let (s, b) = send(
-            &client,
-            Method::GET,
-            &table,
-            &[("authorization", &pat)],
-            None,
-        )
-        .await?;
-        step("1. pat reads catalog/sales", s, &b, StatusCode::OK)?;
-        let (s, b) = send(
-            &client,
-            Method::PUT,
-            &table,
-            &[("authorization", &pat)],
-            None,
-        )
-        .await?;
-        step("2. pat writes catalog/sales", s, &b, StatusCode::FORBIDDEN)?;
-        let (s, b) = send(
-            &client,
-            Method::PATCH,
-            &format!("{gw}/users/olivia"),
-            &[("authorization", &adam)],
-            None,
-        )
-        .await?;
-        step(
-            "3. adam (administrator) updates olivia (owner)",
-            s,
-            &b,
-            StatusCode::FORBIDDEN,
-        )?;
-        let (s, b) = send(&client, Method::GET, &table, &[], None).await?;
-        step("4. no credentials", s, &b, StatusCode::UNAUTHORIZED)?;
-        let (s, b) = send(
-            &client,
-            Method::GET,
-            &format!("{gw}/orgs/acme/sso"),
-            &[
-                ("x-api-key", DEMO_API_KEY),
-                ("x-portcullis-principal", "user/olivia"),
-            ],
-            None,
-        )
-        .await?;
-        step(
-            "5. sam's API key reads SSO settings (forged header sent)",
-            s,
-            &b,
-            StatusCode::OK,
-        )?;
-        if b["x-portcullis-acting-as"] != json!("user/sam") {
-            return Err(format!(
-                "5: the upstream did not see acting-as user/sam: {b}"
-            ));
-        }
-        let (s, b) = send(
-            &client,
-            Method::GET,
-            &format!("{gw}/envs/prod/catalogs/sales%2Ftables/orders"),
-            &[("authorization", &pat)],
-            None,
-        )
-        .await?;
-        step("6. an encoded slash", s, &b, StatusCode::BAD_REQUEST)?;
-        let v2 = std::fs::read(&self.v2_path).map_err(|e| e.to_string())?;
         let bearer = format!("Bearer {DEMO_ADMIN_TOKEN}");
-        let (s, b) = send(
-            &client,
-            Method::PUT,
-            &format!("{admin}/-/snapshot"),
-            &[("authorization", &bearer)],
-            Some(v2),
-        )
-        .await?;
-        step("7. push revision 2", s, &b, StatusCode::OK)?;
-        let (s, b) = send(
-            &client,
-            Method::PUT,
-            &table,
-            &[("authorization", &pat)],
-            None,
-        )
-        .await?;
-        step("   pat writes catalog/sales again", s, &b, StatusCode::OK)?;
+        let table = format!("{gw}/envs/prod/catalogs/sales/tables/orders");
+        let v2 = std::fs::read(&self.v2_path).map_err(|e| e.to_string())?;
+        let steps: [Step<'_>; 8] = [
+            (
+                "1. pat reads catalog/sales",
+                Method::GET,
+                table.clone(),
+                vec![("authorization", &pat)],
+                None,
+                StatusCode::OK,
+            ),
+            (
+                "2. pat writes catalog/sales",
+                Method::PUT,
+                table.clone(),
+                vec![("authorization", &pat)],
+                None,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "3. adam (administrator) updates olivia (owner)",
+                Method::PATCH,
+                format!("{gw}/users/olivia"),
+                vec![("authorization", &adam)],
+                None,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "4. no credentials",
+                Method::GET,
+                table.clone(),
+                vec![],
+                None,
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                "5. sam's API key reads SSO settings (forged header sent)",
+                Method::GET,
+                format!("{gw}/orgs/acme/sso"),
+                vec![
+                    ("x-api-key", DEMO_API_KEY),
+                    ("x-portcullis-principal", "user/olivia"),
+                ],
+                None,
+                StatusCode::OK,
+            ),
+            (
+                "6. an encoded slash",
+                Method::GET,
+                format!("{gw}/envs/prod/catalogs/sales%2Ftables/orders"),
+                vec![("authorization", &pat)],
+                None,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "7. push revision 2",
+                Method::PUT,
+                format!("{admin}/-/snapshot"),
+                vec![("authorization", &bearer)],
+                Some(v2),
+                StatusCode::OK,
+            ),
+            (
+                "   pat writes catalog/sales again",
+                Method::PUT,
+                table,
+                vec![("authorization", &pat)],
+                None,
+                StatusCode::OK,
+            ),
+        ];
+        let mut report = String::new();
+        for (title, method, url, headers, body, want) in steps {
+            let (status, body) = send(&client, method, &url, &headers, body).await?;
+            report.push_str(&format!("{title}\n  → {} {body}\n", status.as_u16()));
+            if status != want {
+                return Err(format!("{title}: expected {want}, got {status} {body}"));
+            }
+            if title.starts_with("5.") && body["x-portcullis-acting-as"] != json!("user/sam") {
+                return Err(format!(
+                    "{title}: the upstream did not see acting-as user/sam: {body}"
+                ));
+            }
+        }
         Ok(report)
     }
 }
+
+/// One walkthrough step: title, request (method, URL, headers, body) and
+/// the status it must get.
+type Step<'a> = (
+    &'a str,
+    Method,
+    String,
+    Vec<(&'a str, &'a str)>,
+    Option<Vec<u8>>,
+    StatusCode,
+);
 
 async fn send(
     client: &HttpClient,

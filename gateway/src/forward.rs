@@ -124,6 +124,9 @@ pub struct Vouch<'a> {
     pub peer: SocketAddr,
     /// The normalized, authorized path.
     pub path: &'a str,
+    /// The host the client asked for (see [`original_host`]), sent as
+    /// `X-Forwarded-Host`.
+    pub host: Option<&'a str>,
     /// The API-key header, never forwarded.
     pub api_key_header: &'a HeaderName,
 }
@@ -203,7 +206,6 @@ impl Upstreams {
             .build()
             .map_err(|e| unreachable(format!("cannot build the upstream URI: {e}")))?;
 
-        let original_host = original_host(&parts);
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
         strip_portcullis(headers);
@@ -217,7 +219,7 @@ impl Upstreams {
         };
         set(headers, "x-forwarded-for", &forwarded_for);
         set(headers, "x-forwarded-proto", "http");
-        if let Some(h) = &original_host {
+        if let Some(h) = vouch.host {
             set(headers, "x-forwarded-host", h);
         }
         set(headers, PRINCIPAL, vouch.principal);

@@ -82,7 +82,8 @@ pub struct Metrics {
     swaps: Family<SourceLabels, Counter>,
     failed_swaps: Family<SourceLabels, Counter>,
     traps: Counter,
-    pending: AtomicU64,
+    /// The pool's trap total already added to `traps`.
+    traps_counted: AtomicU64,
 }
 
 /// Exponential buckets from 1 µs to about 0.5 s (decisions are sub-µs to µs).
@@ -175,7 +176,7 @@ impl Metrics {
             swaps,
             failed_swaps,
             traps,
-            pending: AtomicU64::new(0),
+            traps_counted: AtomicU64::new(0),
         }
     }
 
@@ -238,7 +239,7 @@ impl Metrics {
 
     /// Brings the trap counter up to `total`.
     pub fn set_traps(&self, total: u64) {
-        let seen = self.pending.swap(total, Ordering::Relaxed);
+        let seen = self.traps_counted.swap(total, Ordering::Relaxed);
         if total > seen {
             self.traps.inc_by(total - seen);
         }

@@ -893,6 +893,7 @@ async fn handle(
                 revision: verdict.revision,
                 peer,
                 path: &resolved.path,
+                host: host.as_deref(),
                 api_key_header: shared.identity.api_key_header(),
             },
         )

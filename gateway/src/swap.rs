@@ -119,8 +119,6 @@ pub struct Generation {
     pub loaded_at: SystemTime,
     /// Where it came from.
     pub source: Source,
-    /// Size in bytes.
-    pub size: usize,
     bytes: Arc<[u8]>,
     slots: Box<[Slot]>,
     rebuilding: AtomicUsize,
@@ -150,41 +148,12 @@ impl Generation {
     ) -> Result<T, Unavailable> {
         let n = self.slots.len();
         let home = worker_index() % n;
-        let mut guard: Option<MutexGuard<'_, Option<PolicyInstance>>> = None;
-        for i in 0..n {
-            let slot = &self.slots[(home + i) % n];
-            match slot.try_lock() {
-                Ok(g) if g.is_some() => {
-                    guard = Some(g);
-                    break;
-                }
-                Ok(_) => {}
-                Err(TryLockError::WouldBlock) => {}
-                Err(TryLockError::Poisoned(p)) => {
-                    // A panic while holding an instance: rebuild it.
-                    let mut g = p.into_inner();
-                    *g = None;
-                    slot.clear_poison();
-                }
-            }
-        }
-        let mut guard = match guard {
-            Some(g) => g,
-            None => {
-                // All busy (or broken): wait for a working one, home first.
-                let mut found = None;
-                for i in 0..n {
-                    let g = self.slots[(home + i) % n]
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    if g.is_some() {
-                        found = Some(g);
-                        break;
-                    }
-                }
-                found.ok_or(Unavailable::Recovering)?
-            }
-        };
+        let slot = |i: usize| &self.slots[(home + i) % n];
+        // A free working instance, home first; if all are busy, wait for one.
+        let mut guard = (0..n)
+            .find_map(|i| self.usable(pool, slot(i), false))
+            .or_else(|| (0..n).find_map(|i| self.usable(pool, slot(i), true)))
+            .ok_or(Unavailable::Recovering)?;
         let Some(instance) = guard.as_mut() else {
             return Err(Unavailable::Recovering);
         };
@@ -200,6 +169,35 @@ impl Generation {
             }
             Err(HostError::NoSnapshot) => Err(Unavailable::NoSnapshot),
             Err(e) => Err(Unavailable::Fault(e)),
+        }
+    }
+
+    /// Locks `slot` (waiting for it if `wait`) and returns it if it holds a
+    /// working instance. A slot poisoned by a panic mid-call may hold an
+    /// instance in any state: it is emptied and rebuilt.
+    fn usable<'a>(
+        self: &Arc<Self>,
+        pool: &Arc<EnginePool>,
+        slot: &'a Slot,
+        wait: bool,
+    ) -> Option<MutexGuard<'a, Option<PolicyInstance>>> {
+        let locked = if wait {
+            slot.lock()
+        } else {
+            match slot.try_lock() {
+                Ok(g) => Ok(g),
+                Err(TryLockError::WouldBlock) => return None,
+                Err(TryLockError::Poisoned(p)) => Err(p),
+            }
+        };
+        match locked {
+            Ok(g) => g.is_some().then_some(g),
+            Err(poisoned) => {
+                *poisoned.into_inner() = None;
+                slot.clear_poison();
+                self.rebuild(pool);
+                None
+            }
         }
     }
 
@@ -274,6 +272,11 @@ impl Generation {
         self.scoped
             .insert(principal.to_string(), Arc::clone(&bytes));
         Ok(bytes)
+    }
+
+    /// Size of the snapshot in bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Whether this generation was loaded from exactly these bytes.
@@ -458,7 +461,6 @@ impl Swapper {
             created_at: header.created_at,
             loaded_at: SystemTime::now(),
             source,
-            size: bytes.len(),
             bytes,
             slots: slots.into_boxed_slice(),
             rebuilding: AtomicUsize::new(0),
