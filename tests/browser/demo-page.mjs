@@ -39,8 +39,12 @@ try {
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(`${addresses.gateway}/-/demo/`);
   await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
-  await page.selectOption("#user", "pat");
-  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("revision 1"));
+  // Each pick renders that user's screen, then marks the body with the user.
+  const signIn = async (user) => {
+    await page.selectOption("#user", user);
+    await page.waitForSelector(`body[data-user="${user}"]`, { timeout: 10_000 });
+  };
+  await signIn("pat");
 
   const button = (resource, action) => page.locator(`tr[data-resource="${resource}"] button[data-action="${action}"]`);
   const row = (resource) => page.locator(`tr[data-resource="${resource}"]`);
@@ -56,19 +60,15 @@ try {
   expect("pat: no access to catalog/staging-sales", (await row("catalog/staging-sales").locator("button").count()) === 0);
 
   // An owner sees the users screen enabled.
-  await page.selectOption("#user", "olivia");
-  await page.waitForFunction(() => document.querySelector("#status").textContent.startsWith("revision"));
-  await page.waitForFunction(() => !!document.querySelector('tr[data-resource="user/adam"] button[data-action="user:update"]'));
+  await signIn("olivia");
   expect("olivia: Edit on user/adam enabled", await button("user/adam", "user:update").isEnabled());
 
   // carol writes finance (a catalog grant) but only reads sales.
-  await page.selectOption("#user", "carol");
-  await page.waitForFunction(() => !!document.querySelector('tr[data-resource="catalog/finance"] button[data-action="write"]'));
+  await signIn("carol");
   expect("carol: Write on catalog/finance enabled", await button("catalog/finance", "write").isEnabled());
   expect("carol: Write on catalog/sales disabled", await button("catalog/sales", "write").isDisabled());
   // dan is disabled: nothing is allowed anywhere, so no buttons at all.
-  await page.selectOption("#user", "dan");
-  await page.waitForFunction(() => document.querySelectorAll("button[data-action]").length === 0);
+  await signIn("dan");
   expect("dan: no buttons", (await page.locator("button[data-action]").count()) === 0);
 
   // Push revision 2 to the gateway; the page reflects it after a refresh.
@@ -76,7 +76,7 @@ try {
     method: "PUT", body: readFileSync(addresses.v2), headers: { Authorization: `Bearer ${token}` },
   });
   expect(`push answered ${push.status}`, push.status === 200);
-  await page.selectOption("#user", "pat");
+  await signIn("pat");
   await page.click("#refresh");
   await page.waitForSelector("body[data-revision='2']", { timeout: 10_000 });
   expect("pat after the push: Write on catalog/sales enabled", await button("catalog/sales", "write").isEnabled());
