@@ -2,7 +2,7 @@
 
 use portcullis_snapshots::body::NodeRef;
 use portcullis_snapshots::vocabulary::NodeKind;
-use portcullis_snapshots::{DecodeError, DecodeLimits, Snapshot, decode_with};
+use portcullis_snapshots::{DecodeError, DecodeLimits, Snapshot, decode_with, decode_with_digest};
 use thiserror::Error;
 
 use crate::action::Action;
@@ -38,6 +38,16 @@ impl Engine {
     /// [`Engine::load`] with explicit decoding limits.
     pub fn load_with(bytes: &[u8], limits: DecodeLimits) -> Result<Engine, LoadError> {
         Ok(Self::from_snapshot(decode_with(bytes, limits)?))
+    }
+
+    /// [`Engine::load`] with the body's SHA-256 already computed by the
+    /// caller (the browser package hashes with WebCrypto).
+    pub fn load_with_digest(bytes: &[u8], body_sha256: [u8; 32]) -> Result<Engine, LoadError> {
+        Ok(Self::from_snapshot(decode_with_digest(
+            bytes,
+            DecodeLimits::default(),
+            body_sha256,
+        )?))
     }
 
     /// Indexes an already decoded snapshot.

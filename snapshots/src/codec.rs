@@ -47,12 +47,31 @@ pub fn encode(body: &Body, revision: u64, created_at: i64) -> Result<Vec<u8>, En
         revision,
         created_at,
         body_len: body_bytes.len() as u64,
-        body_sha256: Sha256::digest(&body_bytes).into(),
+        body_sha256: body_digest(&body_bytes),
     };
     let mut out = Vec::with_capacity(HEADER_LEN + body_bytes.len());
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&body_bytes);
     Ok(out)
+}
+
+/// SHA-256 of a body, fed to the hasher in 64 KiB pieces. The digest is the
+/// same as hashing it whole; the pieces are for the browser: WebAssembly
+/// engines first run code in a baseline tier and only switch a function to
+/// optimized code on its next call, so one call over 7 MB ran entirely in
+/// the slow tier (75% of a first load in Chromium), while a hundred calls
+/// switch after the first few.
+pub fn body_digest(body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for piece in body.chunks(8 * 1024) {
+        absorb(&mut h, piece);
+    }
+    h.finalize().into()
+}
+
+#[inline(never)]
+fn absorb(h: &mut Sha256, piece: &[u8]) {
+    h.update(piece);
 }
 
 /// Decodes and verifies a snapshot with the default [`DecodeLimits`].
@@ -63,6 +82,27 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
 /// Decodes and verifies a snapshot: size limit, header, SHA-256 of the body,
 /// postcard, then every reference and the acyclicity of the org tree.
 pub fn decode_with(bytes: &[u8], limits: DecodeLimits) -> Result<Snapshot, DecodeError> {
+    decode_checked(bytes, limits, body_digest)
+}
+
+/// [`decode_with`] for a caller that has already computed the SHA-256 of
+/// the body (`bytes` after the header) with a faster implementation than
+/// this crate's, such as the browser's native WebCrypto. Everything else is
+/// checked as usual, and a digest that does not match the header's is
+/// [`DecodeError::HashMismatch`].
+pub fn decode_with_digest(
+    bytes: &[u8],
+    limits: DecodeLimits,
+    body_sha256: [u8; 32],
+) -> Result<Snapshot, DecodeError> {
+    decode_checked(bytes, limits, |_| body_sha256)
+}
+
+fn decode_checked(
+    bytes: &[u8],
+    limits: DecodeLimits,
+    digest: impl FnOnce(&[u8]) -> [u8; 32],
+) -> Result<Snapshot, DecodeError> {
     if bytes.len() > limits.max_bytes {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
@@ -71,8 +111,7 @@ pub fn decode_with(bytes: &[u8], limits: DecodeLimits) -> Result<Snapshot, Decod
     }
     let header = Header::parse(bytes)?;
     let body_bytes = &bytes[HEADER_LEN..];
-    let digest: [u8; 32] = Sha256::digest(body_bytes).into();
-    if digest != header.body_sha256 {
+    if digest(body_bytes) != header.body_sha256 {
         return Err(DecodeError::HashMismatch);
     }
     let (body, rest): (Body, &[u8]) =

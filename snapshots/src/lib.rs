@@ -30,6 +30,8 @@ pub mod scope;
 #[cfg(feature = "source")]
 pub mod source;
 
-pub use codec::{DecodeLimits, Snapshot, decode, decode_with, encode};
+pub use codec::{
+    DecodeLimits, Snapshot, body_digest, decode, decode_with, decode_with_digest, encode,
+};
 pub use error::{DecodeError, EncodeError};
 pub use header::Header;

@@ -3,7 +3,9 @@
 
 use portcullis_snapshots::body::*;
 use portcullis_snapshots::header::{FORMAT_VERSION, HEADER_LEN, Header};
-use portcullis_snapshots::{DecodeError, DecodeLimits, decode, decode_with, encode, source};
+use portcullis_snapshots::{
+    DecodeError, DecodeLimits, body_digest, decode, decode_with, decode_with_digest, encode, source,
+};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -68,6 +70,30 @@ fn corrupted_body_fails_the_hash() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;
     assert_eq!(decode(&bytes).unwrap_err(), DecodeError::HashMismatch);
+}
+
+#[test]
+fn piecewise_digest_is_the_plain_sha256() {
+    // The body is hashed in 64 KiB pieces; any length must give SHA-256.
+    for len in [0, 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 300_000] {
+        let body: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let plain: [u8; 32] = Sha256::digest(&body).into();
+        assert_eq!(body_digest(&body), plain, "len {len}");
+    }
+}
+
+#[test]
+fn a_digest_computed_by_the_caller_is_checked_against_the_header() {
+    let bytes = example();
+    let digest: [u8; 32] = Sha256::digest(&bytes[HEADER_LEN..]).into();
+    let snap = decode_with_digest(&bytes, DecodeLimits::default(), digest).unwrap();
+    assert_eq!(snap.header.revision, 42);
+    let mut wrong = digest;
+    wrong[0] ^= 1;
+    assert_eq!(
+        decode_with_digest(&bytes, DecodeLimits::default(), wrong).unwrap_err(),
+        DecodeError::HashMismatch
+    );
 }
 
 #[test]

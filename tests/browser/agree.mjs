@@ -1,6 +1,7 @@
 // Runs the browser package (target/browser-pkg) in Node on a snapshot and
 // compares its answers with the native engine's, written by
-// tests/tests/browser_package.rs. Prints {"checked": N, "bad": M}.
+// tests/tests/browser_package.rs, and does the same through loadAsync.
+// Prints {"checked": N, "asyncChecked": A, "bad": M}.
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { join, resolve } from "node:path";
@@ -49,5 +50,36 @@ try {
   checked++;
   if (!String(e.message).length) fail("load garbage", e, "a message");
 }
-console.log(JSON.stringify({ checked, bad }));
+// loadAsync (SHA-256 by WebCrypto) accepts the same bytes and answers the
+// same; a body changed after the header was written is refused by both.
+let asyncChecked = 0;
+const bytes = new Uint8Array(readFileSync(snapshot));
+const viaAsync = await mod.PolicyEngine.loadAsync(bytes);
+asyncChecked++;
+if (viaAsync.revision !== cases.revision) fail("loadAsync revision", viaAsync.revision, cases.revision);
+for (const c of cases.checks.slice(0, 500)) {
+  asyncChecked++;
+  const r = viaAsync.check(c.principal, c.action, c.resource, { now: c.now, bulk: c.bulk });
+  if (r.allowed !== c.allowed || r.reason !== c.reason) fail(`loadAsync check ${c.principal} ${c.action} ${c.resource}`, r.reason, c.reason);
+  r.free();
+}
+const tampered = bytes.slice();
+tampered[tampered.length - 1] ^= 1;
+for (const [what, load] of [["load", async (b) => mod.PolicyEngine.load(b)], ["loadAsync", (b) => mod.PolicyEngine.loadAsync(b)]]) {
+  asyncChecked++;
+  try {
+    await load(tampered);
+    fail(`${what} tampered`, "accepted", "an error");
+  } catch (e) {
+    if (!/SHA-256|hash/i.test(String(e.message))) fail(`${what} tampered`, e.message, "a hash mismatch");
+  }
+}
+try {
+  await mod.PolicyEngine.loadAsync(new Uint8Array([1, 2, 3]));
+  fail("loadAsync garbage", "accepted", "an error");
+} catch (e) {
+  asyncChecked++;
+  if (!String(e.message).length) fail("loadAsync garbage", e, "a message");
+}
+console.log(JSON.stringify({ checked, asyncChecked, bad }));
 process.exit(bad ? 1 : 0);

@@ -6,7 +6,7 @@
 // node tests/browser/demo-page.mjs PORTCULLIS_BINARY PACKAGE_DIR [SCREENSHOT.png]
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const [bin, pkg, screenshot] = process.argv.slice(2);
 const demo = spawn(bin, ["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--browser-pkg", pkg], {
@@ -28,11 +28,7 @@ const addresses = await new Promise((resolve, reject) => {
 });
 const token = out.match(/-H "Authorization: Bearer (demo-admin-token[^"]*)"/)[1];
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   const errors = [];

@@ -122,4 +122,6 @@ fn the_browser_package_agrees_with_the_native_engine() {
     let report: Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
     assert_eq!(report["bad"], 0);
     assert_eq!(report["checked"].as_u64(), Some(total as u64 + 1));
+    // loadAsync: revision, up to 500 checks, two tampered loads, garbage.
+    assert!(report["asyncChecked"].as_u64() > Some(4), "{report}");
 }
