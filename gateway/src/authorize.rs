@@ -45,12 +45,13 @@ pub fn decide(
     action: &str,
     resource: &str,
     now: i64,
+    bulk: bool,
 ) -> Result<Verdict, Unavailable> {
     let request = Request {
         principal: credential.principal(),
         action,
         resource,
-        context: Context { now, bulk: false },
+        context: Context { now, bulk },
     };
     generation.with_instance(pool, |instance| {
         if matches!(credential, Credential::Token(_)) {

@@ -71,6 +71,9 @@ pub struct GatewayConfig {
     /// Logs.
     #[serde(default)]
     pub log: LogConfig,
+    /// The decision endpoint for other gateways and services.
+    #[serde(default)]
+    pub decision: DecisionConfig,
 }
 
 /// `[server]`: the public listener.
@@ -129,6 +132,38 @@ impl Default for AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token: None,
             token_file: None,
+        }
+    }
+}
+
+/// `[decision]`: the decision endpoint — `POST /v1/check`,
+/// `POST /v1/check/batch` and the nginx `auth_request`, Traefik ForwardAuth
+/// and Envoy ext_authz adapters — on a listener of its own, under a path
+/// prefix of the proxy listener, or both. Off unless one is given.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionConfig {
+    /// Its own listener (every worker accepts on it).
+    pub listen: Option<SocketAddr>,
+    /// Mounted on the proxy listener under this prefix, e.g. `/-/authz`.
+    pub path_prefix: Option<String>,
+    /// Bearer token required by `/v1/check` and `/v1/check/batch` (the
+    /// adapters carry the end user's own credentials instead).
+    pub token: Option<String>,
+    /// File holding that token (instead of `token`).
+    pub token_file: Option<PathBuf>,
+    /// Most checks in one `/v1/check/batch` request.
+    pub max_batch: usize,
+}
+
+impl Default for DecisionConfig {
+    fn default() -> Self {
+        DecisionConfig {
+            listen: None,
+            path_prefix: None,
+            token: None,
+            token_file: None,
+            max_batch: 1000,
         }
     }
 }
@@ -329,21 +364,40 @@ impl GatewayConfig {
         if self.engine.max_memory_mb < 16 {
             problems.push("engine.max_memory_mb: must be at least 16".into());
         }
-        match (&self.admin.token, &self.admin.token_file) {
-            (Some(_), Some(_)) => {
-                problems.push("admin: give `token` or `token_file`, not both".into())
-            }
-            (Some(t), None) if t.len() < 16 => problems
-                .push("admin.token: use at least 16 characters (it guards snapshot pushes)".into()),
-            (None, Some(p)) => match std::fs::read_to_string(p) {
-                Ok(t) if t.trim().len() >= 16 => {}
-                Ok(_) => problems.push(format!(
-                    "admin.token_file {}: the token must have at least 16 characters",
-                    p.display()
-                )),
-                Err(e) => problems.push(format!("admin.token_file {}: {e}", p.display())),
-            },
-            _ => {}
+        check_token(
+            "admin",
+            "it guards snapshot pushes",
+            &self.admin.token,
+            &self.admin.token_file,
+            &mut problems,
+        );
+        let d = &self.decision;
+        check_token(
+            "decision",
+            "it guards the decision endpoint",
+            &d.token,
+            &d.token_file,
+            &mut problems,
+        );
+        if let Some(prefix) = &d.path_prefix
+            && (!prefix.starts_with('/')
+                || prefix.ends_with('/')
+                || prefix.contains(['?', '#', '%']))
+        {
+            problems.push(format!(
+                "decision.path_prefix: {prefix:?} must start with `/`, not end with one, and hold no `?`, `#` or `%` (e.g. \"/-/authz\")"
+            ));
+        }
+        if let Some(listen) = d.listen
+            && listen.port() != 0
+            && (listen == s.listen || listen == self.admin.listen)
+        {
+            problems.push(format!(
+                "decision.listen: {listen} is already the proxy or admin listener; use a path_prefix to share the proxy listener"
+            ));
+        }
+        if d.max_batch == 0 {
+            problems.push("decision.max_batch: must be at least 1".into());
         }
         if let Some(url) = &self.snapshot.poll_url
             && let Err(e) = parse_http_url(url)
@@ -402,13 +456,49 @@ impl GatewayConfig {
 
     /// The admin token, read from the file if configured there.
     pub fn admin_token(&self) -> Option<String> {
-        match (&self.admin.token, &self.admin.token_file) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(p)) => std::fs::read_to_string(p)
-                .ok()
-                .map(|t| t.trim().to_string()),
-            (None, None) => None,
+        read_token(&self.admin.token, &self.admin.token_file)
+    }
+
+    /// The decision endpoint's bearer token, if any.
+    pub fn decision_token(&self) -> Option<String> {
+        read_token(&self.decision.token, &self.decision.token_file)
+    }
+}
+
+fn read_token(token: &Option<String>, file: &Option<PathBuf>) -> Option<String> {
+    match (token, file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .ok()
+            .map(|t| t.trim().to_string()),
+        (None, None) => None,
+    }
+}
+
+/// A section's `token` / `token_file` pair: at most one, 16 characters or more.
+fn check_token(
+    section: &str,
+    why: &str,
+    token: &Option<String>,
+    file: &Option<PathBuf>,
+    problems: &mut Vec<String>,
+) {
+    match (token, file) {
+        (Some(_), Some(_)) => {
+            problems.push(format!("{section}: give `token` or `token_file`, not both"))
         }
+        (Some(t), None) if t.len() < 16 => problems.push(format!(
+            "{section}.token: use at least 16 characters ({why})"
+        )),
+        (None, Some(p)) => match std::fs::read_to_string(p) {
+            Ok(t) if t.trim().len() >= 16 => {}
+            Ok(_) => problems.push(format!(
+                "{section}.token_file {}: the token must have at least 16 characters",
+                p.display()
+            )),
+            Err(e) => problems.push(format!("{section}.token_file {}: {e}", p.display())),
+        },
+        _ => {}
     }
 }
 

@@ -182,6 +182,12 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
         },
         snapshot: SnapshotConfig::default(),
         engine: Default::default(),
+        // The decision endpoint on the proxy listener, for `curl` and for
+        // trying an nginx/Traefik/Envoy configuration against the demo.
+        decision: crate::config::DecisionConfig {
+            path_prefix: Some("/-/authz".into()),
+            ..Default::default()
+        },
         identity: IdentityConfig {
             jwt: Some(JwtConfig {
                 issuers: vec![ISSUER.into()],

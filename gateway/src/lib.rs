@@ -11,10 +11,13 @@
 //! the watched file and the polled URL (`sources`). Configuration:
 //! [`config`]; observability: [`metrics`] and [`decision_log`].
 
+pub mod adapters;
 mod admin;
 pub mod authorize;
 mod browser;
+mod checkpoint;
 pub mod config;
+pub mod decision_api;
 pub mod decision_log;
 pub mod demo;
 pub mod forward;

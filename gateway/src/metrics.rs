@@ -54,6 +54,12 @@ impl Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    endpoint: String,
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
     decision: String,
@@ -82,6 +88,8 @@ pub struct Metrics {
     swaps: Family<SourceLabels, Counter>,
     failed_swaps: Family<SourceLabels, Counter>,
     traps: Counter,
+    /// Decision-endpoint checks: [single, batch] × [deny, allow].
+    api_checks: [[Counter; 2]; 2],
     /// The pool's trap total already added to `traps`.
     traps_counted: AtomicU64,
 }
@@ -165,7 +173,24 @@ impl Metrics {
             "Calls into the policy module that trapped or timed out",
             traps.clone(),
         );
+        let checks = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "decision_api_checks",
+            "Checks answered by /v1/check and /v1/check/batch, by endpoint and decision",
+            checks.clone(),
+        );
+        let api_checks = ["check", "batch"].map(|endpoint| {
+            ["deny", "allow"].map(|decision| {
+                checks
+                    .get_or_create(&ApiLabels {
+                        endpoint: endpoint.to_string(),
+                        decision: decision.to_string(),
+                    })
+                    .clone()
+            })
+        });
         Metrics {
+            api_checks,
             registry,
             by_route,
             unrouted,
@@ -185,6 +210,11 @@ impl Metrics {
         if let Some(c) = self.by_route.get(route) {
             c[outcome.index()].inc();
         }
+    }
+
+    /// Counts one answer of the decision endpoint.
+    pub fn api_check(&self, batch: bool, allowed: bool) {
+        self.api_checks[usize::from(batch)][usize::from(allowed)].inc();
     }
 
     /// Counts a request that matched no route.

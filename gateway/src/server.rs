@@ -30,15 +30,14 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::authorize::{Verdict, decide};
 use crate::config::{GatewayConfig, ms};
 use crate::decision_log::{DecisionLine, DecisionLog};
 use crate::forward::{Body, Upstreams, Vouch, full};
 use crate::identity::{Identity, Unauthenticated};
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::Metrics;
 use crate::module::{HostError, InstanceLimits, PolicyModule};
-use crate::route_table::{Rejection, RouteTable};
-use crate::swap::{EnginePool, Installed, Source, SwapError, Swapper, TICK, Unavailable};
+use crate::route_table::RouteTable;
+use crate::swap::{EnginePool, Installed, Source, SwapError, Swapper, TICK};
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -128,12 +127,13 @@ impl StaticSite {
 pub(crate) struct Shared {
     site: Option<StaticSite>,
     pub(crate) config: GatewayConfig,
-    routes: RouteTable,
+    pub(crate) routes: RouteTable,
     identity: Identity,
     pub(crate) swapper: Arc<Swapper>,
     pub(crate) metrics: Metrics,
     log: DecisionLog,
     pub(crate) admin_token: Option<String>,
+    pub(crate) decision_token: Option<String>,
 }
 
 impl Shared {
@@ -175,6 +175,8 @@ pub struct Running {
     pub proxy_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
+    /// Where the decision endpoint's own listener is, if configured.
+    pub decision_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -311,6 +313,7 @@ pub async fn start_with_site(
     let shared = Arc::new(Shared {
         site,
         admin_token: config.admin_token(),
+        decision_token: config.decision_token(),
         routes,
         identity,
         swapper,
@@ -359,6 +362,21 @@ pub async fn start_with_site(
         .local_addr()
         .map_err(|e| StartError::Other(e.to_string()))?;
 
+    // The decision listener, like the proxy's, is shared by every worker.
+    let mut first_decision = match shared.config.decision.listen {
+        Some(addr) => {
+            Some(reuseport_socket(addr).map_err(|source| StartError::Bind { addr, source })?)
+        }
+        None => None,
+    };
+    let decision_addr = match &first_decision {
+        Some(s) => Some(
+            s.local_addr()
+                .map_err(|e| StartError::Other(e.to_string()))?,
+        ),
+        None => None,
+    };
+
     let (stop, stopped) = watch::channel(false);
     let workers = worker_count(&shared.config);
     let mut shards = Vec::with_capacity(workers);
@@ -371,9 +389,23 @@ pub async fn start_with_site(
                 source,
             })?,
         };
+        let decision = match (first_decision.take(), decision_addr) {
+            (Some(s), _) => Some(s),
+            (None, Some(addr)) => {
+                Some(reuseport_socket(addr).map_err(|source| StartError::Bind { addr, source })?)
+            }
+            (None, None) => None,
+        };
         let (ready, is_ready) = tokio::sync::oneshot::channel();
-        let shard = spawn_shard(index, socket, Arc::clone(&shared), stopped.clone(), ready)
-            .map_err(|e| StartError::Other(format!("cannot start worker {index}: {e}")))?;
+        let shard = spawn_shard(
+            index,
+            socket,
+            decision,
+            Arc::clone(&shared),
+            stopped.clone(),
+            ready,
+        )
+        .map_err(|e| StartError::Other(format!("cannot start worker {index}: {e}")))?;
         shards.push(shard);
         match is_ready.await {
             Ok(Ok(())) => {}
@@ -392,10 +424,11 @@ pub async fn start_with_site(
         stopped.clone(),
     ))];
     crate::sources::spawn(&shared, stopped);
-    tracing::info!(%proxy_addr, %admin_addr, workers, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");
+    tracing::info!(%proxy_addr, %admin_addr, ?decision_addr, workers, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");
     Ok(Running {
         proxy_addr,
         admin_addr,
+        decision_addr,
         shared,
         stop,
         tasks,
@@ -426,6 +459,7 @@ fn reuseport_socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
 fn spawn_shard(
     index: usize,
     socket: TcpSocket,
+    decision: Option<TcpSocket>,
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
@@ -459,8 +493,26 @@ fn spawn_shard(
                         return;
                     }
                 };
+                let decision = match decision.map(|s| s.listen(4096)).transpose() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("listen (decision): {e}")));
+                        return;
+                    }
+                };
                 let _ = ready.send(Ok(()));
-                serve(listener, shared, Listener::Proxy(upstreams), stopped).await;
+                let proxy = serve(
+                    listener,
+                    Arc::clone(&shared),
+                    Listener::Proxy(upstreams),
+                    stopped.clone(),
+                );
+                match decision {
+                    Some(d) => {
+                        tokio::join!(proxy, serve(d, shared, Listener::Decision, stopped));
+                    }
+                    None => proxy.await,
+                }
             });
         })
 }
@@ -469,6 +521,7 @@ fn spawn_shard(
 enum Listener {
     Proxy(Arc<Upstreams>),
     Admin,
+    Decision,
 }
 
 fn builder(config: &GatewayConfig) -> auto::Builder<TokioExecutor> {
@@ -527,6 +580,10 @@ async fn serve(
                 Ok::<_, Infallible>(match kind {
                     Listener::Proxy(upstreams) => handle(shared, &upstreams, peer, req).await,
                     Listener::Admin => crate::admin::handle(shared, req).await,
+                    Listener::Decision => {
+                        let path = req.uri().path().to_string();
+                        crate::decision_api::handle(shared, req, &path).await
+                    }
                 })
             }
         });
@@ -575,13 +632,17 @@ struct Refusal<'a> {
     revision: Option<u64>,
 }
 
+/// Every refusal names its reason in this header as well as in its body,
+/// for clients and gateways (nginx `auth_request`) that only see headers.
+pub const REASON_HEADER: &str = "x-portcullis-reason";
+
 pub(crate) fn refuse(
     status: StatusCode,
     reason: &str,
     message: &str,
     revision: Option<u64>,
 ) -> Response<Body> {
-    json_response(
+    let mut r = json_response(
         status,
         &Refusal {
             decision: "deny",
@@ -589,7 +650,11 @@ pub(crate) fn refuse(
             message,
             revision,
         },
-    )
+    );
+    if let Ok(v) = HeaderValue::from_str(reason) {
+        r.headers_mut().insert(REASON_HEADER, v);
+    }
+    r
 }
 
 pub(crate) fn unauthenticated(e: &Unauthenticated, revision: Option<u64>) -> Response<Body> {
@@ -625,24 +690,24 @@ fn rfc3339_now() -> String {
 }
 
 /// What the decision log records of one request.
-struct Logged<'a> {
-    method: &'a Method,
-    path: &'a str,
-    route: Option<&'a str>,
-    action: Option<&'a str>,
-    resource: Option<&'a str>,
-    principal: Option<&'a str>,
-    acting_as: Option<&'a str>,
-    allowed: bool,
-    reason: &'a str,
-    revision: Option<u64>,
-    started: Instant,
-    shadow: bool,
-    status: Option<StatusCode>,
+pub(crate) struct Logged<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) action: Option<&'a str>,
+    pub(crate) resource: Option<&'a str>,
+    pub(crate) principal: Option<&'a str>,
+    pub(crate) acting_as: Option<&'a str>,
+    pub(crate) allowed: bool,
+    pub(crate) reason: &'a str,
+    pub(crate) revision: Option<u64>,
+    pub(crate) started: Instant,
+    pub(crate) shadow: bool,
+    pub(crate) status: Option<StatusCode>,
 }
 
 impl Shared {
-    fn log_decision(&self, l: Logged<'_>) {
+    pub(crate) fn log_decision(&self, l: Logged<'_>) {
         let latency = l.started.elapsed();
         self.metrics.decision_time(latency.as_secs_f64());
         if !self.log.enabled() {
@@ -675,6 +740,13 @@ async fn handle(
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
+    if let Some(prefix) = &shared.config.decision.path_prefix
+        && let Some(rel) = req.uri().path().strip_prefix(prefix.as_str())
+        && rel.starts_with('/')
+    {
+        let rel = rel.to_string();
+        return crate::decision_api::handle(shared, req, &rel).await;
+    }
     let (parts, body) = req.into_parts();
     if parts.uri.path() == crate::browser::SNAPSHOT_ME {
         return crate::browser::snapshot_me(&shared, &parts).await;
@@ -687,182 +759,19 @@ async fn handle(
         return r;
     }
     let host = crate::forward::original_host(&parts);
-    let logged = |path: &'static str| Logged {
-        method: &parts.method,
-        path,
-        route: None,
-        action: None,
-        resource: None,
-        principal: None,
-        acting_as: None,
-        allowed: false,
-        reason: "",
-        revision: None,
+    let passed = match crate::checkpoint::check(
+        &shared,
+        &parts.method,
+        host.as_deref(),
+        parts.uri.path(),
+        &parts.headers,
         started,
-        shadow: false,
-        status: None,
-    };
-    let resolved =
-        match shared
-            .routes
-            .resolve(parts.method.as_str(), host.as_deref(), parts.uri.path())
-        {
-            Ok(r) => r,
-            Err(Rejection::MalformedPath(why)) => {
-                shared.metrics.malformed();
-                shared.log_decision(Logged {
-                    reason: "malformed_path",
-                    status: Some(StatusCode::BAD_REQUEST),
-                    ..logged("(malformed)")
-                });
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_path",
-                    &format!("malformed path: {why}"),
-                    None,
-                );
-            }
-            Err(Rejection::NoRoute { path, .. }) => {
-                shared.metrics.no_route();
-                shared.log_decision(Logged {
-                    path: &path,
-                    reason: "no_route",
-                    status: Some(StatusCode::FORBIDDEN),
-                    ..logged("")
-                });
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "no_route",
-                    "no route matches this request; requests outside the route table are denied",
-                    None,
-                );
-            }
-        };
-    let route = resolved.route;
-    let label = route.name.as_deref().unwrap_or(route.path.as_str());
-    let generation = shared.swapper.current();
-    let revision = generation.as_ref().map(|g| g.revision);
-    let base = Logged {
-        path: &resolved.path,
-        route: Some(label),
-        action: Some(resolved.action),
-        resource: Some(&resolved.resource),
-        revision,
-        ..logged("")
-    };
-
-    let credential = match shared.identity.authenticate(&parts.headers, unix_now()) {
-        Ok(c) => c,
-        Err(e) => {
-            shared
-                .metrics
-                .request(resolved.index, Outcome::Unauthenticated);
-            shared.log_decision(Logged {
-                reason: "unauthenticated",
-                status: Some(StatusCode::UNAUTHORIZED),
-                ..base
-            });
-            return unauthenticated(&e, revision);
-        }
-    };
-    let principal = credential.principal();
-    let Some(generation) = generation else {
-        shared.metrics.request(resolved.index, Outcome::Unavailable);
-        shared.log_decision(Logged {
-            principal: Some(principal),
-            reason: "no_snapshot",
-            status: Some(StatusCode::SERVICE_UNAVAILABLE),
-            ..base
-        });
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_snapshot",
-            "no directory snapshot is loaded yet; every request is denied until one is",
-            None,
-        );
-    };
-    let verdict: Verdict = match decide(
-        &generation,
-        shared.swapper.pool(),
-        &credential,
-        resolved.action,
-        &resolved.resource,
-        unix_now(),
     ) {
-        Ok(v) => v,
-        Err(e) => {
-            shared.metrics.set_traps(shared.swapper.pool().traps());
-            shared.metrics.request(resolved.index, Outcome::Unavailable);
-            let reason = match e {
-                Unavailable::NoSnapshot => "no_snapshot",
-                _ => "engine_unavailable",
-            };
-            shared.log_decision(Logged {
-                principal: Some(principal),
-                reason,
-                status: Some(StatusCode::SERVICE_UNAVAILABLE),
-                ..base
-            });
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                reason,
-                &e.to_string(),
-                revision,
-            );
-        }
+        Ok(p) => p,
+        Err(refused) => return *refused,
     };
-    drop(generation);
-    if verdict.unknown_api_key(&credential) {
-        shared
-            .metrics
-            .request(resolved.index, Outcome::Unauthenticated);
-        shared.log_decision(Logged {
-            principal: Some(principal),
-            reason: "unknown_api_key",
-            status: Some(StatusCode::UNAUTHORIZED),
-            ..base
-        });
-        let mut r = refuse(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "unknown API key",
-            Some(verdict.revision),
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"portcullis\", error=\"invalid_token\""),
-        );
-        return r;
-    }
-    let shadow = !verdict.allowed && route.shadow;
-    let status = (!verdict.allowed && !shadow).then_some(StatusCode::FORBIDDEN);
-    shared.log_decision(Logged {
-        principal: Some(principal),
-        acting_as: verdict.acting_as.as_deref(),
-        allowed: verdict.allowed,
-        reason: &verdict.reason,
-        revision: Some(verdict.revision),
-        shadow,
-        status,
-        ..base
-    });
-    if !verdict.allowed && !shadow {
-        shared.metrics.request(resolved.index, Outcome::Deny);
-        return refuse(
-            StatusCode::FORBIDDEN,
-            &verdict.reason,
-            &verdict.message,
-            Some(verdict.revision),
-        );
-    }
-    shared.metrics.request(
-        resolved.index,
-        if shadow {
-            Outcome::ShadowDeny
-        } else {
-            Outcome::Allow
-        },
-    );
+    let (route, resolved, verdict) = (passed.resolved.route, &passed.resolved, &passed.verdict);
+    let principal = passed.credential.principal();
 
     // Forward.
     let max_body = shared.config.server.max_body_bytes;

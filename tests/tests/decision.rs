@@ -1,0 +1,365 @@
+//! The decision endpoint end to end: `POST /v1/check`, `/v1/check/batch`,
+//! and the nginx, Traefik and Envoy adapters, over real sockets with the
+//! real module and the demo configuration (routes, tokens, example
+//! directory). The Traefik and Envoy cases replay the requests those
+//! gateways send (recorded header sets: Traefik's ForwardAuth middleware and
+//! Envoy's ext_authz HTTP service mode); nginx itself is exercised in
+//! `gateway/tests/nginx.rs`.
+
+mod common;
+use common::*;
+
+use http::{Method, StatusCode};
+use portcullis_gateway::demo::DEMO_API_KEY;
+use serde_json::{Value, json};
+
+const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
+const AUTHZ: &str = "/-/authz";
+
+impl Gw {
+    async fn post_json(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Answer {
+        send(
+            &self.client,
+            Method::POST,
+            &format!("{}{AUTHZ}{path}", self.base),
+            headers,
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    async fn adapter(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
+        send(
+            &self.client,
+            method,
+            &format!("{}{AUTHZ}{path}", self.base),
+            headers,
+            vec![],
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_answers_allow_and_deny_with_the_reason() {
+    let gw = gateway().await;
+    let a = gw
+        .post_json(
+            "/v1/check",
+            &[],
+            json!({"principal": "user/pat", "action": "read", "resource": "catalog/sales"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["decision"], "allow");
+    assert_eq!(a.body["allowed"], true);
+    assert_eq!(a.body["principal"], "user/pat");
+    assert_eq!(a.body["revision"], 1);
+
+    let a = gw
+        .post_json(
+            "/v1/check",
+            &[],
+            json!({"principal": "user/pat", "action": "write", "resource": "catalog/sales"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["decision"], "deny");
+    assert_eq!(a.body["reason"], "no_grant");
+    assert!(a.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    // Seed 000: administrators never act on owners, whatever the grants.
+    let a = gw
+        .post_json(
+            "/v1/check",
+            &[],
+            json!({"principal": "user/adam", "action": "user:update", "resource": "user/olivia"}),
+        )
+        .await;
+    assert_eq!(a.body["reason"], "administrator_over_owner", "{}", a.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_verifies_credentials_like_the_proxy() {
+    let gw = gateway().await;
+    let token = bearer("pat");
+    let a = gw
+        .post_json(
+            "/v1/check",
+            &[],
+            json!({"credentials": {"authorization": token}, "action": "read", "resource": "catalog/sales"}),
+        )
+        .await;
+    assert_eq!(a.body["decision"], "allow", "{}", a.body);
+    assert_eq!(a.body["principal"], "user/pat");
+
+    let a = gw
+        .post_json(
+            "/v1/check",
+            &[],
+            json!({"credentials": {"authorization": "Bearer forged.jwt.value"}, "action": "read", "resource": "catalog/sales"}),
+        )
+        .await;
+    assert_eq!(a.body["decision"], "deny");
+    assert_eq!(a.body["reason"], "unauthenticated");
+
+    let a = gw
+        .post_json(
+            "/v1/check",
+            &[],
+            json!({"credentials": {"api_key": DEMO_API_KEY}, "action": "read", "resource": "catalog/sales"}),
+        )
+        .await;
+    assert!(a.body["acting_as"].as_str().is_some(), "{}", a.body);
+    assert!(
+        a.body["principal"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("apikey/"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_checks_are_400_with_a_reason() {
+    let gw = gateway().await;
+    for body in [
+        json!({"action": "read"}),
+        json!({"principal": "user/pat", "action": "read", "resource": "catalog/sales", "extra": 1}),
+        json!("not an object"),
+    ] {
+        let a = gw.post_json("/v1/check", &[], body.clone()).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(a.body["reason"], "malformed_request");
+    }
+    let both = gw
+        .post_json(
+            "/v1/check",
+            &[],
+            json!({"principal": "user/pat", "credentials": {}, "action": "read", "resource": "catalog/sales"}),
+        )
+        .await;
+    assert_eq!(both.body["reason"], "malformed_request");
+    let get = gw.adapter(Method::GET, "/v1/check", &[]).await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    let unknown = gw.adapter(Method::GET, "/v1/nope", &[]).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_answers_in_order_on_one_revision() {
+    let gw = gateway().await;
+    let checks: Vec<Value> = ["read", "write", "read"]
+        .iter()
+        .zip(["catalog/sales", "catalog/sales", "catalog/nowhere"])
+        .map(|(a, r)| json!({"principal": "user/pat", "action": a, "resource": r}))
+        .collect();
+    let a = gw
+        .post_json("/v1/check/batch", &[], json!({"checks": checks}))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["revision"], 1);
+    let decisions: Vec<&str> = a.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["decision"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(decisions, ["allow", "deny", "deny"]);
+    assert_eq!(a.body["results"][2]["reason"], "unknown_resource");
+
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({"principal": "user/pat", "action": "read", "resource": "catalog/sales"}))
+        .collect();
+    let a = gw
+        .post_json("/v1/check/batch", &[], json!({"checks": too_many}))
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1000"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_listener_and_endpoint_token() {
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.decision.listen = Some("127.0.0.1:0".parse().expect("addr"));
+        c.decision.path_prefix = None;
+        c.decision.token = Some("decision-token-0123456789".into());
+    })
+    .await;
+    let addr = gw.running.decision_addr.expect("decision listener");
+    let body = json!({"principal": "user/pat", "action": "read", "resource": "catalog/sales"});
+    let url = format!("http://{addr}/v1/check");
+    let a = send(
+        &gw.client,
+        Method::POST,
+        &url,
+        &[],
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = send(
+        &gw.client,
+        Method::POST,
+        &url,
+        &[("authorization", "Bearer decision-token-0123456789")],
+        body.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(a.body["decision"], "allow", "{}", a.body);
+    // Without a prefix, the proxy listener does not serve it.
+    let a = gw.post_json("/v1/check", &[], body).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["reason"], "no_route");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_auth_request_gets_200_with_identity_401_or_403() {
+    let gw = gateway().await;
+    let pat = bearer("pat");
+    let original = |method: &'static str, uri: &'static str| {
+        [
+            ("x-original-method", method),
+            ("x-original-uri", uri),
+            ("host", "app.example"),
+        ]
+    };
+    let mut h = original("GET", "/envs/prod/catalogs/sales/tables/orders?limit=5").to_vec();
+    h.push(("authorization", &pat));
+    let a = gw.adapter(Method::GET, "/v1/nginx", &h).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers["x-portcullis-principal"], "user/pat");
+    assert_eq!(a.headers["x-portcullis-revision"], "1");
+    assert_eq!(a.headers["x-portcullis-acting-as"], "");
+
+    let mut h = original("PUT", TABLE).to_vec();
+    h.push(("authorization", &pat));
+    let a = gw.adapter(Method::GET, "/v1/nginx", &h).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.headers["x-portcullis-reason"], "no_grant");
+
+    let a = gw
+        .adapter(Method::GET, "/v1/nginx", &original("GET", TABLE))
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.headers.contains_key("www-authenticate"));
+
+    // nginx only understands 2xx, 401 and 403: a malformed path is a 403.
+    let mut h = original("GET", "/envs/prod/catalogs/sales%2Ftables/orders").to_vec();
+    h.push(("authorization", &pat));
+    let a = gw.adapter(Method::GET, "/v1/nginx", &h).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.headers["x-portcullis-reason"], "malformed_path");
+
+    // Without the original request, nothing is allowed.
+    let a = gw
+        .adapter(Method::GET, "/v1/nginx", &[("authorization", &pat)])
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.headers["x-portcullis-reason"], "missing_original_request");
+}
+
+/// What Traefik's ForwardAuth middleware sends: the client's headers plus
+/// X-Forwarded-{Method,Proto,Host,Uri,For}, as a GET to the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_forward_auth_contract() {
+    let gw = gateway().await;
+    let key = DEMO_API_KEY;
+    let recorded = |method: &'static str, uri: &'static str| {
+        vec![
+            ("x-forwarded-method", method),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example"),
+            ("x-forwarded-uri", uri),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("accept", "application/json"),
+            ("user-agent", "curl/8.5.0"),
+        ]
+    };
+    let mut h = recorded("GET", TABLE);
+    h.push(("x-api-key", key));
+    let a = gw.adapter(Method::GET, "/v1/traefik", &h).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.headers["x-portcullis-principal"]
+            .to_str()
+            .is_ok_and(|p| p.starts_with("apikey/"))
+    );
+    assert_ne!(a.headers["x-portcullis-acting-as"], "");
+
+    let pat = bearer("pat");
+    let mut h = recorded("DELETE", TABLE);
+    h.push(("authorization", &pat));
+    let a = gw.adapter(Method::GET, "/v1/traefik", &h).await;
+    // Traefik shows the client this response as it is.
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["reason"], "no_grant");
+    assert_eq!(a.headers["content-type"], "application/json");
+
+    let a = gw
+        .adapter(Method::GET, "/v1/traefik", &recorded("GET", TABLE))
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+
+    let mut h = recorded("GET", "/nowhere");
+    h.push(("authorization", &pat));
+    let a = gw.adapter(Method::GET, "/v1/traefik", &h).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["reason"], "no_route");
+}
+
+/// What Envoy's ext_authz filter (HTTP service, `path_prefix:
+/// /-/authz/v1/envoy`) sends: the original method, the prefix + the
+/// original path, and the allowed headers (Host, Authorization, …).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_ext_authz_contract() {
+    let gw = gateway().await;
+    let pat = bearer("pat");
+    let h = [
+        ("host", "app.example"),
+        ("authorization", pat.as_str()),
+        ("x-envoy-expected-rq-timeout-ms", "250"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "9f0c4d1e-2b7a-4c55-9d7e-1a2b3c4d5e6f"),
+    ];
+    let a = gw
+        .adapter(Method::GET, &format!("/v1/envoy{TABLE}?limit=5"), &h)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.headers["x-portcullis-principal"], "user/pat");
+
+    let a = gw
+        .adapter(Method::DELETE, &format!("/v1/envoy{TABLE}"), &h)
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["reason"], "no_grant");
+
+    let a = gw
+        .adapter(
+            Method::GET,
+            &format!("/v1/envoy{TABLE}"),
+            &[("host", "app.example")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_endpoint_checks_are_counted() {
+    let gw = gateway().await;
+    gw.post_json(
+        "/v1/check",
+        &[],
+        json!({"principal": "user/pat", "action": "read", "resource": "catalog/sales"}),
+    )
+    .await;
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains(
+            "portcullis_decision_api_checks_total{endpoint=\"check\",decision=\"allow\"} 1"
+        ),
+        "{metrics}"
+    );
+}
