@@ -1,4 +1,5 @@
-//! The gateway: two listeners (the proxy and the admin API) served by
+//! The gateway: the proxy and admin listeners (and the decision endpoint's,
+//! when configured) served by
 //! hyper-util's HTTP/1.1 + h2c connection builder, and the request path
 //! that composes the stages:
 //!

@@ -153,7 +153,34 @@ async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<boo
         }
         tokio::select! {
             _ = stopped.changed() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(jittered(every)) => {}
         }
+    }
+}
+
+/// A wait between half of `every` and `every`, different for every wait:
+/// replicas started together (a deployment) drift apart instead of all
+/// polling the store at the same instant, and each still polls at least
+/// once per period, so all see a new snapshot within one period of each
+/// other.
+fn jittered(every: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    // A fresh RandomState is randomly keyed: enough randomness for a jitter.
+    let r = RandomState::new().hash_one(std::time::Instant::now());
+    let fraction = (r % 1_000_000) as f64 / 1_000_000.0;
+    every.mul_f64(0.5 + 0.5 * fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_a_period_and_varies() {
+        let every = Duration::from_secs(10);
+        let waits: Vec<Duration> = (0..200).map(|_| jittered(every)).collect();
+        assert!(waits.iter().all(|w| *w >= every / 2 && *w <= every));
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "{} distinct waits", distinct.len());
     }
 }
