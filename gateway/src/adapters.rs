@@ -1,7 +1,7 @@
 //! The decision endpoint as the external authorization service of nginx,
 //! Traefik and Envoy. Each adapter recovers the original request (method,
 //! host, path) from what its gateway sends, runs it through the same
-//! [`crate::checkpoint`] as the proxy (route table, identity, engine), and
+//! checkpoint (`checkpoint.rs`) as the proxy (route table, identity, engine), and
 //! answers in the form that gateway understands:
 //!
 //! | adapter | original request from | allow | refuse |
