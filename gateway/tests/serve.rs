@@ -1,84 +1,12 @@
 //! `portcullis serve`, `portcullis demo` and `portcullis snapshot push` as
 //! an operator runs them: real processes, real sockets, exit codes.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-}
-
-fn portcullis(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run portcullis")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("portcullis-serve-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    dir
-}
-
-fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-/// One HTTP/1.1 request over a fresh connection; (status, body).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n"
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Some((status, body))
-}
-
-fn build(example_edit: &str, out: &Path, revision: u64) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots/examples/acme.json");
-    let o = portcullis(&[
-        "snapshot",
-        "build",
-        src.to_str().expect("utf-8"),
-        "-o",
-        out.to_str().expect("utf-8"),
-        "--revision",
-        &revision.to_string(),
-    ]);
-    assert!(o.status.success(), "{example_edit}: {}", text(&o.stderr));
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::*;
 
 #[test]
 fn demo_walkthrough_answers_every_step() {
@@ -193,13 +121,7 @@ decisions = "decisions.log"
         ),
     )
     .expect("write");
-    let child = bin()
-        .args(["serve", "--config", config.to_str().expect("utf-8")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut server = Server(child);
+    let mut server = serve(&config, Stdio::piped());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some((200, body)) = http(admin, "GET", "/-/readyz", &[]) {

@@ -16,6 +16,46 @@ use serde_json::{Value, json};
 const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
 const AUTHZ: &str = "/-/authz";
 
+fn snippet(name: &str) -> String {
+    std::fs::read_to_string(
+        portcullis_tests::workspace_root()
+            .join("docs/snippets")
+            .join(name),
+    )
+    .expect("snippet")
+}
+
+/// The values of the `- item` lines under `key:` in a YAML snippet.
+fn yaml_list(text: &str, key: &str) -> Vec<String> {
+    let mut lines = text.lines().skip_while(|l| l.trim() != format!("{key}:"));
+    lines.next();
+    lines
+        .map(str::trim)
+        .take_while(|l| l.starts_with("- "))
+        .map(|l| l.trim_start_matches("- ").to_string())
+        .collect()
+}
+
+/// The value of the first `key: value` line in a YAML snippet.
+fn yaml_value(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no {key} in the snippet"))
+}
+
+#[test]
+fn the_docs_quote_the_tested_snippets_verbatim() {
+    let docs = std::fs::read_to_string(portcullis_tests::workspace_root().join("docs/gateway.md"))
+        .expect("docs");
+    for name in ["nginx.conf", "traefik.yaml", "envoy.yaml"] {
+        assert!(
+            docs.contains(&snippet(name)),
+            "docs/gateway.md does not quote docs/snippets/{name}"
+        );
+    }
+}
+
 impl Gw {
     async fn post_json(&self, path: &str, headers: &[(&str, &str)], body: Value) -> Answer {
         send(
@@ -278,10 +318,24 @@ async fn traefik_forward_auth_contract() {
             ("user-agent", "curl/8.5.0"),
         ]
     };
+    let config = snippet("traefik.yaml");
+    let address = yaml_value(&config, "address");
+    let endpoint = address
+        .strip_prefix("http://127.0.0.1:9191")
+        .expect("the decision listener");
+    let copied = yaml_list(&config, "authResponseHeaders");
+    assert_eq!(copied.len(), 3, "{copied:?}");
+
     let mut h = recorded("GET", TABLE);
     h.push(("x-api-key", key));
-    let a = gw.adapter(Method::GET, "/v1/traefik", &h).await;
+    let a = gw.adapter(Method::GET, endpoint, &h).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    for name in &copied {
+        assert!(
+            a.headers.contains_key(name.as_str()),
+            "{name} missing on allow"
+        );
+    }
     assert!(
         a.headers["x-portcullis-principal"]
             .to_str()
@@ -292,20 +346,20 @@ async fn traefik_forward_auth_contract() {
     let pat = bearer("pat");
     let mut h = recorded("DELETE", TABLE);
     h.push(("authorization", &pat));
-    let a = gw.adapter(Method::GET, "/v1/traefik", &h).await;
+    let a = gw.adapter(Method::GET, endpoint, &h).await;
     // Traefik shows the client this response as it is.
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.body["reason"], "no_grant");
     assert_eq!(a.headers["content-type"], "application/json");
 
     let a = gw
-        .adapter(Method::GET, "/v1/traefik", &recorded("GET", TABLE))
+        .adapter(Method::GET, endpoint, &recorded("GET", TABLE))
         .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 
     let mut h = recorded("GET", "/nowhere");
     h.push(("authorization", &pat));
-    let a = gw.adapter(Method::GET, "/v1/traefik", &h).await;
+    let a = gw.adapter(Method::GET, endpoint, &h).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.body["reason"], "no_route");
 }
@@ -324,14 +378,29 @@ async fn envoy_ext_authz_contract() {
         ("x-forwarded-proto", "http"),
         ("x-request-id", "9f0c4d1e-2b7a-4c55-9d7e-1a2b3c4d5e6f"),
     ];
+    let config = snippet("envoy.yaml");
+    let prefix = yaml_value(&config, "path_prefix");
+    let upstream_headers: Vec<String> = config
+        .lines()
+        .skip_while(|l| l.trim() != "allowed_upstream_headers:")
+        .skip(2)
+        .map_while(|l| l.trim().strip_prefix("- exact: ").map(str::to_string))
+        .collect();
+    assert_eq!(upstream_headers.len(), 3, "{upstream_headers:?}");
     let a = gw
-        .adapter(Method::GET, &format!("/v1/envoy{TABLE}?limit=5"), &h)
+        .adapter(Method::GET, &format!("{prefix}{TABLE}?limit=5"), &h)
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.headers["x-portcullis-principal"], "user/pat");
+    for name in &upstream_headers {
+        assert!(
+            a.headers.contains_key(name.as_str()),
+            "{name} missing on allow"
+        );
+    }
 
     let a = gw
-        .adapter(Method::DELETE, &format!("/v1/envoy{TABLE}"), &h)
+        .adapter(Method::DELETE, &format!("{prefix}{TABLE}"), &h)
         .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.body["reason"], "no_grant");
@@ -339,7 +408,7 @@ async fn envoy_ext_authz_contract() {
     let a = gw
         .adapter(
             Method::GET,
-            &format!("/v1/envoy{TABLE}"),
+            &format!("{prefix}{TABLE}"),
             &[("host", "app.example")],
         )
         .await;
