@@ -89,8 +89,19 @@ fn metrics(shared: &Shared) -> Response<Body> {
 
 /// Compares tokens through their SHA-256, so the time taken says nothing
 /// about how much of a guess was right.
-fn token_ok(expected: &str, presented: &[u8]) -> bool {
+pub(crate) fn token_ok(expected: &str, presented: &[u8]) -> bool {
     Sha256::digest(expected.as_bytes()) == Sha256::digest(presented)
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if that is what
+/// the request carries.
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&[u8]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().as_bytes())
 }
 
 async fn push(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
@@ -100,14 +111,7 @@ async fn push(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<B
             &json!({"error": "pushes are disabled: set admin.token in the gateway configuration"}),
         );
     };
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().as_bytes().to_vec());
-    if !presented.is_some_and(|t| token_ok(expected, &t)) {
+    if !bearer(req.headers()).is_some_and(|t| token_ok(expected, t)) {
         let mut r = json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "send the admin token as `Authorization: Bearer <token>`"}),
