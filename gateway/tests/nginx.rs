@@ -1,7 +1,8 @@
 //! Portcullis with a real nginx (Debian's package, installed by the test
 //! command when missing): nginx `auth_request` in front of an application,
 //! configured with exactly `docs/snippets/nginx.conf`; and three
-//! `portcullis serve` replicas polling one snapshot that nginx serves,
+//! `portcullis serve` replicas (configured with `docs/snippets/replica.toml`)
+//! polling one snapshot that nginx serves,
 //! converging on a new revision without a failed request.
 
 mod common;
@@ -188,42 +189,31 @@ struct Replica {
     decision: SocketAddr,
 }
 
+/// A replica configured with `docs/snippets/replica.toml`, only its
+/// addresses, URL and period replaced.
 fn replica(dir: &Path, n: usize, url: &str, every_ms: u64) -> Replica {
     let (proxy, admin, decision) = (free_port(), free_port(), free_port());
-    let config = dir.join(format!("replica-{n}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-listen = "{proxy}"
-workers = 1
-
-[admin]
-listen = "{admin}"
-
-[decision]
-listen = "{decision}"
-
-[snapshot]
-poll_url = "{url}"
-poll_interval_ms = {every_ms}
-
-[upstreams.app]
-url = "http://127.0.0.1:9"
-
-[[routes]]
-path = "/envs/{{env}}"
-upstream = "app"
-action = "env:open"
-resource = "env/{{env}}"
-
-[log]
-decisions = "off"
-"#
+    let mut text =
+        std::fs::read_to_string(repo().join("docs/snippets/replica.toml")).expect("snippet");
+    for (from, to) in [
+        ("0.0.0.0:8080", proxy.to_string()),
+        ("127.0.0.1:9090", admin.to_string()),
+        ("127.0.0.1:9191", decision.to_string()),
+        (
+            "http://snapshots.internal/portcullis/directory.snap",
+            url.to_string(),
         ),
-    )
-    .expect("write config");
+        (
+            "poll_interval_ms = 10000",
+            format!("poll_interval_ms = {every_ms}"),
+        ),
+        ("decisions = \"stdout\"", "decisions = \"off\"".to_string()),
+    ] {
+        assert!(text.contains(from), "the snippet lost {from:?}");
+        text = text.replace(from, &to);
+    }
+    let config = dir.join(format!("replica-{n}.toml"));
+    std::fs::write(&config, text).expect("write config");
     Replica {
         _server: serve(&config, Stdio::null()),
         admin,

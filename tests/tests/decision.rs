@@ -46,13 +46,22 @@ fn yaml_value(text: &str, key: &str) -> String {
 
 #[test]
 fn the_docs_quote_the_tested_snippets_verbatim() {
-    let docs = std::fs::read_to_string(portcullis_tests::workspace_root().join("docs/gateway.md"))
-        .expect("docs");
-    for name in ["nginx.conf", "traefik.yaml", "envoy.yaml"] {
-        assert!(
-            docs.contains(&snippet(name)),
-            "docs/gateway.md does not quote docs/snippets/{name}"
-        );
+    for (doc, names) in [
+        (
+            "gateway.md",
+            &["nginx.conf", "traefik.yaml", "envoy.yaml"][..],
+        ),
+        ("DEPLOYMENT.md", &["replica.toml", "portcullis.service"][..]),
+    ] {
+        let text =
+            std::fs::read_to_string(portcullis_tests::workspace_root().join("docs").join(doc))
+                .expect("docs");
+        for name in names {
+            assert!(
+                text.contains(&snippet(name)),
+                "docs/{doc} does not quote docs/snippets/{name}"
+            );
+        }
     }
 }
 
