@@ -386,6 +386,12 @@ curl -s -X PUT --data-binary @{v2} http://{admin}/-/snapshot -H "Authorization: 
 #    (or: portcullis snapshot push {v2} --to http://{admin} --token {tok})
 curl -s -X PUT http://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
 
+# 8. The decision endpoint, for services that ask before they act (and the
+#    nginx auth_request / Traefik / Envoy adapters beside it: docs/gateway.md).
+curl -s http://{gw}/-/authz/v1/check -d '{{"principal": "user/adam", "action": "user:update", "resource": "user/olivia"}}'
+curl -s -o /dev/null -w '%{{http_code}}\n' http://{gw}/-/authz/v1/nginx -H "X-Original-Method: GET" \
+     -H "X-Original-URI: /envs/prod/catalogs/sales/tables/orders" -H "Authorization: Bearer $PAT"
+
 # Operations: readiness, metrics, the serving snapshot.
 curl -s http://{admin}/-/readyz; curl -s http://{admin}/-/metrics | grep portcullis_requests; curl -s http://{admin}/-/snapshot
 
@@ -413,7 +419,7 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
         let bearer = format!("Bearer {DEMO_ADMIN_TOKEN}");
         let table = format!("{gw}/envs/prod/catalogs/sales/tables/orders");
         let v2 = std::fs::read(&self.v2_path).map_err(|e| e.to_string())?;
-        let steps: [Step<'_>; 8] = [
+        let steps: [Step<'_>; 9] = [
             (
                 "1. pat reads catalog/sales",
                 Method::GET,
@@ -481,6 +487,18 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
                 None,
                 StatusCode::OK,
             ),
+            (
+                "8. the decision endpoint: may adam update olivia?",
+                Method::POST,
+                format!("{gw}/-/authz/v1/check"),
+                vec![("content-type", "application/json")],
+                Some(
+                    json!({"principal": "user/adam", "action": "user:update", "resource": "user/olivia"})
+                        .to_string()
+                        .into_bytes(),
+                ),
+                StatusCode::OK,
+            ),
         ];
         let mut report = String::new();
         for (title, method, url, headers, body, want) in steps {
@@ -488,6 +506,11 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
             report.push_str(&format!("{title}\n  → {} {body}\n", status.as_u16()));
             if status != want {
                 return Err(format!("{title}: expected {want}, got {status} {body}"));
+            }
+            if title.starts_with("8.") && body["reason"] != json!("administrator_over_owner") {
+                return Err(format!(
+                    "{title}: expected administrator_over_owner: {body}"
+                ));
             }
             if title.starts_with("5.") && body["x-portcullis-acting-as"] != json!("user/sam") {
                 return Err(format!(

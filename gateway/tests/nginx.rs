@@ -40,15 +40,16 @@ fn nginx_binary() -> PathBuf {
     path
 }
 
-/// An nginx master process serving `http` (the inside of an `http {}`
-/// block) from its own prefix directory; killed on drop.
+/// nginx serving `http` (the inside of an `http {}` block) from its own
+/// prefix directory, as a single process (`master_process off`), so that
+/// killing it on drop leaves no orphaned worker holding the port.
 struct Nginx(Child);
 
 impl Nginx {
     fn start(dir: &Path, http: &str, listens: SocketAddr) -> Nginx {
         let d = dir.display();
         let conf = format!(
-            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n \
              fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
