@@ -286,6 +286,15 @@ pub async fn start_with_site(
             path: "(configuration)".into(),
             problems,
         })?;
+    if let Some(prefix) = &config.decision.path_prefix
+        && config.decision_token().is_none()
+        && !config.server.listen.ip().is_loopback()
+    {
+        tracing::warn!(
+            %prefix,
+            "the decision endpoint is on the proxy listener without decision.token: anyone who reaches the proxy can ask what any principal may do"
+        );
+    }
     let module = tokio::task::spawn_blocking(PolicyModule::new)
         .await
         .map_err(|e| StartError::Other(format!("module compilation failed: {e}")))??;
