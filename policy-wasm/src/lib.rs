@@ -12,8 +12,11 @@
 //! `wasm32-unknown-unknown`, where `abi` exports a small raw ABI for
 //! wasmtime. The action and resource vocabulary is in `policy-wasm/README.md`.
 
-#[cfg(all(target_arch = "wasm32", not(feature = "browser")))]
-mod abi;
+#[cfg(any(
+    all(target_arch = "wasm32", not(feature = "browser")),
+    feature = "native-abi"
+))]
+pub mod abi;
 pub mod action;
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
 mod bindgen;
