@@ -145,7 +145,7 @@ async fn push(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<B
         ),
         Err(e) => {
             let status = match e {
-                SwapError::Stale { .. } => StatusCode::CONFLICT,
+                SwapError::Stale { .. } | SwapError::BelowAccepted { .. } => StatusCode::CONFLICT,
                 SwapError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };

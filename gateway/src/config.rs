@@ -183,6 +183,16 @@ pub struct SnapshotConfig {
     pub poll_interval_ms: u64,
     /// Largest snapshot accepted from any source, in bytes.
     pub max_bytes: u64,
+    /// Public keys (SPKI PEM files, `portcullis snapshot keygen`) whose
+    /// signatures are accepted. A snapshot signed by any other key is
+    /// refused from every source.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Refuse unsigned snapshots from every source (needs `trusted_keys`).
+    pub require_signature: bool,
+    /// Where the revision last accepted is kept across restarts, so that an
+    /// older snapshot — validly signed or not — cannot roll the gateway back
+    /// (only a forced push can).
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SnapshotConfig {
@@ -193,6 +203,9 @@ impl Default for SnapshotConfig {
             poll_url: None,
             poll_interval_ms: 10_000,
             max_bytes: 256 * 1024 * 1024,
+            trusted_keys: Vec::new(),
+            require_signature: false,
+            state_file: None,
         }
     }
 }
@@ -399,6 +412,27 @@ impl GatewayConfig {
         if d.max_batch == 0 {
             problems.push("decision.max_batch: must be at least 1".into());
         }
+        let snap = &self.snapshot;
+        if snap.require_signature && snap.trusted_keys.is_empty() {
+            problems.push(
+                "snapshot.require_signature: list the public keys to trust in snapshot.trusted_keys".into(),
+            );
+        }
+        for path in &snap.trusted_keys {
+            if let Err(e) = read_trusted_key(path) {
+                problems.push(format!("snapshot.trusted_keys: {e}"));
+            }
+        }
+        if let Some(state) = &snap.state_file
+            && let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            problems.push(format!(
+                "snapshot.state_file {}: the directory {} does not exist",
+                state.display(),
+                dir.display()
+            ));
+        }
         if let Some(url) = &self.snapshot.poll_url
             && let Err(e) = parse_http_url(url)
         {
@@ -462,6 +496,28 @@ impl GatewayConfig {
     /// The decision endpoint's bearer token, if any.
     pub fn decision_token(&self) -> Option<String> {
         read_token(&self.decision.token, &self.decision.token_file)
+    }
+}
+
+/// Reads one of `snapshot.trusted_keys`.
+pub fn read_trusted_key(
+    path: &Path,
+) -> Result<portcullis_snapshots::signature::VerifyingKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    portcullis_snapshots::signature::read_public(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl GatewayConfig {
+    /// The public keys of `snapshot.trusted_keys` (checked by `validate`).
+    pub fn trusted_keys(
+        &self,
+    ) -> Result<Vec<portcullis_snapshots::signature::VerifyingKey>, String> {
+        self.snapshot
+            .trusted_keys
+            .iter()
+            .map(|p| read_trusted_key(p))
+            .collect()
     }
 }
 

@@ -24,6 +24,7 @@ pub mod forward;
 pub mod identity;
 pub mod metrics;
 pub mod module;
+pub mod revision_state;
 pub mod route_table;
 pub mod server;
 mod sources;

@@ -306,7 +306,15 @@ pub async fn start_with_site(
     };
     let pool = EnginePool::new(module, limits, worker_count(&config))
         .map_err(|e| StartError::Other(format!("cannot start the epoch clock: {e}")))?;
-    let swapper = Arc::new(Swapper::new(pool, config.snapshot.max_bytes));
+    let trusted = config.trusted_keys().map_err(StartError::Other)?;
+    let mut swapper = Swapper::new(pool, config.snapshot.max_bytes)
+        .trusting(trusted, config.snapshot.require_signature);
+    if let Some(path) = &config.snapshot.state_file {
+        swapper = swapper
+            .remembering(crate::revision_state::RevisionState::new(path))
+            .map_err(StartError::Other)?;
+    }
+    let swapper = Arc::new(swapper);
     let routes = RouteTable::new(config.routes.clone())
         .map_err(|e| StartError::Other(format!("routes: {e}")))?;
     let labels: Vec<String> = routes.specs().map(|r| r.label()).collect();

@@ -20,7 +20,10 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 use portcullis_snapshots::DecodeError;
 use portcullis_snapshots::header::Header;
+use portcullis_snapshots::signature::{self, SignatureError, VerifyingKey};
 use thiserror::Error;
+
+use crate::revision_state::{AcceptedRevision, RevisionState};
 
 use crate::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
 
@@ -76,6 +79,21 @@ pub enum SwapError {
     /// The engine refused it (hash, decoding, integrity) or could not load it.
     #[error("the engine refused the snapshot: {0}")]
     Load(HostError),
+    /// Unsigned where signatures are required, signed by an untrusted key,
+    /// or wrongly signed.
+    #[error("{0}")]
+    Signature(SignatureError),
+    /// Older than the revision last accepted before a restart (or the same
+    /// revision number with different contents).
+    #[error(
+        "revision {candidate} does not follow revision {accepted}, accepted before this restart (snapshot.state_file): load that same snapshot or a newer revision, or force a push to roll back"
+    )]
+    BelowAccepted {
+        /// The candidate's revision.
+        candidate: u64,
+        /// The revision in the state file.
+        accepted: u64,
+    },
 }
 
 impl SwapError {
@@ -84,8 +102,10 @@ impl SwapError {
         match self {
             SwapError::Header(_) => "bad_header",
             SwapError::TooLarge { .. } => "too_large",
-            SwapError::Stale { .. } => "stale_revision",
+            SwapError::Stale { .. } | SwapError::BelowAccepted { .. } => "stale_revision",
             SwapError::Load(_) => "refused",
+            SwapError::Signature(SignatureError::Unsigned) => "unsigned",
+            SwapError::Signature(_) => "bad_signature",
         }
     }
 }
@@ -393,6 +413,11 @@ pub struct Swapper {
     current: ArcSwapOption<Generation>,
     install_lock: Mutex<()>,
     max_bytes: u64,
+    trusted: Vec<VerifyingKey>,
+    require_signature: bool,
+    state: Option<RevisionState>,
+    /// The revision last accepted before this process started.
+    floor: Option<AcceptedRevision>,
 }
 
 impl Swapper {
@@ -403,6 +428,41 @@ impl Swapper {
             current: ArcSwapOption::empty(),
             install_lock: Mutex::new(()),
             max_bytes,
+            trusted: Vec::new(),
+            require_signature: false,
+            state: None,
+            floor: None,
+        }
+    }
+
+    /// Accepts signatures by `trusted` keys only, and (when `require`)
+    /// signed snapshots only.
+    pub fn trusting(mut self, trusted: Vec<VerifyingKey>, require: bool) -> Self {
+        self.trusted = trusted;
+        self.require_signature = require;
+        self
+    }
+
+    /// Keeps the accepted revision in `state`, never going below what it
+    /// holds now. An unreadable state file is an error.
+    pub fn remembering(mut self, state: RevisionState) -> Result<Self, String> {
+        self.floor = state.load()?;
+        self.state = Some(state);
+        Ok(self)
+    }
+
+    /// Signature policy: what `snapshot.trusted_keys` and
+    /// `snapshot.require_signature` allow.
+    fn check_signature(&self, bytes: &[u8]) -> Result<(), SwapError> {
+        if self.trusted.is_empty() && !self.require_signature {
+            return Ok(());
+        }
+        match signature::verify(bytes, &self.trusted) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) if !self.require_signature => Ok(()),
+            Ok(None) => Err(SwapError::Signature(SignatureError::Unsigned)),
+            Err(SignatureError::Decode(e)) => Err(SwapError::Header(e)),
+            Err(e) => Err(SwapError::Signature(e)),
         }
     }
 
@@ -433,6 +493,7 @@ impl Swapper {
             });
         }
         let header = Header::parse(&bytes)?;
+        self.check_signature(&bytes)?;
         // One install at a time, so the revision check below stays true
         // until the swap.
         let _one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -444,6 +505,20 @@ impl Swapper {
             return Err(SwapError::Stale {
                 candidate: header.revision,
                 current,
+            });
+        }
+        // Before the first install after a restart, the state file's
+        // revision is the floor: the same snapshot again, or a newer one.
+        if let Some(floor) = &self.floor
+            && previous.is_none()
+            && !force
+            && (header.revision < floor.revision
+                || (header.revision == floor.revision
+                    && hex::encode(header.body_sha256) != floor.sha256))
+        {
+            return Err(SwapError::BelowAccepted {
+                candidate: header.revision,
+                accepted: floor.revision,
             });
         }
         let bytes: Arc<[u8]> = bytes.into();
@@ -467,6 +542,16 @@ impl Swapper {
             scoped: quick_cache::sync::Cache::with_weighter(256, SCOPED_CACHE_BYTES, SnapshotBytes),
         };
         self.current.store(Some(Arc::new(generation)));
+        if let Some(state) = &self.state
+            && let Err(e) = state.store(&AcceptedRevision {
+                revision: header.revision,
+                sha256: sha256.clone(),
+            })
+        {
+            // The swap stands (refusing a valid snapshot would be worse);
+            // a restart now could accept an older one.
+            tracing::error!(error = %e, "cannot record the accepted revision");
+        }
         tracing::info!(
             revision = header.revision,
             previous = ?previous,

@@ -110,7 +110,8 @@ fn decode_checked(
         });
     }
     let header = Header::parse(bytes)?;
-    let body_bytes = &bytes[HEADER_LEN..];
+    // The signature trailer, if any, is checked by `signature::verify`.
+    let body_bytes = &bytes[header.body_range()];
     if digest(body_bytes) != header.body_sha256 {
         return Err(DecodeError::HashMismatch);
     }

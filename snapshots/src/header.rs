@@ -12,13 +12,19 @@ pub const MAGIC: [u8; 8] = [0x89, b'P', b'C', b'S', b'N', b'A', b'P', b'\n'];
 pub const FORMAT_VERSION: u16 = 1;
 /// Size of the header in bytes.
 pub const HEADER_LEN: usize = 68;
+/// Flag: the body is followed by an Ed25519 signature trailer
+/// ([`SIGNATURE_LEN`] bytes: the signer's public key, then the signature of
+/// the header; see `crate::signature`).
+pub const FLAG_SIGNED: u16 = 1;
+/// Size of the signature trailer in bytes.
+pub const SIGNATURE_LEN: usize = 32 + 64;
 
 /// The decoded header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Format version (always [`FORMAT_VERSION`] once decoded).
     pub format_version: u16,
-    /// Flag bits; none are defined in version 1.
+    /// Flag bits: [`FLAG_SIGNED`] or none.
     pub flags: u16,
     /// Monotonically increasing revision chosen by the operator.
     pub revision: u64,
@@ -44,6 +50,16 @@ impl Header {
         out
     }
 
+    /// Whether a signature trailer follows the body.
+    pub fn is_signed(&self) -> bool {
+        self.flags & FLAG_SIGNED != 0
+    }
+
+    /// Where the body is in the snapshot's bytes.
+    pub fn body_range(&self) -> std::ops::Range<usize> {
+        HEADER_LEN..HEADER_LEN + self.body_len as usize
+    }
+
     /// Decodes and checks the header at the start of `bytes`: magic,
     /// version, flags, and that the body length matches what follows.
     pub fn parse(bytes: &[u8]) -> Result<Header, DecodeError> {
@@ -61,9 +77,14 @@ impl Header {
             });
         }
         let flags = u16::from_le_bytes([h[10], h[11]]);
-        if flags != 0 {
+        if flags & !FLAG_SIGNED != 0 {
             return Err(DecodeError::UnsupportedFlags { flags });
         }
+        let trailer = if flags & FLAG_SIGNED != 0 {
+            SIGNATURE_LEN as u64
+        } else {
+            0
+        };
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&h[at..at + 8]);
@@ -74,8 +95,9 @@ impl Header {
         let body_len = u64::from_le_bytes(u64_at(28));
         let mut body_sha256 = [0u8; 32];
         body_sha256.copy_from_slice(&h[36..68]);
-        let actual = (bytes.len() - HEADER_LEN) as u64;
-        if actual < body_len {
+        // The body, and the signature trailer when the header announces one.
+        let actual = ((bytes.len() - HEADER_LEN) as u64).saturating_sub(trailer);
+        if ((bytes.len() - HEADER_LEN) as u64) < trailer || actual < body_len {
             return Err(DecodeError::Truncated {
                 expected: body_len,
                 actual,

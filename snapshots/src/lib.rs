@@ -27,6 +27,8 @@ pub mod diff;
 pub mod generate;
 #[cfg(feature = "source")]
 pub mod scope;
+#[cfg(feature = "signing")]
+pub mod signature;
 #[cfg(feature = "source")]
 pub mod source;
 

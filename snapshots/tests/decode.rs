@@ -111,11 +111,18 @@ fn wrong_magic_version_and_flags_are_refused() {
             supported: 1
         }
     );
+    let mut b = bytes.clone();
+    b[10] = 2;
+    assert!(matches!(
+        decode(&b).unwrap_err(),
+        DecodeError::UnsupportedFlags { flags: 2 }
+    ));
+    // The signed flag without its trailer: the body looks truncated.
     let mut b = bytes;
     b[10] = 1;
     assert!(matches!(
         decode(&b).unwrap_err(),
-        DecodeError::UnsupportedFlags { flags: 1 }
+        DecodeError::Truncated { .. }
     ));
 }
 

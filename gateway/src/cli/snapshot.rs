@@ -1,4 +1,4 @@
-//! `portcullis snapshot …`: build, inspect, diff and generate snapshots.
+//! `portcullis snapshot …`: build, sign, inspect, diff and generate snapshots.
 
 use std::fs;
 use std::io::Write;
@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use portcullis_snapshots::generate::{GenerateParams, generate};
 use portcullis_snapshots::header::MAGIC;
 use portcullis_snapshots::source::{self, Directory, Timestamp};
-use portcullis_snapshots::{Snapshot, decode, diff, encode};
+use portcullis_snapshots::{Snapshot, decode, diff, encode, signature};
 use serde_json::json;
 
 use crate::error::CliError;
@@ -54,6 +54,28 @@ pub enum SnapshotCommand {
     Generate(GenerateArgs),
     /// Send a snapshot to a running gateway (validated there before the swap).
     Push(super::push::PushArgs),
+    /// Make an Ed25519 key pair for signing snapshots: the private key
+    /// (PKCS#8 PEM, readable by its owner only) and the public key (SPKI
+    /// PEM) that gateways list in `snapshot.trusted_keys`.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Where to write the public key (default: OUTPUT with `.pub`).
+        #[arg(long)]
+        public: Option<PathBuf>,
+    },
+    /// Sign a snapshot (an existing signature is replaced).
+    Sign {
+        /// The snapshot file.
+        snapshot: PathBuf,
+        /// The private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the signed snapshot (default: in place).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Write the snapshot without personal data or API keys: what the
     /// gateway serves browsers at `GET /-/snapshot/me`.
     Redact {
@@ -85,6 +107,9 @@ pub struct BuildArgs {
     /// Print the problems as JSON.
     #[arg(long)]
     json: bool,
+    /// Sign the snapshot with this private key (PKCS#8 PEM; see `keygen`).
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +161,19 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
         SnapshotCommand::Diff { old, new, json } => diff_cmd(&old, &new, json),
         SnapshotCommand::Generate(a) => generate_cmd(a),
         SnapshotCommand::Push(a) => super::push::run(a),
+        SnapshotCommand::Keygen { output, public } => keygen(&output, public),
+        SnapshotCommand::Sign {
+            snapshot,
+            key,
+            output,
+        } => {
+            let bytes = read_bytes(&snapshot)?;
+            let signed = sign_with(&key, &snapshot, &bytes)?;
+            let output = output.unwrap_or(snapshot);
+            write_atomic(&output, &signed)?;
+            println!("signed {}", output.display());
+            Ok(())
+        }
         SnapshotCommand::Redact {
             snapshot,
             output,
@@ -170,7 +208,10 @@ fn build(a: BuildArgs) -> Result<(), CliError> {
             path: a.directory.clone(),
         })?;
     let created_at = created_at(a.created_at.as_deref())?;
-    let bytes = encode(&body, revision, created_at)?;
+    let mut bytes = encode(&body, revision, created_at)?;
+    if let Some(key) = &a.sign {
+        bytes = sign_with(key, &a.output, &bytes)?;
+    }
     write_atomic(&a.output, &bytes)?;
     let c = body.counts();
     eprintln!(
@@ -183,6 +224,58 @@ fn build(a: BuildArgs) -> Result<(), CliError> {
         c.permissions
     );
     Ok(())
+}
+
+/// `bytes` (the snapshot at `path`) signed with the key in `key_file`.
+fn sign_with(key_file: &Path, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, CliError> {
+    let key = signature::read_private(&read_text(key_file)?)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", key_file.display())))?;
+    signature::sign(bytes, &key).map_err(|source| CliError::Snapshot {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn keygen(output: &Path, public: Option<PathBuf>) -> Result<(), CliError> {
+    let public = public.unwrap_or_else(|| {
+        let mut p = output.as_os_str().to_owned();
+        p.push(".pub");
+        PathBuf::from(p)
+    });
+    let key = signature::generate().map_err(|e| CliError::Usage(e.to_string()))?;
+    let private = signature::private_pem(&key).map_err(|e| CliError::Usage(e.to_string()))?;
+    let public_text =
+        signature::public_pem(&key.verifying_key()).map_err(|e| CliError::Usage(e.to_string()))?;
+    if output.exists() {
+        return Err(CliError::Usage(format!(
+            "{} exists; keygen never overwrites a key (remove it first)",
+            output.display()
+        )));
+    }
+    write_private(output, private.as_bytes())?;
+    write_atomic(&public, public_text.as_bytes())?;
+    println!(
+        "wrote {} (private: keep it secret) and {} (public, key {}): list the public key in snapshot.trusted_keys",
+        output.display(),
+        public.display(),
+        signature::fingerprint(&key.verifying_key())
+    );
+    Ok(())
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        action: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)
 }
 
 /// Parses and compiles, turning problems into a rendered [`CliError`].
@@ -231,11 +324,16 @@ fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
         .map_or("", |o| b.str(o.id))
         .to_string();
     let counts = b.counts();
+    let signer = signature::signer(&bytes)
+        .ok()
+        .flatten()
+        .map(|k| signature::fingerprint(&k));
     if json {
         let out = json!({
             "file": path.display().to_string(),
             "bytes": bytes.len(),
             "format_version": h.format_version,
+            "signed_by": signer,
             "revision": h.revision,
             "created_at": Timestamp(h.created_at).to_string(),
             "sha256": hex::encode(h.body_sha256),
@@ -251,6 +349,13 @@ fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
     println!("revision    {}", h.revision);
     println!("created     {}", Timestamp(h.created_at));
     println!("sha256      {}", hex::encode(h.body_sha256));
+    println!(
+        "signed      {}",
+        signer.map_or_else(
+            || "no".to_string(),
+            |k| format!("by key {k} (not verified here)")
+        )
+    );
     println!("domain      org/{domain}");
     let rows = [
         ("organizations", counts.organizations),

@@ -36,22 +36,28 @@ pub struct Gw {
     pub _dir: tempfile::TempDir,
 }
 
+/// The demo configuration on 127.0.0.1 (any free ports) in front of a new
+/// echo upstream, its files in `dir`, no decision log.
+pub async fn demo_gateway_config(dir: &std::path::Path) -> GatewayConfig {
+    let upstream = echo_upstream(local()).await.expect("upstream");
+    demo_config(
+        &DemoOptions {
+            listen: local(),
+            admin_listen: local(),
+            decision_log: "off".into(),
+            work_dir: dir.to_path_buf(),
+            browser_pkg: None,
+        },
+        upstream,
+    )
+}
+
 pub async fn gateway_with(
     initial: Option<Vec<u8>>,
     tweak: impl FnOnce(&mut GatewayConfig, &std::path::Path),
 ) -> Gw {
     let dir = tempfile::tempdir().expect("tempdir");
-    let upstream = echo_upstream(local()).await.expect("upstream");
-    let mut config = demo_config(
-        &DemoOptions {
-            listen: local(),
-            admin_listen: local(),
-            decision_log: "off".into(),
-            work_dir: dir.path().to_path_buf(),
-            browser_pkg: None,
-        },
-        upstream,
-    );
+    let mut config = demo_gateway_config(dir.path()).await;
     tweak(&mut config, dir.path());
     let running = start(config, initial).await.expect("gateway starts");
     Gw {
