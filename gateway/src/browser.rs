@@ -77,7 +77,8 @@ pub(crate) async fn snapshot_me(
         r
     } else {
         let g = Arc::clone(&generation);
-        match tokio::task::spawn_blocking(move || g.scoped(&principal)).await {
+        let signer = shared.browser_signer.clone();
+        match tokio::task::spawn_blocking(move || g.scoped(&principal, signer.as_ref())).await {
             Ok(Ok(bytes)) => {
                 let mut r = Response::new(if parts.method == Method::HEAD {
                     crate::forward::empty()

@@ -193,6 +193,10 @@ pub struct SnapshotConfig {
     /// older snapshot — validly signed or not — cannot roll the gateway back
     /// (only a forced push can).
     pub state_file: Option<PathBuf>,
+    /// Private key (PKCS#8 PEM) that signs the per-principal snapshots of
+    /// `GET /-/snapshot/me`, for browsers that verify them
+    /// (`PolicyEngine.loadAsync(bytes, [public key])`).
+    pub browser_signing_key: Option<PathBuf>,
 }
 
 impl Default for SnapshotConfig {
@@ -206,6 +210,7 @@ impl Default for SnapshotConfig {
             trusted_keys: Vec::new(),
             require_signature: false,
             state_file: None,
+            browser_signing_key: None,
         }
     }
 }
@@ -423,6 +428,11 @@ impl GatewayConfig {
                 problems.push(format!("snapshot.trusted_keys: {e}"));
             }
         }
+        if let Some(path) = &snap.browser_signing_key
+            && let Err(e) = read_signing_key(path)
+        {
+            problems.push(format!("snapshot.browser_signing_key: {e}"));
+        }
         if let Some(state) = &snap.state_file
             && let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
@@ -499,13 +509,27 @@ impl GatewayConfig {
     }
 }
 
+/// Reads a key file with `parse`, naming the file in any error.
+fn read_key<K, E: std::fmt::Display>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<K, E>,
+) -> Result<K, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Reads one of `snapshot.trusted_keys`.
 pub fn read_trusted_key(
     path: &Path,
 ) -> Result<portcullis_snapshots::signature::VerifyingKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    portcullis_snapshots::signature::read_public(&text)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    read_key(path, portcullis_snapshots::signature::read_public)
+}
+
+/// Reads `snapshot.browser_signing_key`.
+pub fn read_signing_key(
+    path: &Path,
+) -> Result<portcullis_snapshots::signature::SigningKey, String> {
+    read_key(path, portcullis_snapshots::signature::read_private)
 }
 
 impl GatewayConfig {

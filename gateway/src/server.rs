@@ -135,6 +135,8 @@ pub(crate) struct Shared {
     log: DecisionLog,
     pub(crate) admin_token: Option<String>,
     pub(crate) decision_token: Option<String>,
+    /// Signs the snapshots of `GET /-/snapshot/me`.
+    pub(crate) browser_signer: Option<portcullis_snapshots::signature::SigningKey>,
 }
 
 impl Shared {
@@ -332,6 +334,10 @@ pub async fn start_with_site(
         site,
         admin_token: config.admin_token(),
         decision_token: config.decision_token(),
+        browser_signer: match &config.snapshot.browser_signing_key {
+            Some(path) => Some(crate::config::read_signing_key(path).map_err(StartError::Other)?),
+            None => None,
+        },
         routes,
         identity,
         swapper,

@@ -281,14 +281,21 @@ impl Generation {
     /// it (see `portcullis_snapshots::scope`). Built on first use and kept
     /// (up to 128 MiB per snapshot). Blocking and CPU-heavy for large
     /// directories: call it off the async workers.
-    pub fn scoped(&self, principal: &str) -> Result<Arc<[u8]>, String> {
+    /// Signed by `signer` when given.
+    pub fn scoped(
+        &self,
+        principal: &str,
+        signer: Option<&signature::SigningKey>,
+    ) -> Result<Arc<[u8]>, String> {
         if let Some(bytes) = self.scoped.get(principal) {
             return Ok(bytes);
         }
-        let bytes: Arc<[u8]> =
-            portcullis_snapshots::scope::redact_snapshot(&self.bytes, Some(principal))
-                .map_err(|e| e.to_string())?
-                .into();
+        let mut bytes = portcullis_snapshots::scope::redact_snapshot(&self.bytes, Some(principal))
+            .map_err(|e| e.to_string())?;
+        if let Some(key) = signer {
+            bytes = signature::sign(&bytes, key).map_err(|e| e.to_string())?;
+        }
+        let bytes: Arc<[u8]> = bytes.into();
         self.scoped
             .insert(principal.to_string(), Arc::clone(&bytes));
         Ok(bytes)

@@ -43,6 +43,25 @@ fn context(c: Option<CheckContext>) -> Context {
     }
 }
 
+/// With trusted keys, the snapshot's header must be signed by one of them
+/// (the body is checked against the header's hash when it is decoded).
+fn check_signature(bytes: &[u8], trusted_keys: Option<Vec<String>>) -> Result<(), JsError> {
+    use portcullis_snapshots::signature::{SignatureError, read_public, verify_header};
+    let Some(keys) = trusted_keys.filter(|k| !k.is_empty()) else {
+        return Ok(());
+    };
+    let keys = keys
+        .iter()
+        .map(|k| read_public(k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| JsError::new(&format!("trustedKeys: {e}")))?;
+    match verify_header(bytes, &keys) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(JsError::new(&SignatureError::Unsigned.to_string())),
+        Err(e) => Err(JsError::new(&e.to_string())),
+    }
+}
+
 /// `crypto.subtle.digest("SHA-256", body)`, or None where the page has no
 /// WebCrypto.
 fn webcrypto_digest(body: &Uint8Array) -> Option<Promise> {
@@ -96,7 +115,15 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     /// Loads a snapshot (the bytes of the gateway's `GET /-/snapshot/me`).
     /// Throws an `Error` saying why when the bytes are not a valid snapshot.
-    pub fn load(bytes: &[u8]) -> Result<PolicyEngine, JsError> {
+    ///
+    /// With `trustedKeys` (SPKI PEM public keys, or 64 hex digits each),
+    /// only a snapshot signed by one of them loads: the gateway signs the
+    /// snapshots of `/-/snapshot/me` with `snapshot.browser_signing_key`.
+    pub fn load(
+        bytes: &[u8],
+        #[wasm_bindgen(js_name = trustedKeys)] trusted_keys: Option<Vec<String>>,
+    ) -> Result<PolicyEngine, JsError> {
+        check_signature(bytes, trusted_keys)?;
         Engine::load(bytes)
             .map(|engine| PolicyEngine { engine })
             .map_err(|e| JsError::new(&e.to_string()))
@@ -108,13 +135,21 @@ impl PolicyEngine {
     /// or from localhost) it hashes in WebAssembly like `load`. Rejects with
     /// an `Error` saying why when the bytes are not a valid snapshot.
     #[wasm_bindgen(js_name = loadAsync)]
-    pub async fn load_async(bytes: Uint8Array) -> Result<PolicyEngine, JsError> {
+    pub async fn load_async(
+        bytes: Uint8Array,
+        #[wasm_bindgen(js_name = trustedKeys)] trusted_keys: Option<Vec<String>>,
+    ) -> Result<PolicyEngine, JsError> {
         // Copied and handed to WebCrypto (which copies too) before the first
         // await, so both see the same bytes even if the caller reuses its array.
         let copy = bytes.to_vec();
-        let digest = match bytes.length().checked_sub(HEADER_LEN as u32) {
-            Some(_) => webcrypto_digest(&bytes.subarray(HEADER_LEN as u32, bytes.length())),
-            None => None,
+        check_signature(&copy, trusted_keys)?;
+        // The body only: a signed snapshot's trailer follows it. A header
+        // that does not parse is reported by the load below.
+        let digest = match portcullis_snapshots::Header::parse(&copy) {
+            Ok(h) => {
+                webcrypto_digest(&bytes.subarray(HEADER_LEN as u32, h.body_range().end as u32))
+            }
+            Err(_) => None,
         };
         let digest = match digest {
             Some(pending) => JsFuture::from(pending).await.ok().and_then(|d| {

@@ -67,6 +67,7 @@ pub enum KeyError {
 }
 
 /// A new random signing key.
+#[cfg(feature = "keygen")]
 pub fn generate() -> Result<SigningKey, KeyError> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
@@ -150,6 +151,22 @@ pub fn verify(
     snapshot: &[u8],
     trusted: &[VerifyingKey],
 ) -> Result<Option<VerifyingKey>, SignatureError> {
+    let signer = verify_header(snapshot, trusted)?;
+    let header = Header::parse(snapshot)?;
+    if signer.is_some() && body_digest(&snapshot[header.body_range()]) != header.body_sha256 {
+        return Err(DecodeError::HashMismatch.into());
+    }
+    Ok(signer)
+}
+
+/// [`verify`] without checking the body against the header's hash: for a
+/// caller that decodes the snapshot next (decoding checks the hash) and
+/// would otherwise hash the body twice — the browser package, which hashes
+/// with WebCrypto.
+pub fn verify_header(
+    snapshot: &[u8],
+    trusted: &[VerifyingKey],
+) -> Result<Option<VerifyingKey>, SignatureError> {
     let header = Header::parse(snapshot)?;
     if !header.is_signed() {
         return Ok(None);
@@ -166,9 +183,6 @@ pub fn verify(
         &Signature::from_bytes(&signature),
     )
     .map_err(|_| SignatureError::BadSignature)?;
-    if body_digest(&snapshot[header.body_range()]) != header.body_sha256 {
-        return Err(DecodeError::HashMismatch.into());
-    }
     Ok(Some(*key))
 }
 

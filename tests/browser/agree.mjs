@@ -81,5 +81,36 @@ try {
   asyncChecked++;
   if (!String(e.message).length) fail("loadAsync garbage", e, "a message");
 }
+// Signed snapshots: with trustedKeys, only a snapshot signed by one of them
+// loads (both load methods; keys as hex or PEM).
+const s = cases.signing;
+const signedBytes = new Uint8Array(readFileSync(s.snapshot));
+for (const [what, load] of [["load", async (b, k) => mod.PolicyEngine.load(b, k)], ["loadAsync", (b, k) => mod.PolicyEngine.loadAsync(b, k)]]) {
+  for (const keys of [[s.key], [s.otherKey, s.keyPem]]) {
+    asyncChecked++;
+    try {
+      const e = await load(signedBytes, keys);
+      if (e.revision !== cases.revision) fail(`${what} signed revision`, e.revision, cases.revision);
+    } catch (e) {
+      fail(`${what} signed with a trusted key`, e.message, "loaded");
+    }
+  }
+  for (const [candidate, keys, expected] of [
+    [bytes, [s.key], /not signed/],
+    [signedBytes, [s.otherKey], /not trusted/],
+    [signedBytes, ["not a key"], /trustedKeys/],
+  ]) {
+    asyncChecked++;
+    try {
+      await load(candidate, keys);
+      fail(`${what} refused`, "accepted", String(expected));
+    } catch (e) {
+      if (!expected.test(String(e.message))) fail(`${what} refused`, e.message, String(expected));
+    }
+  }
+  // Without trustedKeys, a signed snapshot loads like any other.
+  asyncChecked++;
+  try { await load(signedBytes, undefined); } catch (e) { fail(`${what} signed without keys`, e.message, "loaded"); }
+}
 console.log(JSON.stringify({ checked, asyncChecked, bad }));
 process.exit(bad ? 1 : 0);

@@ -98,11 +98,26 @@ fn the_browser_package_agrees_with_the_native_engine() {
     std::fs::create_dir_all(&dir_out).expect("mkdir");
     let snap = dir_out.join("me.snap");
     std::fs::write(&snap, &bytes).expect("write");
+    // Signed as the gateway signs /-/snapshot/me (snapshot.browser_signing_key).
+    let key = portcullis_snapshots::signature::generate().expect("key");
+    let other = portcullis_snapshots::signature::generate().expect("key");
+    let signed = dir_out.join("me-signed.snap");
+    std::fs::write(
+        &signed,
+        portcullis_snapshots::signature::sign(&bytes, &key).expect("sign"),
+    )
+    .expect("write");
+    let signing = json!({
+        "snapshot": signed,
+        "key": hex::encode(key.verifying_key().as_bytes()),
+        "keyPem": portcullis_snapshots::signature::public_pem(&key.verifying_key()).expect("pem"),
+        "otherKey": hex::encode(other.verifying_key().as_bytes()),
+    });
     let cases = dir_out.join("cases.json");
     let total = checks.len() + permissions.len() + lists.len();
     std::fs::write(
         &cases,
-        json!({"revision": 3, "checks": checks, "permissions": permissions, "lists": lists})
+        json!({"revision": 3, "checks": checks, "permissions": permissions, "lists": lists, "signing": signing})
             .to_string(),
     )
     .expect("write");

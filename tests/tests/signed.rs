@@ -225,3 +225,36 @@ async fn the_accepted_revision_survives_a_restart() {
         .expect("refused");
     assert!(err.to_string().contains("state_file"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_snapshots_are_signed_with_the_browser_key() {
+    let browser_key = generate().expect("key");
+    let gw = gateway_with(Some(revision(1)), |c, dir| {
+        let path = dir.join("browser.pem");
+        std::fs::write(
+            &path,
+            portcullis_snapshots::signature::private_pem(&browser_key).expect("pem"),
+        )
+        .expect("write");
+        c.snapshot.browser_signing_key = Some(path);
+    })
+    .await;
+    let resp = gw
+        .client
+        .request(
+            http::Request::get(format!("{}/-/snapshot/me", gw.base))
+                .header("authorization", bearer("pat"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let verified = portcullis_snapshots::signature::verify(&body, &[browser_key.verifying_key()])
+        .expect("verifies");
+    assert_eq!(verified, Some(browser_key.verifying_key()));
+}
