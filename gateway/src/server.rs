@@ -572,6 +572,7 @@ async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) {
     let builder = builder(&shared.config);
+    let header_timeout = ms(shared.config.server.header_read_timeout_ms);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(shared.config.server.max_connections));
     loop {
@@ -611,12 +612,22 @@ async fn serve(
                 })
             }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _ = conn.await;
+            // hyper's header read timeout only starts once the protocol is
+            // known, and telling HTTP/1 from HTTP/2 waits for the first
+            // bytes: a client that connects and sends nothing must be cut
+            // off here, or idle sockets pile up until the connection cap.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
             drop(permit);
         });
     }
@@ -764,6 +775,14 @@ async fn handle(
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
+    if let Some(why) = framing_problem(&req) {
+        shared.metrics.malformed();
+        let mut r = refuse(StatusCode::BAD_REQUEST, "malformed_request", why, None);
+        // The rest of this connection cannot be trusted to be framed right.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     if let Some(prefix) = &shared.config.decision.path_prefix
         && let Some(rel) = req.uri().path().strip_prefix(prefix.as_str())
         && rel.starts_with('/')
@@ -842,6 +861,33 @@ async fn handle(
             refuse(e.status(), e.kind(), &e.to_string(), Some(verdict.revision))
         }
     }
+}
+
+/// Requests whose framing or target a gateway must not guess about: the
+/// proxy and the upstream could read them differently (request smuggling,
+/// host confusion).
+fn framing_problem(req: &hyper::Request<Incoming>) -> Option<&'static str> {
+    let h = req.headers();
+    let http1 = req.version() < http::Version::HTTP_2;
+    if http1 && req.uri().authority().is_some() {
+        return Some(
+            "absolute-form request targets are for forward proxies; send the path (origin-form)",
+        );
+    }
+    let hosts = h.get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Some("more than one Host header");
+    }
+    if hosts == 0 && req.version() == http::Version::HTTP_11 {
+        return Some("HTTP/1.1 requests must carry a Host header");
+    }
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Some("Content-Length together with Transfer-Encoding");
+    }
+    if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Some("more than one Content-Length header");
+    }
+    None
 }
 
 /// Reads a whole body up to `max` bytes.

@@ -1,0 +1,571 @@
+//! Hostile inputs through the real gateway (issue #7): every request is
+//! written byte for byte on a raw socket, and every case asserts the exact
+//! status and what reached the upstream — nothing, for a refusal; exactly
+//! the normalized path with the gateway's own identity headers, for an
+//! allowed request. The upstream records everything it receives.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use portcullis_gateway::demo::{
+    DEMO_ADMIN_TOKEN, DEMO_SECRET, DemoOptions, demo_config, demo_token, example_snapshot,
+};
+use portcullis_gateway::identity::KeyConfig;
+use portcullis_gateway::server::{Running, start};
+use serde_json::{Value, json};
+
+/// What the upstream received.
+#[derive(Clone, Debug)]
+struct Seen {
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+async fn recording_upstream() -> (SocketAddr, Log) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let log: Log = Arc::default();
+    let record = Arc::clone(&log);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let record = Arc::clone(&record);
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let seen = Seen {
+                        target: req.uri().to_string(),
+                        headers: req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into())
+                            })
+                            .collect(),
+                    };
+                    record.lock().expect("log").push(seen);
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"upstream"),
+                        )))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Target {
+    running: Running,
+    addr: SocketAddr,
+    log: Log,
+    pat: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Target {
+    /// Sends `request` exactly as written; the status (0: no answer).
+    fn raw(&self, request: &[u8]) -> (u16, String) {
+        raw(self.addr, request)
+    }
+
+    fn seen(&self) -> usize {
+        self.log.lock().expect("log").len()
+    }
+
+    fn last(&self) -> Option<Seen> {
+        self.log.lock().expect("log").last().cloned()
+    }
+}
+
+fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+async fn target() -> Target {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (upstream, log) = recording_upstream().await;
+    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let mut config = demo_config(
+        &DemoOptions {
+            listen: local,
+            admin_listen: local,
+            decision_log: "off".into(),
+            work_dir: dir.path().to_path_buf(),
+            browser_pkg: None,
+        },
+        upstream,
+    );
+    config.server.header_read_timeout_ms = 1_000;
+    config.server.max_body_bytes = 64 * 1024;
+    config.server.workers = Some(2);
+    // An RS256 key beside the HS256 secret: for key-confusion attacks.
+    if let Some(jwt) = config.identity.jwt.as_mut() {
+        jwt.keys.push(KeyConfig {
+            kid: Some("rsa".into()),
+            alg: "RS256".into(),
+            secret: None,
+            pem: None,
+            pem_file: Some(fixture("rsa.pub.pem").into()),
+        });
+    }
+    let snapshot = example_snapshot(|_| {}).expect("example");
+    let running = start(config, Some(snapshot)).await.expect("gateway");
+    Target {
+        addr: running.proxy_addr,
+        running,
+        log,
+        pat: demo_token("pat").expect("token"),
+        _dir: dir,
+    }
+}
+
+const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
+
+fn get(target: &str, headers: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: app.example\r\n{headers}Connection: close\r\n\r\n")
+        .into_bytes()
+}
+
+/// Runs `cases` (name, request, status, the path the upstream must get or
+/// None for nothing) against `t` — blocking I/O, off the async workers.
+async fn run(t: &Arc<Target>, cases: Vec<(&'static str, Vec<u8>, u16, Option<&'static str>)>) {
+    let t = Arc::clone(t);
+    tokio::task::spawn_blocking(move || {
+        for (name, request, status, reaches) in cases {
+            let before = t.seen();
+            let (got, text) = t.raw(&request);
+            assert_eq!(got, status, "{name}: {text}");
+            match reaches {
+                None => assert_eq!(t.seen(), before, "{name}: reached the upstream"),
+                Some(path) => {
+                    assert_eq!(
+                        t.seen(),
+                        before + 1,
+                        "{name}: did not reach the upstream once"
+                    );
+                    let seen = t.last().expect("seen");
+                    assert_eq!(seen.target.split('?').next(), Some(path), "{name}");
+                    assert_eq!(seen.header("x-portcullis-principal").len(), 1, "{name}");
+                }
+            }
+        }
+    })
+    .await
+    .expect("cases");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_tricks_are_normalized_or_refused() {
+    let t = Arc::new(target().await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    let g = |target: &str| get(target, &auth);
+    run(
+        &t,
+        vec![
+            ("plain", g(TABLE), 200, Some(TABLE)),
+            (
+                "raw dot segments resolve before matching",
+                g("/envs/prod/catalogs/finance/../sales/tables/./orders"),
+                200,
+                Some(TABLE),
+            ),
+            (
+                "dot segments climbing into another route",
+                g("/envs/prod/catalogs/sales/tables/../../../../../orgs/acme/sso"),
+                403,
+                None,
+            ),
+            (
+                "encoded dot segments are dot segments",
+                g("/envs/prod/catalogs/finance/%2e%2E/sales/tables/orders"),
+                200,
+                Some(TABLE),
+            ),
+            ("dots above the root", g("/../../envs/prod"), 400, None),
+            (
+                "encoded slash",
+                g("/envs/prod/catalogs/sales%2Ftables/orders"),
+                400,
+                None,
+            ),
+            (
+                "encoded slash, lower case",
+                g("/envs/prod/catalogs/sales%2ftables/orders"),
+                400,
+                None,
+            ),
+            (
+                "raw backslash",
+                g("/envs/prod\\catalogs/sales/tables/orders"),
+                400,
+                None,
+            ),
+            ("encoded backslash", g("/envs/prod%5Ccatalogs"), 400, None),
+            (
+                "encoded NUL",
+                g("/envs/prod%00/catalogs/sales/tables/orders"),
+                400,
+                None,
+            ),
+            ("encoded newline", g("/envs/prod%0a/catalogs"), 400, None),
+            ("encoded DEL", g("/envs/prod%7F"), 400, None),
+            ("invalid encoding", g("/envs/prod%zz"), 400, None),
+            (
+                "overlong UTF-8 dots stay opaque",
+                g("/envs/prod/catalogs/%C0%AE%C0%AE/tables/orders"),
+                403,
+                None,
+            ),
+            (
+                "fullwidth dots stay opaque",
+                g("/envs/prod/catalogs/%EF%BC%8E%EF%BC%8E/tables/orders"),
+                403,
+                None,
+            ),
+            (
+                "a path parameter is part of the segment",
+                g("/orgs/acme/sso;jsessionid=x"),
+                403,
+                None,
+            ),
+            (
+                "repeated slashes collapse",
+                g("//envs///prod//catalogs/sales/tables//orders"),
+                200,
+                Some(TABLE),
+            ),
+            (
+                "trailing dot is another name",
+                g("/envs/prod/catalogs/sales./tables/orders"),
+                403,
+                None,
+            ),
+            (
+                "trailing dot segment",
+                g("/envs/prod/catalogs/sales/tables/orders/."),
+                200,
+                Some(TABLE),
+            ),
+            (
+                "absolute-form target",
+                g(&format!("http://evil.example{TABLE}")),
+                400,
+                None,
+            ),
+            ("asterisk-form target", g("*"), 400, None),
+        ],
+    )
+    .await;
+    // Raw control and non-ASCII bytes never get past the HTTP parser.
+    let mut nul = get("/envs/prod", &auth);
+    nul[9] = 0;
+    let high = get("/envs/pr\u{e9}d", &auth);
+    run(
+        &t,
+        vec![
+            ("raw NUL in the target", nul, 400, None),
+            ("raw non-ASCII in the target", high, 400, None),
+        ],
+    )
+    .await;
+    drop(t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_identity_and_credential_tricks() {
+    let t = Arc::new(target().await);
+    let pat = t.pat.clone();
+    let auth = format!("Authorization: Bearer {pat}\r\n");
+    let req = |head: String| head.into_bytes();
+    run(
+        &t,
+        vec![
+            (
+                "two Host headers",
+                req(format!("GET {TABLE} HTTP/1.1\r\nHost: app.example\r\nHost: admin.example\r\n{auth}Connection: close\r\n\r\n")),
+                400,
+                None,
+            ),
+            (
+                "no Host in HTTP/1.1",
+                req(format!("GET {TABLE} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n")),
+                400,
+                None,
+            ),
+            (
+                "duplicated Authorization",
+                req(format!("GET {TABLE} HTTP/1.1\r\nHost: a\r\n{auth}{auth}Connection: close\r\n\r\n")),
+                401,
+                None,
+            ),
+            (
+                "a bearer token and an API key",
+                req(format!("GET {TABLE} HTTP/1.1\r\nHost: a\r\n{auth}X-Api-Key: pk_x\r\nConnection: close\r\n\r\n")),
+                401,
+                None,
+            ),
+            (
+                "spoofed and duplicated identity headers are replaced",
+                req(format!(
+                    "GET {TABLE} HTTP/1.1\r\nHost: a\r\n{auth}X-Portcullis-Principal: user/olivia\r\nx-portcullis-principal: user/sam\r\nX-PORTCULLIS-ACTING-AS: user/olivia\r\nX-Portcullis-Revision: 999\r\nConnection: close\r\n\r\n"
+                )),
+                200,
+                Some(TABLE),
+            ),
+        ],
+    )
+    .await;
+    let seen = t.last().expect("seen");
+    assert_eq!(seen.header("x-portcullis-acting-as"), Vec::<&str>::new());
+    assert_eq!(seen.header("x-portcullis-revision"), ["1"]);
+    drop(t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_attacks_are_401() {
+    let t = Arc::new(target().await);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let claims = |exp: i64, nbf: i64, aud: &str| json!({"sub": "pat", "iss": "portcullis-demo", "aud": aud, "exp": exp, "nbf": nbf});
+    let valid = claims(now + 600, now - 60, "portcullis-demo");
+    let hs = |c: &Value, secret: &[u8], kid: Option<&str>| {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = kid.map(String::from);
+        jsonwebtoken::encode(&h, c, &EncodingKey::from_secret(secret)).expect("sign")
+    };
+    let b64 = |v: &Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let rsa_public = std::fs::read(fixture("rsa.pub.pem")).expect("key");
+    let rsa_private = std::fs::read(fixture("rsa.key.pem")).expect("key");
+    let rs = |c: &Value| {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some("rsa".into());
+        jsonwebtoken::encode(
+            &h,
+            c,
+            &EncodingKey::from_rsa_pem(&rsa_private).expect("pem"),
+        )
+        .expect("sign")
+    };
+    let good_hs = hs(&valid, DEMO_SECRET.as_bytes(), None);
+    let mut bad_signature = good_hs.clone();
+    let last = bad_signature.pop().expect("token");
+    bad_signature.push(if last == 'A' { 'E' } else { 'A' });
+    let tokens: Vec<(&'static str, String, u16)> = vec![
+        ("valid HS256", good_hs.clone(), 200),
+        ("valid RS256", rs(&valid), 200),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&valid)
+            ),
+            401,
+        ),
+        (
+            "alg none, signature kept",
+            format!(
+                "{}.{}.{}",
+                b64(&json!({"alg": "none"})),
+                b64(&valid),
+                good_hs.rsplit('.').next().unwrap_or("")
+            ),
+            401,
+        ),
+        (
+            "HS256 keyed with the RSA public key (key confusion)",
+            hs(&valid, &rsa_public, Some("rsa")),
+            401,
+        ),
+        (
+            "expired",
+            hs(
+                &claims(now - 3600, now - 7200, "portcullis-demo"),
+                DEMO_SECRET.as_bytes(),
+                None,
+            ),
+            401,
+        ),
+        (
+            "not yet valid",
+            hs(
+                &claims(now + 7200, now + 3600, "portcullis-demo"),
+                DEMO_SECRET.as_bytes(),
+                None,
+            ),
+            401,
+        ),
+        (
+            "wrong audience",
+            hs(
+                &claims(now + 600, now - 60, "someone-else"),
+                DEMO_SECRET.as_bytes(),
+                None,
+            ),
+            401,
+        ),
+        ("bad signature", bad_signature, 401),
+        (
+            "unknown kid",
+            hs(&valid, DEMO_SECRET.as_bytes(), Some("nobody")),
+            401,
+        ),
+        ("garbage", "not.a.jwt".into(), 401),
+    ];
+    let cases = tokens
+        .into_iter()
+        .map(|(name, token, status)| {
+            (
+                name,
+                get(TABLE, &format!("Authorization: Bearer {token}\r\n")),
+                status,
+                (status == 200).then_some(TABLE),
+            )
+        })
+        .collect();
+    run(&t, cases).await;
+    drop(t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_and_oversized_requests_are_refused() {
+    let t = Arc::new(target().await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    // carol may write catalog/finance: her requests get as far as the body.
+    let carol = format!(
+        "Authorization: Bearer {}\r\n",
+        demo_token("carol").expect("token")
+    );
+    let put = |extra: &str, body: &str| {
+        format!(
+            "PUT /envs/prod/catalogs/finance/tables/ledger HTTP/1.1\r\nHost: a\r\n{carol}{extra}Connection: close\r\n\r\n{body}"
+        )
+        .into_bytes()
+    };
+    let huge_header = format!("X-Big: {}\r\n", "a".repeat(20 * 1024));
+    run(
+        &t,
+        vec![
+            (
+                "two different Content-Lengths",
+                put("Content-Length: 4\r\nContent-Length: 5\r\n", "abcde"),
+                400,
+                None,
+            ),
+            (
+                "obsolete line folding",
+                get(TABLE, &format!("{auth}X-Folded: a\r\n  b\r\n")),
+                400,
+                None,
+            ),
+            (
+                "a header over the limit",
+                get(TABLE, &format!("{auth}{huge_header}")),
+                431,
+                None,
+            ),
+            (
+                "a declared body over the limit",
+                put(&format!("Content-Length: {}\r\n", 1 << 20), ""),
+                413,
+                None,
+            ),
+        ],
+    )
+    .await;
+
+    // Content-Length with Transfer-Encoding: the body is read by the
+    // chunked framing alone (RFC 9112 §6.1) and the connection is closed
+    // after the answer, so what hides behind the declared length is never
+    // read as a request, and the upstream sees only the first one.
+    let t2 = Arc::clone(&t);
+    tokio::task::spawn_blocking(move || {
+        let before = t2.seen();
+        let smuggle = format!(
+            "PUT /envs/prod/catalogs/finance/tables/ledger HTTP/1.1\r\nHost: a\r\n{carol}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /orgs/acme/sso HTTP/1.1\r\nHost: a\r\n\r\n"
+        );
+        let (status, text) = t2.raw(smuggle.as_bytes());
+        assert_eq!(status, 200, "{text}");
+        assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "a second answer: {text}");
+        assert_eq!(t2.seen(), before + 1, "{text}");
+        let seen = t2.last().expect("seen");
+        assert_eq!(seen.target, "/envs/prod/catalogs/finance/tables/ledger");
+    })
+    .await
+    .expect("smuggling case");
+    drop(t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_is_not_on_the_public_listener() {
+    let t = Arc::new(target().await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    let before = t.running.revision();
+    run(
+        &t,
+        vec![
+            ("snapshot", get("/-/snapshot", &auth), 403, None),
+            (
+                "push",
+                format!(
+                    "PUT /-/snapshot?force=true HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {DEMO_ADMIN_TOKEN}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+                )
+                .into_bytes(),
+                403,
+                None,
+            ),
+            ("metrics", get("/-/metrics", ""), 403, None),
+            ("readiness", get("/-/readyz", ""), 403, None),
+        ],
+    )
+    .await;
+    assert_eq!(t.running.revision(), before);
+    drop(t);
+}
