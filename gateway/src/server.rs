@@ -282,6 +282,25 @@ pub async fn start_with_site(
     initial: Option<Vec<u8>>,
     site: Option<StaticSite>,
 ) -> Result<Running, StartError> {
+    start_full(config, initial, site, None).await
+}
+
+/// [`start`] with another policy module than the embedded one: for tests
+/// that prove a misbehaving module is contained (a hostile module).
+pub async fn start_with_module(
+    config: GatewayConfig,
+    initial: Option<Vec<u8>>,
+    module: PolicyModule,
+) -> Result<Running, StartError> {
+    start_full(config, initial, None, Some(module)).await
+}
+
+async fn start_full(
+    config: GatewayConfig,
+    initial: Option<Vec<u8>>,
+    site: Option<StaticSite>,
+    module: Option<PolicyModule>,
+) -> Result<Running, StartError> {
     config
         .validate()
         .map_err(|problems| crate::config::ConfigError::Invalid {
@@ -297,9 +316,12 @@ pub async fn start_with_site(
             "the decision endpoint is on the proxy listener without decision.token: anyone who reaches the proxy can ask what any principal may do"
         );
     }
-    let module = tokio::task::spawn_blocking(PolicyModule::new)
-        .await
-        .map_err(|e| StartError::Other(format!("module compilation failed: {e}")))??;
+    let module = match module {
+        Some(m) => m,
+        None => tokio::task::spawn_blocking(PolicyModule::new)
+            .await
+            .map_err(|e| StartError::Other(format!("module compilation failed: {e}")))??,
+    };
     let ticks = |d: u64| (ms(d).as_micros() / TICK.as_micros()).max(1) as u64;
     let limits = InstanceLimits {
         max_memory: config.engine.max_memory_mb << 20,
