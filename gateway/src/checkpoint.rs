@@ -19,7 +19,6 @@ use crate::identity::Credential;
 use crate::metrics::Outcome;
 use crate::route_table::{Rejection, Resolved};
 use crate::server::{Logged, Shared, refuse, unauthenticated, unix_now};
-use crate::swap::Unavailable;
 
 /// A request the checkpoint lets through: allowed, or denied on a route in
 /// shadow mode (logged as a denial, forwarded anyway).
@@ -103,7 +102,8 @@ pub(crate) fn check<'s>(
         ..logged("")
     };
 
-    let credential = match shared.identity().authenticate(headers, unix_now()) {
+    let now = unix_now();
+    let credential = match shared.identity().authenticate(headers, now) {
         Ok(c) => c,
         Err(e) => {
             shared
@@ -139,17 +139,14 @@ pub(crate) fn check<'s>(
         &credential,
         resolved.action,
         &resolved.resource,
-        unix_now(),
+        now,
         false,
     ) {
         Ok(v) => v,
         Err(e) => {
             shared.metrics.set_traps(shared.swapper.pool().traps());
             shared.metrics.request(resolved.index, Outcome::Unavailable);
-            let reason = match e {
-                Unavailable::NoSnapshot => "no_snapshot",
-                _ => "engine_unavailable",
-            };
+            let reason = e.reason();
             shared.log_decision(Logged {
                 principal: Some(principal),
                 reason,

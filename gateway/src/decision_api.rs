@@ -28,7 +28,7 @@ use crate::authorize::{Verdict, decide};
 use crate::forward::Body;
 use crate::identity::Credential;
 use crate::server::{Logged, Shared, json_response, read_body, refuse, unix_now};
-use crate::swap::{Generation, Unavailable};
+use crate::swap::Generation;
 
 /// The JSON endpoints' paths, relative to the mount point.
 pub const CHECK: &str = "/v1/check";
@@ -295,11 +295,7 @@ fn answer<'r>(
         Ok(v) => v,
         Err(e) => {
             shared.metrics.set_traps(shared.swapper.pool().traps());
-            let reason = match e {
-                Unavailable::NoSnapshot => "no_snapshot",
-                _ => "engine_unavailable",
-            };
-            return CheckResponse::refused(reason, e.to_string(), revision);
+            return CheckResponse::refused(e.reason(), e.to_string(), revision);
         }
     };
     let Verdict {

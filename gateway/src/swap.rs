@@ -124,6 +124,16 @@ pub enum Unavailable {
     Fault(HostError),
 }
 
+impl Unavailable {
+    /// The reason code of the 503 it becomes.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Unavailable::NoSnapshot => "no_snapshot",
+            _ => "engine_unavailable",
+        }
+    }
+}
+
 /// One engine instance slot; `None` while it is rebuilt.
 type Slot = Mutex<Option<PolicyInstance>>;
 
@@ -464,7 +474,9 @@ impl Swapper {
         if self.trusted.is_empty() && !self.require_signature {
             return Ok(());
         }
-        match signature::verify(bytes, &self.trusted) {
+        // The header's signature only: loading checks the body against the
+        // signed hash in every instance anyway.
+        match signature::verify_header(bytes, &self.trusted) {
             Ok(Some(_)) => Ok(()),
             Ok(None) if !self.require_signature => Ok(()),
             Ok(None) => Err(SwapError::Signature(SignatureError::Unsigned)),
