@@ -25,13 +25,9 @@ use crate::forward::{Body, full};
 use crate::server::{Shared, refuse};
 
 /// The identity headers an allowed answer carries.
-pub const PRINCIPAL: &str = "x-portcullis-principal";
-/// See [`PRINCIPAL`].
-pub const ACTING_AS: &str = "x-portcullis-acting-as";
-/// See [`PRINCIPAL`].
-pub const REVISION: &str = "x-portcullis-revision";
+pub use crate::forward::{ACTING_AS, PRINCIPAL, REVISION};
 /// The reason code, on every adapter answer (nginx can log it).
-pub const REASON: &str = crate::server::REASON_HEADER;
+pub use crate::server::REASON_HEADER as REASON;
 
 /// Which external gateway is asking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

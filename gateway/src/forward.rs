@@ -136,9 +136,13 @@ pub struct Upstreams {
     by_name: HashMap<String, Upstream>,
 }
 
-const PRINCIPAL: &str = "x-portcullis-principal";
-const ACTING_AS: &str = "x-portcullis-acting-as";
-const REVISION: &str = "x-portcullis-revision";
+/// The identity headers the gateway writes (the proxy onto forwarded
+/// requests, the adapters onto their answers).
+pub const PRINCIPAL: &str = "x-portcullis-principal";
+/// See [`PRINCIPAL`].
+pub const ACTING_AS: &str = "x-portcullis-acting-as";
+/// See [`PRINCIPAL`].
+pub const REVISION: &str = "x-portcullis-revision";
 
 impl Upstreams {
     /// Builds a pool per upstream. URLs were checked by config validation;
