@@ -51,6 +51,22 @@ pub struct DemoOptions {
     pub browser_pkg: Option<PathBuf>,
 }
 
+impl DemoOptions {
+    /// Both listeners on free ports of 127.0.0.1, no decision log, no
+    /// browser package, files in `work_dir`: the demo configuration as
+    /// tests and fuzz targets use it.
+    pub fn for_tests(work_dir: &std::path::Path) -> Self {
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        DemoOptions {
+            listen: local,
+            admin_listen: local,
+            decision_log: "off".into(),
+            work_dir: work_dir.to_path_buf(),
+            browser_pkg: None,
+        }
+    }
+}
+
 /// A running demo.
 pub struct Demo {
     /// The gateway.

@@ -126,17 +126,7 @@ fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 async fn target() -> Target {
     let dir = tempfile::tempdir().expect("tempdir");
     let (upstream, log) = recording_upstream().await;
-    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let mut config = demo_config(
-        &DemoOptions {
-            listen: local,
-            admin_listen: local,
-            decision_log: "off".into(),
-            work_dir: dir.path().to_path_buf(),
-            browser_pkg: None,
-        },
-        upstream,
-    );
+    let mut config = demo_config(&DemoOptions::for_tests(dir.path()), upstream);
     config.server.header_read_timeout_ms = 1_000;
     config.server.max_body_bytes = 64 * 1024;
     config.server.workers = Some(2);

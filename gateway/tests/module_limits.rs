@@ -135,16 +135,7 @@ async fn a_hostile_module_is_cut_off_denied_and_rebuilt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let local = "127.0.0.1:0".parse().expect("addr");
     let upstream = echo_upstream(local).await.expect("upstream");
-    let mut config = demo_config(
-        &DemoOptions {
-            listen: local,
-            admin_listen: local,
-            decision_log: "off".into(),
-            work_dir: dir.path().to_path_buf(),
-            browser_pkg: None,
-        },
-        upstream,
-    );
+    let mut config = demo_config(&DemoOptions::for_tests(dir.path()), upstream);
     let workers = 2;
     config.server.workers = Some(workers);
     config.engine.decision_timeout_ms = 50;

@@ -98,16 +98,7 @@ fn nginx_auth_request_with_the_documented_snippet() {
     let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let (running, app) = runtime.block_on(async {
         let app = echo_upstream(local).await.expect("upstream");
-        let mut config = demo_config(
-            &DemoOptions {
-                listen: local,
-                admin_listen: local,
-                decision_log: "off".into(),
-                work_dir: dir.clone(),
-                browser_pkg: None,
-            },
-            app,
-        );
+        let mut config = demo_config(&DemoOptions::for_tests(&dir), app);
         config.decision.listen = Some(local);
         config.decision.path_prefix = None;
         let snapshot = example_snapshot(|_| {}).expect("example");

@@ -60,13 +60,7 @@ pub fn routes() -> &'static RouteTable {
 pub fn identity() -> &'static Identity {
     static IDENTITY: OnceLock<Identity> = OnceLock::new();
     IDENTITY.get_or_init(|| {
-        let opts = DemoOptions {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            admin_listen: "127.0.0.1:0".parse().expect("addr"),
-            decision_log: "off".into(),
-            work_dir: std::env::temp_dir(),
-            browser_pkg: None,
-        };
+        let opts = DemoOptions::for_tests(&std::env::temp_dir());
         let config = demo_config(&opts, "127.0.0.1:9".parse().expect("addr"));
         Identity::new(config.identity).expect("the demo identity")
     })

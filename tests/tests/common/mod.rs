@@ -40,16 +40,7 @@ pub struct Gw {
 /// echo upstream, its files in `dir`, no decision log.
 pub async fn demo_gateway_config(dir: &std::path::Path) -> GatewayConfig {
     let upstream = echo_upstream(local()).await.expect("upstream");
-    demo_config(
-        &DemoOptions {
-            listen: local(),
-            admin_listen: local(),
-            decision_log: "off".into(),
-            work_dir: dir.to_path_buf(),
-            browser_pkg: None,
-        },
-        upstream,
-    )
+    demo_config(&DemoOptions::for_tests(dir), upstream)
 }
 
 pub async fn gateway_with(
