@@ -50,28 +50,11 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ExactVec<T> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
         let mut v = Vec::with_capacity(capacity_for::<T>(seq.size_hint().unwrap_or(0)));
-        while fill(&mut seq, &mut v, 1024)? {}
+        while let Some(x) = seq.next_element()? {
+            v.push(x);
+        }
         Ok(v)
     }
-}
-
-/// Reads up to `n` more elements; false once the sequence has ended. The
-/// loop is split into calls of its own for the browser: WebAssembly engines
-/// switch a function to optimized code only on its next call, so 100,000
-/// users read by one call ran in the baseline tier from start to end.
-#[inline(never)]
-fn fill<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
-    seq: &mut A,
-    v: &mut Vec<T>,
-    n: usize,
-) -> Result<bool, A::Error> {
-    for _ in 0..n {
-        match seq.next_element()? {
-            Some(x) => v.push(x),
-            None => return Ok(false),
-        }
-    }
-    Ok(true)
 }
 
 /// `#[serde(deserialize_with = "crate::exact_vec::deserialize")]`.
