@@ -95,7 +95,10 @@ pub fn original(
                 .map_err(|_| format!("{name} is not visible ASCII")),
         }
     };
-    let host_of = |v: Option<&str>| v.map(str::to_string);
+    let host_of = |v: Option<&str>| -> Result<Option<String>, String> {
+        v.map(|h| crate::host::parse_host(h).map_err(|why| format!("host {h:?}: {why}")))
+            .transpose()
+    };
     let (method, uri, host) = match adapter.headers() {
         Some([m, u, h]) => {
             let method = text(m)?.ok_or_else(|| format!("{m} is missing"))?;
@@ -108,12 +111,12 @@ pub fn original(
                 Some(v) => Some(v),
                 None => text("host")?,
             };
-            (method, uri, host_of(host))
+            (method, uri, host_of(host)?)
         }
         None => (
             method.clone(),
             envoy_path.to_string(),
-            host_of(text("host")?),
+            host_of(text("host")?)?,
         ),
     };
     // Absolute-form URIs are refused by the route table like on the proxy;
@@ -159,9 +162,27 @@ pub(crate) fn handle(
             );
         }
     };
+    // The external gateway forwards the client's headers as they are: a
+    // method override it would pass on is refused unless allowed, and
+    // then it is the method authorized.
+    let method = match crate::forward::method_override(&parts.headers) {
+        Ok(None) => original.method,
+        Ok(Some(m)) if shared.config.server.allow_method_override => m,
+        Ok(Some(_)) | Err(_) => {
+            return refusal(
+                adapter,
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    "method_override",
+                    "the request carries a method-override header (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override), which the upstream may honour; it is refused unless server.allow_method_override is set",
+                    None,
+                ),
+            );
+        }
+    };
     match check(
         shared,
-        &original.method,
+        &method,
         original.host.as_deref(),
         &original.path,
         &parts.headers,

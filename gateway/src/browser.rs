@@ -59,6 +59,37 @@ pub(crate) async fn snapshot_me(
             None,
         );
     };
+    // Only a principal that may act gets its view: a disabled, expired or
+    // unknown one is denied here as every other action of its is (the
+    // engine's `login` on itself says whether it can act at all).
+    if !(principal.starts_with("user/") || principal.starts_with("service/")) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "not_a_browser_principal",
+            "browser snapshots are for users and service accounts",
+            revision,
+        );
+    }
+    match crate::authorize::decide(
+        &generation,
+        shared.swapper.pool(),
+        &Credential::Token(principal.clone()),
+        "login",
+        &principal,
+        unix_now(),
+        false,
+    ) {
+        Ok(v) if v.allowed => {}
+        Ok(v) => return refuse(StatusCode::FORBIDDEN, &v.reason, &v.message, revision),
+        Err(e) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.reason(),
+                &e.to_string(),
+                revision,
+            );
+        }
+    }
     // The answer differs per principal: the tag says whose it is.
     let whose = hex::encode(&Sha256::digest(principal.as_bytes())[..6]);
     let etag = format!(

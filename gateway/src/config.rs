@@ -96,6 +96,16 @@ pub struct ServerConfig {
     pub max_concurrent_streams: u32,
     /// On SIGTERM, time given to in-flight requests to finish.
     pub shutdown_grace_ms: u64,
+    /// Accept `;` path parameters (matrix parameters). Off: a path with a
+    /// `;` is refused (400), because servlet containers cut segments at
+    /// it and resolve `..;` as `..`. Dot segments with parameters are
+    /// refused either way.
+    pub allow_path_parameters: bool,
+    /// Forward `X-HTTP-Method-Override`, `X-HTTP-Method` and
+    /// `X-Method-Override`, authorizing the method they name. Off: the
+    /// three headers are stripped, so an upstream that honours them
+    /// cannot be sent a method the route table never saw.
+    pub allow_method_override: bool,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +119,8 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_concurrent_streams: 256,
             shutdown_grace_ms: 30_000,
+            allow_path_parameters: false,
+            allow_method_override: false,
         }
     }
 }
@@ -330,6 +342,9 @@ impl GatewayConfig {
         if let Some(p) = &mut self.admin.token_file {
             fix(p);
         }
+        if let Some(p) = &mut self.decision.token_file {
+            fix(p);
+        }
         if let Some(jwt) = &mut self.identity.jwt {
             if let Some(p) = &mut jwt.jwks_file {
                 fix(p);
@@ -498,14 +513,14 @@ impl GatewayConfig {
         }
     }
 
-    /// The admin token, read from the file if configured there.
-    pub fn admin_token(&self) -> Option<String> {
-        read_token(&self.admin.token, &self.admin.token_file)
-    }
-
-    /// The decision endpoint's bearer token, if any.
-    pub fn decision_token(&self) -> Option<String> {
-        read_token(&self.decision.token, &self.decision.token_file)
+    /// The admin and decision tokens, each read once (from its file when
+    /// configured there). An unreadable or short token file is an error:
+    /// an endpoint whose token could not be read must not start open.
+    pub fn read_tokens(&self) -> Result<Tokens, String> {
+        Ok(Tokens {
+            admin: read_token("admin", &self.admin.token, &self.admin.token_file)?,
+            decision: read_token("decision", &self.decision.token, &self.decision.token_file)?,
+        })
     }
 }
 
@@ -545,13 +560,44 @@ impl GatewayConfig {
     }
 }
 
-fn read_token(token: &Option<String>, file: &Option<PathBuf>) -> Option<String> {
+/// The bearer tokens guarding the admin API and the decision endpoint.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    /// `admin.token`: pushes are refused without one.
+    pub admin: Option<String>,
+    /// `decision.token`: the decision endpoint is open without one.
+    pub decision: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("admin", &self.admin.as_ref().map(|_| "…"))
+            .field("decision", &self.decision.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+fn read_token(
+    section: &str,
+    token: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<String>, String> {
     match (token, file) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(p)) => std::fs::read_to_string(p)
-            .ok()
-            .map(|t| t.trim().to_string()),
-        (None, None) => None,
+        (Some(t), _) => Ok(Some(t.clone())),
+        (None, Some(p)) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| format!("{section}.token_file {}: cannot read: {e}", p.display()))?;
+            let t = t.trim();
+            if t.len() < 16 {
+                return Err(format!(
+                    "{section}.token_file {}: the token must have at least 16 characters",
+                    p.display()
+                ));
+            }
+            Ok(Some(t.to_string()))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -570,14 +616,6 @@ fn check_token(
         (Some(t), None) if t.len() < 16 => problems.push(format!(
             "{section}.token: use at least 16 characters ({why})"
         )),
-        (None, Some(p)) => match std::fs::read_to_string(p) {
-            Ok(t) if t.trim().len() >= 16 => {}
-            Ok(_) => problems.push(format!(
-                "{section}.token_file {}: the token must have at least 16 characters",
-                p.display()
-            )),
-            Err(e) => problems.push(format!("{section}.token_file {}: {e}", p.display())),
-        },
         _ => {}
     }
 }

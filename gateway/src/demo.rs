@@ -209,6 +209,13 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
                 issuers: vec![ISSUER.into()],
                 audiences: vec![ISSUER.into()],
                 principal_claim: "sub".into(),
+                // The demo's service account signs in as `svc:<id>`.
+                service_accounts: vec![crate::identity::ServiceAccountMapping {
+                    issuer: None,
+                    prefix: Some("svc:".into()),
+                    claim: None,
+                }],
+                support: Vec::new(),
                 leeway_seconds: 30,
                 keys: vec![KeyConfig {
                     kid: None,

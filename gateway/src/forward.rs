@@ -124,11 +124,13 @@ pub struct Vouch<'a> {
     pub peer: SocketAddr,
     /// The normalized, authorized path.
     pub path: &'a str,
-    /// The host the client asked for (see [`original_host`]), sent as
-    /// `X-Forwarded-Host`.
+    /// The host the client asked for (`crate::host::request_host`), sent
+    /// as `X-Forwarded-Host`.
     pub host: Option<&'a str>,
     /// The API-key header, never forwarded.
     pub api_key_header: &'a HeaderName,
+    /// Forward the method-override headers (`server.allow_method_override`).
+    pub keep_method_override: bool,
 }
 
 /// Every configured upstream with its connection pool.
@@ -212,7 +214,7 @@ impl Upstreams {
 
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
-        strip_portcullis(headers);
+        strip_client_identity(headers, vouch.api_key_header, vouch.keep_method_override);
         headers.remove(vouch.api_key_header);
         if !up.forward_authorization {
             headers.remove(header::AUTHORIZATION);
@@ -223,6 +225,8 @@ impl Upstreams {
         };
         set(headers, "x-forwarded-for", &forwarded_for);
         set(headers, "x-forwarded-proto", "http");
+        // Without a host of the client's (HTTP/1.0), no X-Forwarded-Host at
+        // all: the client's own was removed above.
         if let Some(h) = vouch.host {
             set(headers, "x-forwarded-host", h);
         }
@@ -268,17 +272,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The host the client asked for: `Host`, or the authority of an
-/// absolute-form or HTTP/2 request.
-pub fn original_host(parts: &http::request::Parts) -> Option<String> {
-    parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_string()))
-}
-
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     // Values that cannot be header values (never ours: principals and
     // hosts are ASCII) are dropped rather than forwarded mangled.
@@ -320,11 +313,83 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-/// Removes every `X-Portcullis-*` header (only the gateway sets those).
+/// The headers that ask an upstream to treat a request as another method.
+pub const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The method a request's method-override headers name (any of
+/// [`METHOD_OVERRIDES`], also with `_` for `-`), if it carries any; an
+/// error when they are unreadable or disagree.
+pub fn method_override(headers: &HeaderMap) -> Result<Option<http::Method>, &'static str> {
+    let mut named: Option<http::Method> = None;
+    for (k, v) in headers {
+        if !METHOD_OVERRIDES.contains(&as_cgi_reads(k.as_str()).as_ref()) {
+            continue;
+        }
+        let m = v
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .and_then(|m| http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .ok_or("a method-override header that names no method")?;
+        match &named {
+            Some(prior) if *prior != m => return Err("method-override headers that disagree"),
+            _ => named = Some(m),
+        }
+    }
+    Ok(named)
+}
+
+/// A header name as CGI, WSGI, PHP and Rack servers read it: they turn
+/// `-` into `_` (`HTTP_X_PORTCULLIS_PRINCIPAL`), so `X_Portcullis_Principal`
+/// and `X-Portcullis-Principal` are one header to them. Names are already
+/// lower case.
+fn as_cgi_reads(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('_') {
+        std::borrow::Cow::Owned(name.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// Removes every client header that could pass for one the gateway sets:
+/// `X-Portcullis-*`, `X-Forwarded-*` (but a well-formed
+/// `X-Forwarded-For`, which is appended to) and `Forwarded`, in any case
+/// and with `_` for `-`; look-alikes of `X-Forwarded-For` and of the
+/// API-key header; and, unless `keep_method_override`, the method-override
+/// headers.
+pub fn strip_client_identity(
+    headers: &mut HeaderMap,
+    api_key_header: &HeaderName,
+    keep_method_override: bool,
+) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let raw = k.as_str();
+            let n = as_cgi_reads(raw);
+            n.starts_with("x-portcullis-")
+                || (n.starts_with("x-forwarded-") && raw != "x-forwarded-for")
+                || n == "forwarded"
+                || (n == api_key_header.as_str() && raw != n)
+                || (!keep_method_override && METHOD_OVERRIDES.contains(&n.as_ref()))
+        })
+        .cloned()
+        .collect();
+    for k in doomed {
+        headers.remove(k);
+    }
+}
+
+/// Removes every `X-Portcullis-*` header (only the gateway sets those),
+/// including look-alikes with `_` for `-`.
 pub fn strip_portcullis(headers: &mut HeaderMap) {
     let ours: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-portcullis-"))
+        .filter(|k| as_cgi_reads(k.as_str()).starts_with("x-portcullis-"))
         .cloned()
         .collect();
     for k in ours {

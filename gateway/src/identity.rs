@@ -52,10 +52,18 @@ pub struct JwtConfig {
     /// Accepted audiences (`aud`); empty accepts any.
     #[serde(default)]
     pub audiences: Vec<String>,
-    /// The claim naming the principal (default `sub`). A value without a
-    /// `/` is taken as a username (`user/<value>`).
+    /// The claim naming the principal (default `sub`). Its value is a
+    /// username (`user/<value>`) unless `service_accounts` or `support`
+    /// say otherwise; a value with a `/` is refused, so a token can never
+    /// name a principal of another kind by itself.
     #[serde(default = "default_claim")]
     pub principal_claim: String,
+    /// Which tokens name service accounts (`service/<id>`), per issuer.
+    #[serde(default)]
+    pub service_accounts: Vec<ServiceAccountMapping>,
+    /// The exact subjects that are the break-glass `support` principal.
+    #[serde(default)]
+    pub support: Vec<SupportSubject>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 30).
     #[serde(default = "default_leeway")]
     pub leeway_seconds: i64,
@@ -65,6 +73,36 @@ pub struct JwtConfig {
     /// A JWKS file (`{"keys": [...]}`).
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+}
+
+/// Tokens that name service accounts: from one issuer (or any accepted
+/// one), either those whose principal claim starts with `prefix` (the rest
+/// is the service account's id) or those carrying `claim` (its value is
+/// the id). Exactly one of `prefix` and `claim`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountMapping {
+    /// The issuer (`iss`) this mapping is for; absent: every accepted issuer.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// A prefix of the principal claim's value, e.g. `svc:`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A claim whose string value is the service account's id.
+    #[serde(default)]
+    pub claim: Option<String>,
+}
+
+/// A subject that is the `support` principal: the principal claim's exact
+/// value, from one issuer (or any accepted one).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportSubject {
+    /// The principal claim's value.
+    pub subject: String,
+    /// The issuer it must come from; absent: every accepted issuer.
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 fn default_claim() -> String {
@@ -111,6 +149,14 @@ pub enum IdentityConfigError {
     #[error("key {index}: {problem}")]
     Key {
         /// Position in `keys` (or in the JWKS file).
+        index: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A service-account or support mapping is unusable.
+    #[error("identity.jwt mapping {index}: {problem}")]
+    Mapping {
+        /// Position in its list.
         index: usize,
         /// What is wrong.
         problem: String,
@@ -262,6 +308,26 @@ impl Identity {
             if let Some(path) = &jwt.jwks_file {
                 keys.extend(load_jwks(path)?);
             }
+            for (index, m) in jwt.service_accounts.iter().enumerate() {
+                match (&m.prefix, &m.claim) {
+                    (Some(p), None) if !p.is_empty() => {}
+                    (None, Some(c)) if !c.is_empty() => {}
+                    _ => {
+                        return Err(IdentityConfigError::Mapping {
+                            index,
+                            problem: "give exactly one of `prefix` and `claim`, not empty".into(),
+                        });
+                    }
+                }
+            }
+            for (index, s) in jwt.support.iter().enumerate() {
+                if s.subject.is_empty() {
+                    return Err(IdentityConfigError::Mapping {
+                        index,
+                        problem: "support: an empty `subject`".into(),
+                    });
+                }
+            }
         }
         let api_key_header =
             http::HeaderName::from_bytes(config.api_key_header.to_ascii_lowercase().as_bytes())
@@ -407,15 +473,15 @@ fn check_claims(
     c: &serde_json::Map<String, serde_json::Value>,
     now: i64,
 ) -> Result<Verified, Unauthenticated> {
-    let num = |name: &str| c.get(name).and_then(serde_json::Value::as_i64);
-    let exp = num("exp").ok_or_else(|| Unauthenticated::InvalidToken("no `exp` claim".into()))?;
-    let nbf = num("nbf");
+    let exp = numeric_date(c, "exp")?
+        .ok_or_else(|| Unauthenticated::InvalidToken("no `exp` claim".into()))?;
+    let nbf = numeric_date(c, "nbf")?;
+    // Not checked against the clock, but held to the same type as the others.
+    numeric_date(c, "iat")?;
     check_times(jwt, exp, nbf, now)?;
-    if !jwt.issuers.is_empty() {
-        let iss = c.get("iss").and_then(serde_json::Value::as_str);
-        if !iss.is_some_and(|i| jwt.issuers.iter().any(|x| x == i)) {
-            return Err(Unauthenticated::InvalidToken("issuer not accepted".into()));
-        }
+    let iss = c.get("iss").and_then(serde_json::Value::as_str);
+    if !jwt.issuers.is_empty() && !iss.is_some_and(|i| jwt.issuers.iter().any(|x| x == i)) {
+        return Err(Unauthenticated::InvalidToken("issuer not accepted".into()));
     }
     if !jwt.audiences.is_empty() {
         let ok = match c.get("aud") {
@@ -439,16 +505,78 @@ fn check_claims(
         .ok_or_else(|| {
             Unauthenticated::InvalidToken(format!("no `{}` claim", jwt.principal_claim))
         })?;
-    let principal = if value.contains('/') || value == "support" {
-        value.to_string()
-    } else {
-        format!("user/{value}")
-    };
     Ok(Verified {
-        principal,
+        principal: principal_of(jwt, c, iss, value)?,
         exp,
         nbf,
     })
+}
+
+/// A time claim: absent, or an integer NumericDate (RFC 7519 §2, held to
+/// integers here). A float or a string is refused rather than ignored, the
+/// same way for every time claim.
+fn numeric_date(
+    c: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<i64>, Unauthenticated> {
+    match c.get(name) {
+        None => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            Unauthenticated::InvalidToken(format!(
+                "`{name}` is not an integer NumericDate (seconds since 1970)"
+            ))
+        }),
+    }
+}
+
+/// The principal a verified token names. Only the configuration can make
+/// a token name anything but a user: an exact `support` subject, or a
+/// service-account mapping; otherwise the value is a username, and one
+/// that spells a typed reference (`service/x`, `apikey/x`) is refused.
+fn principal_of(
+    jwt: &JwtConfig,
+    c: &serde_json::Map<String, serde_json::Value>,
+    iss: Option<&str>,
+    value: &str,
+) -> Result<String, Unauthenticated> {
+    let from = |issuer: &Option<String>| issuer.as_deref().is_none_or(|i| Some(i) == iss);
+    if jwt
+        .support
+        .iter()
+        .any(|s| s.subject == value && from(&s.issuer))
+    {
+        return Ok("support".into());
+    }
+    for m in jwt.service_accounts.iter().filter(|m| from(&m.issuer)) {
+        let id = match (&m.prefix, &m.claim) {
+            (Some(prefix), _) => value.strip_prefix(prefix.as_str()).map(str::to_string),
+            (None, Some(claim)) => match c.get(claim) {
+                None => None,
+                Some(serde_json::Value::String(id)) => Some(id.clone()),
+                Some(_) => {
+                    return Err(Unauthenticated::InvalidToken(format!(
+                        "`{claim}` is not a string"
+                    )));
+                }
+            },
+            (None, None) => None,
+        };
+        if let Some(id) = id {
+            if id.is_empty() || id.contains('/') {
+                return Err(Unauthenticated::InvalidToken(
+                    "the token names a service account id that is empty or has a '/'".into(),
+                ));
+            }
+            return Ok(format!("service/{id}"));
+        }
+    }
+    if value.contains('/') {
+        return Err(Unauthenticated::InvalidToken(format!(
+            "`{}` holds a '/': tokens name users by username (service accounts and support are mapped in identity.jwt)",
+            jwt.principal_claim
+        )));
+    }
+    Ok(format!("user/{value}"))
 }
 
 fn load_jwks(path: &PathBuf) -> Result<Vec<Key>, IdentityConfigError> {

@@ -21,6 +21,7 @@ pub mod decision_api;
 pub mod decision_log;
 pub mod demo;
 pub mod forward;
+pub mod host;
 pub mod identity;
 pub mod metrics;
 pub mod module;

@@ -112,6 +112,18 @@ pub struct Resolved<'t> {
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    paths: PathRules,
+}
+
+/// How strictly paths are read before matching.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathRules {
+    /// Accept `;` path parameters (matrix parameters) in segments. Off by
+    /// default: servlet containers (Tomcat, Jetty, Spring) cut a segment at
+    /// its `;` before resolving dot segments, so `..;` climbs there while
+    /// the gateway reads a name. Dot segments carrying parameters are
+    /// refused either way.
+    pub allow_path_parameters: bool,
 }
 
 impl RouteSpec {
@@ -188,7 +200,16 @@ impl RouteTable {
                 spec,
             });
         }
-        Ok(RouteTable { routes })
+        Ok(RouteTable {
+            routes,
+            paths: PathRules::default(),
+        })
+    }
+
+    /// The same table reading paths by `rules`.
+    pub fn with_path_rules(mut self, rules: PathRules) -> Self {
+        self.paths = rules;
+        self
     }
 
     /// The routes, in order.
@@ -204,7 +225,7 @@ impl RouteTable {
         host: Option<&str>,
         raw_path: &str,
     ) -> Result<Resolved<'_>, Rejection> {
-        let path = normalize_path(raw_path)?;
+        let path = normalize_path_with(raw_path, self.paths)?;
         let host = host.map(|h| strip_port(h).to_ascii_lowercase());
         let parts: Vec<&str> = if path == "/" {
             Vec::new()
@@ -312,14 +333,46 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// [`normalize_path_with`] the default (strict) rules.
+pub fn normalize_path(raw: &str) -> Result<String, Rejection> {
+    normalize_path_with(raw, PathRules::default())
+}
+
+/// `%25` followed by these two bytes encodes an encoded `.`, `/` or `\\`.
+fn double_encoded_separator(next: Option<&[u8]>) -> bool {
+    match next {
+        Some([h, l]) => matches!(
+            (h.to_ascii_lowercase(), l.to_ascii_lowercase()),
+            (b'2', b'e') | (b'2', b'f') | (b'5', b'c')
+        ),
+        _ => false,
+    }
+}
+
+/// `.` or `..` once path parameters are cut off (`;`, or its encoding,
+/// which a decode-then-split upstream reads as one): `..;`, `.;x=1`,
+/// `..%3B`.
+fn is_dot_segment_with_parameters(seg: &str) -> bool {
+    let cut = [seg.find(';'), seg.find("%3B")].into_iter().flatten().min();
+    match cut {
+        Some(i) => matches!(&seg[..i], "." | ".."),
+        None => false,
+    }
+}
+
 /// Normalizes a request path (without query):
 /// - percent-encodings of unreserved characters are decoded, others are
 ///   kept with upper-case hex;
 /// - encoded `/`, `\`, NUL and control bytes, invalid encodings, raw
 ///   backslashes, control bytes and non-ASCII bytes are refused;
+/// - a double-encoded `.`, `/` or `\` (`%252e`, `%252f`, `%255c`) is
+///   refused: an upstream that decodes twice would read a dot segment or
+///   a separator the gateway never saw;
+/// - `;` path parameters are refused unless `rules` allow them, and a dot
+///   segment carrying parameters (`..;x`, `.;`) is refused always;
 /// - repeated slashes collapse, `.` and `..` segments are resolved (a `..`
 ///   above the root is refused), a trailing slash is dropped.
-pub fn normalize_path(raw: &str) -> Result<String, Rejection> {
+pub fn normalize_path_with(raw: &str, rules: PathRules) -> Result<String, Rejection> {
     use Rejection::MalformedPath as Bad;
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -358,15 +411,38 @@ pub fn normalize_path(raw: &str) -> Result<String, Rejection> {
             0..=0x1f | 0x7f => return Err(Bad("control character in path")),
             0x80.. => return Err(Bad("non-ASCII byte in path (percent-encode it)")),
             b'?' | b'#' => return Err(Bad("query or fragment in path")),
+            b';' if !rules.allow_path_parameters => {
+                return Err(Bad(
+                    "path parameter (';') in path; upstreams that use matrix parameters need server.allow_path_parameters",
+                ));
+            }
             _ => {
                 decoded.push(b as char);
                 i += 1;
             }
         }
     }
+    // What the upstream gets is this decoded form: it must not hide an
+    // encoded separator one more decoding away (`%25` + `2e`, which may
+    // itself have been written `%32e`).
+    let db = decoded.as_bytes();
+    if db
+        .windows(3)
+        .enumerate()
+        .any(|(at, w)| w == b"%25" && double_encoded_separator(db.get(at + 3..at + 5)))
+    {
+        return Err(Bad(
+            "double-encoded '.', '/' or '\\' (%25 followed by 2e, 2f or 5c)",
+        ));
+    }
     // Pass 2: segments.
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
+        if is_dot_segment_with_parameters(seg) {
+            return Err(Bad(
+                "a dot segment with path parameters ('..;'), which servlet containers read as '..'",
+            ));
+        }
         match seg {
             "" | "." => {}
             ".." => {
@@ -532,6 +608,55 @@ mod tests {
                 "{p:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn dot_segments_behind_path_parameters_and_double_encodings_are_refused() {
+        let allow = PathRules {
+            allow_path_parameters: true,
+        };
+        for p in [
+            "/envs/prod/catalogs/sales/tables/..;/..;/x",
+            "/envs/prod/catalogs/sales/tables/%2e%2e;/x",
+            "/envs/prod/catalogs/sales/tables/%2E%2E;jsessionid=1/x",
+            "/a/.;x=1/b",
+            "/a/..%3Bx/b",
+            "/a/..%3b/b",
+        ] {
+            for rules in [PathRules::default(), allow] {
+                assert!(
+                    matches!(
+                        normalize_path_with(p, rules),
+                        Err(Rejection::MalformedPath(_))
+                    ),
+                    "{p:?} should be refused ({rules:?})"
+                );
+            }
+        }
+        for p in [
+            "/a/%252e%252e/b",
+            "/a/%252E/b",
+            "/a/%252f",
+            "/a/%255C",
+            "/a/%25%32e",
+        ] {
+            assert!(
+                matches!(normalize_path(p), Err(Rejection::MalformedPath(_))),
+                "{p:?} should be refused"
+            );
+        }
+        // A literal percent sign, and %25 before anything else, is data.
+        assert_eq!(normalize_path("/a/100%25/b").unwrap(), "/a/100%25/b");
+        assert_eq!(normalize_path("/a/%2541").unwrap(), "/a/%2541");
+        // Matrix parameters: refused by default, kept when allowed.
+        assert!(matches!(
+            normalize_path("/orgs/acme/sso;jsessionid=x"),
+            Err(Rejection::MalformedPath(_))
+        ));
+        assert_eq!(
+            normalize_path_with("/cars;color=red/x", allow).unwrap(),
+            "/cars;color=red/x"
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::forward::{Body, Upstreams, Vouch, full};
 use crate::identity::{Identity, Unauthenticated};
 use crate::metrics::Metrics;
 use crate::module::{HostError, InstanceLimits, PolicyModule};
-use crate::route_table::RouteTable;
+use crate::route_table::{PathRules, RouteTable};
 use crate::swap::{EnginePool, Installed, Source, SwapError, Swapper, TICK};
 
 /// Why the gateway could not start.
@@ -65,6 +65,9 @@ pub enum StartError {
         /// Why it was refused.
         source: SwapError,
     },
+    /// A token file named by the configuration could not be read.
+    #[error("{0}")]
+    Secret(String),
     /// Anything else at start-up (decision log file, threads, identity).
     #[error("{0}")]
     Other(String),
@@ -307,8 +310,10 @@ async fn start_full(
             path: "(configuration)".into(),
             problems,
         })?;
+    // Read once: the values the server runs on, or no start at all.
+    let tokens = config.read_tokens().map_err(StartError::Secret)?;
     if let Some(prefix) = &config.decision.path_prefix
-        && config.decision_token().is_none()
+        && tokens.decision.is_none()
         && !config.server.listen.ip().is_loopback()
     {
         tracing::warn!(
@@ -340,7 +345,10 @@ async fn start_full(
     }
     let swapper = Arc::new(swapper);
     let routes = RouteTable::new(config.routes.clone())
-        .map_err(|e| StartError::Other(format!("routes: {e}")))?;
+        .map_err(|e| StartError::Other(format!("routes: {e}")))?
+        .with_path_rules(PathRules {
+            allow_path_parameters: config.server.allow_path_parameters,
+        });
     let labels: Vec<String> = routes.specs().map(|r| r.label()).collect();
     let identity = Identity::new(config.identity.clone())
         .map_err(|e| StartError::Other(format!("identity: {e}")))?;
@@ -354,8 +362,8 @@ async fn start_full(
     })?;
     let shared = Arc::new(Shared {
         site,
-        admin_token: config.admin_token(),
-        decision_token: config.decision_token(),
+        admin_token: tokens.admin,
+        decision_token: tokens.decision,
         browser_signer: match &config.snapshot.browser_signing_key {
             Some(path) => Some(crate::config::read_signing_key(path).map_err(StartError::Other)?),
             None => None,
@@ -823,10 +831,31 @@ async fn handle(
     {
         return r;
     }
-    let host = crate::forward::original_host(&parts);
+    let host = match crate::host::request_host(&parts) {
+        Ok(h) => h,
+        Err(why) => {
+            shared.metrics.malformed();
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "malformed_host",
+                &format!("malformed host: {why}"),
+                None,
+            );
+        }
+    };
+    // With overrides allowed, the method the upstream will act on is the
+    // one authorized; without, the headers are stripped before forwarding.
+    let method = match crate::forward::method_override(&parts.headers) {
+        Ok(Some(m)) if shared.config.server.allow_method_override => m,
+        Ok(_) => parts.method.clone(),
+        Err(why) if shared.config.server.allow_method_override => {
+            return refuse(StatusCode::BAD_REQUEST, "malformed_request", why, None);
+        }
+        Err(_) => parts.method.clone(),
+    };
     let passed = match crate::checkpoint::check(
         &shared,
-        &parts.method,
+        &method,
         host.as_deref(),
         parts.uri.path(),
         &parts.headers,
@@ -869,6 +898,7 @@ async fn handle(
                 path: &resolved.path,
                 host: host.as_deref(),
                 api_key_header: shared.identity.api_key_header(),
+                keep_method_override: shared.config.server.allow_method_override,
             },
         )
         .await;

@@ -124,6 +124,10 @@ fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 }
 
 async fn target() -> Target {
+    target_with(|_| {}).await
+}
+
+async fn target_with(edit: impl FnOnce(&mut portcullis_gateway::config::GatewayConfig)) -> Target {
     let dir = tempfile::tempdir().expect("tempdir");
     let (upstream, log) = recording_upstream().await;
     let mut config = demo_config(&DemoOptions::for_tests(dir.path()), upstream);
@@ -140,6 +144,7 @@ async fn target() -> Target {
             pem_file: Some(fixture("rsa.pub.pem").into()),
         });
     }
+    edit(&mut config);
     let snapshot = example_snapshot(|_| {}).expect("example");
     let running = start(config, Some(snapshot)).await.expect("gateway");
     Target {
@@ -255,9 +260,9 @@ async fn path_tricks_are_normalized_or_refused() {
                 None,
             ),
             (
-                "a path parameter is part of the segment",
+                "a path parameter is refused by default (issue #12)",
                 g("/orgs/acme/sso;jsessionid=x"),
-                403,
+                400,
                 None,
             ),
             (
@@ -557,5 +562,509 @@ async fn the_admin_api_is_not_on_the_public_listener() {
     )
     .await;
     assert_eq!(t.running.revision(), before);
+    drop(t);
+}
+
+/// A wildcard route whose rest hides dot segments behind path parameters
+/// or one more encoding: Tomcat, Jetty and Spring cut `..;` to `..`, and an
+/// upstream that decodes twice reads `%252e` as `.`. Issue #12, hole 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_behind_path_parameters_or_double_encoding_are_refused() {
+    let t = Arc::new(target().await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    let g = |target: &str| get(target, &auth);
+    run(
+        &t,
+        vec![
+            (
+                "..; climbs out of the wildcard in a servlet container",
+                g("/envs/prod/catalogs/sales/tables/..;/..;/..;/..;/staging/catalogs/staging-sales/data"),
+                400,
+                None,
+            ),
+            (
+                "%2e%2e; likewise",
+                g("/envs/prod/catalogs/sales/tables/%2e%2e;/%2e%2e;/%2e%2e;/%2e%2e;/staging/catalogs/staging-sales/data"),
+                400,
+                None,
+            ),
+            (
+                "a dot segment with a parameter value",
+                g("/envs/prod/catalogs/sales/tables/.;x=1/orders"),
+                400,
+                None,
+            ),
+            (
+                "..%3B for upstreams that decode before they split",
+                g("/envs/prod/catalogs/sales/tables/..%3B/..%3B/x"),
+                400,
+                None,
+            ),
+            (
+                "double-encoded dots",
+                g("/envs/prod/catalogs/sales/tables/%252e%252e/%252e%252e/x"),
+                400,
+                None,
+            ),
+            (
+                "double-encoded slash",
+                g("/envs/prod/catalogs/sales/tables/a%252f..%252f..%252fx"),
+                400,
+                None,
+            ),
+            (
+                "double encoding spelled with an encoded digit",
+                g("/envs/prod/catalogs/sales/tables/%25%32e%25%32e/x"),
+                400,
+                None,
+            ),
+            (
+                "a literal percent sign is still data",
+                g("/envs/prod/catalogs/sales/tables/100%25"),
+                200,
+                Some("/envs/prod/catalogs/sales/tables/100%25"),
+            ),
+        ],
+    )
+    .await;
+    drop(t);
+
+    // The documented switch lets matrix parameters through, never a dot
+    // segment carrying them.
+    let t = Arc::new(target_with(|c| c.server.allow_path_parameters = true).await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    let g = |target: &str| get(target, &auth);
+    run(
+        &t,
+        vec![
+            (
+                "matrix parameters allowed",
+                g("/envs/prod/catalogs/sales/tables/orders;v=2"),
+                200,
+                Some("/envs/prod/catalogs/sales/tables/orders;v=2"),
+            ),
+            (
+                "..; still refused",
+                g("/envs/prod/catalogs/sales/tables/..;/..;/..;/..;/staging/catalogs/staging-sales/data"),
+                400,
+                None,
+            ),
+        ],
+    )
+    .await;
+    drop(t);
+}
+
+fn demo_claims(sub: &str) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    json!({"sub": sub, "iss": "portcullis-demo", "aud": "portcullis-demo", "exp": now + 600, "nbf": now - 60})
+}
+
+fn demo_sign(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(DEMO_SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// A token whose subject spells another kind of principal: `support`
+/// used to become the break-glass principal, `service/…` a service
+/// account. Tokens name users unless the configuration maps them. Issue
+/// #12, hole 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_subjects_cannot_name_support_or_other_kinds() {
+    let t = Arc::new(target().await);
+    let bearer = |sub: &str| format!("Authorization: Bearer {}\r\n", demo_sign(&demo_claims(sub)));
+    let put = |sub: &str| {
+        format!(
+            "PUT /envs/prod/catalogs/sales/tables/orders HTTP/1.1\r\nHost: a\r\n{}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            bearer(sub)
+        )
+        .into_bytes()
+    };
+    run(
+        &t,
+        vec![
+            (
+                "sub support is a user named support, whom no directory holds",
+                get("/orgs/acme/sso", &bearer("support")),
+                403,
+                None,
+            ),
+            (
+                "sub service/… is refused",
+                put("service/etl-loader"),
+                401,
+                None,
+            ),
+            (
+                "sub apikey/… is refused",
+                get(TABLE, &bearer("apikey/abc")),
+                401,
+                None,
+            ),
+            (
+                "the demo's explicit mapping names the service account",
+                put("svc:etl-loader"),
+                200,
+                Some("/envs/prod/catalogs/sales/tables/orders"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        t.last().expect("seen").header("x-portcullis-principal"),
+        ["service/etl-loader"]
+    );
+    drop(t);
+
+    // An explicit support subject is the only way to break glass.
+    let t = Arc::new(
+        target_with(|c| {
+            if let Some(jwt) = c.identity.jwt.as_mut() {
+                jwt.support
+                    .push(portcullis_gateway::identity::SupportSubject {
+                        subject: "break-glass@vendor.example".into(),
+                        issuer: Some("portcullis-demo".into()),
+                    });
+            }
+        })
+        .await,
+    );
+    run(
+        &t,
+        vec![
+            (
+                "support by name: still nobody",
+                get("/orgs/acme/sso", &bearer("support")),
+                403,
+                None,
+            ),
+            (
+                "the configured support subject",
+                get("/orgs/acme/sso", &bearer("break-glass@vendor.example")),
+                200,
+                Some("/orgs/acme/sso"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        t.last().expect("seen").header("x-portcullis-principal"),
+        ["support"]
+    );
+    drop(t);
+}
+
+/// CGI, WSGI and PHP read `X_Portcullis_Principal` as
+/// `X-Portcullis-Principal`; `Forwarded` and `X-Forwarded-*` are the
+/// gateway's to write. Issue #12, hole 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_alike_identity_and_forwarding_headers_are_stripped() {
+    let t = Arc::new(target().await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    run(
+        &t,
+        vec![(
+            "look-alikes",
+            get(
+                TABLE,
+                &format!(
+                    "{auth}X_Portcullis_Principal: user/olivia\r\nx_portcullis_acting_as: user/olivia\r\nX-Portcullis_Revision: 9\r\nX_Forwarded_Host: admin.internal\r\nX_Forwarded_For: 10.0.0.1\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /admin\r\nX-Forwarded-Proto: https\r\nForwarded: for=10.0.0.1;host=admin.internal;proto=https\r\nX_Api_Key: pk_demo_sam_deploy\r\n"
+                ),
+            ),
+            200,
+            Some(TABLE),
+        )],
+    )
+    .await;
+    let seen = t.last().expect("seen");
+    for (name, _) in &seen.headers {
+        let n = name.replace('_', "-");
+        assert!(
+            !(name.contains('_')
+                && (n.starts_with("x-portcullis-")
+                    || n.starts_with("x-forwarded-")
+                    || n == "x-api-key")),
+            "{name} reached the upstream: {:?}",
+            seen.headers
+        );
+    }
+    assert_eq!(seen.header("x-portcullis-principal"), ["user/pat"]);
+    assert_eq!(seen.header("forwarded"), Vec::<&str>::new());
+    assert_eq!(seen.header("x-forwarded-port"), Vec::<&str>::new());
+    assert_eq!(seen.header("x-forwarded-prefix"), Vec::<&str>::new());
+    assert_eq!(seen.header("x-forwarded-proto"), ["http"]);
+    assert_eq!(seen.header("x-forwarded-host"), ["app.example"]);
+
+    // HTTP/1.0 without Host: no X-Forwarded-Host at all, not the client's.
+    run(
+        &t,
+        vec![(
+            "HTTP/1.0 without Host",
+            format!("GET {TABLE} HTTP/1.0\r\n{auth}X-Forwarded-Host: admin.internal\r\n\r\n")
+                .into_bytes(),
+            200,
+            Some(TABLE),
+        )],
+    )
+    .await;
+    assert_eq!(
+        t.last().expect("seen").header("x-forwarded-host"),
+        Vec::<&str>::new()
+    );
+    drop(t);
+}
+
+/// A host is a name or an IP literal with an optional decimal port; junk
+/// after it used to route as the name and reach the upstream in
+/// `X-Forwarded-Host`. Issue #12, hole 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_with_junk_are_refused() {
+    let t = Arc::new(target().await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    let with_host = |host: &str| {
+        format!("GET {TABLE} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n")
+            .into_bytes()
+    };
+    run(
+        &t,
+        vec![
+            (
+                "userinfo after a port",
+                with_host("admin.internal:1@evil.example"),
+                400,
+                None,
+            ),
+            (
+                "a port that is not a number",
+                with_host("admin.internal:evil"),
+                400,
+                None,
+            ),
+            ("an empty port", with_host("admin.internal:"), 400, None),
+            (
+                "a port over 65535",
+                with_host("admin.internal:70000"),
+                400,
+                None,
+            ),
+            ("a space", with_host("admin internal"), 400, None),
+            ("an unclosed IPv6 literal", with_host("[::1"), 400, None),
+            (
+                "a trailing dot is normalized",
+                with_host("App.Example."),
+                200,
+                Some(TABLE),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        t.last().expect("seen").header("x-forwarded-host"),
+        ["app.example"]
+    );
+
+    // HTTP/2: :authority and Host must name the same host (RFC 9113 §8.3.1).
+    let stream = tokio::net::TcpStream::connect(t.addr)
+        .await
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let before = t.seen();
+    let request = |host: &str| {
+        hyper::Request::builder()
+            .uri(format!("http://app.example{TABLE}"))
+            .header("host", host)
+            .header("authorization", format!("Bearer {}", t.pat))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request")
+    };
+    let r = sender
+        .send_request(request("admin.internal"))
+        .await
+        .expect("h2 answer");
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        t.seen(),
+        before,
+        "a mismatched :authority reached the upstream"
+    );
+    let r = sender
+        .send_request(request("app.example"))
+        .await
+        .expect("h2 answer");
+    assert_eq!(r.status(), 200);
+    drop(t);
+}
+
+/// `nbf` as a float or a string used to be ignored (a not-yet-valid token
+/// was accepted) while a float `exp` was refused. Issue #12, hole 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_claims_of_the_wrong_json_type_are_401() {
+    let t = Arc::new(target().await);
+    let later = demo_claims("pat")["exp"].as_i64().unwrap_or(0) + 3600;
+    let token = |claim: &str, value: Value| {
+        let mut c = demo_claims("pat");
+        c[claim] = value;
+        format!("Authorization: Bearer {}\r\n", demo_sign(&c))
+    };
+    run(
+        &t,
+        vec![
+            (
+                "nbf a float in the future",
+                get(TABLE, &token("nbf", json!(later as f64 + 0.5))),
+                401,
+                None,
+            ),
+            (
+                "nbf a string in the future",
+                get(TABLE, &token("nbf", json!(later.to_string()))),
+                401,
+                None,
+            ),
+            (
+                "exp a float",
+                get(TABLE, &token("exp", json!(later as f64 + 0.5))),
+                401,
+                None,
+            ),
+            (
+                "exp a string",
+                get(TABLE, &token("exp", json!(later.to_string()))),
+                401,
+                None,
+            ),
+            (
+                "iat a string",
+                get(TABLE, &token("iat", json!("now"))),
+                401,
+                None,
+            ),
+            (
+                "integers",
+                get(TABLE, &token("iat", json!(later - 7200))),
+                200,
+                Some(TABLE),
+            ),
+        ],
+    )
+    .await;
+    drop(t);
+}
+
+/// `/-/snapshot/me` is an action like any other: a disabled or unknown
+/// principal is denied it. Issue #12, hole 9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_snapshots_are_denied_to_principals_who_cannot_act() {
+    let t = Arc::new(target().await);
+    let t2 = Arc::clone(&t);
+    tokio::task::spawn_blocking(move || {
+        for (who, status, reason) in [
+            ("pat", 200, None),
+            ("dan", 403, Some("account_disabled")),
+            ("zoe", 403, Some("account_deactivated")),
+            ("eve", 403, Some("account_expired")),
+            ("nina", 403, Some("notification_only")),
+            ("nobody", 403, Some("unknown_principal")),
+        ] {
+            let token = demo_token(who).expect("token");
+            let (got, text) = t2.raw(&get(
+                "/-/snapshot/me",
+                &format!("Authorization: Bearer {token}\r\n"),
+            ));
+            assert_eq!(got, status, "{who}: {text}");
+            if let Some(reason) = reason {
+                assert!(
+                    text.contains(&format!("\"reason\":\"{reason}\"")),
+                    "{who}: {text}"
+                );
+            }
+        }
+    })
+    .await
+    .expect("cases");
+    drop(t);
+}
+
+/// `X-HTTP-Method-Override` and its cousins let a client turn an allowed
+/// GET into a DELETE at upstreams that honour them. Stripped by default;
+/// with the switch, the overriding method is the one authorized. Issue
+/// #12, hole 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_overrides_are_stripped_or_authorized() {
+    let t = Arc::new(target().await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    run(
+        &t,
+        vec![(
+            "overrides on an allowed GET",
+            get(
+                TABLE,
+                &format!("{auth}X-HTTP-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\nX-Method-Override: DELETE\r\nX_HTTP_Method_Override: DELETE\r\n"),
+            ),
+            200,
+            Some(TABLE),
+        )],
+    )
+    .await;
+    let seen = t.last().expect("seen");
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x_http_method_override",
+    ] {
+        assert_eq!(
+            seen.header(name),
+            Vec::<&str>::new(),
+            "{name} reached the upstream"
+        );
+    }
+    drop(t);
+
+    let t = Arc::new(target_with(|c| c.server.allow_method_override = true).await);
+    let auth = format!("Authorization: Bearer {}\r\n", t.pat);
+    run(
+        &t,
+        vec![
+            (
+                "an override is authorized as the method it names (pat may not write)",
+                get(TABLE, &format!("{auth}X-HTTP-Method-Override: DELETE\r\n")),
+                403,
+                None,
+            ),
+            (
+                "overrides that disagree",
+                get(
+                    TABLE,
+                    &format!("{auth}X-HTTP-Method-Override: GET\r\nX-HTTP-Method: DELETE\r\n"),
+                ),
+                400,
+                None,
+            ),
+            (
+                "an override naming the method it is",
+                get(TABLE, &format!("{auth}X-HTTP-Method-Override: GET\r\n")),
+                200,
+                Some(TABLE),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(
+        t.last().expect("seen").header("x-http-method-override"),
+        ["GET"]
+    );
     drop(t);
 }

@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use portcullis_gateway::identity::{
     Credential, Identity, IdentityConfig, IdentityConfigError, JwtConfig, KeyConfig,
-    Unauthenticated,
+    ServiceAccountMapping, SupportSubject, Unauthenticated,
 };
 use serde_json::{Value, json};
 
@@ -32,6 +32,22 @@ fn identity() -> Identity {
             issuers: vec!["https://idp.example".into()],
             audiences: vec!["portcullis".into()],
             principal_claim: "sub".into(),
+            service_accounts: vec![
+                ServiceAccountMapping {
+                    issuer: Some("https://idp.example".into()),
+                    prefix: Some("svc:".into()),
+                    claim: None,
+                },
+                ServiceAccountMapping {
+                    issuer: Some("https://idp.example".into()),
+                    prefix: None,
+                    claim: Some("service_account".into()),
+                },
+            ],
+            support: vec![SupportSubject {
+                subject: "break-glass@vendor.example".into(),
+                issuer: Some("https://idp.example".into()),
+            }],
             leeway_seconds: 30,
             keys: vec![
                 key("hs", "HS256", None),
@@ -98,13 +114,14 @@ fn every_configured_algorithm_verifies() {
 }
 
 #[test]
-fn typed_principal_claims_are_kept() {
+fn typed_principal_claims_are_refused_not_kept() {
+    // Issue #12: a token used to name any principal by its spelling.
     let mut c = claims();
     c["sub"] = json!("service/ci-bot");
-    assert_eq!(
+    assert!(matches!(
         auth(&bearer(&sign(Algorithm::HS256, Some("hs"), &c))),
-        Ok(Credential::Token("service/ci-bot".into()))
-    );
+        Err(Unauthenticated::InvalidToken(_))
+    ));
 }
 
 #[test]
@@ -257,6 +274,8 @@ fn bad_configuration_is_a_clear_startup_error() {
             issuers: vec![],
             audiences: vec![],
             principal_claim: "sub".into(),
+            service_accounts: vec![],
+            support: vec![],
             leeway_seconds: 0,
             keys: vec![k],
             jwks_file: None,
@@ -332,4 +351,113 @@ fn a_remembered_token_still_expires_and_only_identical_tokens_hit() {
         id.verify(&forged, NOW),
         Err(Unauthenticated::InvalidToken(_))
     ));
+}
+
+/// Issue #12, hole 2: a token names a user unless the configuration maps
+/// it to a service account or to support — never by its own spelling.
+#[test]
+fn subjects_name_users_unless_mapped() {
+    let id = identity();
+    let with = |sub: &str, extra: Option<(&str, Value)>| {
+        let mut c = claims();
+        c["sub"] = json!(sub);
+        if let Some((k, v)) = extra {
+            c[k] = v;
+        }
+        id.verify(&sign(Algorithm::HS256, Some("hs"), &c), NOW)
+    };
+    assert_eq!(with("olivia", None).as_deref(), Ok("user/olivia"));
+    // A subject spelled like another kind of principal is no principal.
+    assert_eq!(with("support", None).as_deref(), Ok("user/support"));
+    for sub in ["service/ci-bot", "apikey/abc", "user/olivia", "group/g"] {
+        assert!(
+            matches!(with(sub, None), Err(Unauthenticated::InvalidToken(_))),
+            "{sub}"
+        );
+    }
+    // Explicit mappings.
+    assert_eq!(with("svc:ci-bot", None).as_deref(), Ok("service/ci-bot"));
+    assert_eq!(
+        with("anything", Some(("service_account", json!("etl")))).as_deref(),
+        Ok("service/etl")
+    );
+    assert!(with("x", Some(("service_account", json!(7)))).is_err());
+    assert_eq!(
+        with("break-glass@vendor.example", None).as_deref(),
+        Ok("support")
+    );
+    // The mappings are per issuer.
+    let mut other = claims();
+    other["iss"] = json!("https://other.example");
+    other["sub"] = json!("break-glass@vendor.example");
+    let mut open = identity_with_issuers(vec![]);
+    assert_eq!(
+        open.verify(&sign(Algorithm::HS256, Some("hs"), &other), NOW)
+            .as_deref(),
+        Ok("user/break-glass@vendor.example")
+    );
+    other["sub"] = json!("svc:ci-bot");
+    open = identity_with_issuers(vec![]);
+    assert_eq!(
+        open.verify(&sign(Algorithm::HS256, Some("hs"), &other), NOW)
+            .as_deref(),
+        Ok("user/svc:ci-bot")
+    );
+}
+
+fn identity_with_issuers(issuers: Vec<String>) -> Identity {
+    Identity::new(IdentityConfig {
+        jwt: Some(JwtConfig {
+            issuers,
+            audiences: vec![],
+            principal_claim: "sub".into(),
+            service_accounts: vec![ServiceAccountMapping {
+                issuer: Some("https://idp.example".into()),
+                prefix: Some("svc:".into()),
+                claim: None,
+            }],
+            support: vec![SupportSubject {
+                subject: "break-glass@vendor.example".into(),
+                issuer: Some("https://idp.example".into()),
+            }],
+            leeway_seconds: 30,
+            keys: vec![key("hs", "HS256", None)],
+            jwks_file: None,
+        }),
+        api_key_header: "x-api-key".into(),
+    })
+    .expect("identity config")
+}
+
+/// Issue #12, hole 5: every time claim is an integer NumericDate, or the
+/// token is refused — `exp`, `nbf` and `iat` alike.
+#[test]
+fn time_claims_of_the_wrong_type_are_refused() {
+    let id = identity();
+    for (claim, value) in [
+        ("exp", json!((NOW + 600) as f64 + 0.5)),
+        ("exp", json!((NOW + 600).to_string())),
+        ("nbf", json!((NOW + 3600) as f64 + 0.5)),
+        ("nbf", json!((NOW + 3600).to_string())),
+        ("nbf", json!((NOW - 60) as f64 + 0.5)),
+        ("nbf", json!(null)),
+        ("iat", json!("yesterday")),
+        ("iat", json!(1.5)),
+    ] {
+        let mut c = claims();
+        c[claim] = value.clone();
+        assert!(
+            matches!(
+                id.verify(&sign(Algorithm::HS256, Some("hs"), &c), NOW),
+                Err(Unauthenticated::InvalidToken(_))
+            ),
+            "{claim} = {value}"
+        );
+    }
+    let mut c = claims();
+    c["iat"] = json!(NOW - 10);
+    assert!(
+        id.verify(&sign(Algorithm::HS256, Some("hs"), &c), NOW)
+            .is_ok()
+    );
 }

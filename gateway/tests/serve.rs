@@ -240,3 +240,35 @@ fn a_refused_initial_snapshot_is_an_invalid_start() {
         text(&o.stderr)
     );
 }
+
+/// Issue #12, hole 7: the decision endpoint's token file was checked at
+/// validation and read again at start-up, and a failed second read left
+/// the endpoint open. It is read once; a token that cannot be read stops
+/// the start with exit code 5 and nothing listens.
+#[test]
+fn an_unreadable_decision_token_stops_the_start() {
+    let dir = workdir("tokenfile");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"an-admin-token-long-enough\"\n[decision]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"missing-token\"\n[upstreams.app]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"/*\"\nupstream = \"app\"\naction = \"read\"\nresource = \"org/acme\"\n",
+    )
+    .expect("write");
+    let o = portcullis(&["serve", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    // Relative to the configuration file, like every other path in it.
+    assert!(
+        err.contains("decision.token_file") && err.contains("missing-token"),
+        "{err}"
+    );
+    // A token file too short to be a secret is refused the same way.
+    std::fs::write(dir.join("missing-token"), "short\n").expect("write");
+    let o = portcullis(&["serve", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("16 characters"),
+        "{}",
+        text(&o.stderr)
+    );
+}

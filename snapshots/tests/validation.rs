@@ -391,3 +391,14 @@ fn positions_are_line_and_column() {
         .0;
     assert_eq!(p[0].line, 2, "{p:#?}");
 }
+
+/// Seed 002: the support principal is outside the customer's control, so
+/// no user of the directory may take its name (issue #12, hole 2).
+#[test]
+fn the_username_support_is_reserved() {
+    assert_one(
+        |v| v["users"][0]["username"] = json!("Support"),
+        "/users/0/username",
+        "reserved",
+    );
+}

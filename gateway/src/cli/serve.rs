@@ -60,6 +60,7 @@ fn init_logs() {
 pub fn serve(a: ServeArgs) -> Result<(), CliError> {
     let config = GatewayConfig::load(&a.config).map_err(|e| CliError::Config(e.to_string()))?;
     if a.check {
+        config.read_tokens().map_err(CliError::Config)?;
         println!(
             "{}: ok ({} routes, {} upstreams)",
             a.config.display(),

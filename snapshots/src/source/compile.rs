@@ -79,6 +79,9 @@ impl<'a> Ids<'a> {
 const ID_HINT: &str =
     "ids are 1 to 256 characters, none of them '/', whitespace or a control character";
 
+/// The name of the break-glass support principal, which no user may take.
+pub const RESERVED_USERNAME: &str = "support";
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 256
@@ -290,6 +293,20 @@ pub fn compile(dir: &Directory) -> Result<Body, Vec<Problem>> {
     Compiler::define(p, &mut c.users, "users", "username", &dir.users, |u| {
         &u.username
     });
+    // `support` names the break-glass principal, outside the customer's
+    // control (seed 002); a user of that name would be one spelling away
+    // from it wherever principals are written as text (tokens, logs).
+    for (i, u) in dir.users.iter().enumerate() {
+        if u.username.eq_ignore_ascii_case(RESERVED_USERNAME) {
+            p.push(
+                Problem::new(
+                    format!("/users/{i}/username"),
+                    format!("the username {:?} is reserved", u.username),
+                )
+                .hint("\"support\" is the break-glass support principal; choose another username"),
+            );
+        }
+    }
     Compiler::define(
         p,
         &mut c.services,
