@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use policy_wasm::{Engine, Request};
-use portcullis_gateway::module::{InstanceLimits, POLICY_MODULE, PolicyModule};
+use portcullis_gateway::snapshot::module::{InstanceLimits, POLICY_MODULE, PolicyModule};
 use portcullis_snapshots::encode;
 use portcullis_snapshots::generate::{GenerateParams, generate};
 use portcullis_snapshots::source::compile;

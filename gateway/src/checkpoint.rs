@@ -1,24 +1,41 @@
-//! The checkpoint every request passes, whether it arrives at the proxy or
-//! through the decision endpoint's adapters (nginx `auth_request`, Traefik
-//! ForwardAuth, Envoy ext_authz): route → identity → decision, each refusal
-//! logged and counted and turned into its response.
+//! The one checkpoint every question passes, however it arrives: a request
+//! at the proxy, an external gateway's subrequest (nginx `auth_request`,
+//! Traefik ForwardAuth, Envoy ext_authz), or a JSON question at
+//! `/v1/check`. It composes the stages — route, identity, decision — logs
+//! and counts the outcome, and says what to refuse with a [`Refusal`].
 //!
 //! ```text
-//! (method, host, raw path, headers)
-//!     → 400 malformed_path / 403 no_route / 401 / 503 no_snapshot, engine_unavailable / 403 deny
-//!     → Passed (allowed, or denied on a shadow route)
+//! request:  (method, host, raw path, headers) → route → [`who`] → decision
+//!     → 400 malformed_path / 403 no_route / 401 / 503 / 403 deny / Passed
+//! question: (credentials or principal, action, resource, context) → [`who`] → decision
+//!     → 401 / 503 / Decided (allowed or denied: both are answers)
 //! ```
+//!
+//! Credentials are judged the same way on every path: a bad token or an
+//! API key the snapshot does not know is a 401, wherever it is presented.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode};
 
-use crate::authorize::{Verdict, decide};
-use crate::forward::Body;
-use crate::identity::Credential;
 use crate::metrics::Outcome;
-use crate::route_table::{Rejection, Resolved};
-use crate::server::{Logged, Shared, refuse, unauthenticated, unix_now};
+use crate::response::Refusal;
+use crate::shared::{Logged, Shared, unix_now};
+use crate::snapshot::swap::Generation;
+use crate::stage::authorize::{Verdict, decide};
+use crate::stage::identity::{Credential, Unauthenticated};
+use crate::stage::route_table::{Rejection, Resolved};
+
+/// Who is asking, as the caller presents it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Asker<'a> {
+    /// Credentials in headers (a bearer token or an API key), verified.
+    Credentials(&'a HeaderMap),
+    /// A principal the caller vouches for (the decision endpoint's
+    /// `principal`, behind its own token).
+    Principal(&'a str),
+}
 
 /// A request the checkpoint lets through: allowed, or denied on a route in
 /// shadow mode (logged as a denial, forwarded anyway).
@@ -31,9 +48,25 @@ pub(crate) struct Passed<'s> {
     pub verdict: Verdict,
 }
 
-/// Runs one request through the checkpoint (a refusal is boxed: it is the
-/// rarer, larger answer). `path` is the raw request
-/// path (no query); `host` the client's host, if any.
+/// A question the engine answered (allowed or denied).
+pub(crate) struct Decided {
+    /// Who was asking.
+    pub credential: Credential,
+    /// The engine's answer.
+    pub verdict: Verdict,
+}
+
+/// A 401 for credentials the gateway cannot accept.
+pub(crate) fn unauthenticated(e: &Unauthenticated) -> Refusal {
+    Refusal::unauthenticated(
+        e.to_string(),
+        !matches!(e, Unauthenticated::Missing),
+        "portcullis",
+    )
+}
+
+/// Runs one request through route → identity → decision. `path` is the raw
+/// request path (no query); `host` the client's host, already parsed.
 pub(crate) fn check<'s>(
     shared: &'s Shared,
     method: &Method,
@@ -41,169 +74,87 @@ pub(crate) fn check<'s>(
     path: &str,
     headers: &HeaderMap,
     started: Instant,
-) -> Result<Passed<'s>, Box<Response<Body>>> {
-    let logged = |path: &'static str| Logged {
-        method,
-        path,
-        route: None,
-        action: None,
-        resource: None,
-        principal: None,
-        acting_as: None,
-        allowed: false,
-        reason: "",
-        revision: None,
-        started,
-        shadow: false,
-        status: None,
-    };
-    let resolved = match shared.routes.resolve(method.as_str(), host, path) {
+) -> Result<Passed<'s>, Refusal> {
+    let logged = blank(method, started);
+    let resolved = match shared.compiled.routes.resolve(method.as_str(), host, path) {
         Ok(r) => r,
         Err(Rejection::MalformedPath(why)) => {
             shared.metrics.malformed();
+            let refusal = Refusal::malformed_path(why);
             shared.log_decision(Logged {
+                path: "(malformed)",
                 reason: "malformed_path",
-                status: Some(StatusCode::BAD_REQUEST),
-                ..logged("(malformed)")
+                status: Some(refusal.status()),
+                ..logged
             });
-            return Err(Box::new(refuse(
-                StatusCode::BAD_REQUEST,
-                "malformed_path",
-                &format!("malformed path: {why}"),
-                None,
-            )));
+            return Err(refusal);
         }
         Err(Rejection::NoRoute { path, .. }) => {
             shared.metrics.no_route();
+            let refusal = Refusal::no_route();
             shared.log_decision(Logged {
                 path: &path,
                 reason: "no_route",
-                status: Some(StatusCode::FORBIDDEN),
-                ..logged("")
+                status: Some(refusal.status()),
+                ..logged
             });
-            return Err(Box::new(refuse(
-                StatusCode::FORBIDDEN,
-                "no_route",
-                "no route matches this request; requests outside the route table are denied",
-                None,
-            )));
+            return Err(refusal);
         }
     };
     let route = resolved.route;
     let label = route.name.as_deref().unwrap_or(route.path.as_str());
-    let generation = shared.swapper.current();
-    let revision = generation.as_ref().map(|g| g.revision);
     let base = Logged {
         path: &resolved.path,
         route: Some(label),
         action: Some(resolved.action),
         resource: Some(&resolved.resource),
-        revision,
-        ..logged("")
+        ..logged
     };
-
     let now = unix_now();
-    let credential = match shared.identity().authenticate(headers, now) {
-        Ok(c) => c,
-        Err(e) => {
-            shared
-                .metrics
-                .request(resolved.index, Outcome::Unauthenticated);
-            shared.log_decision(Logged {
-                reason: "unauthenticated",
-                status: Some(StatusCode::UNAUTHORIZED),
-                ..base
-            });
-            return Err(Box::new(unauthenticated(&e, revision)));
-        }
-    };
-    let principal = credential.principal();
-    let Some(generation) = generation else {
-        shared.metrics.request(resolved.index, Outcome::Unavailable);
-        shared.log_decision(Logged {
-            principal: Some(principal),
-            reason: "no_snapshot",
-            status: Some(StatusCode::SERVICE_UNAVAILABLE),
-            ..base
-        });
-        return Err(Box::new(refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_snapshot",
-            "no directory snapshot is loaded yet; every request is denied until one is",
-            None,
-        )));
-    };
-    let verdict: Verdict = match decide(
-        &generation,
-        shared.swapper.pool(),
-        &credential,
+    let decided = match who(
+        shared,
+        None,
+        Asker::Credentials(headers),
         resolved.action,
         &resolved.resource,
         now,
         false,
+        &base,
     ) {
-        Ok(v) => v,
-        Err(e) => {
-            shared.metrics.set_traps(shared.swapper.pool().traps());
-            shared.metrics.request(resolved.index, Outcome::Unavailable);
-            let reason = e.reason();
-            shared.log_decision(Logged {
-                principal: Some(principal),
-                reason,
-                status: Some(StatusCode::SERVICE_UNAVAILABLE),
-                ..base
-            });
-            return Err(Box::new(refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                reason,
-                &e.to_string(),
-                revision,
-            )));
+        Ok(d) => d,
+        Err(refusal) => {
+            shared.metrics.request(
+                resolved.index,
+                if refusal.status() == StatusCode::UNAUTHORIZED {
+                    Outcome::Unauthenticated
+                } else {
+                    Outcome::Unavailable
+                },
+            );
+            return Err(refusal);
         }
     };
-    drop(generation);
-    if verdict.unknown_api_key(&credential) {
-        shared
-            .metrics
-            .request(resolved.index, Outcome::Unauthenticated);
-        shared.log_decision(Logged {
-            principal: Some(principal),
-            reason: "unknown_api_key",
-            status: Some(StatusCode::UNAUTHORIZED),
-            ..base
-        });
-        let mut r = refuse(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "unknown API key",
-            Some(verdict.revision),
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"portcullis\", error=\"invalid_token\""),
-        );
-        return Err(Box::new(r));
-    }
+    let Decided {
+        credential,
+        verdict,
+    } = decided;
     let shadow = !verdict.allowed && route.shadow;
-    let status = (!verdict.allowed && !shadow).then_some(StatusCode::FORBIDDEN);
+    let refusal = (!verdict.allowed && !shadow).then(|| {
+        Refusal::denied(verdict.reason.clone(), verdict.message.clone()).at(Some(verdict.revision))
+    });
     shared.log_decision(Logged {
-        principal: Some(principal),
+        principal: Some(credential.principal()),
         acting_as: verdict.acting_as.as_deref(),
         allowed: verdict.allowed,
         reason: &verdict.reason,
         revision: Some(verdict.revision),
         shadow,
-        status,
+        status: refusal.as_ref().map(Refusal::status),
         ..base
     });
-    if !verdict.allowed && !shadow {
+    if let Some(refusal) = refusal {
         shared.metrics.request(resolved.index, Outcome::Deny);
-        return Err(Box::new(refuse(
-            StatusCode::FORBIDDEN,
-            &verdict.reason,
-            &verdict.message,
-            Some(verdict.revision),
-        )));
+        return Err(refusal);
     }
     shared.metrics.request(
         resolved.index,
@@ -215,6 +166,152 @@ pub(crate) fn check<'s>(
     );
     Ok(Passed {
         resolved,
+        credential,
+        verdict,
+    })
+}
+
+/// Answers one question of the decision endpoint on `generation` (kept by
+/// the caller, so a batch is answered on one snapshot): identity →
+/// decision at `now`, logged under `endpoint`. A denial is an answer; only
+/// credentials and an unavailable engine are refusals.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn question(
+    shared: &Shared,
+    generation: &Arc<Generation>,
+    asker: Asker<'_>,
+    action: &str,
+    resource: &str,
+    now: i64,
+    bulk: bool,
+    endpoint: &'static str,
+    started: Instant,
+) -> Result<Decided, Refusal> {
+    let base = Logged {
+        path: endpoint,
+        action: Some(action),
+        resource: Some(resource),
+        ..blank(&Method::POST, started)
+    };
+    let decided = who(
+        shared,
+        Some(generation),
+        asker,
+        action,
+        resource,
+        now,
+        bulk,
+        &base,
+    )?;
+    shared.log_decision(Logged {
+        principal: Some(decided.credential.principal()),
+        acting_as: decided.verdict.acting_as.as_deref(),
+        allowed: decided.verdict.allowed,
+        reason: &decided.verdict.reason,
+        revision: Some(decided.verdict.revision),
+        ..base
+    });
+    Ok(decided)
+}
+
+fn blank(method: &Method, started: Instant) -> Logged<'_> {
+    Logged {
+        method,
+        path: "",
+        route: None,
+        action: None,
+        resource: None,
+        principal: None,
+        acting_as: None,
+        allowed: false,
+        reason: "",
+        revision: None,
+        started,
+        shadow: false,
+        status: None,
+    }
+}
+
+/// Identity → decision, the part every path shares: credentials verified
+/// on the gateway's clock, the engine asked on `generation` (or the
+/// current one), and an API key the snapshot does not know refused like a
+/// bad token. Refusals are logged here; the caller logs decisions.
+#[allow(clippy::too_many_arguments)]
+fn who(
+    shared: &Shared,
+    generation: Option<&Arc<Generation>>,
+    asker: Asker<'_>,
+    action: &str,
+    resource: &str,
+    now: i64,
+    bulk: bool,
+    base: &Logged<'_>,
+) -> Result<Decided, Refusal> {
+    let current;
+    let generation = match generation {
+        Some(g) => Some(g),
+        None => {
+            current = shared.swapper.current();
+            current.as_ref()
+        }
+    };
+    let revision = generation.map(|g| g.revision);
+    let refuse = |refusal: Refusal, principal: Option<&str>| {
+        let decided_at = refusal.revision().or(revision);
+        let refusal = refusal.at(decided_at);
+        shared.log_decision(Logged {
+            principal,
+            reason: refusal.reason(),
+            revision,
+            status: Some(refusal.status()),
+            ..*base
+        });
+        refusal
+    };
+    let credential = match asker {
+        Asker::Principal(p) => Credential::Token(p.to_string()),
+        Asker::Credentials(headers) => {
+            match shared.compiled.identity.authenticate(headers, unix_now()) {
+                Ok(c) => c,
+                Err(e) => return Err(refuse(unauthenticated(&e), None)),
+            }
+        }
+    };
+    let principal = credential.principal();
+    let Some(generation) = generation else {
+        return Err(refuse(Refusal::no_snapshot(), Some(principal)));
+    };
+    let verdict = match decide(
+        generation,
+        shared.swapper.pool(),
+        &credential,
+        action,
+        resource,
+        now,
+        bulk,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            shared.metrics.set_traps(shared.swapper.pool().traps());
+            return Err(refuse(
+                Refusal::unavailable(e.reason(), e.to_string()),
+                Some(principal),
+            ));
+        }
+    };
+    if verdict.unknown_api_key(&credential) {
+        let refusal = Refusal::unauthenticated("unknown API key", true, "portcullis")
+            .at(Some(verdict.revision));
+        shared.log_decision(Logged {
+            principal: Some(principal),
+            reason: "unknown_api_key",
+            revision: Some(verdict.revision),
+            status: Some(refusal.status()),
+            ..*base
+        });
+        return Err(refusal);
+    }
+    Ok(Decided {
         credential,
         verdict,
     })

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::identity::IdentityConfig;
-use crate::route_table::RouteSpec;
+use crate::stage::identity::IdentityConfig;
+use crate::stage::route_table::RouteSpec;
 
 /// Why the configuration was refused.
 #[derive(Debug, Error)]
@@ -306,7 +306,9 @@ pub fn ms(v: u64) -> Duration {
 }
 
 impl GatewayConfig {
-    /// Reads, parses and checks a configuration file.
+    /// Reads and parses a configuration file, paths in it made relative
+    /// to it. Checking it is `CompiledConfig::compile`'s job, which lists
+    /// every problem of the settings and of the files they name at once.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -317,10 +319,6 @@ impl GatewayConfig {
             message,
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        config.validate().map_err(|problems| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems,
-        })?;
         Ok(config)
     }
 
@@ -361,8 +359,9 @@ impl GatewayConfig {
         }
     }
 
-    /// Checks everything that can be checked before start-up and lists
-    /// every problem.
+    /// Checks the settings themselves and lists every problem. Files they
+    /// name are read, and routes and keys built, once, by
+    /// `CompiledConfig::compile`, which reports its problems with these.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
         let s = &self.server;
@@ -438,16 +437,6 @@ impl GatewayConfig {
                 "snapshot.require_signature: list the public keys to trust in snapshot.trusted_keys".into(),
             );
         }
-        for path in &snap.trusted_keys {
-            if let Err(e) = read_trusted_key(path) {
-                problems.push(format!("snapshot.trusted_keys: {e}"));
-            }
-        }
-        if let Some(path) = &snap.browser_signing_key
-            && let Err(e) = read_signing_key(path)
-        {
-            problems.push(format!("snapshot.browser_signing_key: {e}"));
-        }
         if let Some(state) = &snap.state_file
             && let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
@@ -499,12 +488,6 @@ impl GatewayConfig {
                     r.path, r.action
                 ));
             }
-        }
-        if let Err(e) = crate::route_table::RouteTable::new(self.routes.clone()) {
-            problems.push(format!("routes: {e}"));
-        }
-        if let Err(e) = crate::identity::Identity::new(self.identity.clone()) {
-            problems.push(format!("identity: {e}"));
         }
         if problems.is_empty() {
             Ok(())

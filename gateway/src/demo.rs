@@ -20,10 +20,12 @@ use tokio::net::TcpListener;
 use crate::config::{
     AdminConfig, GatewayConfig, LogConfig, ServerConfig, SnapshotConfig, UpstreamConfig,
 };
-use crate::forward::{Body, HttpClient, empty, full, http_client};
-use crate::identity::{IdentityConfig, JwtConfig, KeyConfig};
-use crate::route_table::RouteSpec;
-use crate::server::{Running, StaticSite, json_response, start_with_site};
+use crate::response::{Body, empty, full, json_response};
+use crate::server::{Running, start_with_site};
+use crate::stage::forward::{HttpClient, http_client};
+use crate::stage::identity::{IdentityConfig, JwtConfig, KeyConfig, ServiceAccountMapping};
+use crate::stage::route_table::RouteSpec;
+use crate::static_site::StaticSite;
 
 /// The example directory, compiled into the binary.
 pub const EXAMPLE_DIRECTORY: &str = include_str!("../../snapshots/examples/acme.json");
@@ -55,6 +57,7 @@ impl DemoOptions {
     /// Both listeners on free ports of 127.0.0.1, no decision log, no
     /// browser package, files in `work_dir`: the demo configuration as
     /// tests and fuzz targets use it.
+    #[cfg(feature = "testing")]
     pub fn for_tests(work_dir: &std::path::Path) -> Self {
         let local = SocketAddr::from(([127, 0, 0, 1], 0));
         DemoOptions {
@@ -109,16 +112,21 @@ pub fn demo_token(username: &str) -> Result<String, String> {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let claims = json!({
+    demo_sign(&json!({
         "sub": username,
         "iss": ISSUER,
         "aud": ISSUER,
         "iat": now,
         "exp": now + 7 * 24 * 3600,
-    });
+    }))
+}
+
+/// Any claims, signed as the demo's identity provider signs them (HS256
+/// with [`DEMO_SECRET`]): for trying odd tokens against the demo.
+pub fn demo_sign(claims: &Value) -> Result<String, String> {
     jsonwebtoken::encode(
         &Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
+        claims,
         &EncodingKey::from_secret(DEMO_SECRET.as_bytes()),
     )
     .map_err(|e| e.to_string())
@@ -210,7 +218,7 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
                 audiences: vec![ISSUER.into()],
                 principal_claim: "sub".into(),
                 // The demo's service account signs in as `svc:<id>`.
-                service_accounts: vec![crate::identity::ServiceAccountMapping {
+                service_accounts: vec![ServiceAccountMapping {
                     issuer: None,
                     prefix: Some("svc:".into()),
                     claim: None,

@@ -3,30 +3,30 @@
 //! wasmtime) before it reaches the upstream, and swaps directory snapshots
 //! atomically (arc-swap) without a restart.
 //!
-//! One module per stage of a request: [`route_table`] (request → upstream,
-//! action, resource), [`identity`] (credentials → principal),
-//! [`authorize`] (→ decision, in [`module`] instances owned by a
-//! [`swap::Generation`]), [`forward`] (→ upstream); [`server`] composes them
-//! and serves `admin`. Snapshots arrive through [`swap`] from pushes,
-//! the watched file and the polled URL (`sources`). Configuration:
-//! [`config`]; observability: [`metrics`] and [`decision_log`].
+//! The house, bottom to top — a module only imports from the rows above
+//! it, never from the module that composes it:
+//!
+//! | layer | modules |
+//! |---|---|
+//! | vocabulary | [`response`] (bodies, JSON, `Refusal`: the one place a refusal's status is chosen), [`config`] (the TOML as written), [`metrics`], [`decision_log`], [`static_site`] |
+//! | leaves | [`stage`]: `host`, `route_table`, `identity`, `authorize`, `forward`; [`snapshot`]: `module`, `swap`, `revision_state` |
+//! | compiled state | [`compiled`] (the configuration compiled once), `shared` (what every connection shares) |
+//! | composition | `checkpoint` (route → identity → decision, for every path), [`proxy`] (the proxy handler, `/-/snapshot/me`, static files), [`decision`] (`/v1/check`, adapters), `admin`, `sources` (the watched file and the polled URL) |
+//! | top | [`server`] (listeners, workers, start-up), [`demo`], the CLI (`main.rs`) |
 
-pub mod adapters;
 mod admin;
-pub mod authorize;
-mod browser;
 mod checkpoint;
+pub mod compiled;
 pub mod config;
-pub mod decision_api;
+pub mod decision;
 pub mod decision_log;
 pub mod demo;
-pub mod forward;
-pub mod host;
-pub mod identity;
 pub mod metrics;
-pub mod module;
-pub mod revision_state;
-pub mod route_table;
+pub mod proxy;
+pub mod response;
 pub mod server;
+mod shared;
+pub mod snapshot;
 mod sources;
-pub mod swap;
+pub mod stage;
+pub mod static_site;

@@ -14,13 +14,14 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{ms, parse_http_url};
-use crate::forward::{empty, http_client};
-use crate::server::Shared;
-use crate::swap::Source;
+use crate::response::empty;
+use crate::shared::Shared;
+use crate::snapshot::swap::Source;
+use crate::stage::forward::http_client;
 
 /// Starts the configured sources; they end when `stopped` flips.
 pub(crate) fn spawn(shared: &Arc<Shared>, stopped: watch::Receiver<bool>) {
-    let cfg = &shared.config.snapshot;
+    let cfg = &shared.config().snapshot;
     if let (Some(file), true) = (&cfg.file, cfg.watch) {
         match watch_file(file) {
             Ok((watcher, changes)) => {
@@ -105,8 +106,8 @@ async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<boo
         return; // refused by config validation already
     };
     let client = http_client(Duration::from_secs(5), 1);
-    let every = ms(shared.config.snapshot.poll_interval_ms);
-    let max = shared.config.snapshot.max_bytes;
+    let every = ms(shared.config().snapshot.poll_interval_ms);
+    let max = shared.config().snapshot.max_bytes;
     let mut etag: Option<header::HeaderValue> = None;
     loop {
         let mut req = Request::get(uri.clone());

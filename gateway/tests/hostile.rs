@@ -18,8 +18,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis_gateway::demo::{
     DEMO_ADMIN_TOKEN, DEMO_SECRET, DemoOptions, demo_config, demo_token, example_snapshot,
 };
-use portcullis_gateway::identity::KeyConfig;
 use portcullis_gateway::server::{Running, start};
+use portcullis_gateway::stage::identity::KeyConfig;
 use serde_json::{Value, json};
 
 /// What the upstream received.
@@ -727,7 +727,7 @@ async fn token_subjects_cannot_name_support_or_other_kinds() {
         target_with(|c| {
             if let Some(jwt) = c.identity.jwt.as_mut() {
                 jwt.support
-                    .push(portcullis_gateway::identity::SupportSubject {
+                    .push(portcullis_gateway::stage::identity::SupportSubject {
                         subject: "break-glass@vendor.example".into(),
                         issuer: Some("portcullis-demo".into()),
                     });

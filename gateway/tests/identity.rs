@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use portcullis_gateway::identity::{
+use portcullis_gateway::stage::identity::{
     Credential, Identity, IdentityConfig, IdentityConfigError, JwtConfig, KeyConfig,
     ServiceAccountMapping, SupportSubject, Unauthenticated,
 };

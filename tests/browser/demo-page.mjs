@@ -63,9 +63,12 @@ try {
   await signIn("carol");
   expect("carol: Write on catalog/finance enabled", await button("catalog/finance", "write").isEnabled());
   expect("carol: Write on catalog/sales disabled", await button("catalog/sales", "write").isDisabled());
-  // dan is disabled: nothing is allowed anywhere, so no buttons at all.
+  // dan is disabled: the gateway serves him no view (issue #12), so no
+  // buttons at all, and the page says why.
   await signIn("dan");
   expect("dan: no buttons", (await page.locator("button[data-action]").count()) === 0);
+  const why = await page.locator("#status").textContent();
+  expect(`dan: the reason is shown (${why})`, /account_disabled/.test(why ?? ""));
 
   // Push revision 2 to the gateway; the page reflects it after a refresh.
   const push = await fetch(`${addresses.admin}/-/snapshot`, {

@@ -6,7 +6,7 @@
 use std::fs;
 
 use policy_wasm::{Context, Engine, Request, check_reference};
-use portcullis_gateway::module::{InstanceLimits, PolicyModule};
+use portcullis_gateway::snapshot::module::{InstanceLimits, PolicyModule};
 use portcullis_snapshots::source::{Timestamp, build};
 use portcullis_snapshots::{decode, encode};
 use portcullis_tests::workspace_root;

@@ -441,3 +441,149 @@ async fn decision_endpoint_checks_are_counted() {
         "{metrics}"
     );
 }
+
+/// Issue #12, hole 8: `/v1/check` with credentials used to decide on its
+/// own path (an unknown API key was a 200 deny there and a 401 at the
+/// proxy). One checkpoint decides for both: on every kind of credential
+/// the proxy and the decision endpoint give the same answer — the same
+/// refusal (status and reason) when the credentials are refused, the same
+/// decision and reason when the engine decides (a denial is a 403 at the
+/// proxy and a 200 answer at the endpoint, by design).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_the_proxy_agree_on_every_kind_of_credential() {
+    let gw = gateway().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let sign = |claims: Value| {
+        format!(
+            "Bearer {}",
+            portcullis_gateway::demo::demo_sign(&claims).expect("sign")
+        )
+    };
+    let claims = |sub: &str, exp: i64| json!({"sub": sub, "iss": "portcullis-demo", "aud": "portcullis-demo", "exp": exp});
+    let mut forged = bearer("pat");
+    let last = forged.pop().unwrap_or('A');
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    // (kind, Authorization, API key)
+    let cases: Vec<(&str, Option<String>, Option<&str>)> = vec![
+        ("a valid token that may", Some(bearer("pat")), None),
+        ("a valid token that may not", Some(bearer("victor")), None),
+        ("a token of a disabled user", Some(bearer("dan")), None),
+        (
+            "a token of a user the directory lacks",
+            Some(bearer("nobody")),
+            None,
+        ),
+        (
+            "an expired token",
+            Some(sign(claims("pat", now - 3600))),
+            None,
+        ),
+        ("a forged token", Some(forged), None),
+        (
+            "a token naming a service account by spelling",
+            Some(sign(claims("service/etl-loader", now + 600))),
+            None,
+        ),
+        (
+            "the demo's mapped service account",
+            Some(sign(claims("svc:etl-loader", now + 600))),
+            None,
+        ),
+        (
+            "a Basic credential",
+            Some("Basic cGF0OnBhdA==".into()),
+            None,
+        ),
+        ("no credentials", None, None),
+        ("a known API key", None, Some(DEMO_API_KEY)),
+        ("an unknown API key", None, Some("pk_nobody_knows_this_key")),
+        (
+            "a token and an API key",
+            Some(bearer("pat")),
+            Some(DEMO_API_KEY),
+        ),
+    ];
+    for (kind, authorization, api_key) in cases {
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = authorization.as_deref() {
+            headers.push(("authorization", a));
+        }
+        if let Some(k) = api_key {
+            headers.push(("x-api-key", k));
+        }
+        let proxy = send(
+            &gw.client,
+            Method::GET,
+            &format!("{}{TABLE}", gw.base),
+            &headers,
+            vec![],
+        )
+        .await;
+        let mut credentials = serde_json::Map::new();
+        if let Some(a) = &authorization {
+            credentials.insert("authorization".into(), json!(a));
+        }
+        if let Some(k) = api_key {
+            credentials.insert("api_key".into(), json!(k));
+        }
+        let check = gw
+            .post_json(
+                "/v1/check",
+                &[],
+                json!({"credentials": credentials, "action": "read", "resource": "catalog/sales"}),
+            )
+            .await;
+        let proxy_reason = proxy
+            .headers
+            .get("x-portcullis-reason")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match proxy.status {
+            StatusCode::OK => {
+                assert_eq!(check.status, StatusCode::OK, "{kind}: {}", check.body);
+                assert_eq!(check.body["decision"], "allow", "{kind}: {}", check.body);
+                assert_eq!(
+                    Some(check.body["principal"].as_str().unwrap_or_default()),
+                    proxy.body["x-portcullis-principal"].as_str(),
+                    "{kind}"
+                );
+            }
+            StatusCode::FORBIDDEN => {
+                assert_eq!(check.status, StatusCode::OK, "{kind}: {}", check.body);
+                assert_eq!(check.body["decision"], "deny", "{kind}");
+                assert_eq!(check.body["reason"], proxy_reason, "{kind}: {}", check.body);
+            }
+            status => {
+                assert_eq!(
+                    check.status, status,
+                    "{kind}: {} vs {}",
+                    check.body, proxy.body
+                );
+                assert_eq!(check.body["reason"], proxy_reason, "{kind}");
+                assert_eq!(
+                    check.headers.get("www-authenticate").is_some(),
+                    proxy.headers.get("www-authenticate").is_some(),
+                    "{kind}"
+                );
+            }
+        }
+    }
+    // In a batch, a refused item says the status /v1/check would have had.
+    let a = gw
+        .post_json(
+            "/v1/check/batch",
+            &[],
+            json!({"checks": [
+                {"credentials": {"api_key": "pk_nobody_knows_this_key"}, "action": "read", "resource": "catalog/sales"},
+                {"principal": "user/pat", "action": "read", "resource": "catalog/sales"}
+            ]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["results"][0]["status"], 401, "{}", a.body);
+    assert_eq!(a.body["results"][0]["reason"], "unauthenticated");
+    assert_eq!(a.body["results"][1]["decision"], "allow");
+    assert!(a.body["results"][1].get("status").is_none());
+}

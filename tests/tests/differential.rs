@@ -3,7 +3,7 @@
 //! decided natively and through wasmtime, one by one and in batches.
 
 use policy_wasm::{Context, Engine, Request};
-use portcullis_gateway::module::{InstanceLimits, PolicyModule};
+use portcullis_gateway::snapshot::module::{InstanceLimits, PolicyModule};
 use portcullis_snapshots::encode;
 use portcullis_snapshots::generate::{GenerateParams, api_key_secret, generate};
 use portcullis_snapshots::source::compile;

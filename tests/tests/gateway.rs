@@ -318,7 +318,7 @@ async fn a_bad_snapshot_is_refused_and_the_old_one_keeps_serving() {
             "{what}: {}",
             a.body
         );
-        assert_eq!(a.body["serving_revision"], 1, "{what}");
+        assert_eq!(a.body["revision"], 1, "{what}");
         assert_eq!(gw.running.revision(), Some(1));
         let a = gw.get(TABLE, &[("authorization", &pat)]).await;
         assert_eq!(a.status, StatusCode::OK, "{what}: still serving");
@@ -346,7 +346,7 @@ async fn a_revision_rollback_is_refused_unless_forced() {
     for rev in [4, 5] {
         let a = gw.push(revision(rev), false).await;
         assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
-        assert_eq!(a.body["code"], "stale_revision");
+        assert_eq!(a.body["reason"], "stale_revision");
     }
     assert_eq!(gw.running.revision(), Some(5));
     let a = gw.push(revision(3), true).await;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use portcullis_gateway::demo::example_snapshot;
 use portcullis_gateway::server::{StartError, start};
-use portcullis_gateway::swap::SwapError;
+use portcullis_gateway::snapshot::swap::SwapError;
 use portcullis_snapshots::signature::{SigningKey, generate, public_pem, sign};
 use serde_json::json;
 
@@ -37,14 +37,14 @@ async fn pushes_must_be_signed_by_a_trusted_key() {
 
     let a = gw.push(revision(2), false).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
-    assert_eq!(a.body["code"], "unsigned");
+    assert_eq!(a.body["reason"], "unsigned");
 
     let stranger = generate().expect("key");
     let a = gw.push(signed(2, &stranger), false).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(a.body["code"], "bad_signature");
+    assert_eq!(a.body["reason"], "bad_signature");
     assert!(
-        a.body["error"]
+        a.body["message"]
             .as_str()
             .is_some_and(|e| e.contains("not trusted"))
     );
@@ -54,7 +54,7 @@ async fn pushes_must_be_signed_by_a_trusted_key() {
     redated[12] = 9;
     let a = gw.push(redated, false).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(a.body["code"], "bad_signature");
+    assert_eq!(a.body["reason"], "bad_signature");
     assert_eq!(gw.running.revision(), Some(1), "nothing refused was loaded");
 
     let a = gw.push(signed(2, &key), false).await;

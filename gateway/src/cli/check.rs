@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use policy_wasm::{Context, Engine, Explanation, OwnedRequest, Request};
-use portcullis_gateway::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
+use portcullis_gateway::snapshot::module::{
+    HostError, InstanceLimits, PolicyInstance, PolicyModule,
+};
 use portcullis_snapshots::header::MAGIC;
 use portcullis_snapshots::source::Timestamp;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use http::{Method, Request, header};
 use http_body_util::BodyExt;
-use portcullis_gateway::forward::{full, http_client};
+use portcullis_gateway::{response::full, stage::forward::http_client};
 
 use super::snapshot::read_bytes;
 use crate::error::CliError;
@@ -74,7 +74,7 @@ pub fn run(a: PushArgs) -> Result<(), CliError> {
             "{}: refused by the gateway ({}): {}",
             a.file.display(),
             status.as_u16(),
-            v["error"].as_str().unwrap_or("no reason given")
+            v["message"].as_str().unwrap_or("no reason given")
         )))
     }
 }

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use portcullis_gateway::compiled::{CompileError, CompiledConfig};
 use portcullis_gateway::config::GatewayConfig;
 use portcullis_gateway::demo::{DemoOptions, start_demo};
-use portcullis_gateway::server::{StartError, start};
+use portcullis_gateway::server::{StartError, start_compiled};
 
 use crate::error::CliError;
 
@@ -59,23 +60,33 @@ fn init_logs() {
 
 pub fn serve(a: ServeArgs) -> Result<(), CliError> {
     let config = GatewayConfig::load(&a.config).map_err(|e| CliError::Config(e.to_string()))?;
+    // Compiled once, here: routes, keys and tokens are read and built, and
+    // the server runs on exactly what `--check` approves.
+    let compiled = CompiledConfig::compile(config).map_err(|e| match e.in_file(&a.config) {
+        e @ CompileError::Invalid(_) => CliError::Config(e.to_string()),
+        e @ CompileError::Unreadable(_) if a.check => CliError::Config(e.to_string()),
+        e @ CompileError::Unreadable(_) => CliError::Start(e.to_string()),
+    })?;
     if a.check {
-        config.read_tokens().map_err(CliError::Config)?;
         println!(
             "{}: ok ({} routes, {} upstreams)",
             a.config.display(),
-            config.routes.len(),
-            config.upstreams.len()
+            compiled.config.routes.len(),
+            compiled.config.upstreams.len()
         );
         return Ok(());
     }
     init_logs();
     let rt = runtime()?;
     rt.block_on(async {
-        let running = start(config, None).await.map_err(|e| match e {
-            StartError::Config(_) | StartError::Snapshot { .. } => CliError::Config(e.to_string()),
-            _ => CliError::Start(e.to_string()),
-        })?;
+        let running = start_compiled(compiled, None, None)
+            .await
+            .map_err(|e| match e {
+                StartError::Config(_) | StartError::Snapshot { .. } => {
+                    CliError::Config(e.to_string())
+                }
+                _ => CliError::Start(e.to_string()),
+            })?;
         running.run_until_signal().await;
         Ok(())
     })

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis_gateway::route_table::{RouteTable, normalize_path};
+use portcullis_gateway::stage::route_table::{RouteTable, normalize_path};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

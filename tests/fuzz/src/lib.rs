@@ -11,8 +11,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use portcullis_gateway::demo::{
     DEMO_SECRET, DemoOptions, demo_config, demo_routes, example_snapshot,
 };
-use portcullis_gateway::identity::Identity;
-use portcullis_gateway::route_table::RouteTable;
+use portcullis_gateway::stage::identity::Identity;
+use portcullis_gateway::stage::route_table::RouteTable;
 use portcullis_snapshots::header::HEADER_LEN;
 use sha2::{Digest, Sha256};
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use policy_wasm::{Context, Request};
 
-use crate::identity::Credential;
-use crate::swap::{EnginePool, Generation, Unavailable};
+use crate::snapshot::swap::{EnginePool, Generation, Unavailable};
+use crate::stage::identity::Credential;
 
 /// The engine's answer, as the gateway uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]

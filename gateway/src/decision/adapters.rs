@@ -17,17 +17,19 @@
 
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response};
 use hyper::body::Incoming;
 
 use crate::checkpoint::{Passed, check};
-use crate::forward::{Body, full};
-use crate::server::{Shared, refuse};
+use crate::response::{Body, Refusal, full};
+use crate::shared::Shared;
+use crate::stage::forward::method_override;
+use crate::stage::host::parse_host;
 
-/// The identity headers an allowed answer carries.
-pub use crate::forward::{ACTING_AS, PRINCIPAL, REVISION};
 /// The reason code, on every adapter answer (nginx can log it).
-pub use crate::server::REASON_HEADER as REASON;
+pub use crate::response::REASON_HEADER as REASON;
+/// The identity headers an allowed answer carries.
+pub use crate::stage::forward::{ACTING_AS, PRINCIPAL, REVISION};
 
 /// Which external gateway is asking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +98,7 @@ pub fn original(
         }
     };
     let host_of = |v: Option<&str>| -> Result<Option<String>, String> {
-        v.map(|h| crate::host::parse_host(h).map_err(|why| format!("host {h:?}: {why}")))
+        v.map(|h| parse_host(h).map_err(|why| format!("host {h:?}: {why}")))
             .transpose()
     };
     let (method, uri, host) = match adapter.headers() {
@@ -145,51 +147,35 @@ pub(crate) fn handle(
     // The body (if any) is not needed: dropping it closes what the gateway
     // sent (nginx and Traefik send none; Envoy only with `with_request_body`).
     let (parts, _body) = req.into_parts();
-    let original = match original(adapter, &parts.method, &parts.headers, envoy_path) {
-        Ok(o) => o,
-        Err(why) => {
-            let status = match adapter {
-                Adapter::Nginx => StatusCode::FORBIDDEN,
-                _ => StatusCode::BAD_REQUEST,
+    let answer = original(adapter, &parts.method, &parts.headers, envoy_path)
+        .map_err(|why| {
+            Refusal::missing_original_request(format!(
+                "the {adapter:?} adapter cannot tell what the original request was: {why}"
+            ))
+        })
+        .and_then(|original| {
+            // The external gateway forwards the client's headers as they
+            // are: a method override it would pass on is refused unless
+            // allowed, and then it is the method authorized.
+            let method = match method_override(&parts.headers) {
+                Ok(None) => original.method,
+                Ok(Some(m)) if shared.config().server.allow_method_override => m,
+                Ok(Some(_)) | Err(_) => return Err(Refusal::method_override()),
             };
-            return refuse(
-                status,
-                "missing_original_request",
-                &format!(
-                    "the {adapter:?} adapter cannot tell what the original request was: {why}"
-                ),
-                None,
-            );
-        }
-    };
-    // The external gateway forwards the client's headers as they are: a
-    // method override it would pass on is refused unless allowed, and
-    // then it is the method authorized.
-    let method = match crate::forward::method_override(&parts.headers) {
-        Ok(None) => original.method,
-        Ok(Some(m)) if shared.config.server.allow_method_override => m,
-        Ok(Some(_)) | Err(_) => {
-            return refusal(
-                adapter,
-                refuse(
-                    StatusCode::BAD_REQUEST,
-                    "method_override",
-                    "the request carries a method-override header (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override), which the upstream may honour; it is refused unless server.allow_method_override is set",
-                    None,
-                ),
-            );
-        }
-    };
-    match check(
-        shared,
-        &method,
-        original.host.as_deref(),
-        &original.path,
-        &parts.headers,
-        started,
-    ) {
+            check(
+                shared,
+                &method,
+                original.host.as_deref(),
+                &original.path,
+                &parts.headers,
+                started,
+            )
+        });
+    match answer {
         Ok(passed) => allowed(&passed),
-        Err(refused) => refusal(adapter, *refused),
+        // nginx turns any status but 401 and 403 into a 500.
+        Err(refused) if adapter == Adapter::Nginx => refused.as_status_for_nginx().into_response(),
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -209,20 +195,6 @@ fn allowed(passed: &Passed<'_>) -> Response<Body> {
     put(REVISION, &passed.verdict.revision.to_string());
     put(REASON, &passed.verdict.reason);
     r
-}
-
-/// A checkpoint refusal in the adapter's terms: its status, JSON body and
-/// `X-Portcullis-Reason` header, except that nginx only gets 401 or 403.
-fn refusal(adapter: Adapter, mut refused: Response<Body>) -> Response<Body> {
-    if adapter == Adapter::Nginx
-        && !matches!(
-            refused.status(),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        )
-    {
-        *refused.status_mut() = StatusCode::FORBIDDEN;
-    }
-    refused
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use crate::forward::{Body, full};
-use crate::server::{Shared, json_response, read_body};
-use crate::swap::{Source, SwapError};
+use crate::response::{Body, Refusal, full, json_response, read_body};
+use crate::shared::Shared;
+use crate::snapshot::swap::{Source, SwapError};
+use crate::stage::identity::{bearer, token_ok};
 
 pub(crate) async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
@@ -38,25 +38,17 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -
                     "bytes": g.size(),
                 }),
             ),
-            None => json_response(
-                StatusCode::NOT_FOUND,
-                &json!({"error": "no snapshot is loaded yet"}),
-            ),
+            None => Refusal::not_found("no_snapshot", "no snapshot is loaded yet").into_response(),
         },
         (Method::PUT, "/-/snapshot") => push(&shared, req).await,
         (_, "/-/snapshot") => {
-            let mut r = json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error": "use GET or PUT"}),
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, PUT"));
-            r
+            Refusal::method_not_allowed("GET, PUT", "use GET or PUT").into_response()
         }
-        _ => json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"error": "unknown admin endpoint", "endpoints": ["/-/healthz", "/-/readyz", "/-/metrics", "/-/snapshot"]}),
-        ),
+        _ => Refusal::not_found(
+            "unknown_endpoint",
+            "unknown admin endpoint; the endpoints are /-/healthz, /-/readyz, /-/metrics and /-/snapshot",
+        )
+        .into_response(),
     }
 }
 
@@ -87,72 +79,58 @@ fn metrics(shared: &Shared) -> Response<Body> {
     r
 }
 
-/// Compares tokens through their SHA-256, so the time taken says nothing
-/// about how much of a guess was right.
-pub(crate) fn token_ok(expected: &str, presented: &[u8]) -> bool {
-    Sha256::digest(expected.as_bytes()) == Sha256::digest(presented)
-}
-
-/// The token of an `Authorization: Bearer <token>` header, if that is what
-/// the request carries.
-pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&[u8]> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().as_bytes())
-}
-
 async fn push(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
-    let Some(expected) = &shared.admin_token else {
-        return json_response(
-            StatusCode::FORBIDDEN,
-            &json!({"error": "pushes are disabled: set admin.token in the gateway configuration"}),
-        );
+    match install_pushed(shared, req).await {
+        Ok(r) => r,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn install_pushed(
+    shared: &Arc<Shared>,
+    req: hyper::Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
+    let Some(expected) = &shared.compiled.tokens.admin else {
+        return Err(Refusal::admin_forbidden(
+            "pushes are disabled: set admin.token in the gateway configuration",
+        ));
     };
     if !bearer(req.headers()).is_some_and(|t| token_ok(expected, t)) {
-        let mut r = json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "send the admin token as `Authorization: Bearer <token>`"}),
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
-        );
-        return r;
+        return Err(Refusal::unauthenticated(
+            "send the admin token as `Authorization: Bearer <token>`",
+            false,
+            "portcullis-admin",
+        ));
     }
     let force = req
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|kv| kv == "force=true" || kv == "force=1"));
-    let max = shared.config.snapshot.max_bytes;
-    let bytes = match read_body(req.into_body(), max).await {
-        Ok(b) => b,
-        Err(e) => {
-            shared.metrics.swap_failed(Source::Push.as_str());
-            return json_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &json!({"error": format!("could not read the snapshot (limit {max} bytes): {e}"), "code": "too_large"}),
-            );
-        }
-    };
+    let max = shared.config().snapshot.max_bytes;
     let current = shared.swapper.current().map(|g| g.revision);
+    let bytes = read_body(req.into_body(), max).await.map_err(|e| {
+        shared.metrics.swap_failed(Source::Push.as_str());
+        Refusal::too_large(
+            "too_large",
+            format!("could not read the snapshot (limit {max} bytes): {e}"),
+        )
+        .at(current)
+    })?;
     match shared.install(bytes, Source::Push, force).await {
-        Ok(done) => json_response(
+        Ok(done) => Ok(json_response(
             StatusCode::OK,
             &json!({"revision": done.revision, "previous": done.previous, "sha256": done.sha256}),
-        ),
+        )),
         Err(e) => {
-            let status = match e {
-                SwapError::Stale { .. } | SwapError::BelowAccepted { .. } => StatusCode::CONFLICT,
-                SwapError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
-            json_response(
-                status,
-                &json!({"error": e.to_string(), "code": e.code(), "serving_revision": current}),
-            )
+            let message = e.to_string();
+            Err(match e {
+                SwapError::Stale { .. } | SwapError::BelowAccepted { .. } => {
+                    Refusal::stale(e.code(), message)
+                }
+                SwapError::TooLarge { .. } => Refusal::too_large(e.code(), message),
+                _ => Refusal::invalid_snapshot(e.code(), message),
+            }
+            .at(current))
         }
     }
 }

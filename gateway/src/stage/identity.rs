@@ -134,6 +134,33 @@ pub struct KeyConfig {
     pub pem_file: Option<PathBuf>,
 }
 
+/// Compares tokens through their SHA-256, so the time taken says nothing
+/// about how much of a guess was right.
+pub fn token_ok(expected: &str, presented: &[u8]) -> bool {
+    Sha256::digest(expected.as_bytes()) == Sha256::digest(presented)
+}
+
+/// The token of the request's one `Authorization: Bearer <token>` header,
+/// if that is what it carries (the admin API and the decision endpoint's
+/// own tokens; end users' tokens go through [`Identity::authenticate`]).
+pub fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let mut all = headers.get_all(http::header::AUTHORIZATION).iter();
+    match (all.next(), all.next()) {
+        (Some(v), None) => bearer_token(v.to_str().ok()?).map(str::as_bytes),
+        _ => None,
+    }
+}
+
+/// `<token>` of `Bearer <token>` (the scheme in any case).
+fn bearer_token(value: &str) -> Option<&str> {
+    match value.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
+            Some(t.trim())
+        }
+        _ => None,
+    }
+}
+
 /// Why the identity configuration is unusable (a start-up error).
 #[derive(Debug, Error)]
 pub enum IdentityConfigError {
@@ -383,14 +410,7 @@ impl Identity {
             }
             (Some(a), None) => {
                 let a = a.to_str().map_err(|_| Unauthenticated::NotBearer)?;
-                let token = match a.split_once(' ') {
-                    Some((scheme, t))
-                        if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
-                    {
-                        t.trim()
-                    }
-                    _ => return Err(Unauthenticated::NotBearer),
-                };
+                let token = bearer_token(a).ok_or(Unauthenticated::NotBearer)?;
                 self.verify(token, now).map(Credential::Token)
             }
         }

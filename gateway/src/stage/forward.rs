@@ -11,11 +11,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,23 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
 use crate::config::{UpstreamConfig, ms, parse_http_url};
-
-/// Errors carried by bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of every request and response the gateway handles.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-/// A complete body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
+use crate::response::{Body, BoxError};
 
 /// The pooled HTTP/1.1 client, shared by upstreams and the snapshot poller.
 pub type HttpClient = Client<HttpConnector, Body>;
@@ -84,12 +66,10 @@ pub enum ForwardError {
 }
 
 impl ForwardError {
-    /// The status the client gets.
-    pub fn status(&self) -> http::StatusCode {
-        match self {
-            ForwardError::Timeout { .. } => http::StatusCode::GATEWAY_TIMEOUT,
-            _ => http::StatusCode::BAD_GATEWAY,
-        }
+    /// Whether the upstream was reached but did not answer in time (504,
+    /// where anything else is a 502).
+    pub fn timed_out(&self) -> bool {
+        matches!(self, ForwardError::Timeout { .. })
     }
 
     /// The metrics label.
@@ -101,13 +81,63 @@ impl ForwardError {
     }
 }
 
-struct Upstream {
+/// One upstream as configured, its URL parsed (once, at compilation).
+#[derive(Clone, Debug)]
+pub struct UpstreamSpec {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     host_header: HeaderValue,
     prefix: String,
     timeout: Duration,
+    connect_timeout: Duration,
+    pool_max_idle: usize,
     forward_authorization: bool,
+}
+
+/// Every configured upstream, parsed.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamSpecs {
+    by_name: HashMap<String, UpstreamSpec>,
+}
+
+impl UpstreamSpecs {
+    /// Parses every upstream's URL; the error names the upstream.
+    pub fn parse(
+        config: &std::collections::BTreeMap<String, UpstreamConfig>,
+    ) -> Result<Self, String> {
+        let mut by_name = HashMap::new();
+        for (name, u) in config {
+            let uri = parse_http_url(&u.url).map_err(|e| format!("upstreams.{name}.url: {e}"))?;
+            let parts = uri.into_parts();
+            let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+                return Err(format!("upstreams.{name}.url: no scheme or host"));
+            };
+            let prefix = parts
+                .path_and_query
+                .map(|p| p.path().trim_end_matches('/').to_string())
+                .unwrap_or_default();
+            let host_header = HeaderValue::from_str(authority.as_str())
+                .map_err(|e| format!("upstreams.{name}.url: {e}"))?;
+            by_name.insert(
+                name.clone(),
+                UpstreamSpec {
+                    scheme,
+                    authority,
+                    host_header,
+                    prefix,
+                    timeout: ms(u.timeout_ms),
+                    connect_timeout: ms(u.connect_timeout_ms),
+                    pool_max_idle: u.pool_max_idle,
+                    forward_authorization: u.forward_authorization,
+                },
+            );
+        }
+        Ok(UpstreamSpecs { by_name })
+    }
+}
+
+struct Upstream {
+    spec: UpstreamSpec,
     client: HttpClient,
 }
 
@@ -124,7 +154,7 @@ pub struct Vouch<'a> {
     pub peer: SocketAddr,
     /// The normalized, authorized path.
     pub path: &'a str,
-    /// The host the client asked for (`crate::host::request_host`), sent
+    /// The host the client asked for (`crate::stage::host::request_host`), sent
     /// as `X-Forwarded-Host`.
     pub host: Option<&'a str>,
     /// The API-key header, never forwarded.
@@ -147,38 +177,22 @@ pub const ACTING_AS: &str = "x-portcullis-acting-as";
 pub const REVISION: &str = "x-portcullis-revision";
 
 impl Upstreams {
-    /// Builds a pool per upstream. URLs were checked by config validation;
-    /// a bad one is still an error here, never a panic.
-    pub fn new(
-        config: &std::collections::BTreeMap<String, UpstreamConfig>,
-    ) -> Result<Self, String> {
-        let mut by_name = HashMap::new();
-        for (name, u) in config {
-            let uri = parse_http_url(&u.url).map_err(|e| format!("upstreams.{name}.url: {e}"))?;
-            let parts = uri.into_parts();
-            let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
-                return Err(format!("upstreams.{name}.url: no scheme or host"));
-            };
-            let prefix = parts
-                .path_and_query
-                .map(|p| p.path().trim_end_matches('/').to_string())
-                .unwrap_or_default();
-            let host_header = HeaderValue::from_str(authority.as_str())
-                .map_err(|e| format!("upstreams.{name}.url: {e}"))?;
-            by_name.insert(
-                name.clone(),
-                Upstream {
-                    scheme,
-                    authority,
-                    host_header,
-                    prefix,
-                    timeout: ms(u.timeout_ms),
-                    forward_authorization: u.forward_authorization,
-                    client: http_client(ms(u.connect_timeout_ms), u.pool_max_idle),
-                },
-            );
-        }
-        Ok(Upstreams { by_name })
+    /// A connection pool per upstream, for one worker.
+    pub fn connect(specs: &UpstreamSpecs) -> Self {
+        let by_name = specs
+            .by_name
+            .iter()
+            .map(|(name, spec)| {
+                (
+                    name.clone(),
+                    Upstream {
+                        client: http_client(spec.connect_timeout, spec.pool_max_idle),
+                        spec: spec.clone(),
+                    },
+                )
+            })
+            .collect();
+        Upstreams { by_name }
     }
 
     /// Sends the request to the named upstream and returns its response
@@ -190,10 +204,11 @@ impl Upstreams {
         body: Body,
         vouch: Vouch<'_>,
     ) -> Result<Response<Body>, ForwardError> {
-        let up = self
+        let entry = self
             .by_name
             .get(name)
             .ok_or_else(|| ForwardError::UnknownUpstream(name.to_string()))?;
+        let (up, client) = (&entry.spec, &entry.client);
         let unreachable = |message: String| ForwardError::Unreachable {
             upstream: name.to_string(),
             message,
@@ -241,7 +256,7 @@ impl Upstreams {
         *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
-        let response = match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+        let response = match tokio::time::timeout(up.timeout, client.request(req)).await {
             Err(_) => {
                 return Err(ForwardError::Timeout {
                     upstream: name.to_string(),

@@ -233,6 +233,7 @@ impl PolicyInstance {
     /// Makes the next decision call trap as if it had run out of time: the
     /// real module is interrupted by wasmtime, so callers can test their
     /// trap handling (fail closed, rebuild) end to end.
+    #[cfg(feature = "testing")]
     pub fn interrupt_next_call(&mut self) {
         self.interrupt_next = true;
     }

@@ -23,9 +23,9 @@ use portcullis_snapshots::header::Header;
 use portcullis_snapshots::signature::{self, SignatureError, VerifyingKey};
 use thiserror::Error;
 
-use crate::revision_state::{AcceptedRevision, RevisionState};
+use crate::snapshot::revision_state::{AcceptedRevision, RevisionState};
 
-use crate::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
+use crate::snapshot::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
 
 /// Where a candidate snapshot came from (for logs and metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -277,7 +277,8 @@ impl Generation {
     }
 
     /// Makes the next call on every instance trap (fault injection for
-    /// tests of the trap path; see [`PolicyInstance::interrupt_next_call`]).
+    /// tests of the trap path; see `PolicyInstance::interrupt_next_call`).
+    #[cfg(feature = "testing")]
     pub fn interrupt_next_calls(&self) {
         for slot in self.slots.iter() {
             if let Some(i) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {

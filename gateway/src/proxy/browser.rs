@@ -12,12 +12,13 @@
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
-
 use sha2::{Digest, Sha256};
 
-use crate::forward::{Body, full};
-use crate::identity::Credential;
-use crate::server::{Shared, refuse, unauthenticated, unix_now};
+use crate::checkpoint::unauthenticated;
+use crate::response::{Body, Refusal, empty, full};
+use crate::shared::{Shared, unix_now};
+use crate::stage::authorize::decide;
+use crate::stage::identity::Credential;
 
 /// The path, reserved on the proxy listener.
 pub(crate) const SNAPSHOT_ME: &str = "/-/snapshot/me";
@@ -26,51 +27,48 @@ pub(crate) async fn snapshot_me(
     shared: &Arc<Shared>,
     parts: &http::request::Parts,
 ) -> Response<Body> {
+    match view(shared, parts).await {
+        Ok(r) => r,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn view(
+    shared: &Arc<Shared>,
+    parts: &http::request::Parts,
+) -> Result<Response<Body>, Refusal> {
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        let mut r = refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use GET",
-            None,
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+        return Err(Refusal::method_not_allowed("GET, HEAD", "use GET"));
     }
     let generation = shared.swapper.current();
     let revision = generation.as_ref().map(|g| g.revision);
-    let principal = match shared.identity().authenticate(&parts.headers, unix_now()) {
+    let principal = match shared
+        .compiled
+        .identity
+        .authenticate(&parts.headers, unix_now())
+    {
         Ok(Credential::Token(p)) => p,
         Ok(Credential::ApiKey(_)) => {
-            return refuse(
-                StatusCode::FORBIDDEN,
+            return Err(Refusal::denied(
                 "bearer_token_required",
                 "browser snapshots are for signed-in users: send a bearer token, not an API key",
-                revision,
-            );
+            )
+            .at(revision));
         }
-        Err(e) => return unauthenticated(&e, revision),
+        Err(e) => return Err(unauthenticated(&e).at(revision)),
     };
-    let Some(generation) = generation else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_snapshot",
-            "no directory snapshot is loaded yet",
-            None,
-        );
-    };
+    let generation = generation.ok_or_else(Refusal::no_snapshot)?;
     // Only a principal that may act gets its view: a disabled, expired or
     // unknown one is denied here as every other action of its is (the
     // engine's `login` on itself says whether it can act at all).
     if !(principal.starts_with("user/") || principal.starts_with("service/")) {
-        return refuse(
-            StatusCode::FORBIDDEN,
+        return Err(Refusal::denied(
             "not_a_browser_principal",
             "browser snapshots are for users and service accounts",
-            revision,
-        );
+        )
+        .at(revision));
     }
-    match crate::authorize::decide(
+    let verdict = decide(
         &generation,
         shared.swapper.pool(),
         &Credential::Token(principal.clone()),
@@ -78,17 +76,10 @@ pub(crate) async fn snapshot_me(
         &principal,
         unix_now(),
         false,
-    ) {
-        Ok(v) if v.allowed => {}
-        Ok(v) => return refuse(StatusCode::FORBIDDEN, &v.reason, &v.message, revision),
-        Err(e) => {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                e.reason(),
-                &e.to_string(),
-                revision,
-            );
-        }
+    )
+    .map_err(|e| Refusal::unavailable(e.reason(), e.to_string()).at(revision))?;
+    if !verdict.allowed {
+        return Err(Refusal::denied(verdict.reason, verdict.message).at(revision));
     }
     // The answer differs per principal: the tag says whose it is.
     let whose = hex::encode(&Sha256::digest(principal.as_bytes())[..6]);
@@ -103,41 +94,30 @@ pub(crate) async fn snapshot_me(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mut r = if fresh {
-        let mut r = Response::new(crate::forward::empty());
+        let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
         let g = Arc::clone(&generation);
-        let signer = shared.browser_signer.clone();
-        match tokio::task::spawn_blocking(move || g.scoped(&principal, signer.as_ref())).await {
-            Ok(Ok(bytes)) => {
-                let mut r = Response::new(if parts.method == Method::HEAD {
-                    crate::forward::empty()
-                } else {
-                    full(bytes.to_vec())
-                });
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/vnd.portcullis.snapshot"),
-                );
-                r
-            }
-            Ok(Err(e)) => {
+        let signer = shared.compiled.browser_signer.clone();
+        let bytes = tokio::task::spawn_blocking(move || g.scoped(&principal, signer.as_ref()))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|built| built)
+            .map_err(|e| {
                 tracing::error!(error = %e, "cannot build the redacted snapshot");
-                refuse(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "redaction_failed",
-                    &e,
-                    revision,
-                )
-            }
-            Err(e) => refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "redaction_failed",
-                &e.to_string(),
-                revision,
-            ),
-        }
+                Refusal::internal("redaction_failed", e).at(revision)
+            })?;
+        let mut r = Response::new(if parts.method == Method::HEAD {
+            empty()
+        } else {
+            full(bytes.to_vec())
+        });
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.portcullis.snapshot"),
+        );
+        r
     };
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -148,5 +128,5 @@ pub(crate) async fn snapshot_me(
         HeaderValue::from_static("private, no-cache"),
     );
     h.insert(header::VARY, HeaderValue::from_static("Authorization"));
-    r
+    Ok(r)
 }

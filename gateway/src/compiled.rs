@@ -1,0 +1,121 @@
+//! The configuration compiled once into the value the server runs on:
+//! routes built, identity keys and JWKS read, tokens and signing keys read,
+//! upstream URLs parsed. Parse, don't validate: nothing here is read or
+//! checked a second time at start-up, and `portcullis serve --check`
+//! compiles exactly what `serve` would run.
+
+use portcullis_snapshots::signature::{SigningKey, VerifyingKey};
+use thiserror::Error;
+
+use crate::config::{ConfigError, GatewayConfig, Tokens};
+use crate::stage::forward::UpstreamSpecs;
+use crate::stage::identity::Identity;
+use crate::stage::route_table::{PathRules, RouteTable};
+
+/// Why a configuration cannot run.
+#[derive(Debug, Error)]
+pub enum CompileError {
+    /// The configuration itself is invalid (every problem listed).
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// A file it names (token, key, JWKS) could not be read or used.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+/// A configuration ready to serve.
+pub struct CompiledConfig {
+    /// The settings read as they are (limits, timeouts, sections).
+    pub config: GatewayConfig,
+    /// The route table, with the path rules of `[server]`.
+    pub routes: RouteTable,
+    /// The credential verifier, keys loaded.
+    pub identity: Identity,
+    /// The admin and decision tokens.
+    pub tokens: Tokens,
+    /// The upstreams, URLs parsed; each worker connects its own pools.
+    pub upstreams: UpstreamSpecs,
+    /// `snapshot.trusted_keys`.
+    pub trusted_keys: Vec<VerifyingKey>,
+    /// `snapshot.browser_signing_key`.
+    pub browser_signer: Option<SigningKey>,
+}
+
+impl CompiledConfig {
+    /// Validates `config`, reads and builds everything it names, and
+    /// lists every problem at once. Token files that cannot be read are
+    /// [`CompileError::Unreadable`] (the start stops with exit code 5);
+    /// everything else is [`CompileError::Invalid`].
+    pub fn compile(config: GatewayConfig) -> Result<Self, CompileError> {
+        let mut problems = config.validate().err().unwrap_or_default();
+        let mut problem = |p: String| problems.push(p);
+        let routes = RouteTable::new(config.routes.clone())
+            .map_err(|e| problem(format!("routes: {e}")))
+            .ok();
+        let identity = Identity::new(config.identity.clone())
+            .map_err(|e| problem(format!("identity: {e}")))
+            .ok();
+        let upstreams = UpstreamSpecs::parse(&config.upstreams)
+            .map_err(&mut problem)
+            .ok();
+        let trusted_keys = config
+            .trusted_keys()
+            .map_err(|e| problem(format!("snapshot.trusted_keys: {e}")))
+            .ok();
+        let browser_signer = match &config.snapshot.browser_signing_key {
+            Some(path) => crate::config::read_signing_key(path)
+                .map(Some)
+                .map_err(|e| problem(format!("snapshot.browser_signing_key: {e}")))
+                .ok(),
+            None => Some(None),
+        };
+        let (
+            Some(routes),
+            Some(identity),
+            Some(upstreams),
+            Some(trusted_keys),
+            Some(browser_signer),
+        ) = (routes, identity, upstreams, trusted_keys, browser_signer)
+        else {
+            return Err(invalid(problems));
+        };
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
+        let tokens = config.read_tokens().map_err(CompileError::Unreadable)?;
+        let routes = routes.with_path_rules(PathRules {
+            allow_path_parameters: config.server.allow_path_parameters,
+        });
+        Ok(CompiledConfig {
+            config,
+            routes,
+            identity,
+            tokens,
+            upstreams,
+            trusted_keys,
+            browser_signer,
+        })
+    }
+}
+
+impl CompileError {
+    /// The same error, naming the configuration file it is about.
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            CompileError::Invalid(ConfigError::Invalid { problems, .. }) => {
+                CompileError::Invalid(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    problems,
+                })
+            }
+            other => other,
+        }
+    }
+}
+
+fn invalid(problems: Vec<String>) -> CompileError {
+    CompileError::Invalid(ConfigError::Invalid {
+        path: "(configuration)".into(),
+        problems,
+    })
+}

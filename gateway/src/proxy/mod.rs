@@ -1,0 +1,158 @@
+//! The proxy listener's handler: what the gateway serves itself (the
+//! decision endpoint under its prefix, `GET /-/snapshot/me`, static files),
+//! then every other request through the checkpoint and, when it passes,
+//! forwarded upstream.
+//!
+//! ```text
+//! framing, host → checkpoint (route → identity → decision) → forward
+//!     400 ambiguous / malformed host → its refusal → 413 / 502 / 504 / the upstream's answer
+//! ```
+
+pub mod browser;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::response::{Body, Refusal};
+use crate::shared::Shared;
+use crate::stage::forward::{Upstreams, Vouch, method_override};
+use crate::stage::host::request_host;
+
+/// Serves one request on the proxy listener of a worker that owns
+/// `upstreams`.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    upstreams: &Upstreams,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    if let Some(why) = framing_problem(&req) {
+        shared.metrics.malformed();
+        return Refusal::ambiguous_request(why).into_response();
+    }
+    if let Some(prefix) = &shared.config().decision.path_prefix
+        && let Some(rel) = req.uri().path().strip_prefix(prefix.as_str())
+        && rel.starts_with('/')
+    {
+        let rel = rel.to_string();
+        return crate::decision::handle(shared, req, &rel).await;
+    }
+    let (parts, body) = req.into_parts();
+    if parts.uri.path() == browser::SNAPSHOT_ME {
+        return browser::snapshot_me(&shared, &parts).await;
+    }
+    if let Some(r) = shared
+        .site
+        .as_ref()
+        .and_then(|site| site.serve(&parts.method, parts.uri.path()))
+    {
+        return r;
+    }
+    match pass(&shared, upstreams, peer, parts, body, started).await {
+        Ok(r) => r,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn pass(
+    shared: &Shared,
+    upstreams: &Upstreams,
+    peer: SocketAddr,
+    parts: http::request::Parts,
+    body: Incoming,
+    started: Instant,
+) -> Result<Response<Body>, Refusal> {
+    let host = request_host(&parts).map_err(|why| {
+        shared.metrics.malformed();
+        Refusal::malformed_host(why)
+    })?;
+    let server = &shared.config().server;
+    // With overrides allowed, the method the upstream will act on is the
+    // one authorized; without, the headers are stripped before forwarding.
+    let method = match method_override(&parts.headers) {
+        Ok(Some(m)) if server.allow_method_override => m,
+        Err(why) if server.allow_method_override => return Err(Refusal::malformed_request(why)),
+        _ => parts.method.clone(),
+    };
+    let passed = crate::checkpoint::check(
+        shared,
+        &method,
+        host.as_deref(),
+        parts.uri.path(),
+        &parts.headers,
+        started,
+    )?;
+    let (route, resolved, verdict) = (passed.resolved.route, &passed.resolved, &passed.verdict);
+    let revision = Some(verdict.revision);
+
+    let max_body = server.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(Refusal::too_large(
+            "body_too_large",
+            format!("request bodies are limited to {max_body} bytes"),
+        )
+        .at(revision));
+    }
+    let body: Body =
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync();
+    let upstream_started = Instant::now();
+    let forwarded = upstreams
+        .forward(
+            &route.upstream,
+            parts,
+            body,
+            Vouch {
+                principal: passed.credential.principal(),
+                acting_as: verdict.acting_as.as_deref(),
+                revision: verdict.revision,
+                peer,
+                path: &resolved.path,
+                host: host.as_deref(),
+                api_key_header: shared.compiled.identity.api_key_header(),
+                keep_method_override: server.allow_method_override,
+            },
+        )
+        .await;
+    shared
+        .metrics
+        .upstream_time(upstream_started.elapsed().as_secs_f64());
+    forwarded.map_err(|e| {
+        let refusal = Refusal::upstream(e.timed_out(), e.to_string()).at(revision);
+        shared
+            .metrics
+            .upstream_error(&route.upstream, refusal.reason());
+        tracing::warn!(upstream = %route.upstream, error = %e, "forwarding failed");
+        refusal
+    })
+}
+
+/// Requests whose framing or target a gateway must not guess about: the
+/// proxy and the upstream could read them differently (request smuggling,
+/// host confusion).
+fn framing_problem(req: &hyper::Request<Incoming>) -> Option<&'static str> {
+    let http1 = req.version() < http::Version::HTTP_2;
+    if http1 && req.uri().authority().is_some() {
+        return Some(
+            "absolute-form request targets are for forward proxies; send the path (origin-form)",
+        );
+    }
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Some("more than one Host header");
+    }
+    if hosts == 0 && req.version() == http::Version::HTTP_11 {
+        return Some("HTTP/1.1 requests must carry a Host header");
+    }
+    None
+}

@@ -1,0 +1,367 @@
+//! The gateway's response vocabulary, at the bottom of the house: the body
+//! type every request and response uses, JSON answers, and [`Refusal`] —
+//! the one place where a refusal's HTTP status, reason code and body shape
+//! are chosen, for the proxy, the decision endpoint, the adapters, the
+//! browser snapshot and the admin API alike.
+//!
+//! Every refusal has one body shape, `{"decision": "deny", "reason",
+//! "message", "revision"?}`, and names its reason in the
+//! `X-Portcullis-Reason` header too, for clients and gateways (nginx
+//! `auth_request`) that only see headers.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use serde::Serialize;
+
+/// Errors carried by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every request and response the gateway handles.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Reads a whole body up to `max` bytes.
+pub async fn read_body<B>(body: B, max: u64) -> Result<Vec<u8>, String>
+where
+    B: hyper::body::Body,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes().to_vec()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A JSON answer from the gateway itself (never cached).
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(full(bytes));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Every refusal names its reason in this header as well as in its body.
+pub const REASON_HEADER: &str = "x-portcullis-reason";
+
+/// Why the gateway answers a request itself instead of serving it: the
+/// status, a stable reason code, a sentence for people, and the snapshot
+/// revision that decided, when one did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    status: StatusCode,
+    reason: Cow<'static, str>,
+    message: String,
+    revision: Option<u64>,
+    challenge: Option<String>,
+    allow: Option<&'static str>,
+    close: bool,
+}
+
+#[derive(Serialize)]
+struct RefusalBody<'a> {
+    decision: &'static str,
+    reason: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+}
+
+impl Refusal {
+    fn new(
+        status: StatusCode,
+        reason: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Refusal {
+            status,
+            reason: reason.into(),
+            message: message.into(),
+            revision: None,
+            challenge: None,
+            allow: None,
+            close: false,
+        }
+    }
+
+    // --- 400: the request cannot be read one way only -------------------
+
+    /// A body or field the gateway cannot read as asked (400
+    /// `malformed_request`).
+    pub fn malformed_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_request", message)
+    }
+
+    /// A request whose framing or target the gateway and the upstream
+    /// could read differently (400, and the connection is closed: what
+    /// follows on it cannot be trusted to be framed right).
+    pub fn ambiguous_request(message: impl Into<String>) -> Self {
+        let mut r = Self::malformed_request(message);
+        r.close = true;
+        r
+    }
+
+    /// A path that is refused rather than guessed at (400 `malformed_path`).
+    pub fn malformed_path(why: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_path",
+            format!("malformed path: {why}"),
+        )
+    }
+
+    /// A host that is not a name or IP literal with a port (400
+    /// `malformed_host`).
+    pub fn malformed_host(why: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_host",
+            format!("malformed host: {why}"),
+        )
+    }
+
+    /// An external gateway's subrequest that does not say what the original
+    /// request was (400 `missing_original_request`).
+    pub fn missing_original_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "missing_original_request", message)
+    }
+
+    /// A method-override header an external gateway would pass on (400
+    /// `method_override`).
+    pub fn method_override() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "method_override",
+            "the request carries a method-override header (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override), which the upstream may honour; it is refused unless server.allow_method_override is set",
+        )
+    }
+
+    // --- 401: who is asking is not established --------------------------
+
+    /// No usable credentials (401 `unauthenticated`, with a bearer
+    /// challenge; `invalid` says whether credentials were sent).
+    pub fn unauthenticated(message: impl Into<String>, invalid: bool, realm: &'static str) -> Self {
+        let message = message.into();
+        let challenge = if invalid {
+            format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                message.replace(['"', '\\'], "'")
+            )
+        } else {
+            format!("Bearer realm=\"{realm}\"")
+        };
+        let mut r = Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);
+        r.challenge = Some(challenge);
+        r
+    }
+
+    // --- 403: decided, and denied ---------------------------------------
+
+    /// The engine's denial (403 with its reason).
+    pub fn denied(reason: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, reason, message)
+    }
+
+    /// No route matches: denied by default (403 `no_route`).
+    pub fn no_route() -> Self {
+        Self::denied(
+            "no_route",
+            "no route matches this request; requests outside the route table are denied",
+        )
+    }
+
+    // --- 404, 405, 409, 413, 422: the gateway's own endpoints -----------
+
+    /// An endpoint or file that does not exist (404).
+    pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, reason, message)
+    }
+
+    /// A method the endpoint does not take (405, with `Allow`).
+    pub fn method_not_allowed(allow: &'static str, message: impl Into<String>) -> Self {
+        let mut r = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        );
+        r.allow = Some(allow);
+        r
+    }
+
+    /// A body over its limit (413).
+    pub fn too_large(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, reason, message)
+    }
+
+    /// A snapshot older than the one serving (409).
+    pub fn stale(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, reason, message)
+    }
+
+    /// A snapshot that cannot be installed (422).
+    pub fn invalid_snapshot(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, reason, message)
+    }
+
+    /// The admin API without its token, or with pushes disabled (403).
+    pub fn admin_forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "pushes_disabled", message)
+    }
+
+    // --- 5xx: the gateway cannot decide or forward ----------------------
+
+    /// Nothing can be decided: no snapshot, or no engine instance (503).
+    pub fn unavailable(reason: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, reason, message)
+    }
+
+    /// No snapshot is loaded yet (503 `no_snapshot`).
+    pub fn no_snapshot() -> Self {
+        Self::unavailable(
+            "no_snapshot",
+            "no directory snapshot is loaded yet; every request is denied until one is",
+        )
+    }
+
+    /// The upstream did not answer in time (504 `timeout`) or at all (502
+    /// `unreachable`).
+    pub fn upstream(timed_out: bool, message: impl Into<String>) -> Self {
+        if timed_out {
+            Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
+        } else {
+            Self::new(StatusCode::BAD_GATEWAY, "unreachable", message)
+        }
+    }
+
+    /// The gateway failed at something of its own (500).
+    pub fn internal(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, reason, message)
+    }
+
+    // --- use -------------------------------------------------------------
+
+    /// The same refusal, naming the revision that decided.
+    pub fn at(mut self, revision: Option<u64>) -> Self {
+        self.revision = revision;
+        self
+    }
+
+    /// The same refusal, with another status where a client can only take
+    /// some (nginx `auth_request` turns anything but 401 and 403 into 500).
+    pub fn as_status_for_nginx(mut self) -> Self {
+        if !matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            self.status = StatusCode::FORBIDDEN;
+        }
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable reason code.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The sentence for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The revision that decided, if any.
+    pub fn revision(&self) -> Option<u64> {
+        self.revision
+    }
+
+    /// The answer: status, JSON body, reason header, and the challenge,
+    /// `Allow` or `Connection: close` the refusal calls for.
+    pub fn into_response(self) -> Response<Body> {
+        let mut r = json_response(
+            self.status,
+            &RefusalBody {
+                decision: "deny",
+                reason: &self.reason,
+                message: &self.message,
+                revision: self.revision,
+            },
+        );
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.reason) {
+            h.insert(REASON_HEADER, v);
+        }
+        if let Some(c) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            h.insert(header::WWW_AUTHENTICATE, c);
+        }
+        if let Some(allow) = self.allow {
+            h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.close {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        r
+    }
+}
+
+impl From<Refusal> for Response<Body> {
+    fn from(r: Refusal) -> Self {
+        r.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shape_with_the_reason_in_a_header() {
+        let r = Refusal::denied("no_grant", "no")
+            .at(Some(3))
+            .into_response();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(r.headers()[REASON_HEADER], "no_grant");
+        let r = Refusal::unauthenticated("bad \"token\"", true, "portcullis").into_response();
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"bad 'token'\""
+        );
+        let r = Refusal::method_not_allowed("POST", "use POST").into_response();
+        assert_eq!(r.headers()[header::ALLOW], "POST");
+        assert_eq!(
+            Refusal::upstream(true, "slow")
+                .as_status_for_nginx()
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+}

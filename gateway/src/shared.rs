@@ -1,0 +1,134 @@
+//! What every connection of every listener shares: the compiled
+//! configuration, the snapshot swapper, metrics and the decision log. It
+//! sits below every stage that uses it; nothing here knows about
+//! listeners.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{Method, StatusCode};
+
+use crate::compiled::CompiledConfig;
+use crate::decision_log::{DecisionLine, DecisionLog};
+use crate::metrics::Metrics;
+use crate::snapshot::module::HostError;
+use crate::snapshot::swap::{Installed, Source, SwapError, Swapper};
+use crate::static_site::StaticSite;
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    /// The configuration, compiled.
+    pub(crate) compiled: CompiledConfig,
+    /// The serving snapshot and the candidates' way in.
+    pub(crate) swapper: Arc<Swapper>,
+    pub(crate) metrics: Metrics,
+    log: DecisionLog,
+    /// Files served without authentication on the proxy listener.
+    pub(crate) site: Option<StaticSite>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        compiled: CompiledConfig,
+        swapper: Arc<Swapper>,
+        metrics: Metrics,
+        log: DecisionLog,
+        site: Option<StaticSite>,
+    ) -> Self {
+        Shared {
+            compiled,
+            swapper,
+            metrics,
+            log,
+            site,
+        }
+    }
+
+    /// The settings as configured.
+    pub(crate) fn config(&self) -> &crate::config::GatewayConfig {
+        &self.compiled.config
+    }
+
+    /// Installs a candidate off the async workers, counting and logging
+    /// the outcome. The serving snapshot is untouched on error.
+    pub(crate) async fn install(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        source: Source,
+        force: bool,
+    ) -> Result<Installed, SwapError> {
+        let swapper = Arc::clone(&self.swapper);
+        let result = tokio::task::spawn_blocking(move || swapper.install(bytes, source, force))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SwapError::Load(HostError::Trap(format!(
+                    "loader failed: {e}"
+                ))))
+            });
+        match &result {
+            Ok(done) => self.metrics.swapped(source.as_str(), done.revision),
+            Err(e) => {
+                self.metrics.swap_failed(source.as_str());
+                tracing::warn!(source = source.as_str(), error = %e, "candidate snapshot refused; the current one keeps serving");
+            }
+        }
+        result
+    }
+
+    /// Records one decision: its latency in the metrics, a line in the log.
+    pub(crate) fn log_decision(&self, l: Logged<'_>) {
+        let latency = l.started.elapsed();
+        self.metrics.decision_time(latency.as_secs_f64());
+        if !self.log.enabled() {
+            return;
+        }
+        let time = rfc3339_now();
+        self.log.write(&DecisionLine {
+            time: &time,
+            principal: l.principal,
+            acting_as: l.acting_as,
+            method: l.method.as_str(),
+            path: l.path,
+            route: l.route,
+            action: l.action,
+            resource: l.resource,
+            decision: if l.allowed { "allow" } else { "deny" },
+            reason: l.reason,
+            revision: l.revision,
+            latency_us: latency.as_micros() as u64,
+            shadow: l.shadow,
+            status: l.status.map(|s| s.as_u16()),
+        });
+    }
+}
+
+/// The gateway's clock, in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// What the decision log records of one request.
+#[derive(Clone, Copy)]
+pub(crate) struct Logged<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    pub(crate) route: Option<&'a str>,
+    pub(crate) action: Option<&'a str>,
+    pub(crate) resource: Option<&'a str>,
+    pub(crate) principal: Option<&'a str>,
+    pub(crate) acting_as: Option<&'a str>,
+    pub(crate) allowed: bool,
+    pub(crate) reason: &'a str,
+    pub(crate) revision: Option<u64>,
+    pub(crate) started: Instant,
+    pub(crate) shadow: bool,
+    pub(crate) status: Option<StatusCode>,
+}

@@ -1,0 +1,8 @@
+//! Snapshots in the gateway: the policy [`module`] compiled once and its
+//! instances, [`swap`] (a generation of loaded instances behind an
+//! arc-swap, every candidate validated first), and [`revision_state`] (the
+//! accepted revision across restarts).
+
+pub mod module;
+pub mod revision_state;
+pub mod swap;
