@@ -8,7 +8,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | vocabulary | [`response`] (bodies, JSON, `Refusal`: the one place a refusal's status is chosen), [`config`] (the TOML as written), [`metrics`], [`decision_log`], [`static_site`] |
+//! | vocabulary | [`response`] (bodies, JSON, `Refusal`: the one place a refusal's status is chosen), [`config`] (the TOML as written), [`metrics`], [`decision_log`], [`static_site`], [`framing`] |
 //! | leaves | [`stage`]: `host`, `route_table`, `identity`, `authorize`, `forward`; [`snapshot`]: `module`, `swap`, `revision_state` |
 //! | compiled state | [`compiled`] (the configuration compiled once), `shared` (what every connection shares) |
 //! | composition | `checkpoint` (route → identity → decision, for every path), [`proxy`] (the proxy handler, `/-/snapshot/me`, static files), [`decision`] (`/v1/check`, adapters), `admin`, `sources` (the watched file and the polled URL) |
@@ -21,6 +21,7 @@ pub mod config;
 pub mod decision;
 pub mod decision_log;
 pub mod demo;
+pub mod framing;
 pub mod metrics;
 pub mod proxy;
 pub mod response;

@@ -25,7 +25,9 @@ use tokio::task::JoinHandle;
 use crate::compiled::{CompileError, CompiledConfig};
 use crate::config::{GatewayConfig, ms};
 use crate::decision_log::DecisionLog;
+use crate::framing::{Framed, FramingLog};
 use crate::metrics::Metrics;
+use crate::response::Refusal;
 use crate::shared::Shared;
 use crate::snapshot::module::{HostError, InstanceLimits, PolicyModule};
 use crate::snapshot::swap::{EnginePool, Installed, Source, SwapError, Swapper, TICK};
@@ -507,10 +509,25 @@ async fn serve(
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
         let kind = kind.clone();
-        let service = service_fn(move |req| {
+        let framing = FramingLog::new();
+        let seen = framing.clone();
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let shared = Arc::clone(&shared);
             let kind = kind.clone();
+            // HTTP/1 requests reach the service in the order they were
+            // sent, so the n-th one asks about the n-th head on the wire.
+            let ambiguous =
+                req.version() < http::Version::HTTP_2 && seen.next_request_is_ambiguous();
             async move {
+                if ambiguous {
+                    shared.metrics.malformed();
+                    return Ok::<_, Infallible>(
+                        Refusal::ambiguous_request(
+                            "Content-Length together with Transfer-Encoding (RFC 9112 §6.1): send one",
+                        )
+                        .into_response(),
+                    );
+                }
                 Ok::<_, Infallible>(match kind {
                     Listener::Proxy(upstreams) => {
                         crate::proxy::handle(shared, &upstreams, peer, req).await
@@ -536,7 +553,7 @@ async fn serve(
                 _ => return,
             }
             let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(Framed::new(stream, framing)), service)
                 .into_owned();
             let _ = watcher.watch(conn).await;
             drop(permit);

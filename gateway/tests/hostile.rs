@@ -515,23 +515,37 @@ async fn smuggling_and_oversized_requests_are_refused() {
     )
     .await;
 
-    // Content-Length with Transfer-Encoding: the body is read by the
-    // chunked framing alone (RFC 9112 §6.1) and the connection is closed
-    // after the answer, so what hides behind the declared length is never
-    // read as a request, and the upstream sees only the first one.
+    // Content-Length with Transfer-Encoding (issue #12, hole 6): refused
+    // with a 400 and the connection closed, in either order of the two
+    // headers, so nothing reaches the upstream and what hides behind the
+    // declared length is never read as a request. A well-framed request
+    // pipelined before it on the same connection is still served.
     let t2 = Arc::clone(&t);
     tokio::task::spawn_blocking(move || {
-        let before = t2.seen();
-        let smuggle = format!(
-            "PUT /envs/prod/catalogs/finance/tables/ledger HTTP/1.1\r\nHost: a\r\n{carol}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /orgs/acme/sso HTTP/1.1\r\nHost: a\r\n\r\n"
-        );
-        let (status, text) = t2.raw(smuggle.as_bytes());
-        assert_eq!(status, 200, "{text}");
-        assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
-        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "a second answer: {text}");
-        assert_eq!(t2.seen(), before + 1, "{text}");
-        let seen = t2.last().expect("seen");
-        assert_eq!(seen.target, "/envs/prod/catalogs/finance/tables/ledger");
+        for (order, framing) in [
+            ("CL first", "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"),
+            ("TE first", "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n"),
+        ] {
+            let before = t2.seen();
+            let smuggle = format!(
+                "PUT /envs/prod/catalogs/finance/tables/ledger HTTP/1.1\r\nHost: a\r\n{carol}{framing}\r\n0\r\n\r\nGET /orgs/acme/sso HTTP/1.1\r\nHost: a\r\n\r\n"
+            );
+            let (status, text) = t2.raw(smuggle.as_bytes());
+            assert_eq!(status, 400, "{order}: {text}");
+            assert!(text.to_ascii_lowercase().contains("connection: close"), "{order}: {text}");
+            assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{order}: a second answer: {text}");
+            assert_eq!(t2.seen(), before, "{order}: reached the upstream");
+
+            let before = t2.seen();
+            let pipelined = format!(
+                "PUT /envs/prod/catalogs/finance/tables/ledger HTTP/1.1\r\nHost: a\r\n{carol}Content-Length: 2\r\n\r\nok{smuggle}"
+            );
+            let (status, text) = t2.raw(pipelined.as_bytes());
+            assert_eq!(status, 200, "{order}: {text}");
+            assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{order}: {text}");
+            assert_eq!(text.matches("HTTP/1.1 400").count(), 1, "{order}: {text}");
+            assert_eq!(t2.seen(), before + 1, "{order}: {text}");
+        }
     })
     .await
     .expect("smuggling case");
