@@ -356,7 +356,11 @@ fn check_batch_prints_one_decision_per_line_and_survives_bad_lines() {
         "{\"principal\":\"user/wendy\",\"action\":\"write\",\"resource\":\"catalog/sales\"}\n\
          not json\n\
          {\"principal\":\"user/eve\",\"action\":\"read\",\"resource\":\"catalog/sales\",\"context\":{\"now\":1700000000}}\n\
-         {\"principal\":\"user/olivia\",\"action\":\"user:update_expiry\",\"resource\":\"user/rhea\",\"context\":{\"now\":1790000000,\"bulk\":true}}\n",
+         {\"principal\":\"user/olivia\",\"action\":\"user:update_expiry\",\"resource\":\"user/rhea\",\"context\":{\"now\":1790000000,\"bulk\":true}}\n\
+         {\"principal\":\"user/eve\",\"action\":\"read\",\"resource\":\"catalog/sales\",\"contxt\":{\"now\":1700000000}}\n\
+         {\"principal\":\"user/eve\",\"action\":\"read\",\"resource\":\"catalog/sales\",\"context\":{\"now\":\"2023-11-14T22:13:20Z\"}}\n\
+         {\"principal\":\"user/eve\",\"action\":\"read\",\"resource\":\"catalog/sales\",\"context\":{\"bulk\":false}}\n\
+         {\"credentials\":{\"api_key\":\"k\"},\"action\":\"read\",\"resource\":\"catalog/sales\"}\n",
     )
     .unwrap();
     let o = portcullis(&[
@@ -383,9 +387,39 @@ fn check_batch_prints_one_decision_per_line_and_survives_bad_lines() {
             "grant",
             "malformed_request",
             "grant",
-            "bulk_administrator_account"
+            "bulk_administrator_account",
+            // Issue #12: one request format — a misspelt field is an error
+            // (it used to be decided at --now), `now` may be RFC 3339, a
+            // context without `now` is decided at --now (it used to be
+            // 1970), and credentials are for the gateway.
+            "malformed_request",
+            "grant",
+            "account_expired",
+            "malformed_request",
         ]
     );
+    assert!(
+        lines[4]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("contxt")),
+        "{}",
+        lines[4]
+    );
+    // --now takes integer seconds too, like the request format.
+    let o = portcullis(&[
+        "check",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--principal",
+        "user/eve",
+        "--action",
+        "read",
+        "--resource",
+        "catalog/sales",
+        "--now",
+        "1700000000",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
 #[test]
@@ -413,4 +447,29 @@ fn redact_writes_a_snapshot_without_personal_data() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(1), "a directory is not a snapshot");
+}
+
+/// Issue #12: `email_verified` defaults to false (fail closed), so a
+/// directory written by hand without it denies its users everything. It
+/// builds, with a warning that counts and names them.
+#[test]
+fn users_without_a_verified_email_are_warned_about() {
+    let o = portcullis(&["snapshot", "validate", example("acme.json").as_str()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("warning:")
+            && err.contains("1 active user without \"email_verified\": true (uma)"),
+        "{err}"
+    );
+    let out = tmp("unverified.snap");
+    let o = portcullis(&[
+        "snapshot",
+        "build",
+        example("acme.json").as_str(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("(uma)"), "{}", text(&o.stderr));
 }

@@ -9,14 +9,17 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::engine::Engine;
+use crate::question::{QuestionContext, parse_time};
 use crate::request::{Context, Request};
 
 #[wasm_bindgen(typescript_custom_section)]
 const CONTEXT_TS: &'static str = r#"
-/** What the snapshot does not know. */
+/** What the snapshot does not know: the request format's context
+ * (policy-wasm/README.md). Other fields are errors. */
 export interface CheckContext {
-  /** Unix seconds (default: the browser's clock). */
-  now?: number;
+  /** RFC 3339 ("2026-11-23T00:00:00Z") or integer Unix seconds
+   * (default: the browser's clock). */
+  now?: number | string;
   /** Part of a bulk operation (default false). */
   bulk?: boolean;
 }
@@ -24,23 +27,58 @@ export interface CheckContext {
 
 #[wasm_bindgen]
 extern "C" {
-    /// `{ now?: number, bulk?: boolean }`.
+    /// `{ now?: number | string, bulk?: boolean }`.
     #[wasm_bindgen(typescript_type = "CheckContext")]
     pub type CheckContext;
 }
 
-fn context(c: Option<CheckContext>) -> Context {
-    let field = |name: &str| {
-        c.as_ref()
-            .and_then(|c| Reflect::get(c, &JsValue::from_str(name)).ok())
+/// Reads a context the way the request format is read everywhere
+/// (`crate::question`): `now` RFC 3339 or integer seconds, unknown fields
+/// refused.
+fn context(c: Option<CheckContext>) -> Result<Context, JsError> {
+    let clock = (js_sys::Date::now() / 1000.0) as i64;
+    let value: JsValue = match c {
+        Some(c) => c.into(),
+        None => return Ok(QuestionContext::default().at(clock)),
     };
-    let now = field("now")
-        .and_then(|v| v.as_f64())
-        .unwrap_or_else(|| js_sys::Date::now() / 1000.0);
-    Context {
-        now: now as i64,
-        bulk: field("bulk").and_then(|v| v.as_bool()).unwrap_or(false),
+    if value.is_undefined() || value.is_null() {
+        return Ok(QuestionContext::default().at(clock));
     }
+    if !value.is_object() {
+        return Err(JsError::new("the context is an object: { now?, bulk? }"));
+    }
+    let mut q = QuestionContext::default();
+    for key in js_sys::Object::keys(value.unchecked_ref::<js_sys::Object>()).iter() {
+        let name = key.as_string().unwrap_or_default();
+        let v = Reflect::get(&value, &key).unwrap_or(JsValue::UNDEFINED);
+        match name.as_str() {
+            _ if v.is_undefined() => {}
+            "now" => {
+                q.now = Some(match (v.as_f64(), v.as_string()) {
+                    (Some(f), _) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                        f as i64
+                    }
+                    (_, Some(text)) => parse_time(&text).map_err(|e| JsError::new(&e))?,
+                    _ => {
+                        return Err(JsError::new(
+                            "`now` is an RFC 3339 timestamp or integer Unix seconds",
+                        ));
+                    }
+                });
+            }
+            "bulk" => {
+                q.bulk = v
+                    .as_bool()
+                    .ok_or_else(|| JsError::new("`bulk` is true or false"))?;
+            }
+            other => {
+                return Err(JsError::new(&format!(
+                    "unknown field `{other}` in the context, expected `now` or `bulk`"
+                )));
+            }
+        }
+    }
+    Ok(q.at(clock))
 }
 
 /// With trusted keys, the snapshot's header must be signed by one of them
@@ -183,18 +221,18 @@ impl PolicyEngine {
         action: &str,
         resource: &str,
         context: Option<CheckContext>,
-    ) -> CheckResult {
+    ) -> Result<CheckResult, JsError> {
         let e = self.engine.explain(&Request {
             principal,
             action,
             resource,
-            context: self::context(context),
+            context: self::context(context)?,
         });
-        CheckResult {
+        Ok(CheckResult {
             allowed: e.allowed,
             reason: e.reason,
             message: e.message,
-        }
+        })
     }
 
     /// Every action `principal` may do on `resource`.
@@ -203,9 +241,10 @@ impl PolicyEngine {
         principal: &str,
         resource: &str,
         context: Option<CheckContext>,
-    ) -> Vec<String> {
-        self.engine
-            .permissions(principal, resource, self::context(context))
+    ) -> Result<Vec<String>, JsError> {
+        Ok(self
+            .engine
+            .permissions(principal, resource, self::context(context)?))
     }
 
     /// The nodes of `kind` (`org`, `env`, `catalog`, `object`, `team`) at or
@@ -220,7 +259,7 @@ impl PolicyEngine {
         context: Option<CheckContext>,
     ) -> Result<Vec<String>, JsError> {
         self.engine
-            .list(principal, action, kind, under, self::context(context))
+            .list(principal, action, kind, under, self::context(context)?)
             .map_err(|r| JsError::new(r.code()))
     }
 }

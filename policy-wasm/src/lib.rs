@@ -25,6 +25,8 @@ mod engine;
 mod explain;
 mod facts;
 mod index;
+#[cfg(any(not(target_arch = "wasm32"), feature = "browser"))]
+mod question;
 mod request;
 mod rules;
 pub mod wire;
@@ -32,4 +34,6 @@ pub mod wire;
 pub use decision::{Basis, Decision, Obligation, Reason, Via};
 pub use engine::{Engine, LoadError, check_reference};
 pub use explain::Explanation;
+#[cfg(any(not(target_arch = "wasm32"), feature = "browser"))]
+pub use question::{Credentials, Question, QuestionContext, QuestionError, parse_time};
 pub use request::{Context, OwnedRequest, Request};

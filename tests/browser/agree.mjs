@@ -112,5 +112,30 @@ for (const [what, load] of [["load", async (b, k) => mod.PolicyEngine.load(b, k)
   asyncChecked++;
   try { await load(signedBytes, undefined); } catch (e) { fail(`${what} signed without keys`, e.message, "loaded"); }
 }
+// The request format's context (policy-wasm/README.md): `now` as RFC 3339
+// or integer seconds decides alike; anything else throws (issue #12).
+{
+  const c = cases.checks.find((c) => Number.isInteger(c.now) && c.now % 60 === 0) ?? cases.checks[0];
+  const iso = new Date(c.now * 1000).toISOString().replace(".000Z", "Z");
+  const a = engine.check(c.principal, c.action, c.resource, { now: c.now, bulk: c.bulk });
+  const b = engine.check(c.principal, c.action, c.resource, { now: iso, bulk: c.bulk });
+  asyncChecked++;
+  if (a.reason !== b.reason || a.allowed !== b.allowed) fail(`now ${iso} vs ${c.now}`, b.reason, a.reason);
+  a.free(); b.free();
+  for (const [what, ctx, expected] of [
+    ["a misspelt field", { nw: 1 }, /unknown field `nw`/],
+    ["a fractional now", { now: 1.5 }, /RFC 3339/],
+    ["a date without a time", { now: "2026-11-23" }, /RFC 3339/],
+    ["bulk not a boolean", { bulk: "yes" }, /bulk/],
+  ]) {
+    asyncChecked++;
+    try {
+      engine.check(c.principal, c.action, c.resource, ctx);
+      fail(what, "accepted", String(expected));
+    } catch (e) {
+      if (!expected.test(String(e.message))) fail(what, e.message, String(expected));
+    }
+  }
+}
 console.log(JSON.stringify({ checked, asyncChecked, bad }));
 process.exit(bad ? 1 : 0);

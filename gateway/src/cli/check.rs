@@ -4,12 +4,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use policy_wasm::{Context, Engine, Explanation, OwnedRequest, Request};
+use policy_wasm::{Context, Engine, Explanation, Question, Request, parse_time};
 use portcullis_gateway::snapshot::module::{
     HostError, InstanceLimits, PolicyInstance, PolicyModule,
 };
 use portcullis_snapshots::header::MAGIC;
-use portcullis_snapshots::source::Timestamp;
 
 use super::snapshot::{compile_text, read_bytes};
 use crate::error::CliError;
@@ -28,7 +27,8 @@ pub struct CheckArgs {
     /// A resource, e.g. `catalog/sales`, `user/olivia`, `entity/schemas`.
     #[arg(long, required_unless_present = "batch")]
     resource: Option<String>,
-    /// The time to decide at (RFC 3339); defaults to now.
+    /// The time to decide at: RFC 3339 or integer Unix seconds (the
+    /// request format of policy-wasm/README.md); defaults to now.
     #[arg(long)]
     now: Option<String>,
     /// The request is part of a bulk operation.
@@ -40,9 +40,11 @@ pub struct CheckArgs {
     /// Print the decision as JSON.
     #[arg(long)]
     json: bool,
-    /// A JSON-lines file of requests (`{"principal", "action", "resource",
-    /// "context": {"now", "bulk"}}`); prints one JSON decision per line.
-    /// `-` reads standard input.
+    /// A JSON-lines file of requests in the request format of
+    /// policy-wasm/README.md (`{"principal", "action", "resource",
+    /// "context": {"now", "bulk"}}`; unknown fields are errors); prints one
+    /// JSON decision per line. `--now` and `--bulk` apply to lines that do
+    /// not say. `-` reads standard input.
     #[arg(long, conflicts_with_all = ["principal", "action", "resource"])]
     batch: Option<PathBuf>,
     /// Evaluate with the native engine instead of the WebAssembly module
@@ -87,11 +89,7 @@ pub fn run(a: CheckArgs) -> Result<(), CliError> {
         Evaluator::Wasm(Box::new(inst))
     };
     let now = match &a.now {
-        Some(s) => {
-            Timestamp::parse(s)
-                .map_err(|e| CliError::Usage(format!("--now: {e}")))?
-                .0
-        }
+        Some(s) => parse_time(s).map_err(|e| CliError::Usage(format!("--now: {e}")))?,
         None => time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     let context = Context { now, bulk: a.bulk };
@@ -145,27 +143,25 @@ fn run_batch(engine: &mut Evaluator, path: &Path, context: Context) -> Result<()
         if line.trim().is_empty() {
             continue;
         }
-        let value = match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(v) => v,
+        let refuse = |out: &mut dyn Write, msg: String| {
+            writeln!(out, "{}", serde_json::json!({"decision": "deny", "allowed": false, "reason": "malformed_request", "message": msg})).ok();
+        };
+        let question: Question = match serde_json::from_str(&line) {
+            Ok(q) => q,
             Err(e) => {
-                let msg = format!("line {}: not JSON: {e}", n + 1);
-                writeln!(out, "{}", serde_json::json!({"decision": "deny", "allowed": false, "reason": "malformed_request", "message": msg})).ok();
+                refuse(&mut out, format!("line {}: {e}", n + 1));
                 continue;
             }
         };
-        let mut req: OwnedRequest = match serde_json::from_value(value.clone()) {
+        let mut req = match question.request(context.now) {
             Ok(r) => r,
             Err(e) => {
-                let msg = format!("line {}: {e}", n + 1);
-                writeln!(out, "{}", serde_json::json!({"decision": "deny", "allowed": false, "reason": "malformed_request", "message": msg})).ok();
+                refuse(&mut out, format!("line {}: {e}", n + 1));
                 continue;
             }
         };
-        // A request without a context is decided at the command's --now.
-        if value.get("context").is_none() {
-            req.context = context;
-        }
-        let ex = engine.explain(&req.as_request())?;
+        req.context.bulk |= context.bulk;
+        let ex = engine.explain(&req)?;
         writeln!(out, "{}", serde_json::to_string(&ex).unwrap_or_default()).ok();
     }
     Ok(())

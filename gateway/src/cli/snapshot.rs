@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use portcullis_snapshots::generate::{GenerateParams, generate};
 use portcullis_snapshots::header::MAGIC;
 use portcullis_snapshots::source::{self, Directory, Timestamp};
+use portcullis_snapshots::vocabulary::UserStatus;
 use portcullis_snapshots::{Snapshot, decode, diff, encode, signature};
 use serde_json::json;
 
@@ -149,6 +150,7 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
         SnapshotCommand::Validate { directory, json } => {
             let text = read_text(&directory)?;
             let (dir, _) = compile_text(&directory, &text, json)?;
+            warn_unverified(&directory, &dir);
             println!(
                 "{}: valid ({} users, {} grants)",
                 directory.display(),
@@ -201,6 +203,7 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
 fn build(a: BuildArgs) -> Result<(), CliError> {
     let text = read_text(&a.directory)?;
     let (dir, body) = compile_text(&a.directory, &text, a.json)?;
+    warn_unverified(&a.directory, &dir);
     let revision = a
         .revision
         .or(dir.revision)
@@ -276,6 +279,35 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut f = options.open(path).map_err(io)?;
     f.write_all(bytes).map_err(io)
+}
+
+/// Users who could act but for an unverified email: `email_verified`
+/// defaults to false (fail closed), so a directory written by hand without
+/// it denies those users every interactive action. It builds — that may be
+/// meant — but the operator hears about it, on standard error.
+fn warn_unverified(path: &Path, dir: &Directory) {
+    let unverified: Vec<&str> = dir
+        .users
+        .iter()
+        .filter(|u| !u.email_verified && u.allow_login && u.status == UserStatus::Active)
+        .map(|u| u.username.as_str())
+        .collect();
+    if unverified.is_empty() {
+        return;
+    }
+    let named = unverified
+        .iter()
+        .take(5)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if unverified.len() > 5 { ", …" } else { "" };
+    eprintln!(
+        "warning: {}: {} active user{} without \"email_verified\": true ({named}{more}): every interactive action of theirs is denied until their email is verified",
+        path.display(),
+        unverified.len(),
+        if unverified.len() == 1 { "" } else { "s" },
+    );
 }
 
 /// Parses and compiles, turning problems into a rendered [`CliError`].

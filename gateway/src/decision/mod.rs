@@ -26,6 +26,8 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use policy_wasm::Question;
+
 use crate::checkpoint::{Asker, Decided, question};
 use crate::response::{Body, Refusal, json_response, read_body};
 use crate::shared::{Shared, unix_now};
@@ -37,46 +39,14 @@ pub const CHECK: &str = "/v1/check";
 /// See [`CHECK`].
 pub const CHECK_BATCH: &str = "/v1/check/batch";
 
-/// One question.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckRequest {
-    /// Who, when the caller has already authenticated them (`user/pat`).
-    principal: Option<String>,
-    /// Or the end user's own credentials, verified like the proxy does.
-    credentials: Option<Credentials>,
-    action: String,
-    resource: String,
-    #[serde(default)]
-    context: CheckContext,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Credentials {
-    /// The `Authorization` header's value (`Bearer <jwt>`).
-    authorization: Option<String>,
-    /// An API key.
-    api_key: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckContext {
-    /// Unix seconds; the gateway's clock when left out.
-    now: Option<i64>,
-    /// Part of a bulk operation.
-    #[serde(default)]
-    bulk: bool,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
-    checks: Vec<CheckRequest>,
+    checks: Vec<Question>,
 }
 
-/// One answer.
+/// One answer. (The question is `policy_wasm::Question`, the request
+/// format the CLI and the browser package read too.)
 #[derive(Debug, Serialize)]
 struct CheckResponse<'a> {
     decision: &'static str,
@@ -180,7 +150,7 @@ fn token_ok_for(shared: &Shared, headers: &HeaderMap) -> bool {
 }
 
 fn check_one(shared: &Shared, body: &[u8], started: Instant) -> Result<Response<Body>, Refusal> {
-    let req: CheckRequest = serde_json::from_slice(body)
+    let req: Question = serde_json::from_slice(body)
         .map_err(|e| Refusal::malformed_request(format!("the body is not a check request: {e}")))?;
     let generation = shared.swapper.current().ok_or_else(Refusal::no_snapshot)?;
     let answer = answer(shared, &generation, &req, CHECK, started)?;
@@ -223,7 +193,7 @@ fn check_batch(shared: &Shared, body: &[u8], started: Instant) -> Result<Respons
 fn answer<'r>(
     shared: &Shared,
     generation: &Arc<Generation>,
-    req: &'r CheckRequest,
+    req: &'r Question,
     endpoint: &'static str,
     started: Instant,
 ) -> Result<CheckResponse<'r>, Refusal> {
