@@ -3,6 +3,13 @@
 //! encoding and copy included, ≤ 500 ns; a batch of 1000 ≤ 0.3 ms; load and
 //! index inside the module ≤ 500 ms with memory ≤ 3× the snapshot).
 //! `cargo bench -p portcullis-gateway --bench module`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -8,6 +8,13 @@
 //! bodies, for `scripts/bench-decision`.
 //!
 //! `cargo run --release -p portcullis-gateway --example bench_plan -- SNAPSHOT OUT.lua SECRET [COUNT]`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::fmt::Write as _;
 use std::process::ExitCode;

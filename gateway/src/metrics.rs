@@ -207,14 +207,24 @@ impl Metrics {
 
     /// Counts a routed request.
     pub fn request(&self, route: usize, outcome: Outcome) {
-        if let Some(c) = self.by_route.get(route) {
-            c[outcome.index()].inc();
+        if let Some(c) = self
+            .by_route
+            .get(route)
+            .and_then(|c| c.get(outcome.index()))
+        {
+            c.inc();
         }
     }
 
     /// Counts one answer of the decision endpoint.
     pub fn api_check(&self, batch: bool, allowed: bool) {
-        self.api_checks[usize::from(batch)][usize::from(allowed)].inc();
+        if let Some(c) = self
+            .api_checks
+            .get(usize::from(batch))
+            .and_then(|c| c.get(usize::from(allowed)))
+        {
+            c.inc();
+        }
     }
 
     /// Counts a request that matched no route.

@@ -3,6 +3,13 @@
 //! `portcullis demo`, with the browser package built by
 //! `scripts/build-browser`. `scripts/test` installs Chromium and
 //! playwright-core and builds the package before the tests run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::path::Path;
 use std::process::Command;

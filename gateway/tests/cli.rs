@@ -1,5 +1,12 @@
 //! The `portcullis snapshot` commands as an operator runs them: real
 //! files, real processes, exit codes and output.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

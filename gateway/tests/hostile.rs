@@ -3,6 +3,13 @@
 //! status and what reached the upstream — nothing, for a refusal; exactly
 //! the normalized path with the gateway's own identity headers, for an
 //! allowed request. The upstream records everything it receives.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

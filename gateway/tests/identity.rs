@@ -1,5 +1,12 @@
 //! Credentials as an attacker would send them: every JWT attack the
 //! hardening issue lists, API keys, and ambiguous headers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};

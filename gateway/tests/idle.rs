@@ -3,6 +3,13 @@
 //! descriptor limits): a slowloris head is cut off by the header timeout,
 //! 10,000 idle connections are held and then closed, and a real request is
 //! served meanwhile (issue #7).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 mod common;
 use common::*;

@@ -4,6 +4,13 @@
 //! call must be cut off within its budget (epoch deadline, memory limit,
 //! stack limit), the request denied with 503, the gateway kept serving
 //! everyone else, and the instance rebuilt.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::time::{Duration, Instant};
 

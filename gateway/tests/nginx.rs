@@ -4,6 +4,13 @@
 //! `portcullis serve` replicas (configured with `docs/snippets/replica.toml`)
 //! polling one snapshot that nginx serves,
 //! converging on a new revision without a failed request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 mod common;
 use common::*;

@@ -1,5 +1,12 @@
 //! `portcullis serve`, `portcullis demo` and `portcullis snapshot push` as
 //! an operator runs them: real processes, real sockets, exit codes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,5 +1,12 @@
 //! Native engine on the large generated directory (issue #3 targets:
 //! `check` median ≤ 200 ns). `cargo bench -p policy-wasm --bench check`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -1,5 +1,12 @@
 //! A realistic request mix over the generated directory, shared by the
 //! native and wasmtime benchmarks (included with `#[path]`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use policy_wasm::{Context, OwnedRequest};
 use portcullis_snapshots::generate::{GenerateParams, api_key_secret};

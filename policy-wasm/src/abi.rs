@@ -11,6 +11,10 @@
 //! snapshot loads, so a bad snapshot leaves the old one serving.
 //!
 //! No clock, no I/O, no imports; nothing here panics on any input.
+#![allow(
+    unsafe_code,
+    reason = "the host calls these exports by name (`#[unsafe(no_mangle)]`); the buffers they hand out are owned here and bounds-checked on every use"
+)]
 
 use std::cell::RefCell;
 

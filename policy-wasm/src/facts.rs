@@ -2,6 +2,10 @@
 //! implementations: [`crate::index::Indexed`] (built once at load, what the
 //! engine uses) and [`Naive`] (linear scans over the body: deliberately
 //! simple, the reference the property tests compare the indexes against).
+#![allow(
+    clippy::indexing_slicing,
+    reason = "every index in a loaded body was checked when it was decoded (snapshots::integrity): the engine indexes without checks of its own, on the hot path"
+)]
 
 use portcullis_snapshots::body::{Body, NodeRef, PrincipalRef, RoleRef, Str};
 

@@ -102,7 +102,7 @@ pub(crate) fn parse_principal<F: Facts>(f: &F, s: &str) -> Option<Subject> {
             let key = f.api_key(&sha)?;
             Some(Subject::ApiKey {
                 key,
-                user: f.body().api_keys[key as usize].creator,
+                user: f.body().api_keys.get(key as usize)?.creator,
             })
         }
         _ => None,

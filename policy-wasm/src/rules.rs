@@ -1,6 +1,10 @@
 //! The rules of PRODUCT.md and the seeds, in the order they are decided:
 //! the request must make sense, the invariants no grant can override come
 //! next, and only then are grants consulted.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "every index in a loaded body was checked when it was decoded (snapshots::integrity): the engine indexes without checks of its own, on the hot path"
+)]
 
 use portcullis_snapshots::body::{Body, NodeRef, PermissionRec, PrincipalRef, RoleRef};
 use portcullis_snapshots::vocabulary::{

@@ -2,6 +2,13 @@
 //! simple reference evaluator (linear scans, no indexes) — same allow or
 //! deny, same reason, same basis — on random directories that use every
 //! field and random requests, valid and not.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use policy_wasm::action::Action;
 use policy_wasm::{Context, Engine, Request, check_reference};

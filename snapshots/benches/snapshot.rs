@@ -2,6 +2,13 @@
 //! targets: build ≤ 5 s, snapshot ≤ 24 MB, decode ≤ 300 ms).
 //!
 //! `cargo bench -p portcullis-snapshots --bench snapshot`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::hint::black_box;
 use std::time::Duration;

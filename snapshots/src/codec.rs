@@ -111,7 +111,12 @@ fn decode_checked(
     }
     let header = Header::parse(bytes)?;
     // The signature trailer, if any, is checked by `signature::verify`.
-    let body_bytes = &bytes[header.body_range()];
+    let body_bytes = bytes
+        .get(header.body_range())
+        .ok_or(DecodeError::Truncated {
+            expected: header.body_len,
+            actual: bytes.len().saturating_sub(HEADER_LEN) as u64,
+        })?;
     if digest(body_bytes) != header.body_sha256 {
         return Err(DecodeError::HashMismatch);
     }

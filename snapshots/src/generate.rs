@@ -3,6 +3,10 @@
 //! (ChaCha8 from a seed, stable across platforms and versions).
 //!
 //! API key secrets are `pk_<seed>_<index>` so benchmarks can present them.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "the benchmark generator indexes the tables it has just built; it is not on a request or load path"
+)]
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -87,7 +87,9 @@ impl Header {
         };
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
-            b.copy_from_slice(&h[at..at + 8]);
+            if let Some(field) = h.get(at..at + 8) {
+                b.copy_from_slice(field);
+            }
             b
         };
         let revision = u64::from_le_bytes(u64_at(12));

@@ -2,6 +2,10 @@
 //! checks of its own and walks the org tree by parent links, so a body from
 //! a faulty or hostile tool must be refused here, not discovered as a panic
 //! or an endless loop later.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "`depth` has one entry per organization, and every parent index is range-checked before the walk"
+)]
 
 use crate::body::{Body, NodeRef, PrincipalRef, RoleRef, Str};
 use crate::error::DecodeError;

@@ -8,6 +8,10 @@
 //! Keys are PKCS#8 (private) and SPKI (public) PEM files, as
 //! `openssl genpkey -algorithm ed25519` writes them, or made by
 //! `portcullis snapshot keygen`.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "slices at offsets `Header::parse` has checked against the input length"
+)]
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};

@@ -1,5 +1,12 @@
 //! The decoder refuses every kind of bad input with a typed error and never
 //! panics: truncated, corrupted, wrong version, oversized, inconsistent.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use portcullis_snapshots::body::*;
 use portcullis_snapshots::header::{FORMAT_VERSION, HEADER_LEN, Header};

@@ -1,5 +1,12 @@
 //! Property: directory source → snapshot → decode → source is the identity,
 //! for random directories that use every field of the format.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use portcullis_snapshots::generate::random_directory;
 use portcullis_snapshots::source::*;

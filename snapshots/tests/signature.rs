@@ -1,5 +1,12 @@
 //! Signed snapshots (issue #7): signing, verifying against trusted keys,
 //! and every way a signature can be missing, foreign or broken.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use portcullis_snapshots::header::{HEADER_LEN, SIGNATURE_LEN};
 use portcullis_snapshots::signature::{

@@ -1,5 +1,12 @@
 //! One test per validation rule of the directory source: each asserts the
 //! problem's JSON pointer and message, and that nothing compiles.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use portcullis_snapshots::source::{Problem, build};
 use serde_json::{Value, json};

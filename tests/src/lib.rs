@@ -1,4 +1,11 @@
 //! Shared helpers for Portcullis end-to-end tests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "support for the end-to-end tests"
+)]
 
 use std::path::{Path, PathBuf};
 

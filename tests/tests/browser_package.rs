@@ -2,6 +2,13 @@
 //! run in Node, answers exactly like the native engine on the redacted
 //! example snapshot a browser gets: checks with messages, permissions,
 //! lists, and a refused snapshot. `scripts/test` builds the package first.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::process::Command;
 

@@ -2,6 +2,13 @@
 //! rule, allow and deny, each citing its seed. Every case runs on the native
 //! engine, on the WebAssembly module under wasmtime, and on the naive
 //! reference evaluator; all three must agree, and agree with the case.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::fs;
 

@@ -5,6 +5,13 @@
 //! gateways send (recorded header sets: Traefik's ForwardAuth middleware and
 //! Envoy's ext_authz HTTP service mode); nginx itself is exercised in
 //! `gateway/tests/nginx.rs`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 mod common;
 use common::*;

@@ -1,6 +1,13 @@
 //! The WebAssembly module and the native engine agree: 10,000 random
 //! requests over the large generated directory (100k users, 500k grants),
 //! decided natively and through wasmtime, one by one and in batches.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use policy_wasm::{Context, Engine, Request};
 use portcullis_gateway::snapshot::module::{InstanceLimits, PolicyModule};

@@ -2,6 +2,13 @@
 //! compiles, and every broken one fails with exactly the problems written
 //! in its `.expected` file (regenerate with `PORTCULLIS_BLESS=1` and review
 //! the diff).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::fs;
 

@@ -1,5 +1,12 @@
 //! The gateway end to end: real sockets on 127.0.0.1, the real WebAssembly
 //! module, the example directory (`snapshots/examples/acme.json`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

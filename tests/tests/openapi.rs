@@ -3,6 +3,13 @@
 //! must be a documented status of its operation, with the documented
 //! content type, the documented headers, and a body valid under the
 //! documented schema (OpenAPI 3.1 schemas are JSON Schema 2020-12).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 mod common;
 use common::*;

@@ -1,6 +1,13 @@
 //! The redacted snapshot served to browsers (`GET /-/snapshot/me`, issue
 //! #5) answers exactly what the full snapshot answers, for every principal
 //! a browser can be, on every action and every resource.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use policy_wasm::action::Action;
 use policy_wasm::{Context, Engine, Request};

@@ -3,6 +3,13 @@
 //! from every source and the serving one stays; the revision last accepted
 //! survives a restart, so an old but validly signed snapshot cannot roll
 //! the gateway back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 mod common;
 use common::*;

@@ -1,5 +1,12 @@
 //! What a UI asks: every action a principal may take on a resource, and the
 //! nodes of a kind it may act on — natively and through the module, alike.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
 
 use policy_wasm::wire::{ListQuery, PermissionsQuery};
 use policy_wasm::{Context, Engine};

@@ -65,8 +65,8 @@ pub fn run(a: PushArgs) -> Result<(), CliError> {
         println!(
             "{}: revision {} serving (was {})",
             a.file.display(),
-            v["revision"],
-            v["previous"]
+            v.get("revision").unwrap_or(&serde_json::Value::Null),
+            v.get("previous").unwrap_or(&serde_json::Value::Null)
         );
         Ok(())
     } else {
@@ -74,7 +74,9 @@ pub fn run(a: PushArgs) -> Result<(), CliError> {
             "{}: refused by the gateway ({}): {}",
             a.file.display(),
             status.as_u16(),
-            v["message"].as_str().unwrap_or("no reason given")
+            v.get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("no reason given")
         )))
     }
 }

@@ -82,7 +82,8 @@ async fn view(
         return Err(Refusal::denied(verdict.reason, verdict.message).at(revision));
     }
     // The answer differs per principal: the tag says whose it is.
-    let whose = hex::encode(&Sha256::digest(principal.as_bytes())[..6]);
+    let digest = Sha256::digest(principal.as_bytes());
+    let whose = hex::encode(digest.get(..6).unwrap_or_default());
     let etag = format!(
         "\"{}-{}-{whose}\"",
         generation.revision,

@@ -178,6 +178,10 @@ impl Generation {
     ) -> Result<T, Unavailable> {
         let n = self.slots.len();
         let home = worker_index() % n;
+        #[allow(
+            clippy::indexing_slicing,
+            reason = "an index modulo the number of slots"
+        )]
         let slot = |i: usize| &self.slots[(home + i) % n];
         // A free working instance, home first; if all are busy, wait for one.
         let mut guard = (0..n)

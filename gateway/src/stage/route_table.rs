@@ -320,6 +320,13 @@ fn fill(template: &str, captures: &[(&str, &str)]) -> String {
     out
 }
 
+/// The upper-case hex digit of a nibble.
+fn upper_hex(nibble: u8) -> char {
+    char::from_digit(u32::from(nibble), 16)
+        .unwrap_or('0')
+        .to_ascii_uppercase()
+}
+
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -381,8 +388,7 @@ pub fn normalize_path_with(raw: &str, rules: PathRules) -> Result<String, Reject
     // Pass 1: decode unreserved percent-encodings, validate the rest.
     let mut decoded = String::with_capacity(raw.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
+    while let Some(&b) = bytes.get(i) {
         match b {
             b'%' => {
                 let (Some(h), Some(l)) = (
@@ -402,8 +408,8 @@ pub fn normalize_path_with(raw: &str, rules: PathRules) -> Result<String, Reject
                     decoded.push(v as char);
                 } else {
                     decoded.push('%');
-                    decoded.push(char::from(b"0123456789ABCDEF"[usize::from(h)]));
-                    decoded.push(char::from(b"0123456789ABCDEF"[usize::from(l)]));
+                    decoded.push(upper_hex(h));
+                    decoded.push(upper_hex(l));
                 }
                 i += 3;
             }

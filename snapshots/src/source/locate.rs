@@ -75,7 +75,7 @@ impl<'a> Locator<'a> {
     /// The 1-based (line, column) of a byte offset; columns count characters.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
-        let start = self.line_starts[line - 1];
+        let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
         let col = self
             .text
             .get(start..offset.min(self.text.len()))
