@@ -51,6 +51,9 @@ pub struct DemoOptions {
     /// The browser package (`scripts/build-browser`) for the demo page;
     /// without it the page explains how to build it.
     pub browser_pkg: Option<PathBuf>,
+    /// `server.header_read_timeout_ms`: how long a client may take to send
+    /// a request head (and how long an idle connection is kept).
+    pub header_read_timeout_ms: u64,
 }
 
 impl DemoOptions {
@@ -66,6 +69,7 @@ impl DemoOptions {
             decision_log: "off".into(),
             work_dir: work_dir.to_path_buf(),
             browser_pkg: None,
+            header_read_timeout_ms: ServerConfig::default().header_read_timeout_ms,
         }
     }
 }
@@ -197,6 +201,7 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
     GatewayConfig {
         server: ServerConfig {
             listen: opts.listen,
+            header_read_timeout_ms: opts.header_read_timeout_ms,
             ..ServerConfig::default()
         },
         admin: AdminConfig {

@@ -84,7 +84,7 @@ enum State {
 }
 
 /// Follows HTTP/1 request framing over the bytes read.
-struct Follower {
+pub struct Follower {
     state: State,
     line: Vec<u8>,
     requests: u64,
@@ -92,7 +92,8 @@ struct Follower {
 }
 
 impl Follower {
-    fn new(log: FramingLog) -> Self {
+    /// A follower at the start of a connection, recording into `log`.
+    pub fn new(log: FramingLog) -> Self {
         Follower {
             state: State::Head,
             line: Vec::new(),
@@ -101,7 +102,8 @@ impl Follower {
         }
     }
 
-    fn feed(&mut self, mut bytes: &[u8]) {
+    /// Follows `bytes`, the next ones read from the connection.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             match self.state {
                 State::Off => return,

@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// The browser package for the demo page (built by scripts/build-browser).
     #[arg(long, default_value = "target/browser-pkg")]
     browser_pkg: PathBuf,
+    /// How long a client may take to send a request head, and how long an
+    /// idle connection is kept, in milliseconds (slowloris protection).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_ms: u64,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -108,6 +112,7 @@ pub fn demo(a: DemoArgs) -> Result<(), CliError> {
             },
             work_dir: std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id())),
             browser_pkg: Some(a.browser_pkg),
+            header_read_timeout_ms: a.header_read_timeout_ms,
         })
         .await
         .map_err(CliError::Start)?;

@@ -1,7 +1,14 @@
-//! What the fuzz targets share: the example snapshot loaded into the raw
-//! ABI, the demo's route table and identity configuration, and helpers that
-//! let mutated inputs past the checksums and signatures in front of the
-//! code under test.
+//! The fuzz targets' bodies, and what they share: the example snapshot
+//! loaded into the raw ABI, the demo's route table and identity
+//! configuration, and helpers that let mutated inputs past the checksums
+//! and signatures in front of the code under test.
+//!
+//! Each target in `fuzz_targets/` only hands libFuzzer's input to one of
+//! the functions below, so the same bodies also run as an ordinary test on
+//! the stable toolchain (`tests/tests/fuzz_seeds.rs`: every seed and a few
+//! thousand deterministic mutations of each, in every `scripts/test`),
+//! while `scripts/fuzz` runs them under libFuzzer and AddressSanitizer for
+//! as long as one likes.
 
 use std::sync::{Once, OnceLock};
 
@@ -42,12 +49,174 @@ pub fn load_example_into_abi() {
 
 /// Loads the example snapshot into the ABI's engine.
 pub fn reload_example_into_abi() {
-    use policy_wasm::abi;
     let bytes = example();
-    let buffer = abi::pc_input(bytes.len() as u32);
-    // SAFETY: pc_input returned a buffer of at least that many bytes.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer, bytes.len()) };
-    assert_eq!(abi::pc_load(bytes.len() as u32), 0, "the example loads");
+    write_input(bytes);
+    assert_eq!(
+        policy_wasm::abi::pc_load(bytes.len() as u32),
+        0,
+        "the example loads"
+    );
+}
+
+/// Writes `input` into the ABI's input buffer, as the host does.
+fn write_input(input: &[u8]) {
+    let buffer = policy_wasm::abi::pc_input(input.len() as u32);
+    // SAFETY: pc_input returned a buffer of at least `input.len()` bytes,
+    // owned by the ABI until the next pc_input or pc_load.
+    #[allow(
+        unsafe_code,
+        reason = "writing into the buffer the ABI hands out, as wasmtime's host does"
+    )]
+    unsafe {
+        std::ptr::copy_nonoverlapping(input.as_ptr(), buffer, input.len())
+    };
+}
+
+/// Snapshot bytes → decode, verify, index, and one check on what loaded.
+/// Nothing may panic, loop or allocate without bound on any input.
+pub fn snapshot_decode(data: &[u8]) {
+    use policy_wasm::{Context, Engine, Request};
+    // The hash check stops almost every mutation; decode a copy whose
+    // header is re-hashed too, so the body decoder and the integrity
+    // checks behind it are reached.
+    let _ = Engine::load(data);
+    let rehashed = rehash(data);
+    if let Ok(engine) = Engine::load(&rehashed) {
+        let _ = engine.check(&Request {
+            principal: "user/pat",
+            action: "read",
+            resource: "catalog/sales",
+            context: Context {
+                now: 1_790_000_000,
+                bulk: false,
+            },
+        });
+        let _ = engine.permissions("user/pat", "org/acme", Context { now: 0, bulk: true });
+    }
+}
+
+/// Directory JSON → parse, validate, compile, encode: every problem must be
+/// a located error, never a panic.
+pub fn directory_source(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok((_, body)) = portcullis_snapshots::source::build(text) {
+        let _ = portcullis_snapshots::encode(&body, 1, 0);
+    }
+}
+
+/// The module's raw ABI with the example snapshot loaded: the first byte
+/// picks the function (check, batch, explain, permissions, list, load), the
+/// rest is its input as the host would write it into the input buffer.
+pub fn abi_request(data: &[u8]) {
+    use policy_wasm::abi;
+    load_example_into_abi();
+    let Some((&which, input)) = data.split_first() else {
+        return;
+    };
+    let len = input.len() as u32;
+    write_input(input);
+    let _ = match which % 6 {
+        0 => abi::pc_check(len),
+        1 => abi::pc_check_batch(len),
+        2 => abi::pc_explain(len),
+        3 => abi::pc_permissions(len),
+        4 => abi::pc_list(len),
+        // A bad snapshot must leave the loaded one serving.
+        _ => {
+            if abi::pc_load(len) != 0 {
+                assert!(
+                    abi::pc_revision() >= 0,
+                    "a refused load unloaded the engine"
+                );
+            }
+            reload_example_into_abi();
+            0
+        }
+    };
+    assert!(abi::pc_result_len() >= 0);
+}
+
+/// Path normalization and the route table (the demo's routes): method,
+/// host and raw path from the input, one per line. Whatever matches must
+/// be a normalized path that normalizes to itself.
+pub fn route_match(data: &[u8]) {
+    use portcullis_gateway::stage::route_table::normalize_path;
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(3, '\n');
+    let (method, host, path) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(h), Some(p)) => (m, Some(h).filter(|h| !h.is_empty()), p),
+        _ => ("GET", None, text.as_ref()),
+    };
+    if let Ok(normal) = normalize_path(path) {
+        assert_eq!(normalize_path(&normal).as_deref(), Ok(normal.as_str()));
+    }
+    if let Ok(r) = routes().resolve(method, host, path) {
+        assert!(r.path.starts_with('/'));
+        assert!(!r.path.contains("/../") && !r.path.contains("//"));
+        assert_eq!(normalize_path(&r.path).as_deref(), Ok(r.path.as_str()));
+    }
+    // A host is read strictly, and its normal form reads as itself.
+    if let Some(h) = host
+        && let Ok(normal) = portcullis_gateway::stage::host::parse_host(h)
+    {
+        assert_eq!(
+            portcullis_gateway::stage::host::parse_host(&normal).as_deref(),
+            Ok(normal.as_str())
+        );
+    }
+}
+
+/// Credentials: an `Authorization` and an API-key header as sent (first
+/// byte 0), or a JWT header and claims (JSON, split at the first NUL)
+/// signed with the configured HS256 secret (first byte 1), so the claim
+/// checks behind the signature are reached too.
+pub fn credentials(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let identity = identity();
+    match mode % 2 {
+        0 => {
+            let mut headers = http::HeaderMap::new();
+            let mut values = rest.split(|&b| b == b'\n');
+            for name in ["authorization", "x-api-key", "authorization"] {
+                if let Some(v) = values.next()
+                    && let Ok(v) = http::HeaderValue::from_bytes(v)
+                {
+                    headers.append(name, v);
+                }
+            }
+            let _ = identity.authenticate(&headers, 1_790_000_000);
+        }
+        _ => {
+            let mut halves = rest.splitn(2, |&b| b == 0);
+            let (Some(header), Some(claims)) = (halves.next(), halves.next()) else {
+                return;
+            };
+            let token = sign_hs256(header, claims);
+            let _ = identity.verify(&token, 1_790_000_000);
+        }
+    }
+}
+
+/// HTTP/1 request framing as it arrives (`framing.rs`), fed in pieces
+/// whose sizes come from the first byte: whatever the bytes, the follower
+/// never panics, and a request it flags did carry both framing headers.
+pub fn request_framing(data: &[u8]) {
+    let Some((&step, wire)) = data.split_first() else {
+        return;
+    };
+    let log = portcullis_gateway::framing::FramingLog::new();
+    let mut follower = portcullis_gateway::framing::Follower::new(log.clone());
+    for piece in wire.chunks(usize::from(step).max(1)) {
+        follower.feed(piece);
+    }
+    if log.next_request_is_ambiguous() {
+        let text = String::from_utf8_lossy(wire).to_ascii_lowercase();
+        assert!(text.contains("content-length") && text.contains("transfer-encoding"));
+    }
 }
 
 /// The demo's route table.
