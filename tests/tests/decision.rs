@@ -594,3 +594,78 @@ async fn check_and_the_proxy_agree_on_every_kind_of_credential() {
     assert_eq!(a.body["results"][1]["decision"], "allow");
     assert!(a.body["results"][1].get("status").is_none());
 }
+
+/// Issue #12, holes 1, 4 and 10 through the adapters: the external
+/// gateway forwards the client's request as it is, so what the proxy would
+/// strip or refuse is refused here — a method override (nginx gets a 403,
+/// the only refusal besides 401 it passes on), a junk host, `..;`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapters_refuse_what_the_proxy_would_strip_or_refuse() {
+    let gw = gateway().await;
+    let pat = bearer("pat");
+    let nginx =
+        |uri: &'static str, host: &'static str, extra: Option<(&'static str, &'static str)>| {
+            let mut h = vec![
+                ("x-original-method", "GET"),
+                ("x-original-uri", uri),
+                ("host", host),
+            ];
+            h.extend(extra);
+            h
+        };
+    for (what, mut headers, reason) in [
+        (
+            "a method override",
+            nginx(
+                TABLE,
+                "app.example",
+                Some(("x-http-method-override", "DELETE")),
+            ),
+            "method_override",
+        ),
+        (
+            "a look-alike method override",
+            nginx(
+                TABLE,
+                "app.example",
+                Some(("x_http_method_override", "DELETE")),
+            ),
+            "method_override",
+        ),
+        (
+            "a junk host",
+            nginx(TABLE, "app.example:1@evil.example", None),
+            "missing_original_request",
+        ),
+        (
+            "..; behind a wildcard",
+            nginx(
+                "/envs/prod/catalogs/sales/tables/..;/..;/..;/..;/staging/catalogs/staging-sales/x",
+                "app.example",
+                None,
+            ),
+            "malformed_path",
+        ),
+    ] {
+        headers.push(("authorization", &pat));
+        let a = gw.adapter(Method::GET, "/v1/nginx", &headers).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{what}: {}", a.body);
+        assert_eq!(a.headers["x-portcullis-reason"], reason, "{what}");
+    }
+    // Traefik shows the proxy's own status.
+    let a = gw
+        .adapter(
+            Method::GET,
+            "/v1/traefik",
+            &[
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-uri", TABLE),
+                ("x-forwarded-host", "app.example"),
+                ("x-http-method-override", "DELETE"),
+                ("authorization", &pat),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert_eq!(a.body["reason"], "method_override");
+}
