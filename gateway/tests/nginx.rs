@@ -294,6 +294,17 @@ fn three_replicas_converge_on_a_new_snapshot_without_failing_a_request() {
 
     // A new revision, renamed into place as an object store would swap it.
     build("v2", &dir.join("acme.snap.new"), 2);
+    // nginx's ETag is the file's modification second and its size, and both
+    // revisions have the same size: a store cannot tell them apart if they
+    // are written within one second (docs/DEPLOYMENT.md says so).
+    let v1_modified = std::fs::metadata(www.join("acme.snap"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    std::fs::File::options()
+        .write(true)
+        .open(dir.join("acme.snap.new"))
+        .and_then(|f| f.set_modified(v1_modified + Duration::from_secs(2)))
+        .expect("set mtime");
     std::fs::rename(dir.join("acme.snap.new"), www.join("acme.snap")).expect("rename");
     let published = Instant::now();
     let mut converged = Vec::new();
