@@ -496,6 +496,16 @@ impl GatewayConfig {
         }
     }
 
+    /// Worker threads: `server.workers`, or one per core. Each has its own
+    /// engine instance of every snapshot.
+    pub fn worker_count(&self) -> usize {
+        self.server.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+
     /// The admin and decision tokens, each read once (from its file when
     /// configured there). An unreadable or short token file is an error:
     /// an endpoint whose token could not be read must not start open.

@@ -88,6 +88,7 @@ pub struct Metrics {
     swaps: Family<SourceLabels, Counter>,
     failed_swaps: Family<SourceLabels, Counter>,
     traps: Counter,
+    views_built: Counter,
     /// Decision-endpoint checks: [single, batch] × [deny, allow].
     api_checks: [[Counter; 2]; 2],
     /// The pool's trap total already added to `traps`.
@@ -173,6 +174,12 @@ impl Metrics {
             "Calls into the policy module that trapped or timed out",
             traps.clone(),
         );
+        let views_built = Counter::default();
+        registry.register(
+            "browser_views_built",
+            "Browser views (GET /-/snapshot/me) built; a view found in the cache, or awaited while another request built it, is not counted",
+            views_built.clone(),
+        );
         let checks = Family::<ApiLabels, Counter>::default();
         registry.register(
             "decision_api_checks",
@@ -191,6 +198,7 @@ impl Metrics {
         });
         Metrics {
             api_checks,
+            views_built,
             registry,
             by_route,
             unrouted,
@@ -275,6 +283,11 @@ impl Metrics {
                 source: source.to_string(),
             })
             .inc();
+    }
+
+    /// Counts a browser view built.
+    pub fn view_built(&self) {
+        self.views_built.inc();
     }
 
     /// Brings the trap counter up to `total`.

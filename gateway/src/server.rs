@@ -156,15 +156,6 @@ async fn wait_for_signal() {
     }
 }
 
-/// Number of engine instances per snapshot: one per worker thread.
-pub fn worker_count(config: &GatewayConfig) -> usize {
-    config.server.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    })
-}
-
 /// Starts the gateway on the current tokio runtime: compiles the
 /// configuration and the module, loads the initial snapshot (the
 /// configured file, or `initial`), binds the listeners and starts the
@@ -237,7 +228,7 @@ async fn start_full(
         call_ticks: ticks(config.engine.decision_timeout_ms),
         load_ticks: ticks(config.engine.load_timeout_ms),
     };
-    let pool = EnginePool::new(module, limits, worker_count(config))
+    let pool = EnginePool::new(module, limits, config.worker_count())
         .map_err(|e| StartError::Other(format!("cannot start the epoch clock: {e}")))?;
     let mut swapper = Swapper::new(pool, config.snapshot.max_bytes).trusting(
         compiled.trusted_keys.clone(),
@@ -319,7 +310,7 @@ async fn start_full(
     };
 
     let (stop, stopped) = watch::channel(false);
-    let workers = worker_count(shared.config());
+    let workers = shared.config().worker_count();
     let mut shards = Vec::with_capacity(workers);
     let mut first = Some(first);
     for index in 0..workers {

@@ -25,6 +25,10 @@ pub(crate) struct Shared {
     log: DecisionLog,
     /// Files served without authentication on the proxy listener.
     pub(crate) site: Option<StaticSite>,
+    /// Permits for building browser views (`GET /-/snapshot/me`): at most
+    /// half the workers' worth at once, so a crowd of first requests
+    /// neither fills memory nor takes every core from the proxy.
+    pub(crate) view_builds: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -35,12 +39,14 @@ impl Shared {
         log: DecisionLog,
         site: Option<StaticSite>,
     ) -> Self {
+        let workers = compiled.config.worker_count();
         Shared {
             compiled,
             swapper,
             metrics,
             log,
             site,
+            view_builds: tokio::sync::Semaphore::new((workers / 2).max(1)),
         }
     }
 

@@ -871,3 +871,53 @@ async fn browsers_get_a_snapshot_without_personal_data() {
         .expect("response");
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
 }
+
+/// Issue #13 (the gateway under a crowd): a burst of first requests for
+/// browser views builds each view once — requests for the same principal
+/// wait for the one build — on a bounded pool, and every caller gets the
+/// same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_first_requests_builds_each_view_once() {
+    let gw = gateway().await;
+    let url = format!("{}/-/snapshot/me", gw.base);
+    let fetch = |user: &'static str| {
+        let (client, url) = (gw.client.clone(), url.clone());
+        tokio::spawn(async move {
+            let resp = client
+                .request(
+                    Request::get(&url)
+                        .header("authorization", bearer(user))
+                        .body(Full::new(Bytes::new()))
+                        .expect("request"),
+                )
+                .await
+                .expect("response");
+            let status = resp.status();
+            let etag = resp.headers().get("etag").cloned();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (user, status, etag, body)
+        })
+    };
+    let users = ["pat", "carol", "olivia", "dave", "sam"];
+    let crowd: Vec<_> = (0..40).map(|i| fetch(users[i % users.len()])).collect();
+    let mut seen: std::collections::HashMap<&str, (Option<http::HeaderValue>, Bytes)> =
+        Default::default();
+    for task in crowd {
+        let (user, status, etag, body) = task.await.expect("task");
+        assert_eq!(status, StatusCode::OK, "{user}");
+        let first = seen
+            .entry(user)
+            .or_insert_with(|| (etag.clone(), body.clone()));
+        assert_eq!(
+            (&first.0, &first.1),
+            (&etag, &body),
+            "{user}: another build"
+        );
+    }
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    let built = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_browser_views_built_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(built, Some(users.len() as u64), "{metrics}");
+}

@@ -99,16 +99,17 @@ async fn view(
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let g = Arc::clone(&generation);
         let signer = shared.compiled.browser_signer.clone();
-        let bytes = tokio::task::spawn_blocking(move || g.scoped(&principal, signer.as_ref()))
+        let (bytes, built) = generation
+            .scoped(&principal, signer, &shared.view_builds)
             .await
-            .map_err(|e| e.to_string())
-            .and_then(|built| built)
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot build the redacted snapshot");
                 Refusal::internal("redaction_failed", e).at(revision)
             })?;
+        if built {
+            shared.metrics.view_built();
+        }
         let mut r = Response::new(if parts.method == Method::HEAD {
             empty()
         } else {

@@ -155,18 +155,22 @@ pub struct Generation {
     scoped: quick_cache::sync::Cache<String, Arc<[u8]>, SnapshotBytes>,
 }
 
-/// Weighs cached browser snapshots by their size.
+/// Weighs cached browser snapshots by their size plus a fixed cost per
+/// entry, so the cache is bounded by bytes and by entries alike: at most
+/// `SCOPED_CACHE_BYTES / SCOPED_ENTRY_WEIGHT` views, however small.
 #[derive(Clone)]
 struct SnapshotBytes;
 
 impl quick_cache::Weighter<String, Arc<[u8]>> for SnapshotBytes {
     fn weight(&self, _: &String, v: &Arc<[u8]>) -> u64 {
-        v.len() as u64
+        v.len() as u64 + SCOPED_ENTRY_WEIGHT
     }
 }
 
 /// Bytes of browser snapshots kept per generation.
 const SCOPED_CACHE_BYTES: u64 = 128 << 20;
+/// What each cached view counts for besides its bytes (4,096 views at most).
+const SCOPED_ENTRY_WEIGHT: u64 = 32 << 10;
 
 impl Generation {
     /// Runs `f` on one of this generation's instances. Each worker thread
@@ -293,27 +297,50 @@ impl Generation {
 
     /// This snapshot scoped to `principal` for its browser: no personal
     /// data, no API keys, only the grants and permissions that decide for
-    /// it (see `portcullis_snapshots::scope`). Built on first use and kept
-    /// (up to 128 MiB per snapshot). Blocking and CPU-heavy for large
-    /// directories: call it off the async workers.
-    /// Signed by `signer` when given.
-    pub fn scoped(
+    /// it (see `portcullis_snapshots::scope`), signed by `signer` when
+    /// given. Kept per generation (bounded by bytes and by entries).
+    ///
+    /// A crowd asking at once is served without piling up work: one build
+    /// per principal at a time (single flight — the others wait for it),
+    /// and at most `builds`' permits of builds at once, each on the
+    /// blocking pool, so neither memory nor the proxy workers' cores are
+    /// taken by a burst of first requests. Also says whether this call
+    /// built the view (rather than finding it or waiting for another's).
+    pub async fn scoped(
+        self: &Arc<Self>,
+        principal: &str,
+        signer: Option<signature::SigningKey>,
+        builds: &tokio::sync::Semaphore,
+    ) -> Result<(Arc<[u8]>, bool), String> {
+        let built = AtomicBool::new(false);
+        let view = self
+            .scoped
+            .get_or_insert_async(principal, async {
+                built.store(true, Ordering::Relaxed);
+                let _permit = builds.acquire().await.map_err(|e| e.to_string())?;
+                let generation = Arc::clone(self);
+                let principal = principal.to_string();
+                tokio::task::spawn_blocking(move || {
+                    generation.build_scoped(&principal, signer.as_ref())
+                })
+                .await
+                .map_err(|e| format!("the view builder stopped: {e}"))?
+            })
+            .await?;
+        Ok((view, built.load(Ordering::Relaxed)))
+    }
+
+    fn build_scoped(
         &self,
         principal: &str,
         signer: Option<&signature::SigningKey>,
     ) -> Result<Arc<[u8]>, String> {
-        if let Some(bytes) = self.scoped.get(principal) {
-            return Ok(bytes);
-        }
         let mut bytes = portcullis_snapshots::scope::redact_snapshot(&self.bytes, Some(principal))
             .map_err(|e| e.to_string())?;
         if let Some(key) = signer {
             bytes = signature::sign(&bytes, key).map_err(|e| e.to_string())?;
         }
-        let bytes: Arc<[u8]> = bytes.into();
-        self.scoped
-            .insert(principal.to_string(), Arc::clone(&bytes));
-        Ok(bytes)
+        Ok(bytes.into())
     }
 
     /// Size of the snapshot in bytes.
