@@ -108,6 +108,28 @@ impl Follower {
             match self.state {
                 State::Off => return,
                 State::Head => {
+                    // Empty lines before a request line are skipped, as
+                    // hyper's parser skips them (RFC 9112 §2.2).
+                    if self.line.is_empty() {
+                        let skip = bytes
+                            .iter()
+                            .position(|&b| b != b'\r' && b != b'\n')
+                            .unwrap_or(bytes.len());
+                        bytes = bytes.get(skip..).unwrap_or_default();
+                        if bytes.is_empty() {
+                            return;
+                        }
+                    }
+                    // The common case: a whole head in this read, nothing
+                    // carried over — read it where it is, without a copy.
+                    if self.line.is_empty()
+                        && let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n")
+                    {
+                        let (head, rest) = bytes.split_at(end + 4);
+                        self.state = self.head_done(head);
+                        bytes = rest;
+                        continue;
+                    }
                     // Bytes up to and including the head's end, if here.
                     let before = self.line.len();
                     self.line.extend_from_slice(bytes);
@@ -200,65 +222,73 @@ impl Follower {
         }
     }
 
-    /// Reads a complete head and says what follows it.
+    /// Reads a complete head and says what follows it. Only the three
+    /// fields that frame a request are looked at, by name, line by line:
+    /// this runs on every request, and hyper parses the head in full.
     fn head_done(&mut self, head: &[u8]) -> State {
         if head.starts_with(b"PRI * HTTP/2.0") {
             return State::Off;
         }
         // Empty lines before a request line are allowed (RFC 9112 §2.2).
-        let head = {
-            let mut h = head;
-            while let Some(rest) = h.strip_prefix(b"\r\n") {
-                h = rest;
-            }
-            h
-        };
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
-            // hyper refuses it and closes the connection.
+        let mut head = head;
+        while let Some(rest) = head.strip_prefix(b"\r\n") {
+            head = rest;
+        }
+        let mut lines = head.split(|&b| b == b'\n');
+        let request_line = lines.next().unwrap_or_default();
+        if !request_line.windows(5).any(|w| w == b"HTTP/") {
+            // Not a request line: hyper refuses it and closes the connection.
             return State::Off;
         }
         let number = self.requests;
         self.requests += 1;
         let mut length: Option<u64> = None;
-        let mut encodings: Option<Vec<u8>> = None;
-        let mut upgrade = req.method == Some("CONNECT");
-        for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                let v = std::str::from_utf8(h.value).ok().map(str::trim);
-                match v.and_then(|v| v.parse::<u64>().ok()) {
-                    Some(n) => length = Some(n),
-                    None => return State::Off,
+        let mut chunked_last: Option<bool> = None;
+        // The gateway never switches protocols (it answers no 101), so an
+        // `Upgrade` request is followed by more HTTP/1 on the connection;
+        // only CONNECT (refused, and its connection closed) ends it.
+        let connect = request_line.starts_with(b"CONNECT ");
+        for line in lines {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break;
+            }
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                // Folded or broken: hyper refuses it.
+                return State::Off;
+            };
+            let (name, value) = line.split_at(colon);
+            let value = value.get(1..).unwrap_or_default().trim_ascii();
+            match name.first().map(u8::to_ascii_lowercase) {
+                Some(b'c') if name.eq_ignore_ascii_case(b"content-length") => {
+                    // Digits only, as hyper reads it; a repeated field must
+                    // agree (hyper refuses anything else, and closes).
+                    let n = std::str::from_utf8(value)
+                        .ok()
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|v| v.parse::<u64>().ok());
+                    match n {
+                        Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                        _ => return State::Off,
+                    }
                 }
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                let all = encodings.get_or_insert_with(Vec::new);
-                if !all.is_empty() {
-                    all.push(b',');
+                Some(b't') if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                    // The last coding of the last field decides (RFC 9112 §6.1).
+                    let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+                    chunked_last = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
                 }
-                all.extend_from_slice(h.value);
-            } else if h.name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
+                _ => {}
             }
         }
-        if length.is_some() && encodings.is_some() {
+        if length.is_some() && chunked_last.is_some() {
             self.log.record(number);
         }
-        if upgrade {
+        if connect {
             return State::Off;
         }
-        match (encodings, length) {
-            (Some(te), _) => {
-                let last = te
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .map(|e| e.trim_ascii().to_ascii_lowercase());
-                if last.as_deref() == Some(b"chunked") {
-                    State::ChunkSize
-                } else {
-                    State::Off
-                }
-            }
+        match (chunked_last, length) {
+            (Some(true), _) => State::ChunkSize,
+            (Some(false), _) => State::Off,
             (None, Some(0)) | (None, None) => State::Head,
             (None, Some(n)) => State::Body(n),
         }
@@ -387,6 +417,18 @@ POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r
         assert!(!log.next_request_is_ambiguous(), "request 0");
         assert!(log.next_request_is_ambiguous(), "request 1");
         assert!(!log.next_request_is_ambiguous(), "nothing after");
+    }
+
+    #[test]
+    fn what_hyper_tolerates_does_not_stop_the_follower() {
+        // Empty lines before a request, a repeated equal Content-Length and
+        // an Upgrade the gateway never honours: hyper reads on, so must this.
+        let wire = b"\r\n\r\nGET /a HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n\
+POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok\r\n\
+PUT /c HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
+        for step in [1, 5, wire.len()] {
+            assert_eq!(numbers(wire, step), (vec![2], 3), "step {step}");
+        }
     }
 
     #[test]

@@ -552,6 +552,18 @@ async fn smuggling_and_oversized_requests_are_refused() {
             assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{order}: {text}");
             assert_eq!(text.matches("HTTP/1.1 400").count(), 1, "{order}: {text}");
             assert_eq!(t2.seen(), before + 1, "{order}: {text}");
+
+            // What might make a reader of the wire lose its place, before
+            // the smuggling request: an Upgrade the gateway does not honour,
+            // empty lines, a repeated equal Content-Length.
+            let before = t2.seen();
+            let disguised = format!(
+                "PUT /envs/prod/catalogs/finance/tables/ledger HTTP/1.1\r\nHost: a\r\n{carol}Upgrade: websocket\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok\r\n\r\n{smuggle}"
+            );
+            let (status, text) = t2.raw(disguised.as_bytes());
+            assert_eq!(status, 200, "{order}: {text}");
+            assert_eq!(text.matches("HTTP/1.1 400").count(), 1, "{order}: {text}");
+            assert_eq!(t2.seen(), before + 1, "{order}: {text}");
         }
     })
     .await
