@@ -31,6 +31,7 @@ use crate::response::Refusal;
 use crate::shared::Shared;
 use crate::snapshot::module::{HostError, InstanceLimits, PolicyModule};
 use crate::snapshot::swap::{EnginePool, Installed, Source, SwapError, Swapper, TICK};
+use crate::snapshot::view_builder::ViewBuilder;
 use crate::stage::forward::Upstreams;
 use crate::static_site::StaticSite;
 
@@ -246,12 +247,15 @@ async fn start_full(
             config.log.decisions
         ))
     })?;
+    let view_builds = ViewBuilder::new((config.worker_count() / 2).max(1))
+        .map_err(|e| StartError::Other(format!("cannot start the view builders: {e}")))?;
     let shared = Arc::new(Shared::new(
         compiled,
         Arc::new(swapper),
         Metrics::new(&labels),
         log,
         site,
+        view_builds,
     ));
 
     // The initial snapshot: refused → start-up error (nothing would serve).

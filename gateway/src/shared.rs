@@ -13,6 +13,7 @@ use crate::decision_log::{DecisionLine, DecisionLog};
 use crate::metrics::Metrics;
 use crate::snapshot::module::HostError;
 use crate::snapshot::swap::{Installed, Source, SwapError, Swapper};
+use crate::snapshot::view_builder::ViewBuilder;
 use crate::static_site::StaticSite;
 
 /// State shared by every connection.
@@ -25,10 +26,10 @@ pub(crate) struct Shared {
     log: DecisionLog,
     /// Files served without authentication on the proxy listener.
     pub(crate) site: Option<StaticSite>,
-    /// Permits for building browser views (`GET /-/snapshot/me`): at most
-    /// half the workers' worth at once, so a crowd of first requests
-    /// neither fills memory nor takes every core from the proxy.
-    pub(crate) view_builds: tokio::sync::Semaphore,
+    /// The threads that build browser views (`GET /-/snapshot/me`): half
+    /// the workers' worth, so a crowd of first requests neither fills
+    /// memory nor takes every core from the proxy.
+    pub(crate) view_builds: ViewBuilder,
 }
 
 impl Shared {
@@ -38,15 +39,15 @@ impl Shared {
         metrics: Metrics,
         log: DecisionLog,
         site: Option<StaticSite>,
+        view_builds: ViewBuilder,
     ) -> Self {
-        let workers = compiled.config.worker_count();
         Shared {
             compiled,
             swapper,
             metrics,
             log,
             site,
-            view_builds: tokio::sync::Semaphore::new((workers / 2).max(1)),
+            view_builds,
         }
     }
 

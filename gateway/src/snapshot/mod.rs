@@ -6,3 +6,4 @@
 pub mod module;
 pub mod revision_state;
 pub mod swap;
+pub mod view_builder;

@@ -302,29 +302,26 @@ impl Generation {
     ///
     /// A crowd asking at once is served without piling up work: one build
     /// per principal at a time (single flight — the others wait for it),
-    /// and at most `builds`' permits of builds at once, each on the
-    /// blocking pool, so neither memory nor the proxy workers' cores are
-    /// taken by a burst of first requests. Also says whether this call
-    /// built the view (rather than finding it or waiting for another's).
+    /// on the `builders`' threads only, so neither memory nor the proxy
+    /// workers' cores are taken by a burst of first requests. Also says
+    /// whether this call built the view (rather than finding it or waiting
+    /// for another's).
     pub async fn scoped(
         self: &Arc<Self>,
         principal: &str,
         signer: Option<signature::SigningKey>,
-        builds: &tokio::sync::Semaphore,
+        builders: &super::view_builder::ViewBuilder,
     ) -> Result<(Arc<[u8]>, bool), String> {
         let built = AtomicBool::new(false);
         let view = self
             .scoped
             .get_or_insert_async(principal, async {
                 built.store(true, Ordering::Relaxed);
-                let _permit = builds.acquire().await.map_err(|e| e.to_string())?;
                 let generation = Arc::clone(self);
                 let principal = principal.to_string();
-                tokio::task::spawn_blocking(move || {
-                    generation.build_scoped(&principal, signer.as_ref())
-                })
-                .await
-                .map_err(|e| format!("the view builder stopped: {e}"))?
+                builders
+                    .run(move || generation.build_scoped(&principal, signer.as_ref()))
+                    .await
             })
             .await?;
         Ok((view, built.load(Ordering::Relaxed)))
