@@ -635,7 +635,7 @@ async fn the_adapters_refuse_what_the_proxy_would_strip_or_refuse() {
         (
             "a junk host",
             nginx(TABLE, "app.example:1@evil.example", None),
-            "missing_original_request",
+            "malformed_host",
         ),
         (
             "..; behind a wildcard",

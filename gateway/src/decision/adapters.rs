@@ -74,7 +74,7 @@ pub struct Original {
     pub method: http::Method,
     /// Its raw path, without the query.
     pub path: String,
-    /// Its host (the route table ignores a port).
+    /// Its host as sent (read strictly before routing).
     pub host: Option<String>,
 }
 
@@ -97,10 +97,7 @@ pub fn original(
                 .map_err(|_| format!("{name} is not visible ASCII")),
         }
     };
-    let host_of = |v: Option<&str>| -> Result<Option<String>, String> {
-        v.map(|h| parse_host(h).map_err(|why| format!("host {h:?}: {why}")))
-            .transpose()
-    };
+    let host_of = |v: Option<&str>| v.map(str::to_string);
     let (method, uri, host) = match adapter.headers() {
         Some([m, u, h]) => {
             let method = text(m)?.ok_or_else(|| format!("{m} is missing"))?;
@@ -113,12 +110,12 @@ pub fn original(
                 Some(v) => Some(v),
                 None => text("host")?,
             };
-            (method, uri, host_of(host)?)
+            (method, uri, host_of(host))
         }
         None => (
             method.clone(),
             envoy_path.to_string(),
-            host_of(text("host")?)?,
+            host_of(text("host")?),
         ),
     };
     // Absolute-form URIs are refused by the route table like on the proxy;
@@ -162,10 +159,17 @@ pub(crate) fn handle(
                 Ok(Some(m)) if shared.config().server.allow_method_override => m,
                 Ok(Some(_)) | Err(_) => return Err(Refusal::method_override()),
             };
+            // The original host is read as strictly as the proxy reads its own.
+            let host = original
+                .host
+                .as_deref()
+                .map(parse_host)
+                .transpose()
+                .map_err(Refusal::malformed_host)?;
             check(
                 shared,
                 &method,
-                original.host.as_deref(),
+                host.as_deref(),
                 &original.path,
                 &parts.headers,
                 started,
