@@ -76,6 +76,10 @@ pub enum CliError {
     /// The gateway refused a pushed snapshot.
     #[error("{0}")]
     Refused(String),
+    /// Standard output was closed by its reader (`… | head`): the command
+    /// ends quietly, successfully.
+    #[error("")]
+    OutputClosed,
     /// Encoding failed (a bug: compilation guarantees encodable bodies).
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -85,6 +89,7 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::OutputClosed => 0,
             CliError::Io { .. } => EXIT_IO,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Denied | CliError::Refused(_) => EXIT_DENIED,

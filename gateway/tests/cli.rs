@@ -480,3 +480,50 @@ fn users_without_a_verified_email_are_warned_about() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("(uma)"), "{}", text(&o.stderr));
 }
+
+/// A reader that stops early (`portcullis snapshot diff … | head`) ends
+/// the command quietly with success — it used to panic about a broken
+/// pipe.
+#[test]
+fn output_cut_short_ends_quietly() {
+    let generated = tmp("cut-short.snap");
+    let o = portcullis(&[
+        "snapshot",
+        "generate",
+        "-o",
+        generated.to_str().unwrap(),
+        "--users",
+        "2000",
+        "--groups",
+        "50",
+        "--orgs",
+        "3",
+        "--envs",
+        "10",
+        "--catalogs",
+        "100",
+        "--grants",
+        "5000",
+        "--seed",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Over 250 KB of differences, far more than a pipe holds.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "snapshot",
+            "diff",
+            example("acme.json").as_str(),
+            generated.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(!text(&o.stderr).contains("panicked"), "{}", text(&o.stderr));
+}

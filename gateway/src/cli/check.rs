@@ -10,6 +10,7 @@ use portcullis_gateway::snapshot::module::{
 };
 use portcullis_snapshots::header::MAGIC;
 
+use super::output::say;
 use super::snapshot::{compile_text, read_bytes};
 use crate::error::CliError;
 
@@ -104,18 +105,18 @@ pub fn run(a: CheckArgs) -> Result<(), CliError> {
     };
     let ex = engine.explain(&req)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&ex).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&ex).unwrap_or_default());
     } else {
-        println!("{} ({})", ex.decision, ex.reason);
+        say!("{} ({})", ex.decision, ex.reason);
         if a.explain {
-            println!("{}", ex.message);
+            say!("{}", ex.message);
             for link in &ex.chain {
-                println!("  · {link}");
+                say!("  · {link}");
             }
             for o in &ex.obligations {
-                println!("  obligation: {o}");
+                say!("  obligation: {o}");
             }
-            println!("  snapshot revision {}", ex.revision);
+            say!("  snapshot revision {}", ex.revision);
         }
     }
     if ex.allowed {
@@ -144,25 +145,27 @@ fn run_batch(engine: &mut Evaluator, path: &Path, context: Context) -> Result<()
             continue;
         }
         let refuse = |out: &mut dyn Write, msg: String| {
-            writeln!(out, "{}", serde_json::json!({"decision": "deny", "allowed": false, "reason": "malformed_request", "message": msg})).ok();
+            writeln!(out, "{}", serde_json::json!({"decision": "deny", "allowed": false, "reason": "malformed_request", "message": msg}))
+                .map_err(super::output::closed_or_failed)
         };
         let question: Question = match serde_json::from_str(&line) {
             Ok(q) => q,
             Err(e) => {
-                refuse(&mut out, format!("line {}: {e}", n + 1));
+                refuse(&mut out, format!("line {}: {e}", n + 1))?;
                 continue;
             }
         };
         let mut req = match question.request(context.now) {
             Ok(r) => r,
             Err(e) => {
-                refuse(&mut out, format!("line {}: {e}", n + 1));
+                refuse(&mut out, format!("line {}: {e}", n + 1))?;
                 continue;
             }
         };
         req.context.bulk |= context.bulk;
         let ex = engine.explain(&req)?;
-        writeln!(out, "{}", serde_json::to_string(&ex).unwrap_or_default()).ok();
+        writeln!(out, "{}", serde_json::to_string(&ex).unwrap_or_default())
+            .map_err(super::output::closed_or_failed)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch.
 
 mod check;
+pub(crate) mod output;
 mod push;
 mod serve;
 mod snapshot;

@@ -9,6 +9,7 @@ use http::{Method, Request, header};
 use http_body_util::BodyExt;
 use portcullis_gateway::{response::full, stage::forward::http_client};
 
+use super::output::say;
 use super::snapshot::read_bytes;
 use crate::error::CliError;
 
@@ -62,7 +63,7 @@ pub fn run(a: PushArgs) -> Result<(), CliError> {
     })?;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if status.is_success() {
-        println!(
+        say!(
             "{}: revision {} serving (was {})",
             a.file.display(),
             v.get("revision").unwrap_or(&serde_json::Value::Null),

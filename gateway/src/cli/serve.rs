@@ -11,6 +11,7 @@ use portcullis_gateway::config::GatewayConfig;
 use portcullis_gateway::demo::{DemoOptions, start_demo};
 use portcullis_gateway::server::{StartError, start_compiled};
 
+use super::output::{say, say_raw};
 use crate::error::CliError;
 
 #[derive(Debug, Args)]
@@ -72,7 +73,7 @@ pub fn serve(a: ServeArgs) -> Result<(), CliError> {
         e @ CompileError::Unreadable(_) => CliError::Start(e.to_string()),
     })?;
     if a.check {
-        println!(
+        say!(
             "{}: ok ({} routes, {} upstreams)",
             a.config.display(),
             compiled.config.routes.len(),
@@ -120,8 +121,8 @@ pub fn demo(a: DemoArgs) -> Result<(), CliError> {
             let report = demo.walkthrough().await;
             demo.gateway.shutdown().await;
             let report = report.map_err(CliError::Start)?;
-            print!("{report}");
-            println!("walkthrough: every step answered as expected");
+            say_raw!("{report}");
+            say!("walkthrough: every step answered as expected");
             return Ok(());
         }
         println!("{}", demo.instructions());

@@ -12,6 +12,7 @@ use portcullis_snapshots::vocabulary::UserStatus;
 use portcullis_snapshots::{Snapshot, decode, diff, encode, signature};
 use serde_json::json;
 
+use super::output::{say, say_raw};
 use crate::error::CliError;
 
 #[derive(Debug, Subcommand)]
@@ -151,7 +152,7 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
             let text = read_text(&directory)?;
             let (dir, _) = compile_text(&directory, &text, json)?;
             warn_unverified(&directory, &dir);
-            println!(
+            say!(
                 "{}: valid ({} users, {} grants)",
                 directory.display(),
                 dir.users.len(),
@@ -173,7 +174,7 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
             let signed = sign_with(&key, &snapshot, &bytes)?;
             let output = output.unwrap_or(snapshot);
             write_atomic(&output, &signed)?;
-            println!("signed {}", output.display());
+            say!("signed {}", output.display());
             Ok(())
         }
         SnapshotCommand::Redact {
@@ -189,7 +190,7 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
                         source,
                     })?;
             write_atomic(&output, &redacted)?;
-            println!(
+            say!(
                 "wrote {} ({} bytes, from {} bytes): no personal data, no API keys",
                 output.display(),
                 redacted.len(),
@@ -257,7 +258,7 @@ fn keygen(output: &Path, public: Option<PathBuf>) -> Result<(), CliError> {
     }
     write_private(output, private.as_bytes())?;
     write_atomic(&public, public_text.as_bytes())?;
-    println!(
+    say!(
         "wrote {} (private: keep it secret) and {} (public, key {}): list the public key in snapshot.trusted_keys",
         output.display(),
         public.display(),
@@ -373,22 +374,22 @@ fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
             "domain": format!("org/{domain}"),
             "counts": counts,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
-    println!("snapshot    {} ({} bytes)", path.display(), bytes.len());
-    println!("format      {}", h.format_version);
-    println!("revision    {}", h.revision);
-    println!("created     {}", Timestamp(h.created_at));
-    println!("sha256      {}", hex::encode(h.body_sha256));
-    println!(
+    say!("snapshot    {} ({} bytes)", path.display(), bytes.len());
+    say!("format      {}", h.format_version);
+    say!("revision    {}", h.revision);
+    say!("created     {}", Timestamp(h.created_at));
+    say!("sha256      {}", hex::encode(h.body_sha256));
+    say!(
         "signed      {}",
         signer.map_or_else(
             || "no".to_string(),
             |k| format!("by key {k} (not verified here)")
         )
     );
-    println!("domain      org/{domain}");
+    say!("domain      org/{domain}");
     let rows = [
         ("organizations", counts.organizations),
         ("environments", counts.environments),
@@ -406,7 +407,7 @@ fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
         ("strings", counts.strings),
     ];
     for (name, n) in rows {
-        println!("  {name:<17} {n:>9}");
+        say!("  {name:<17} {n:>9}");
     }
     Ok(())
 }
@@ -436,15 +437,15 @@ fn diff_cmd(old: &Path, new: &Path, json: bool) -> Result<(), CliError> {
             "new_revision": n.revision,
             "sections": d.sections,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
     let rev = |r: Option<u64>| r.map_or_else(|| "none".to_string(), |r| r.to_string());
-    println!("revision: {} → {}", rev(o.revision), rev(n.revision));
+    say!("revision: {} → {}", rev(o.revision), rev(n.revision));
     if o.revision.is_some() && n.revision <= o.revision {
-        println!("warning: the new revision is not greater; gateways will refuse it unless forced");
+        say!("warning: the new revision is not greater; gateways will refuse it unless forced");
     }
-    print!("{}", d.render());
+    say_raw!("{}", d.render());
     Ok(())
 }
 
