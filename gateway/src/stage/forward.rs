@@ -2,8 +2,9 @@
 //! connections (hyper-util's client), with the identity headers the
 //! upstream may trust and without the ones it must not.
 //!
-//! The client's `X-Portcullis-*` headers are removed before ours are set,
-//! hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and every header it
+//! Every client header that could pass for one the gateway sets
+//! (`X-Portcullis-*`, `X-Forwarded-*`, `Forwarded`, also spelt with `_`) is
+//! removed before ours are set, hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and every header it
 //! names, plus the classic list) are dropped both ways, and the upstream
 //! receives exactly the normalized path that was authorized.
 
@@ -399,19 +400,6 @@ pub fn strip_client_identity(
     }
 }
 
-/// Removes every `X-Portcullis-*` header (only the gateway sets those),
-/// including look-alikes with `_` for `-`.
-pub fn strip_portcullis(headers: &mut HeaderMap) {
-    let ours: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| as_cgi_reads(k.as_str()).starts_with("x-portcullis-"))
-        .cloned()
-        .collect();
-    for k in ours {
-        headers.remove(k);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,7 +434,7 @@ mod tests {
         );
         h.insert("x-portcullis-anything", HeaderValue::from_static("1"));
         h.insert("x-portcullisx", HeaderValue::from_static("kept"));
-        strip_portcullis(&mut h);
+        strip_client_identity(&mut h, &HeaderName::from_static("x-api-key"), false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-portcullisx"));
     }
