@@ -110,15 +110,19 @@ pub(crate) fn check<'s>(
         resource: Some(&resolved.resource),
         ..logged
     };
-    let now = unix_now();
+    let clock = unix_now();
+    let at = Moment {
+        clock,
+        now: clock,
+        bulk: false,
+    };
     let decided = match who(
         shared,
         None,
         Asker::Credentials(headers),
         resolved.action,
         &resolved.resource,
-        now,
-        false,
+        at,
         &base,
     ) {
         Ok(d) => d,
@@ -173,8 +177,9 @@ pub(crate) fn check<'s>(
 
 /// Answers one question of the decision endpoint on `generation` (kept by
 /// the caller, so a batch is answered on one snapshot): identity →
-/// decision at `now`, logged under `endpoint`. A denial is an answer; only
-/// credentials and an unavailable engine are refusals.
+/// decision at `now` (the gateway's clock when `None`), logged under
+/// `endpoint`. A denial is an answer; only credentials and an unavailable
+/// engine are refusals.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn question(
     shared: &Shared,
@@ -182,7 +187,7 @@ pub(crate) fn question(
     asker: Asker<'_>,
     action: &str,
     resource: &str,
-    now: i64,
+    now: Option<i64>,
     bulk: bool,
     endpoint: &'static str,
     started: Instant,
@@ -193,16 +198,13 @@ pub(crate) fn question(
         resource: Some(resource),
         ..blank(&Method::POST, started)
     };
-    let decided = who(
-        shared,
-        Some(generation),
-        asker,
-        action,
-        resource,
-        now,
+    let clock = unix_now();
+    let at = Moment {
+        clock,
+        now: now.unwrap_or(clock),
         bulk,
-        &base,
-    )?;
+    };
+    let decided = who(shared, Some(generation), asker, action, resource, at, &base)?;
     shared.log_decision(Logged {
         principal: Some(decided.credential.principal()),
         acting_as: decided.verdict.acting_as.as_deref(),
@@ -232,19 +234,27 @@ fn blank(method: &Method, started: Instant) -> Logged<'_> {
     }
 }
 
+/// When a question is asked: the gateway's clock (read once per request),
+/// which credentials are checked against, and the time and bulk flag the
+/// engine decides at.
+#[derive(Clone, Copy)]
+struct Moment {
+    clock: i64,
+    now: i64,
+    bulk: bool,
+}
+
 /// Identity → decision, the part every path shares: credentials verified
 /// on the gateway's clock, the engine asked on `generation` (or the
 /// current one), and an API key the snapshot does not know refused like a
 /// bad token. Refusals are logged here; the caller logs decisions.
-#[allow(clippy::too_many_arguments)]
 fn who(
     shared: &Shared,
     generation: Option<&Arc<Generation>>,
     asker: Asker<'_>,
     action: &str,
     resource: &str,
-    now: i64,
-    bulk: bool,
+    at: Moment,
     base: &Logged<'_>,
 ) -> Result<Decided, Refusal> {
     let current;
@@ -271,7 +281,7 @@ fn who(
     let credential = match asker {
         Asker::Principal(p) => Credential::Token(p.to_string()),
         Asker::Credentials(headers) => {
-            match shared.compiled.identity.authenticate(headers, unix_now()) {
+            match shared.compiled.identity.authenticate(headers, at.clock) {
                 Ok(c) => c,
                 Err(e) => return Err(refuse(unauthenticated(&e), None)),
             }
@@ -287,8 +297,8 @@ fn who(
         &credential,
         action,
         resource,
-        now,
-        bulk,
+        at.now,
+        at.bulk,
     ) {
         Ok(v) => v,
         Err(e) => {

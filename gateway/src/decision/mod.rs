@@ -30,7 +30,7 @@ use policy_wasm::Question;
 
 use crate::checkpoint::{Asker, Decided, question};
 use crate::response::{Body, Refusal, json_response, read_body};
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::snapshot::swap::Generation;
 use crate::stage::identity::{bearer, token_ok};
 
@@ -197,7 +197,6 @@ fn answer<'r>(
     endpoint: &'static str,
     started: Instant,
 ) -> Result<CheckResponse<'r>, Refusal> {
-    let now = req.context.now.unwrap_or_else(unix_now);
     let mut headers = HeaderMap::new();
     let asker = match (&req.principal, &req.credentials) {
         (Some(p), None) => Asker::Principal(p),
@@ -237,7 +236,7 @@ fn answer<'r>(
         asker,
         &req.action,
         &req.resource,
-        now,
+        req.context.now,
         req.context.bulk,
         endpoint,
         started,

@@ -42,11 +42,8 @@ async fn view(
     }
     let generation = shared.swapper.current();
     let revision = generation.as_ref().map(|g| g.revision);
-    let principal = match shared
-        .compiled
-        .identity
-        .authenticate(&parts.headers, unix_now())
-    {
+    let clock = unix_now();
+    let principal = match shared.compiled.identity.authenticate(&parts.headers, clock) {
         Ok(Credential::Token(p)) => p,
         Ok(Credential::ApiKey(_)) => {
             return Err(Refusal::denied(
@@ -74,7 +71,7 @@ async fn view(
         &Credential::Token(principal.clone()),
         "login",
         &principal,
-        unix_now(),
+        clock,
         false,
     )
     .map_err(|e| Refusal::unavailable(e.reason(), e.to_string()).at(revision))?;
