@@ -75,10 +75,12 @@ async fn pass(
     let server = &shared.config().server;
     // With overrides allowed, the method the upstream will act on is the
     // one authorized; without, the headers are stripped before forwarding.
-    let method = match method_override(&parts.headers) {
-        Ok(Some(m)) if server.allow_method_override => m,
-        Err(why) if server.allow_method_override => return Err(Refusal::malformed_request(why)),
-        _ => parts.method.clone(),
+    let method = if server.allow_method_override {
+        method_override(&parts.headers)
+            .map_err(Refusal::malformed_request)?
+            .unwrap_or_else(|| parts.method.clone())
+    } else {
+        parts.method.clone()
     };
     let passed = crate::checkpoint::check(
         shared,
