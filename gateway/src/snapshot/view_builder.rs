@@ -13,7 +13,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed pool of threads that build browser views, one job at a time each.
 pub struct ViewBuilder {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl ViewBuilder {
@@ -39,9 +39,7 @@ impl ViewBuilder {
                     }
                 })?;
         }
-        Ok(ViewBuilder {
-            jobs: Mutex::new(tx),
-        })
+        Ok(ViewBuilder { jobs: tx })
     }
 
     /// Runs `build` on a builder thread and waits for its answer.
@@ -54,8 +52,6 @@ impl ViewBuilder {
             let _ = tx.send(build());
         });
         self.jobs
-            .lock()
-            .map_err(|_| "the view builders stopped".to_string())?
             .send(job)
             .map_err(|_| "the view builders stopped".to_string())?;
         rx.await
