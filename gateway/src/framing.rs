@@ -24,9 +24,11 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The heads this reader follows are at most this long; hyper refuses
-/// longer ones (431) before a handler runs.
-const MAX_HEAD: usize = 64 * 1024;
+/// The least a follower accepts in one head or chunk line. Heads are
+/// followed up to the server's own limit (`server.max_header_bytes`, what
+/// hyper accepts) when that is larger: a longer one is refused by hyper,
+/// which closes the connection, so only then may the follower stop.
+pub const MIN_LINE_LIMIT: usize = 64 * 1024;
 
 /// What one connection's reader saw, shared with its request handler.
 #[derive(Clone, Default)]
@@ -89,12 +91,16 @@ pub struct Follower {
     line: Vec<u8>,
     requests: u64,
     log: FramingLog,
+    max_line: usize,
 }
 
 impl Follower {
-    /// A follower at the start of a connection, recording into `log`.
-    pub fn new(log: FramingLog) -> Self {
+    /// A follower at the start of a connection, recording into `log`,
+    /// following heads of up to `max_head` bytes (at least
+    /// [`MIN_LINE_LIMIT`]).
+    pub fn new(log: FramingLog, max_head: usize) -> Self {
         Follower {
+            max_line: max_head.max(MIN_LINE_LIMIT),
             state: State::Head,
             line: Vec::new(),
             requests: 0,
@@ -151,7 +157,7 @@ impl Follower {
                             bytes = bytes.get(used..).unwrap_or_default();
                         }
                         None => {
-                            if self.line.len() > MAX_HEAD {
+                            if self.line.len() > self.max_line {
                                 self.state = State::Off;
                             }
                             return;
@@ -190,7 +196,7 @@ impl Follower {
                 State::ChunkSize | State::Trailers => {
                     let Some(lf) = bytes.iter().position(|&b| b == b'\n') else {
                         self.line.extend_from_slice(bytes);
-                        if self.line.len() > MAX_HEAD {
+                        if self.line.len() > self.max_line {
                             self.state = State::Off;
                         }
                         return;
@@ -316,11 +322,12 @@ pub struct Framed<S> {
 }
 
 impl<S> Framed<S> {
-    /// Wraps `inner`, recording into `log`.
-    pub fn new(inner: S, log: FramingLog) -> Self {
+    /// Wraps `inner`, recording into `log`; `max_head` is the server's
+    /// limit on a request head.
+    pub fn new(inner: S, log: FramingLog, max_head: usize) -> Self {
         Framed {
             inner,
-            follower: Follower::new(log),
+            follower: Follower::new(log, max_head),
         }
     }
 }
@@ -381,7 +388,7 @@ mod tests {
     /// requests flagged, and how many requests were followed.
     fn numbers(wire: &[u8], step: usize) -> (Vec<u64>, u64) {
         let log = FramingLog::new();
-        let mut f = Follower::new(log.clone());
+        let mut f = Follower::new(log.clone(), 0);
         for piece in wire.chunks(step) {
             f.feed(piece);
         }
@@ -412,7 +419,7 @@ GET /e HTTP/1.1\r\nHost: a\r\n\r\n";
         let wire = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n\
 POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n";
         let log = FramingLog::new();
-        let mut f = Follower::new(log.clone());
+        let mut f = Follower::new(log.clone(), 0);
         f.feed(wire);
         assert!(!log.next_request_is_ambiguous(), "request 0");
         assert!(log.next_request_is_ambiguous(), "request 1");
@@ -434,10 +441,10 @@ PUT /c HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\
     #[test]
     fn http2_and_garbage_stop_the_follower() {
         let log = FramingLog::new();
-        let mut f = Follower::new(log.clone());
+        let mut f = Follower::new(log.clone(), 0);
         f.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
         assert_eq!(f.state, State::Off);
-        let mut f = Follower::new(log);
+        let mut f = Follower::new(log, 0);
         f.feed(b"\x00\x01 nonsense\r\n\r\n");
         assert_eq!(f.state, State::Off);
     }

@@ -479,6 +479,7 @@ async fn serve(
 ) {
     let builder = builder(shared.config());
     let header_timeout = ms(shared.config().server.header_read_timeout_ms);
+    let max_head = shared.config().server.max_header_bytes;
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(shared.config().server.max_connections));
     loop {
@@ -548,7 +549,10 @@ async fn serve(
                 _ => return,
             }
             let conn = builder
-                .serve_connection(TokioIo::new(Framed::new(stream, framing)), service)
+                .serve_connection(
+                    TokioIo::new(Framed::new(stream, framing, max_head)),
+                    service,
+                )
                 .into_owned();
             let _ = watcher.watch(conn).await;
             drop(permit);

@@ -1101,3 +1101,47 @@ async fn method_overrides_are_stripped_or_authorized() {
     );
     drop(t);
 }
+
+/// The framing follower must follow every head hyper accepts: with
+/// `server.max_header_bytes` above the follower's own floor, one large (but
+/// accepted) head must not make it lose its place, and a smuggling request
+/// after it on the same connection is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_accepted_head_does_not_hide_a_smuggling_request() {
+    let t = Arc::new(
+        target_with(|c| {
+            c.server.max_header_bytes = 256 * 1024;
+        })
+        .await,
+    );
+    let carol = format!(
+        "Authorization: Bearer {}\r\n",
+        demo_token("carol").expect("token")
+    );
+    let big = format!("X-Big: {}\r\n", "a".repeat(100 * 1024));
+    let t2 = Arc::clone(&t);
+    tokio::task::spawn_blocking(move || {
+        let before = t2.seen();
+        let wire = format!(
+            "PUT /envs/prod/catalogs/finance/tables/ledger HTTP/1.1\r\nHost: a\r\n{carol}{big}Content-Length: 2\r\n\r\nok\
+PUT /envs/prod/catalogs/finance/tables/ledger HTTP/1.1\r\nHost: a\r\n{carol}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /orgs/acme/sso HTTP/1.1\r\nHost: a\r\n\r\n"
+        );
+        // In pieces, as a slow network delivers it: the large head reaches
+        // the gateway over several reads.
+        let mut s = TcpStream::connect(t2.addr).expect("connect");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        for piece in wire.as_bytes().chunks(16 * 1024) {
+            s.write_all(piece).expect("write");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 400").count(), 1, "{text}");
+        assert_eq!(t2.seen(), before + 1, "{text}");
+    })
+    .await
+    .expect("case");
+    drop(t);
+}

@@ -209,7 +209,7 @@ pub fn request_framing(data: &[u8]) {
         return;
     };
     let log = portcullis_gateway::framing::FramingLog::new();
-    let mut follower = portcullis_gateway::framing::Follower::new(log.clone());
+    let mut follower = portcullis_gateway::framing::Follower::new(log.clone(), 0);
     for piece in wire.chunks(usize::from(step).max(1)) {
         follower.feed(piece);
     }
