@@ -468,3 +468,29 @@ fn time_claims_of_the_wrong_type_are_refused() {
             .is_ok()
     );
 }
+
+/// Break-glass is bound to an issuer: a `support` subject without one is
+/// refused when any issuer is accepted.
+#[test]
+fn a_support_subject_needs_an_issuer_when_any_issuer_is_accepted() {
+    let cfg = |issuers: Vec<String>| IdentityConfig {
+        jwt: Some(JwtConfig {
+            issuers,
+            audiences: vec![],
+            principal_claim: "sub".into(),
+            service_accounts: vec![],
+            support: vec![SupportSubject {
+                subject: "break-glass@vendor.example".into(),
+                issuer: None,
+            }],
+            leeway_seconds: 0,
+            keys: vec![key("hs", "HS256", None)],
+            jwks_file: None,
+        }),
+        api_key_header: "x-api-key".into(),
+    };
+    let e = Identity::new(cfg(vec![])).err().unwrap();
+    assert!(matches!(e, IdentityConfigError::Mapping { .. }), "{e}");
+    assert!(e.to_string().contains("issuer"), "{e}");
+    assert!(Identity::new(cfg(vec!["https://idp.example".into()])).is_ok());
+}

@@ -100,7 +100,8 @@ pub struct ServiceAccountMapping {
 pub struct SupportSubject {
     /// The principal claim's value.
     pub subject: String,
-    /// The issuer it must come from; absent: every accepted issuer.
+    /// The issuer it must come from; absent: every issuer listed in
+    /// `issuers` (required when that list is empty).
     #[serde(default)]
     pub issuer: Option<String>,
 }
@@ -352,6 +353,18 @@ impl Identity {
                     return Err(IdentityConfigError::Mapping {
                         index,
                         problem: "support: an empty `subject`".into(),
+                    });
+                }
+                // Break-glass is bound to an issuer: with none here and
+                // none in `issuers`, any issuer whose tokens a configured
+                // key verifies could name the subject.
+                if s.issuer.is_none() && jwt.issuers.is_empty() {
+                    return Err(IdentityConfigError::Mapping {
+                        index,
+                        problem: format!(
+                            "support subject {:?} needs an `issuer` when identity.jwt.issuers accepts any",
+                            s.subject
+                        ),
                     });
                 }
             }
