@@ -35,5 +35,5 @@ pub use decision::{Basis, Decision, Obligation, Reason, Via};
 pub use engine::{Engine, LoadError, check_reference};
 pub use explain::Explanation;
 #[cfg(any(not(target_arch = "wasm32"), feature = "browser"))]
-pub use question::{Credentials, Question, QuestionContext, QuestionError, parse_time};
+pub use question::{Asking, Credentials, Question, QuestionContext, QuestionError, parse_time};
 pub use request::{Context, OwnedRequest, Request};

@@ -87,14 +87,32 @@ pub enum QuestionError {
     CredentialsHere,
 }
 
+/// Who a question is about: exactly one of the two ways of saying it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asking<'a> {
+    /// A principal named by the caller.
+    Principal(&'a str),
+    /// Credentials for a gateway to verify.
+    Credentials(&'a Credentials),
+}
+
 impl Question {
+    /// Who is asked about: `principal` or `credentials`, never both or
+    /// neither.
+    pub fn asking(&self) -> Result<Asking<'_>, QuestionError> {
+        match (&self.principal, &self.credentials) {
+            (Some(p), None) => Ok(Asking::Principal(p)),
+            (None, Some(c)) => Ok(Asking::Credentials(c)),
+            _ => Err(QuestionError::Who),
+        }
+    }
+
     /// The principal, where credentials cannot be verified (the CLI, the
     /// browser).
     pub fn principal(&self) -> Result<&str, QuestionError> {
-        match (&self.principal, &self.credentials) {
-            (Some(p), None) => Ok(p),
-            (None, Some(_)) => Err(QuestionError::CredentialsHere),
-            _ => Err(QuestionError::Who),
+        match self.asking()? {
+            Asking::Principal(p) => Ok(p),
+            Asking::Credentials(_) => Err(QuestionError::CredentialsHere),
         }
     }
 

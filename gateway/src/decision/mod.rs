@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use policy_wasm::Question;
+use policy_wasm::{Asking, Question};
 
 use crate::checkpoint::{Asker, Decided, question};
 use crate::response::{Body, Refusal, json_response, read_body};
@@ -198,9 +198,12 @@ fn answer<'r>(
     started: Instant,
 ) -> Result<CheckResponse<'r>, Refusal> {
     let mut headers = HeaderMap::new();
-    let asker = match (&req.principal, &req.credentials) {
-        (Some(p), None) => Asker::Principal(p),
-        (None, Some(c)) => {
+    let asker = match req
+        .asking()
+        .map_err(|e| Refusal::malformed_request(e.to_string()))?
+    {
+        Asking::Principal(p) => Asker::Principal(p),
+        Asking::Credentials(c) => {
             let mut put = |name: http::HeaderName, v: &Option<String>| match v {
                 Some(v) => HeaderValue::from_str(v).map(|v| {
                     headers.insert(name, v);
@@ -220,11 +223,6 @@ fn answer<'r>(
                     )
                 })?;
             Asker::Credentials(&headers)
-        }
-        _ => {
-            return Err(Refusal::malformed_request(
-                "give exactly one of `principal` and `credentials`",
-            ));
         }
     };
     let Decided {
