@@ -312,11 +312,11 @@ impl Generation {
         signer: Option<signature::SigningKey>,
         builders: &super::view_builder::ViewBuilder,
     ) -> Result<(Arc<[u8]>, bool), String> {
-        let built = AtomicBool::new(false);
+        let mut built = false;
         let view = self
             .scoped
             .get_or_insert_async(principal, async {
-                built.store(true, Ordering::Relaxed);
+                built = true;
                 let generation = Arc::clone(self);
                 let principal = principal.to_string();
                 builders
@@ -324,7 +324,7 @@ impl Generation {
                     .await
             })
             .await?;
-        Ok((view, built.load(Ordering::Relaxed)))
+        Ok((view, built))
     }
 
     fn build_scoped(
