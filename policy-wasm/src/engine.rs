@@ -55,7 +55,7 @@ impl Engine {
         Engine {
             revision: s.header.revision,
             created_at: s.header.created_at,
-            facts: Indexed::new(s.body),
+            facts: Indexed::new(s.body, s.view),
         }
     }
 
@@ -67,6 +67,37 @@ impl Engine {
     /// When the snapshot was built (Unix seconds).
     pub fn created_at(&self) -> i64 {
         self.created_at
+    }
+
+    /// Whether this snapshot is a principal's view rather than a whole
+    /// directory.
+    pub fn is_view(&self) -> bool {
+        self.facts.view_facts().is_some()
+    }
+
+    /// The view of `principal` (a user or a service account): the smallest
+    /// snapshot that decides every request of `principal` as this one does,
+    /// with nobody else's personal data and no API keys. Its cost follows
+    /// the size of the view, not of the directory (`policy-wasm/README.md#views`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn view(&self, principal: &str) -> Result<Vec<u8>, crate::ViewError> {
+        crate::view::view(&self.facts, principal, self.revision, self.created_at)
+    }
+
+    /// [`Engine::view`] as a decoded snapshot body and its stated facts,
+    /// for tools that inspect it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn view_body(
+        &self,
+        principal: &str,
+    ) -> Result<
+        (
+            portcullis_snapshots::body::Body,
+            portcullis_snapshots::view::ViewFacts,
+        ),
+        crate::ViewError,
+    > {
+        crate::view::view_body(&self.facts, principal)
     }
 
     /// Decides one request. Unknown principals, resources and actions are

@@ -63,6 +63,13 @@ pub trait Facts {
     /// Number of users holding the `owner` administrator role.
     fn owner_count(&self) -> usize;
 
+    /// Whether `u` is the sole owner of the domain or of a team that still
+    /// has members or resources (seed 002). A view states it (its teams and
+    /// owners are a subset); a whole directory computes it.
+    fn sole_owner(&self, u: u32) -> bool {
+        sole_owner_in_directory(self, u)
+    }
+
     /// The organization a node belongs to (or is).
     fn pos(&self, n: NodeRef) -> Pos {
         let b = self.body();
@@ -115,6 +122,20 @@ pub trait Facts {
     }
 }
 
+/// [`Facts::sole_owner`] from the records of a whole directory.
+pub(crate) fn sole_owner_in_directory<F: Facts + ?Sized>(f: &F, u: u32) -> bool {
+    use portcullis_snapshots::vocabulary::AdminRole;
+    let b = f.body();
+    if b.users[u as usize].admin_role == Some(AdminRole::Owner)
+        && f.owner_count() == 1
+        && b.users.len() > 1
+    {
+        return true;
+    }
+    f.teams_of(u)
+        .any(|t| b.teams[t as usize].owner == u && f.team_occupied(t))
+}
+
 /// The reference: every question answered by scanning the body.
 pub struct Naive<'a> {
     body: &'a Body,
@@ -136,7 +157,8 @@ impl Facts for Naive<'_> {
         let b = self.body;
         b.users
             .iter()
-            .position(|u| b.str(u.username) == name)
+            // The empty username is a view's stand-in: it names nobody.
+            .position(|u| !name.is_empty() && b.str(u.username) == name)
             .map(|i| i as u32)
     }
 

@@ -17,7 +17,14 @@ use portcullis_snapshots::body::{Body, GrantRec, NodeRef, PrincipalRef, Str};
 use portcullis_snapshots::vocabulary::AdminRole;
 use rustc_hash::FxBuildHasher;
 
+#[cfg(not(target_arch = "wasm32"))]
+use std::sync::OnceLock;
+
+use portcullis_snapshots::view::ViewFacts;
+
 use crate::facts::{Facts, Grant};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::tree::Tree;
 
 fn hash(s: &str) -> u64 {
     FxBuildHasher.hash_one(s)
@@ -33,6 +40,11 @@ impl Lookup {
         let ids: Vec<Str> = ids.collect();
         let mut table = HashTable::with_capacity(ids.len());
         for (i, &s) in ids.iter().enumerate() {
+            // An empty id names nothing: it is a view's stand-in for a
+            // user outside it (a directory never has one).
+            if b.str(s).is_empty() {
+                continue;
+            }
             // The closure rehashes existing entries if the table grows.
             table.insert_unique(hash(b.str(s)), i as u32, |&j| hash(b.str(ids[j as usize])));
         }
@@ -47,13 +59,13 @@ impl Lookup {
 }
 
 /// Compressed sparse rows: the items of key `k` are `items[offsets[k]..offsets[k+1]]`.
-struct Csr {
+pub(crate) struct Csr {
     offsets: Vec<u32>,
     items: Vec<u32>,
 }
 
 impl Csr {
-    fn build(keys: usize, pairs: impl Iterator<Item = (u32, u32)> + Clone) -> Self {
+    pub(crate) fn build(keys: usize, pairs: impl Iterator<Item = (u32, u32)> + Clone) -> Self {
         let mut offsets = vec![0u32; keys + 1];
         for (k, _) in pairs.clone() {
             offsets[k as usize + 1] += 1;
@@ -71,7 +83,7 @@ impl Csr {
         Csr { offsets, items }
     }
 
-    fn get(&self, k: u32) -> &[u32] {
+    pub(crate) fn get(&self, k: u32) -> &[u32] {
         let k = k as usize;
         match (self.offsets.get(k), self.offsets.get(k + 1)) {
             (Some(&a), Some(&b)) => &self.items[a as usize..b as usize],
@@ -197,6 +209,12 @@ pub struct Indexed {
     org_out: Vec<u32>,
     team_occupied: Vec<bool>,
     owners: usize,
+    /// What a view states about the whole directory, if this is a view.
+    view: Option<ViewFacts>,
+    /// Children of every node, built the first time a view is cut (the
+    /// WebAssembly builds never cut views).
+    #[cfg(not(target_arch = "wasm32"))]
+    tree: OnceLock<Tree>,
 }
 
 /// Compares two key hashes in time independent of where they differ, so
@@ -218,7 +236,7 @@ impl Indexed {
     /// Indexes a decoded (integrity-checked) body. The body's grant table
     /// moves into the per-principal index (it is the largest table; keeping
     /// both would double it).
-    pub fn new(mut body: Body) -> Self {
+    pub fn new(mut body: Body, view: Option<ViewFacts>) -> Self {
         let grant_table = std::mem::take(&mut body.grants);
         let b = &body;
         let users = Lookup::build(b, b.users.iter().map(|u| u.username));
@@ -299,8 +317,23 @@ impl Indexed {
             org_out,
             team_occupied,
             owners,
+            view,
+            #[cfg(not(target_arch = "wasm32"))]
+            tree: OnceLock::new(),
             body,
         }
+    }
+
+    /// The facts a view states, if this body is a principal's view.
+    pub(crate) fn view_facts(&self) -> Option<&ViewFacts> {
+        self.view.as_ref()
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    /// The children of every node (built on first use: only cutting views
+    /// needs them).
+    pub(crate) fn tree(&self) -> &Tree {
+        self.tree.get_or_init(|| Tree::build(&self.body))
     }
 }
 
@@ -429,5 +462,12 @@ impl Facts for Indexed {
 
     fn owner_count(&self) -> usize {
         self.owners
+    }
+
+    fn sole_owner(&self, u: u32) -> bool {
+        match &self.view {
+            Some(v) => v.is_sole_owner(u),
+            None => crate::facts::sole_owner_in_directory(self, u),
+        }
     }
 }

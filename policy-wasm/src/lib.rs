@@ -29,6 +29,10 @@ mod index;
 mod question;
 mod request;
 mod rules;
+#[cfg(not(target_arch = "wasm32"))]
+mod tree;
+#[cfg(not(target_arch = "wasm32"))]
+mod view;
 pub mod wire;
 
 pub use decision::{Basis, Decision, Obligation, Reason, Via};
@@ -37,3 +41,5 @@ pub use explain::Explanation;
 #[cfg(any(not(target_arch = "wasm32"), feature = "browser"))]
 pub use question::{Asking, Credentials, Question, QuestionContext, QuestionError, parse_time};
 pub use request::{Context, OwnedRequest, Request};
+#[cfg(not(target_arch = "wasm32"))]
+pub use view::ViewError;

@@ -85,6 +85,19 @@ pub(crate) fn decide_parsed<F: Facts>(
     with_obligations(b, d, action, target, actor)
 }
 
+/// Whether `subject`'s roles, grants and permissions allow `action` on
+/// `target`, whatever its account status and the time: "could it ever do
+/// this", which is what cutting a view asks of every candidate.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn grants_allow<F: Facts>(
+    f: &F,
+    subject: Subject,
+    action: Action,
+    target: Target,
+) -> bool {
+    by_grants(f, subject, action, target).allowed
+}
+
 fn is_banned_admin(b: &Body, u: u32) -> bool {
     let user = &b.users[u as usize];
     user.status == UserStatus::Banned && user.admin_role.is_some()
@@ -194,27 +207,13 @@ fn target_invariant<F: Facts>(
             {
                 return Some(Reason::SuperAdministratorSupportOnly);
             }
-            if a == UserAction::Delete && sole_owner(f, t) {
+            if a == UserAction::Delete && f.sole_owner(t) {
                 return Some(Reason::SoleOwner);
             }
             None
         }
         _ => None,
     }
-}
-
-/// The sole owner of an organization or team that still has members or
-/// resources (seed 002).
-fn sole_owner<F: Facts>(f: &F, u: u32) -> bool {
-    let b = f.body();
-    if b.users[u as usize].admin_role == Some(AdminRole::Owner)
-        && f.owner_count() == 1
-        && b.users.len() > 1
-    {
-        return true;
-    }
-    f.teams_of(u)
-        .any(|t| b.teams[t as usize].owner == u && f.team_occupied(t))
 }
 
 fn with_obligations(

@@ -5,8 +5,9 @@ use sha2::{Digest, Sha256};
 
 use crate::body::Body;
 use crate::error::{DecodeError, EncodeError};
-use crate::header::{FORMAT_VERSION, HEADER_LEN, Header};
+use crate::header::{FLAG_VIEW, FORMAT_VERSION, HEADER_LEN, Header};
 use crate::integrity::check_body;
+use crate::view::ViewFacts;
 
 /// A decoded, verified snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub struct Snapshot {
     pub header: Header,
     /// The body, every reference checked.
     pub body: Body,
+    /// For a principal's view: the facts it states (see [`crate::view`]).
+    pub view: Option<ViewFacts>,
 }
 
 /// Limits applied while decoding untrusted bytes.
@@ -36,14 +39,39 @@ impl Default for DecodeLimits {
 /// Encodes `body` as a complete snapshot. Refuses a body that the decoder
 /// would refuse, so a tool bug cannot produce an unloadable file.
 pub fn encode(body: &Body, revision: u64, created_at: i64) -> Result<Vec<u8>, EncodeError> {
-    check_body(body).map_err(|e| match e {
+    encode_with(body, None, revision, created_at)
+}
+
+/// Encodes a principal's view: `body` and the `facts` it states, with
+/// [`FLAG_VIEW`] set.
+pub fn encode_view(
+    body: &Body,
+    facts: &ViewFacts,
+    revision: u64,
+    created_at: i64,
+) -> Result<Vec<u8>, EncodeError> {
+    encode_with(body, Some(facts), revision, created_at)
+}
+
+fn encode_with(
+    body: &Body,
+    view: Option<&ViewFacts>,
+    revision: u64,
+    created_at: i64,
+) -> Result<Vec<u8>, EncodeError> {
+    let inconsistent = |e: DecodeError| match e {
         DecodeError::Inconsistent(m) => EncodeError::Inconsistent(m),
         other => EncodeError::Inconsistent(other.to_string()),
-    })?;
-    let body_bytes = postcard::to_stdvec(body)?;
+    };
+    check_body(body).map_err(inconsistent)?;
+    let mut body_bytes = postcard::to_stdvec(body)?;
+    if let Some(facts) = view {
+        facts.check(body).map_err(inconsistent)?;
+        body_bytes = postcard::to_extend(facts, body_bytes)?;
+    }
     let header = Header {
         format_version: FORMAT_VERSION,
-        flags: 0,
+        flags: if view.is_some() { FLAG_VIEW } else { 0 },
         revision,
         created_at,
         body_len: body_bytes.len() as u64,
@@ -123,6 +151,14 @@ fn decode_checked(
     let (body, rest): (Body, &[u8]) =
         crate::exact_vec::with_budget(body_bytes.len(), || postcard::take_from_bytes(body_bytes))
             .map_err(|e| DecodeError::Body(e.to_string()))?;
+    let (view, rest) = if header.is_view() {
+        let (facts, rest): (ViewFacts, &[u8]) =
+            crate::exact_vec::with_budget(rest.len(), || postcard::take_from_bytes(rest))
+                .map_err(|e| DecodeError::Body(format!("view facts: {e}")))?;
+        (Some(facts), rest)
+    } else {
+        (None, rest)
+    };
     if !rest.is_empty() {
         return Err(DecodeError::Body(format!(
             "{} bytes left over after the body",
@@ -130,5 +166,8 @@ fn decode_checked(
         )));
     }
     check_body(&body)?;
-    Ok(Snapshot { header, body })
+    if let Some(facts) = &view {
+        facts.check(&body)?;
+    }
+    Ok(Snapshot { header, body, view })
 }

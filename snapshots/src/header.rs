@@ -16,6 +16,9 @@ pub const HEADER_LEN: usize = 68;
 /// ([`SIGNATURE_LEN`] bytes: the signer's public key, then the signature of
 /// the header; see `crate::signature`).
 pub const FLAG_SIGNED: u16 = 1;
+/// Header flag: the body is a principal's view, and its
+/// [`crate::view::ViewFacts`] follow the body's tables (within `body_len`).
+pub const FLAG_VIEW: u16 = 2;
 /// Size of the signature trailer in bytes.
 pub const SIGNATURE_LEN: usize = 32 + 64;
 
@@ -24,7 +27,7 @@ pub const SIGNATURE_LEN: usize = 32 + 64;
 pub struct Header {
     /// Format version (always [`FORMAT_VERSION`] once decoded).
     pub format_version: u16,
-    /// Flag bits: [`FLAG_SIGNED`] or none.
+    /// Flag bits: [`FLAG_SIGNED`], [`FLAG_VIEW`], or none.
     pub flags: u16,
     /// Monotonically increasing revision chosen by the operator.
     pub revision: u64,
@@ -55,6 +58,11 @@ impl Header {
         self.flags & FLAG_SIGNED != 0
     }
 
+    /// Whether the body is a principal's view.
+    pub fn is_view(&self) -> bool {
+        self.flags & FLAG_VIEW != 0
+    }
+
     /// Where the body is in the snapshot's bytes.
     pub fn body_range(&self) -> std::ops::Range<usize> {
         HEADER_LEN..HEADER_LEN + self.body_len as usize
@@ -77,7 +85,7 @@ impl Header {
             });
         }
         let flags = u16::from_le_bytes([h[10], h[11]]);
-        if flags & !FLAG_SIGNED != 0 {
+        if flags & !(FLAG_SIGNED | FLAG_VIEW) != 0 {
             return Err(DecodeError::UnsupportedFlags { flags });
         }
         let trailer = if flags & FLAG_SIGNED != 0 {

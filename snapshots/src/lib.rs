@@ -19,6 +19,7 @@ mod error;
 mod exact_vec;
 pub mod header;
 mod integrity;
+pub mod view;
 pub mod vocabulary;
 
 #[cfg(feature = "source")]
@@ -34,6 +35,7 @@ pub mod source;
 
 pub use codec::{
     DecodeLimits, Snapshot, body_digest, decode, decode_with, decode_with_digest, encode,
+    encode_view,
 };
 pub use error::{DecodeError, EncodeError};
 pub use header::Header;
