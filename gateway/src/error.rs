@@ -83,6 +83,10 @@ pub enum CliError {
     /// Encoding failed (a bug: compilation guarantees encodable bodies).
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A principal's view could not be cut (unknown principal, or not a
+    /// user or service account).
+    #[error("{0}; name a user/… or service/… of the snapshot")]
+    View(#[from] policy_wasm::ViewError),
 }
 
 impl CliError {
@@ -100,6 +104,7 @@ impl CliError {
             | CliError::NoRevision { .. }
             | CliError::Encode(_)
             | CliError::Module(_) => EXIT_INVALID,
+            CliError::View(_) => EXIT_USAGE,
         }
     }
 }

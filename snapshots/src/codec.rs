@@ -64,22 +64,30 @@ fn encode_with(
         other => EncodeError::Inconsistent(other.to_string()),
     };
     check_body(body).map_err(inconsistent)?;
-    let mut body_bytes = postcard::to_stdvec(body)?;
+    // Serialized straight after room for the header, into a buffer sized
+    // for the body, so a large body is neither regrown nor copied.
+    let estimate = HEADER_LEN
+        + body.strings.blob.len()
+        + 4 * body.strings.ends.len()
+        + 48 * (body.users.len() + body.objects.len() + body.catalogs.len())
+        + 16 * (body.grants.len() + body.permissions.len());
+    let mut out = Vec::with_capacity(estimate);
+    out.resize(HEADER_LEN, 0);
+    let mut out = postcard::to_extend(body, out)?;
     if let Some(facts) = view {
         facts.check(body).map_err(inconsistent)?;
-        body_bytes = postcard::to_extend(facts, body_bytes)?;
+        out = postcard::to_extend(facts, out)?;
     }
+    let (head, body_bytes) = out.split_at_mut(HEADER_LEN);
     let header = Header {
         format_version: FORMAT_VERSION,
         flags: if view.is_some() { FLAG_VIEW } else { 0 },
         revision,
         created_at,
         body_len: body_bytes.len() as u64,
-        body_sha256: body_digest(&body_bytes),
+        body_sha256: body_digest(body_bytes),
     };
-    let mut out = Vec::with_capacity(HEADER_LEN + body_bytes.len());
-    out.extend_from_slice(&header.to_bytes());
-    out.extend_from_slice(&body_bytes);
+    head.copy_from_slice(&header.to_bytes());
     Ok(out)
 }
 

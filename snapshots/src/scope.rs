@@ -8,13 +8,12 @@
 //! roles) and removes the rest: names, emails, phones, timezones, locales,
 //! last logins and start pages of every user, and every API key.
 //!
-//! [`scope_for`] also drops the grants and permissions that cannot decide
-//! for one principal; it is what the gateway's `GET /-/snapshot/me` serves.
 //! Decisions for users and service accounts are unchanged —
 //! `tests/tests/redacted.rs` checks every action on every resource for
 //! every principal of the example and for a sample of a generated
 //! directory. Only API-key principals are no longer known to them: a
-//! browser acts as its user, never as a key.
+//! browser acts as its user, never as a key. What a browser is actually
+//! served is smaller still: its principal's view (`policy_wasm::Engine::view`).
 
 use crate::source::Directory;
 
@@ -38,48 +37,13 @@ pub fn redact(dir: &Directory) -> Directory {
     redacted
 }
 
-/// [`redact`], then only the grants and individual permissions that can
-/// decide for `principal`: its own and those of the groups it is in. What
-/// the others hold is not needed to decide what `principal` may do (the
-/// rules look at other users' status, organization, teams and
-/// administrator roles, never at their grants), and it is most of a large
-/// directory.
-pub fn scope_for(dir: &Directory, principal: &str) -> Directory {
-    let mut scoped = redact(dir);
-    let mut mine: std::collections::HashSet<String> = scoped
-        .groups
-        .iter()
-        .filter(|g| g.members.iter().any(|m| m == principal))
-        .map(|g| format!("group/{}", g.id))
-        .collect();
-    mine.insert(principal.to_string());
-    scoped.grants.retain(|g| mine.contains(&g.principal));
-    scoped.permissions.retain(|p| mine.contains(&p.principal));
-    // Other groups hold nothing that decides for the principal any more,
-    // and the other members of its own groups do not either.
-    scoped
-        .groups
-        .retain(|g| mine.contains(&format!("group/{}", g.id)));
-    for g in &mut scoped.groups {
-        g.members.retain(|m| m == principal);
-    }
-    scoped
-}
-
-/// [`redact`] (or, with a principal, [`scope_for`]) on snapshot bytes:
-/// same revision and creation time, a new body. Fails only if `bytes` is
-/// not a valid snapshot.
-pub fn redact_snapshot(
-    bytes: &[u8],
-    principal: Option<&str>,
-) -> Result<Vec<u8>, crate::DecodeError> {
+/// [`redact`] on snapshot bytes: same revision and creation time, a new
+/// body. Fails only if `bytes` is not a valid snapshot. (One principal's
+/// view — what a browser gets — is `policy_wasm::Engine::view`.)
+pub fn redact_snapshot(bytes: &[u8]) -> Result<Vec<u8>, crate::DecodeError> {
     let snapshot = crate::decode(bytes)?;
     let h = snapshot.header;
-    let dir = crate::source::decompile(&snapshot.body, Some(h.revision));
-    let dir = match principal {
-        Some(p) => scope_for(&dir, p),
-        None => redact(&dir),
-    };
+    let dir = redact(&crate::source::decompile(&snapshot.body, Some(h.revision)));
     // A valid body decompiles into a valid directory, and redaction keeps
     // every reference and uniqueness; a failure here would be a bug, so it
     // is reported rather than unwrapped.

@@ -119,11 +119,17 @@ fn wrong_magic_version_and_flags_are_refused() {
         }
     );
     let mut b = bytes.clone();
-    b[10] = 2;
+    b[10] = 4;
     assert!(matches!(
         decode(&b).unwrap_err(),
-        DecodeError::UnsupportedFlags { flags: 2 }
+        DecodeError::UnsupportedFlags { flags: 4 }
     ));
+    // The view flag on a whole directory: no view facts follow the body
+    // (and the header is covered by no hash, so the flag cannot be
+    // trusted to mean anything but "read the facts").
+    let mut b = bytes.clone();
+    b[10] = 2;
+    assert!(matches!(decode(&b).unwrap_err(), DecodeError::Body(_)));
     // The signed flag without its trailer: the body looks truncated.
     let mut b = bytes;
     b[10] = 1;

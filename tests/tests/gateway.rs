@@ -837,14 +837,29 @@ async fn browsers_get_a_snapshot_without_personal_data() {
                 bulk: false,
             },
         };
-        assert_eq!(engine.check(&req), full.check(&req), "{action} {resource}");
+        // Decided alike; olivia is outside pat's view, so unknown there.
+        let (v, f) = (engine.check(&req), full.check(&req));
+        assert_eq!(v.allowed, f.allowed, "{action} {resource}");
+        if v.reason != policy_wasm::Reason::UnknownResource {
+            assert_eq!(v, f, "{action} {resource}");
+        }
     }
-    // …holds only pat's own grants and its groups' (the example has 23)…
-    let scoped = portcullis_snapshots::decode(&bytes).expect("decodes");
+    // …is pat's view: nobody else (pat administers no one), and only its
+    // own grants and its groups' (the example has 23)…
+    let view = portcullis_snapshots::decode(&bytes).expect("decodes");
+    assert!(view.header.is_view());
+    let people: Vec<&str> = view
+        .body
+        .users
+        .iter()
+        .map(|u| view.body.str(u.username))
+        .filter(|u| !u.is_empty())
+        .collect();
+    assert_eq!(people, ["pat"]);
     assert!(
-        scoped.body.grants.len() <= 3,
+        view.body.grants.len() <= 3,
         "{} grants",
-        scoped.body.grants.len()
+        view.body.grants.len()
     );
     // …and no email, name or key hash.
     let text = String::from_utf8_lossy(&bytes);
@@ -863,13 +878,56 @@ async fn browsers_get_a_snapshot_without_personal_data() {
         .request(
             Request::get(&url)
                 .header("authorization", &pat)
-                .header("if-none-match", etag)
+                .header("if-none-match", etag.clone())
                 .body(Full::new(Bytes::new()))
                 .expect("request"),
         )
         .await
         .expect("response");
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+
+    // A push that leaves pat's view as it was: still 304 (the tag is the
+    // view's content, not the revision)…
+    let conditional = |etag: http::HeaderValue| {
+        let (client, url, pat) = (gw.client.clone(), url.clone(), pat.clone());
+        async move {
+            client
+                .request(
+                    Request::get(&url)
+                        .header("authorization", &pat)
+                        .header("if-none-match", etag)
+                        .body(Full::new(Bytes::new()))
+                        .expect("request"),
+                )
+                .await
+                .expect("response")
+        }
+    };
+    let other = portcullis_gateway::demo::example_snapshot(|v| {
+        v["revision"] = serde_json::json!(2);
+        v["users"][1]["name"] = serde_json::json!("Someone Else");
+    })
+    .expect("builds");
+    assert_eq!(gw.push(other, false).await.status, StatusCode::OK);
+    let resp = conditional(etag.clone()).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::NOT_MODIFIED,
+        "pat's view did not change"
+    );
+    // …and one that changes it (a new grant of pat's) sends the new view.
+    let granted = portcullis_gateway::demo::example_snapshot(|v| {
+        v["revision"] = serde_json::json!(3);
+        v["grants"]
+            .as_array_mut()
+            .expect("grants")
+            .push(serde_json::json!({"principal": "user/pat", "role": "reader", "on": "org/acme"}));
+    })
+    .expect("builds");
+    assert_eq!(gw.push(granted, false).await.status, StatusCode::OK);
+    let resp = conditional(etag.clone()).await;
+    assert_eq!(resp.status(), StatusCode::OK, "pat's view changed");
+    assert_ne!(resp.headers()["etag"], etag);
 }
 
 /// Issue #13 (the gateway under a crowd): a burst of first requests for
@@ -920,4 +978,22 @@ async fn a_crowd_of_first_requests_builds_each_view_once() {
         .find_map(|l| l.strip_prefix("portcullis_browser_views_built_total "))
         .and_then(|v| v.trim().parse::<u64>().ok());
     assert_eq!(built, Some(users.len() as u64), "{metrics}");
+}
+
+/// A principal's view pushed as the directory (an easy mistake with
+/// `snapshot redact --for`) would deny everyone else: it is refused, and
+/// the serving snapshot stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_is_not_accepted_as_the_directory() {
+    let gw = gateway().await;
+    let full = policy_wasm::Engine::load(&revision(2)).expect("loads");
+    let view = full.view("user/pat").expect("cut");
+    let a = gw.push(view, true).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["reason"], "view_not_directory", "{}", a.body);
+    let (s, body) = gw.admin_get("/-/readyz").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body.contains("\"revision\":1"), "{body}");
+    let a = gw.get(TABLE, &[("authorization", &bearer("carol"))]).await;
+    assert_eq!(a.status, StatusCode::OK, "carol is still served");
 }

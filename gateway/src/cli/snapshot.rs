@@ -78,16 +78,17 @@ pub enum SnapshotCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Write the snapshot without personal data or API keys: what the
-    /// gateway serves browsers at `GET /-/snapshot/me`.
+    /// Write the snapshot without personal data or API keys — or, with
+    /// `--for`, one principal's view: what the gateway serves its browser
+    /// at `GET /-/snapshot/me` (policy-wasm/README.md#views).
     Redact {
         /// The snapshot file.
         snapshot: PathBuf,
-        /// Where to write the redacted snapshot.
+        /// Where to write the redacted snapshot or the view.
         #[arg(short, long)]
         output: PathBuf,
-        /// Keep only the grants and permissions that decide for this
-        /// principal (its own and its groups').
+        /// Write this principal's view (`user/…` or `service/…`): only
+        /// what decides its own requests, and nobody else's personal data.
         #[arg(long = "for", value_name = "PRINCIPAL")]
         principal: Option<String>,
     },
@@ -183,18 +184,51 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
             principal,
         } => {
             let bytes = read_bytes(&snapshot)?;
-            let redacted =
-                portcullis_snapshots::scope::redact_snapshot(&bytes, principal.as_deref())
-                    .map_err(|source| CliError::Snapshot {
-                        path: snapshot.clone(),
-                        source,
+            let Some(principal) = principal else {
+                let redacted =
+                    portcullis_snapshots::scope::redact_snapshot(&bytes).map_err(|source| {
+                        CliError::Snapshot {
+                            path: snapshot.clone(),
+                            source,
+                        }
                     })?;
-            write_atomic(&output, &redacted)?;
+                write_atomic(&output, &redacted)?;
+                say!(
+                    "wrote {} ({} bytes, from {} bytes): no personal data, no API keys",
+                    output.display(),
+                    redacted.len(),
+                    bytes.len()
+                );
+                return Ok(());
+            };
+            let engine = policy_wasm::Engine::load(&bytes).map_err(|e| match e {
+                policy_wasm::LoadError::Decode(source) => CliError::Snapshot {
+                    path: snapshot.clone(),
+                    source,
+                },
+            })?;
+            let view = engine.view(&principal)?;
+            write_atomic(&output, &view)?;
+            let body = decode_file(&output, &view)?.body;
+            let counts = body.counts();
+            // The stand-in for team owners outside the view names nobody.
+            let others = body
+                .users
+                .iter()
+                .filter(|u| !body.str(u.username).is_empty())
+                .count()
+                .saturating_sub(usize::from(principal.starts_with("user/")));
             say!(
-                "wrote {} ({} bytes, from {} bytes): no personal data, no API keys",
+                "wrote {} ({} bytes, from {} bytes): the view of {principal} — {others} other users, {} organizations, {} environments, {} catalogs, {} objects, {} teams, {} grants; nobody else's personal data, no API keys",
                 output.display(),
-                redacted.len(),
-                bytes.len()
+                view.len(),
+                bytes.len(),
+                counts.organizations,
+                counts.environments,
+                counts.catalogs,
+                counts.objects,
+                counts.teams,
+                counts.grants,
             );
             Ok(())
         }

@@ -2,17 +2,17 @@
 //! personal data or API keys, for a signed-in browser to ask the engine for
 //! permission hints locally (issue #5). The gateway stays the enforcer.
 //!
-//! Each caller gets the snapshot scoped to its principal: no personal data,
-//! no API keys, and only the grants and permissions that decide for it —
-//! deciding exactly like the full snapshot for that principal
-//! (`tests/tests/redacted.rs`). It is built on a principal's first request
-//! and cached with its generation. Callers must present a bearer token;
-//! `ETag`/`If-None-Match` let a browser skip unchanged revisions.
+//! Each caller gets its principal's view (policy-wasm/README.md#views):
+//! only what decides its own requests — exactly as the whole snapshot
+//! does — and nobody else's personal data or any API key. It is cut on a
+//! principal's first request and cached with its generation
+//! (`snapshot::views`). Callers must present a bearer token; the `ETag` is
+//! the view's content hash, so `If-None-Match` skips every push that did
+//! not change this principal's view.
 
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Response, StatusCode, header};
-use sha2::{Digest, Sha256};
 
 use crate::checkpoint::unauthenticated;
 use crate::response::{Body, Refusal, empty, full};
@@ -78,39 +78,39 @@ async fn view(
     if !verdict.allowed {
         return Err(Refusal::denied(verdict.reason, verdict.message).at(revision));
     }
-    // The answer differs per principal: the tag says whose it is.
-    let digest = Sha256::digest(principal.as_bytes());
-    let whose = hex::encode(digest.get(..6).unwrap_or_default());
-    let etag = format!(
-        "\"{}-{}-{whose}\"",
-        generation.revision,
-        &generation.sha256[..16]
-    );
+    let signer = shared.compiled.browser_signer.clone();
+    let (view, built) = generation
+        .views()
+        .get(&principal, signer, &shared.view_builds)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot cut the browser view");
+            Refusal::internal("view_failed", e).at(revision)
+        })?;
+    if built {
+        shared.metrics.view_built();
+    }
+    // The tag is the view's content hash: a push that left this view as it
+    // was answers 304 (RFC 9110 weak comparison: a `W/` prefix is ignored).
     let fresh = parts
         .headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.strip_prefix("W/").unwrap_or(t) == view.etag
+            })
+        });
     let mut r = if fresh {
         let mut r = Response::new(empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let signer = shared.compiled.browser_signer.clone();
-        let (bytes, built) = generation
-            .scoped(&principal, signer, &shared.view_builds)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot build the redacted snapshot");
-                Refusal::internal("redaction_failed", e).at(revision)
-            })?;
-        if built {
-            shared.metrics.view_built();
-        }
         let mut r = Response::new(if parts.method == Method::HEAD {
             empty()
         } else {
-            full(bytes.to_vec())
+            full(view.bytes.clone())
         });
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -119,7 +119,7 @@ async fn view(
         r
     };
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(&view.etag) {
         h.insert(header::ETAG, v);
     }
     h.insert(

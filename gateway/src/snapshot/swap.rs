@@ -26,6 +26,7 @@ use thiserror::Error;
 use crate::snapshot::revision_state::{AcceptedRevision, RevisionState};
 
 use crate::snapshot::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
+use crate::snapshot::views::Views;
 
 /// Where a candidate snapshot came from (for logs and metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,6 +95,12 @@ pub enum SwapError {
         /// The revision in the state file.
         accepted: u64,
     },
+    /// One principal's view (`snapshot redact --for`), not a directory:
+    /// serving it would deny everyone else.
+    #[error(
+        "this is one principal's view (snapshot redact --for), not a directory: push the snapshot built from the directory"
+    )]
+    View,
 }
 
 impl SwapError {
@@ -106,6 +113,7 @@ impl SwapError {
             SwapError::Load(_) => "refused",
             SwapError::Signature(SignatureError::Unsigned) => "unsigned",
             SwapError::Signature(_) => "bad_signature",
+            SwapError::View => "view_not_directory",
         }
     }
 }
@@ -152,25 +160,8 @@ pub struct Generation {
     bytes: Arc<[u8]>,
     slots: Box<[Slot]>,
     rebuilding: AtomicUsize,
-    scoped: quick_cache::sync::Cache<String, Arc<[u8]>, SnapshotBytes>,
+    views: Arc<Views>,
 }
-
-/// Weighs cached browser snapshots by their size plus a fixed cost per
-/// entry, so the cache is bounded by bytes and by entries alike: at most
-/// `SCOPED_CACHE_BYTES / SCOPED_ENTRY_WEIGHT` views, however small.
-#[derive(Clone)]
-struct SnapshotBytes;
-
-impl quick_cache::Weighter<String, Arc<[u8]>> for SnapshotBytes {
-    fn weight(&self, _: &String, v: &Arc<[u8]>) -> u64 {
-        v.len() as u64 + SCOPED_ENTRY_WEIGHT
-    }
-}
-
-/// Bytes of browser snapshots kept per generation.
-const SCOPED_CACHE_BYTES: u64 = 128 << 20;
-/// What each cached view counts for besides its bytes (4,096 views at most).
-const SCOPED_ENTRY_WEIGHT: u64 = 32 << 10;
 
 impl Generation {
     /// Runs `f` on one of this generation's instances. Each worker thread
@@ -295,49 +286,9 @@ impl Generation {
         }
     }
 
-    /// This snapshot scoped to `principal` for its browser: no personal
-    /// data, no API keys, only the grants and permissions that decide for
-    /// it (see `portcullis_snapshots::scope`), signed by `signer` when
-    /// given. Kept per generation (bounded by bytes and by entries).
-    ///
-    /// A crowd asking at once is served without piling up work: one build
-    /// per principal at a time (single flight — the others wait for it),
-    /// on the `builders`' threads only, so neither memory nor the proxy
-    /// workers' cores are taken by a burst of first requests. Also says
-    /// whether this call built the view (rather than finding it or waiting
-    /// for another's).
-    pub async fn scoped(
-        self: &Arc<Self>,
-        principal: &str,
-        signer: Option<signature::SigningKey>,
-        builders: &super::view_builder::ViewBuilder,
-    ) -> Result<(Arc<[u8]>, bool), String> {
-        let mut built = false;
-        let view = self
-            .scoped
-            .get_or_insert_async(principal, async {
-                built = true;
-                let generation = Arc::clone(self);
-                let principal = principal.to_string();
-                builders
-                    .run(move || generation.build_scoped(&principal, signer.as_ref()))
-                    .await
-            })
-            .await?;
-        Ok((view, built))
-    }
-
-    fn build_scoped(
-        &self,
-        principal: &str,
-        signer: Option<&signature::SigningKey>,
-    ) -> Result<Arc<[u8]>, String> {
-        let mut bytes = portcullis_snapshots::scope::redact_snapshot(&self.bytes, Some(principal))
-            .map_err(|e| e.to_string())?;
-        if let Some(key) = signer {
-            bytes = signature::sign(&bytes, key).map_err(|e| e.to_string())?;
-        }
-        Ok(bytes.into())
+    /// The browser views of this generation.
+    pub fn views(&self) -> &Arc<Views> {
+        &self.views
     }
 
     /// Size of the snapshot in bytes.
@@ -541,6 +492,9 @@ impl Swapper {
             });
         }
         let header = Header::parse(&bytes)?;
+        if header.is_view() {
+            return Err(SwapError::View);
+        }
         self.check_signature(&bytes)?;
         // One install at a time, so the revision check below stays true
         // until the swap.
@@ -584,12 +538,29 @@ impl Swapper {
             created_at: header.created_at,
             loaded_at: SystemTime::now(),
             source,
-            bytes,
             slots: slots.into_boxed_slice(),
             rebuilding: AtomicUsize::new(0),
-            scoped: quick_cache::sync::Cache::with_weighter(256, SCOPED_CACHE_BYTES, SnapshotBytes),
+            views: Arc::new(Views::new(Arc::clone(&bytes))),
+            bytes,
         };
-        self.current.store(Some(Arc::new(generation)));
+        let generation = Arc::new(generation);
+        let replaced = self.current.swap(Some(Arc::clone(&generation)));
+        // Browsers were served views of the old snapshot: load the new
+        // one's engine now, off the request path, rather than in the first
+        // browser request after the swap.
+        if replaced.is_some_and(|g| g.views.in_use()) {
+            let views = Arc::clone(&generation.views);
+            let spawned = std::thread::Builder::new()
+                .name("portcullis-views-load".into())
+                .spawn(move || {
+                    if let Err(e) = views.engine() {
+                        tracing::error!(error = %e, "cannot load the engine for browser views");
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start loading the engine for browser views; the first browser request will");
+            }
+        }
         if let Some(state) = &self.state
             && let Err(e) = state.store(&AcceptedRevision {
                 revision: header.revision,

@@ -31,6 +31,12 @@ impl Strings<'_> {
         Str(self.table.ends.len() as u32 - 1)
     }
 
+    /// A string unique in its table (a username, a node id): no need to
+    /// look for an earlier copy.
+    fn unique(&mut self, s: Str) -> Str {
+        self.text(self.src.str(s))
+    }
+
     fn get(&mut self, s: Str) -> Str {
         if let Some(&v) = self.seen.get(&s.0) {
             return v;
@@ -62,7 +68,10 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
     let mut s = Strings {
         src,
         seen: FxHashMap::default(),
-        table: StringTable::default(),
+        table: StringTable {
+            blob: String::with_capacity(16 * (r.users.len() + r.catalogs.len() + r.objects.len())),
+            ends: Vec::with_capacity(r.users.len() + 2 * (r.catalogs.len() + r.objects.len())),
+        },
     };
     let node = |n: NodeRef| match n {
         NodeRef::Org(i) => NodeRef::Org(at(&r.orgs, i)),
@@ -94,7 +103,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
         .map(|&i| {
             let o = &src.orgs[i as usize];
             OrgRec {
-                id: s.get(o.id),
+                id: s.unique(o.id),
                 name: s.opt(o.name),
                 parent: o.parent.map(|p| at(&r.orgs, p)),
             }
@@ -106,7 +115,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
         .map(|&i| {
             let e = &src.envs[i as usize];
             EnvRec {
-                id: s.get(e.id),
+                id: s.unique(e.id),
                 name: s.opt(e.name),
                 org: at(&r.orgs, e.org),
                 tier: e.tier,
@@ -119,7 +128,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
         .map(|&i| {
             let c = &src.catalogs[i as usize];
             CatalogRec {
-                id: s.get(c.id),
+                id: s.unique(c.id),
                 name: s.opt(c.name),
                 env: at(&r.envs, c.env),
                 kind: c.kind,
@@ -133,7 +142,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
         .map(|&i| {
             let o = &src.objects[i as usize];
             ObjectRec {
-                id: s.get(o.id),
+                id: s.unique(o.id),
                 name: s.opt(o.name),
                 kind: s.get(o.kind),
                 parent: node(o.parent),
@@ -141,8 +150,10 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
         })
         .collect();
 
-    // Users: the principal whole; the others with what decides for them
-    // (organization, status, roles, expiry) and nothing personal.
+    // Users: the principal whole; the others with what decides for them —
+    // username, organization, status, administrator role — and nothing
+    // else (login flags, expiry and service-provider role are read of the
+    // acting principal only).
     let no_email = s.text("");
     b.users = r
         .users
@@ -152,7 +163,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
             let org = at(&r.orgs, u.org);
             if me == PrincipalRef::User(i) {
                 return UserRec {
-                    username: s.get(u.username),
+                    username: s.unique(u.username),
                     name: s.opt4(u.name),
                     first_name: s.opt4(u.first_name),
                     last_name: s.opt4(u.last_name),
@@ -166,7 +177,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
                 };
             }
             UserRec {
-                username: s.get(u.username),
+                username: s.unique(u.username),
                 name: OptStr::NONE,
                 first_name: OptStr::NONE,
                 last_name: OptStr::NONE,
@@ -178,6 +189,11 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
                 last_login: OptTime::NONE,
                 start_page: OptStr::NONE,
                 sp_role: None,
+                // Read only of the principal itself: not stated of others.
+                allow_login: false,
+                email_verified: false,
+                sso: false,
+                expires_at: OptTime::NONE,
                 ..u.clone()
             }
         })
@@ -247,7 +263,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
             let full = r.full_teams.binary_search(&t).is_ok();
             let owner = at(&r.users, team.owner);
             TeamRec {
-                id: s.get(team.id),
+                id: s.unique(team.id),
                 name: s.opt(team.name),
                 org: at(&r.orgs, team.org),
                 owner: if owner == u32::MAX {

@@ -134,9 +134,29 @@ impl Walker<'_> {
     }
 }
 
-fn sorted(mut v: Vec<u32>) -> Vec<u32> {
-    v.sort_unstable();
-    v.dedup();
+/// `v` ascending without repeats. A view holding a large share of a kind
+/// of record (an owner's view holds every user) is sorted through a
+/// bitmap of that kind, in linear time; small ones by sorting.
+fn sorted(mut v: Vec<u32>, universe: usize) -> Vec<u32> {
+    if v.len() < universe / 64 || v.is_sorted_by(|a, b| a < b) {
+        v.sort_unstable();
+        v.dedup();
+        return v;
+    }
+    let mut bits = vec![0u64; universe.div_ceil(64)];
+    for &i in &v {
+        if let Some(w) = bits.get_mut(i as usize / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+    v.clear();
+    for (w, &word) in bits.iter().enumerate() {
+        let mut word = word;
+        while word != 0 {
+            v.push(w as u32 * 64 + word.trailing_zeros());
+            word &= word - 1;
+        }
+    }
     v
 }
 
@@ -257,14 +277,17 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
             .iter()
             .any(|&a| grants_allow(f, subject, a, Target::Node(n)))
     };
-    let keep = |v: Vec<u32>, node: fn(u32) -> NodeRef| -> Vec<u32> {
-        sorted(v).into_iter().filter(|&i| acts(node(i))).collect()
+    let keep = |v: Vec<u32>, node: fn(u32) -> NodeRef, universe: usize| -> Vec<u32> {
+        sorted(v, universe)
+            .into_iter()
+            .filter(|&i| acts(node(i)))
+            .collect()
     };
-    let mut orgs = keep(found.orgs, NodeRef::Org);
-    let mut envs = keep(found.envs, NodeRef::Env);
-    let mut catalogs = keep(found.catalogs, NodeRef::Catalog);
-    let mut objects = keep(found.objects, NodeRef::Object);
-    let mut teams = keep(found.teams, NodeRef::Team);
+    let mut orgs = keep(found.orgs, NodeRef::Org, b.orgs.len());
+    let mut envs = keep(found.envs, NodeRef::Env, b.envs.len());
+    let mut catalogs = keep(found.catalogs, NodeRef::Catalog, b.catalogs.len());
+    let mut objects = keep(found.objects, NodeRef::Object, b.objects.len());
+    let mut teams = keep(found.teams, NodeRef::Team, b.teams.len());
 
     // 3. Users it can act on, and teams whose members it can act on.
     let mut users: Vec<u32> = actor.into_iter().collect();
@@ -338,8 +361,8 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
             full_teams.push(t);
         }
     }
-    let users = sorted(users);
-    let full_teams = sorted(full_teams);
+    let users = sorted(users, b.users.len());
+    let full_teams = sorted(full_teams, b.teams.len());
 
     // 4. Everything the kept records refer to, and every ancestor.
     for g in &grants {
@@ -356,7 +379,7 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
     }
     orgs.push(home_org);
     orgs.extend(users.iter().map(|&u| b.users[u as usize].org));
-    let objects = sorted(objects);
+    let objects = sorted(objects, b.objects.len());
     for &o in &objects {
         match b.objects[o as usize].parent {
             NodeRef::Catalog(c) => catalogs.push(c),
@@ -364,14 +387,14 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
             _ => {}
         }
     }
-    let catalogs = sorted(catalogs);
+    let catalogs = sorted(catalogs, b.catalogs.len());
     envs.extend(catalogs.iter().map(|&c| b.catalogs[c as usize].env));
-    let envs = sorted(envs);
-    let teams = sorted(teams);
+    let envs = sorted(envs, b.envs.len());
+    let teams = sorted(teams, b.teams.len());
     orgs.extend(envs.iter().map(|&e| b.envs[e as usize].org));
     orgs.extend(teams.iter().map(|&t| b.teams[t as usize].org));
     let mut with_ancestors = Vec::with_capacity(orgs.len());
-    for o in sorted(orgs) {
+    for o in sorted(orgs, b.orgs.len()) {
         let mut cur = Some(o);
         // The tree is acyclic (checked at decode); the bound is belt and braces.
         for _ in 0..=b.orgs.len() {
@@ -381,7 +404,7 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
         }
     }
     Reach {
-        orgs: sorted(with_ancestors),
+        orgs: sorted(with_ancestors, b.orgs.len()),
         envs,
         catalogs,
         objects,
