@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p policy-wasm --bench views` — prints a Markdown table
 //! for `docs/BENCHMARKS.md`. Set `PORTCULLIS_VIEWS_SAMPLE` to change the
-//! number of users.
+//! number of users, `PORTCULLIS_BIG_SNAP` to read the directory from a
+//! snapshot file (`portcullis snapshot generate` writes the same one).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -60,8 +61,12 @@ fn cut(engine: &Engine, principal: &str) -> One {
 
 fn main() {
     let params = GenerateParams::default();
-    let dir = generate(params);
-    let bytes = encode(&compile(&dir).expect("valid"), 1, 0).expect("encode");
+    // `portcullis snapshot generate` writes the same directory; reading it
+    // saves generating it again (and keeps profiles about views).
+    let bytes = match std::env::var("PORTCULLIS_BIG_SNAP") {
+        Ok(path) => std::fs::read(path).expect("PORTCULLIS_BIG_SNAP"),
+        Err(_) => encode(&compile(&generate(params)).expect("valid"), 1, 0).expect("encode"),
+    };
     let engine = Engine::load(&bytes).expect("load");
     println!(
         "directory: {} users, {} grants, {} bytes ({} gzipped)",
@@ -128,7 +133,12 @@ fn main() {
         pct(&users, 0.99),
         users.last().unwrap()
     );
-    println!("\n{with_others} of {n} views hold someone besides their principal.\n");
+    let total: Duration = times.iter().sum();
+    println!(
+        "\n{with_others} of {n} views hold someone besides their principal; all {n} took {:.0} ms in all (mean {:.2} ms).\n",
+        ms(total),
+        ms(total) / n as f64
+    );
     println!("| principal | cut + encode (median of 5) | size | gzipped | users |");
     println!("|---|---|---|---|---|");
     for (who, p) in [
