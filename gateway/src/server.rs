@@ -231,10 +231,12 @@ async fn start_full(
     };
     let pool = EnginePool::new(module, limits, config.worker_count())
         .map_err(|e| StartError::Other(format!("cannot start the epoch clock: {e}")))?;
-    let mut swapper = Swapper::new(pool, config.snapshot.max_bytes).trusting(
-        compiled.trusted_keys.clone(),
-        config.snapshot.require_signature,
-    );
+    let mut swapper = Swapper::new(pool, config.snapshot.max_bytes)
+        .trusting(
+            compiled.trusted_keys.clone(),
+            config.snapshot.require_signature,
+        )
+        .signing_views(compiled.browser_signer.clone());
     if let Some(path) = &config.snapshot.state_file {
         swapper = swapper
             .remembering(crate::snapshot::revision_state::RevisionState::new(path))

@@ -81,7 +81,33 @@ impl Engine {
     /// the size of the view, not of the directory (`policy-wasm/README.md#views`).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn view(&self, principal: &str) -> Result<Vec<u8>, crate::ViewError> {
+        self.view_scoped(principal).map(|(bytes, _)| bytes)
+    }
+
+    /// [`Engine::view`] and where its other people come from, so that a
+    /// holder of the view can tell whether a later snapshot changed it
+    /// ([`Engine::view_changed_by`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn view_scoped(
+        &self,
+        principal: &str,
+    ) -> Result<(Vec<u8>, crate::ViewScope), crate::ViewError> {
         crate::view::view(&self.facts, principal, self.revision, self.created_at)
+    }
+
+    /// Whether `change` (from `portcullis_snapshots::fingerprint`, between
+    /// the snapshot a view of `scope` was cut from and this one) can change
+    /// that view. Only meaningful for [`Change::Users`]: the two snapshots
+    /// then have the same organizations and teams.
+    ///
+    /// [`Change::Users`]: portcullis_snapshots::fingerprint::Change::Users
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn view_changed_by(
+        &self,
+        scope: &crate::ViewScope,
+        change: &portcullis_snapshots::fingerprint::UserChange,
+    ) -> bool {
+        crate::view::changed_by(&self.facts, scope, change)
     }
 
     /// [`Engine::view`] as a decoded snapshot body and its stated facts,

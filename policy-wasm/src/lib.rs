@@ -42,4 +42,4 @@ pub use explain::Explanation;
 pub use question::{Asking, Credentials, Question, QuestionContext, QuestionError, parse_time};
 pub use request::{Context, OwnedRequest, Request};
 #[cfg(not(target_arch = "wasm32"))]
-pub use view::ViewError;
+pub use view::{ViewError, ViewScope};

@@ -17,6 +17,7 @@ pub mod body;
 mod codec;
 mod error;
 mod exact_vec;
+pub mod fingerprint;
 pub mod header;
 mod integrity;
 pub mod view;

@@ -908,12 +908,41 @@ async fn browsers_get_a_snapshot_without_personal_data() {
         v["users"][1]["name"] = serde_json::json!("Someone Else");
     })
     .expect("builds");
+    let built = || async {
+        let (_, metrics) = gw.admin_get("/-/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("portcullis_browser_views_built_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    assert_eq!(built().await, Some(1));
     assert_eq!(gw.push(other, false).await.status, StatusCode::OK);
     let resp = conditional(etag.clone()).await;
     assert_eq!(
         resp.status(),
         StatusCode::NOT_MODIFIED,
         "pat's view did not change"
+    );
+    // …and the view was kept over the swap, not cut again, re-stamped with
+    // the new revision.
+    assert_eq!(built().await, Some(1), "cut again after a push that left it");
+    let a = send(&gw.client, Method::GET, &url, &[("authorization", &pat)], vec![]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers["etag"], etag);
+    let resp = gw
+        .client
+        .request(
+            Request::get(&url)
+                .header("authorization", &pat)
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let kept = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(
+        policy_wasm::Engine::load(&kept).expect("loads").revision(),
+        2
     );
     // …and one that changes it (a new grant of pat's) sends the new view.
     let granted = portcullis_gateway::demo::example_snapshot(|v| {
@@ -928,6 +957,10 @@ async fn browsers_get_a_snapshot_without_personal_data() {
     let resp = conditional(etag.clone()).await;
     assert_eq!(resp.status(), StatusCode::OK, "pat's view changed");
     assert_ne!(resp.headers()["etag"], etag);
+    assert_eq!(built().await, Some(2));
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let engine = policy_wasm::Engine::load(&bytes).expect("loads");
+    assert_eq!(engine.revision(), 3);
 }
 
 /// Issue #13 (the gateway under a crowd): a burst of first requests for

@@ -264,4 +264,31 @@ async fn browser_snapshots_are_signed_with_the_browser_key() {
     let verified = portcullis_snapshots::signature::verify(&body, &[browser_key.verifying_key()])
         .expect("verifies");
     assert_eq!(verified, Some(browser_key.verifying_key()));
+
+    // A view kept over a push (revision 2 changes nobody) is signed again
+    // for its new revision.
+    assert_eq!(gw.push(revision(2), false).await.status, StatusCode::OK);
+    let resp = gw
+        .client
+        .request(
+            http::Request::get(format!("{}/-/snapshot/me", gw.base))
+                .header("authorization", bearer("pat"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    let kept = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(
+        portcullis_snapshots::signature::verify(&kept, &[browser_key.verifying_key()])
+            .expect("verifies"),
+        Some(browser_key.verifying_key())
+    );
+    assert_eq!(
+        portcullis_snapshots::Header::parse(&kept).expect("header").revision,
+        2
+    );
 }

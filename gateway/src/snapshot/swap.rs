@@ -402,6 +402,8 @@ pub struct Installed {
     pub previous: Option<u64>,
     /// SHA-256 of the new body, hex.
     pub sha256: String,
+    /// Browser views kept over the swap, when browsers had been served.
+    pub views: Option<super::views::Carried>,
 }
 
 /// Holds the current generation and installs new ones, one at a time.
@@ -415,6 +417,8 @@ pub struct Swapper {
     state: Option<RevisionState>,
     /// The revision last accepted before this process started.
     floor: Option<AcceptedRevision>,
+    /// Signs browser views carried over a swap (`snapshot.browser_signing_key`).
+    view_signer: Option<signature::SigningKey>,
 }
 
 impl Swapper {
@@ -429,7 +433,15 @@ impl Swapper {
             require_signature: false,
             state: None,
             floor: None,
+            view_signer: None,
         }
+    }
+
+    /// Signs browser views with `signer` when it carries them over a swap
+    /// (as `GET /-/snapshot/me` signs the views it cuts).
+    pub fn signing_views(mut self, signer: Option<signature::SigningKey>) -> Self {
+        self.view_signer = signer;
+        self
     }
 
     /// Accepts signatures by `trusted` keys only, and (when `require`)
@@ -545,22 +557,25 @@ impl Swapper {
         };
         let generation = Arc::new(generation);
         let replaced = self.current.swap(Some(Arc::clone(&generation)));
+        let load_ms = started.elapsed().as_millis() as u64;
         // Browsers were served views of the old snapshot: load the new
-        // one's engine now, off the request path, rather than in the first
-        // browser request after the swap.
-        if replaced.is_some_and(|g| g.views.in_use()) {
-            let views = Arc::clone(&generation.views);
-            let spawned = std::thread::Builder::new()
-                .name("portcullis-views-load".into())
-                .spawn(move || {
-                    if let Err(e) = views.engine() {
+        // one's engine now, before the push is answered, and keep the
+        // views the push did not change, rather than cutting them all
+        // again for the crowd that follows.
+        let carried = replaced
+            .filter(|g| g.views.in_use())
+            .and_then(|before| {
+                match generation
+                    .views
+                    .carry_from(&before.views, self.view_signer.as_ref())
+                {
+                    Ok(c) => Some(c),
+                    Err(e) => {
                         tracing::error!(error = %e, "cannot load the engine for browser views");
+                        None
                     }
-                });
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot start loading the engine for browser views; the first browser request will");
-            }
-        }
+                }
+            });
         if let Some(state) = &self.state
             && let Err(e) = state.store(&AcceptedRevision {
                 revision: header.revision,
@@ -576,13 +591,16 @@ impl Swapper {
             previous = ?previous,
             source = source.as_str(),
             forced = force && previous.is_some_and(|p| header.revision <= p),
-            load_ms = started.elapsed().as_millis() as u64,
+            load_ms,
+            views_kept = carried.map(|c| c.kept),
+            views_dropped = carried.map(|c| c.dropped),
             "snapshot swapped in"
         );
         Ok(Installed {
             revision: header.revision,
             previous,
             sha256,
+            views: carried,
         })
     }
 }

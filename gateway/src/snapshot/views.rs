@@ -5,14 +5,23 @@
 //!
 //! A crowd asking at once is served without piling up work: one cut per
 //! principal at a time (single flight — the others wait for it), on the
-//! view builders' threads only (so the proxy's workers never wait behind a
-//! cut), and a cache bounded by bytes and by entries. A view's `ETag` is
-//! the hash of its content, so a browser whose view a push did not change
-//! gets `304 Not Modified`.
+//! view builders' threads only (below the proxy workers' priority), and a
+//! cache bounded by bytes and by entries. A view's `ETag` is the hash of
+//! its content, so a browser whose view a push did not change gets
+//! `304 Not Modified`.
+//!
+//! A push usually changes a person or two. After a swap, the new
+//! generation compares fingerprints of the two snapshots
+//! (`portcullis_snapshots::fingerprint`) and keeps every cached view the
+//! change cannot reach (`Engine::view_changed_by`) — re-stamped with the
+//! new revision and signed again — so the crowd that follows a push is
+//! mostly served from the cache, and nothing is cut again for it.
 
 use std::sync::{Arc, OnceLock};
 
-use policy_wasm::Engine;
+use policy_wasm::{Engine, ViewScope};
+use portcullis_snapshots::fingerprint::{Change, Fingerprint};
+use portcullis_snapshots::header::Header;
 use portcullis_snapshots::signature;
 
 use super::view_builder::ViewBuilder;
@@ -25,6 +34,8 @@ pub struct View {
     /// The entity tag: the SHA-256 of the view's body, so equal views of
     /// different revisions have equal tags.
     pub etag: String,
+    /// Where its other people come from: which changes reach it.
+    scope: ViewScope,
 }
 
 /// Weighs cached views by their size plus a fixed cost per entry, so the
@@ -44,11 +55,27 @@ const CACHE_BYTES: u64 = 128 << 20;
 /// What each cached view counts for besides its bytes (32,768 views at most).
 const ENTRY_WEIGHT: u64 = 4 << 10;
 
+/// The engine views are cut from, and the fingerprint that tells what the
+/// next snapshot changed.
+struct Loaded {
+    engine: Engine,
+    fingerprint: Fingerprint,
+}
+
 /// The views of one generation.
 pub struct Views {
     snapshot: Arc<[u8]>,
-    engine: OnceLock<Result<Arc<Engine>, String>>,
+    loaded: OnceLock<Result<Arc<Loaded>, String>>,
     cache: quick_cache::sync::Cache<String, Arc<View>, Weight>,
+}
+
+/// What [`Views::carry_from`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Views kept for the new revision.
+    pub kept: usize,
+    /// Views the change reached (cut again when next asked for).
+    pub dropped: usize,
 }
 
 impl Views {
@@ -56,31 +83,94 @@ impl Views {
     pub fn new(snapshot: Arc<[u8]>) -> Self {
         Views {
             snapshot,
-            engine: OnceLock::new(),
+            loaded: OnceLock::new(),
             cache: quick_cache::sync::Cache::with_weighter(4096, CACHE_BYTES, Weight),
         }
     }
 
     /// Whether the engine views are cut from is loaded (browsers asked).
     pub fn in_use(&self) -> bool {
-        self.engine.get().is_some()
+        self.loaded.get().is_some()
     }
 
     /// The engine views are cut from, loaded on first use. Blocking: call
     /// it on a view builder or a thread of its own.
-    pub fn engine(&self) -> Result<Arc<Engine>, String> {
-        self.engine
+    fn loaded(&self) -> Result<Arc<Loaded>, String> {
+        self.loaded
             .get_or_init(|| {
                 let started = std::time::Instant::now();
-                let engine = Engine::load(&self.snapshot).map_err(|e| e.to_string())?;
+                let snapshot =
+                    portcullis_snapshots::decode(&self.snapshot).map_err(|e| e.to_string())?;
+                let fingerprint = Fingerprint::of(&snapshot.body);
+                let engine = Engine::from_snapshot(snapshot);
                 tracing::info!(
                     revision = engine.revision(),
                     load_ms = started.elapsed().as_millis() as u64,
                     "engine for browser views loaded"
                 );
-                Ok(Arc::new(engine))
+                Ok(Arc::new(Loaded {
+                    engine,
+                    fingerprint,
+                }))
             })
             .clone()
+    }
+
+    /// Loads the engine now (blocking), so the first browser does not wait.
+    pub fn load(&self) -> Result<(), String> {
+        self.loaded().map(|_| ())
+    }
+
+    /// Keeps every view of `before` (the previous generation) that the
+    /// change between the two snapshots cannot reach, re-stamped with this
+    /// revision (and signed by `signer`). Blocking: loads this generation's
+    /// engine if needed.
+    pub fn carry_from(
+        &self,
+        before: &Views,
+        signer: Option<&signature::SigningKey>,
+    ) -> Result<Carried, String> {
+        let now = self.loaded()?;
+        let Some(Ok(then)) = before.loaded.get() else {
+            return Ok(Carried::default());
+        };
+        let changed = match then.fingerprint.change_to(&now.fingerprint) {
+            Change::Identical => Vec::new(),
+            Change::Users(users) => users,
+            Change::Other => {
+                return Ok(Carried {
+                    kept: 0,
+                    dropped: before.cache.len(),
+                });
+            }
+        };
+        let mut carried = Carried::default();
+        for (principal, view) in before.cache.iter() {
+            if changed
+                .iter()
+                .any(|c| now.engine.view_changed_by(&view.scope, c))
+                || self.cache.contains_key(&principal)
+            {
+                carried.dropped += 1;
+                continue;
+            }
+            let mut bytes =
+                Header::restamped(&view.bytes, now.engine.revision(), now.engine.created_at())
+                    .map_err(|e| e.to_string())?;
+            if let Some(key) = signer {
+                bytes = signature::sign(&bytes, key).map_err(|e| e.to_string())?;
+            }
+            self.cache.insert(
+                principal,
+                Arc::new(View {
+                    bytes: bytes::Bytes::from(bytes),
+                    etag: view.etag.clone(),
+                    scope: view.scope.clone(),
+                }),
+            );
+            carried.kept += 1;
+        }
+        Ok(carried)
     }
 
     /// The view of `principal`, signed by `signer` when given, and whether
@@ -111,10 +201,12 @@ impl Views {
         principal: &str,
         signer: Option<&signature::SigningKey>,
     ) -> Result<Arc<View>, String> {
-        let engine = self.engine()?;
-        let mut bytes = engine.view(principal).map_err(|e| e.to_string())?;
-        let header =
-            portcullis_snapshots::header::Header::parse(&bytes).map_err(|e| e.to_string())?;
+        let loaded = self.loaded()?;
+        let (mut bytes, scope) = loaded
+            .engine
+            .view_scoped(principal)
+            .map_err(|e| e.to_string())?;
+        let header = Header::parse(&bytes).map_err(|e| e.to_string())?;
         let etag = format!(
             "\"v-{}\"",
             hex::encode(header.body_sha256.get(..16).unwrap_or_default())
@@ -125,6 +217,7 @@ impl Views {
         Ok(Arc::new(View {
             bytes: bytes::Bytes::from(bytes),
             etag,
+            scope,
         }))
     }
 }

@@ -15,12 +15,14 @@ mod reach;
 
 use portcullis_snapshots::EncodeError;
 use portcullis_snapshots::body::Body;
+use portcullis_snapshots::fingerprint::UserChange;
 use portcullis_snapshots::view::ViewFacts;
 use thiserror::Error;
 
 use crate::index::Indexed;
 use crate::request::{Subject, parse_principal};
 use reach::Whom;
+pub use reach::ViewScope;
 
 /// Why a view could not be cut.
 #[derive(Debug, Error)]
@@ -44,6 +46,11 @@ pub enum ViewError {
 
 /// The view of `principal` as a body and the facts it states.
 pub(crate) fn view_body(f: &Indexed, principal: &str) -> Result<(Body, ViewFacts), ViewError> {
+    let (body, facts, _) = view_parts(f, principal)?;
+    Ok((body, facts))
+}
+
+fn view_parts(f: &Indexed, principal: &str) -> Result<(Body, ViewFacts, ViewScope), ViewError> {
     let whom = match parse_principal(f, principal) {
         None => return Err(ViewError::UnknownPrincipal(principal.to_string())),
         Some(Subject::User(u)) => Whom::User(u),
@@ -53,21 +60,49 @@ pub(crate) fn view_body(f: &Indexed, principal: &str) -> Result<(Body, ViewFacts
         }
     };
     let r = reach::reach(f, whom);
-    Ok(cut::cut(f, whom, &r))
+    let (body, facts) = cut::cut(f, whom, &r);
+    Ok((body, facts, r.scope))
 }
 
-/// The view of `principal`, encoded as a snapshot of the same revision.
+/// The view of `principal`, encoded as a snapshot of the same revision,
+/// and where its other people come from.
 pub(crate) fn view(
     f: &Indexed,
     principal: &str,
     revision: u64,
     created_at: i64,
-) -> Result<Vec<u8>, ViewError> {
-    let (body, facts) = view_body(f, principal)?;
-    portcullis_snapshots::encode_view(&body, &facts, revision, created_at).map_err(|source| {
-        ViewError::Encode {
+) -> Result<(Vec<u8>, ViewScope), ViewError> {
+    let (body, facts, scope) = view_parts(f, principal)?;
+    let bytes = portcullis_snapshots::encode_view(&body, &facts, revision, created_at).map_err(
+        |source| ViewError::Encode {
             principal: principal.to_string(),
             source,
-        }
-    })
+        },
+    )?;
+    Ok((bytes, scope))
+}
+
+/// Whether `change` can change a view of `scope`: it changes the view's
+/// principal, or what views hold of others (username, organization,
+/// status, administrator role) for one of the people this view may hold.
+pub(crate) fn changed_by(f: &Indexed, scope: &ViewScope, change: &UserChange) -> bool {
+    use crate::facts::Facts;
+    let user = change.user;
+    if scope.user == Some(user) {
+        return true;
+    }
+    if !change.seen {
+        return false;
+    }
+    scope.all_users
+        || [change.org_before, Some(change.org_after)]
+            .into_iter()
+            .flatten()
+            .any(|o| scope.user_orgs.iter().any(|&root| f.org_within(o, root)))
+        || scope.user_teams.iter().any(|&t| {
+            f.body()
+                .teams
+                .get(t as usize)
+                .is_some_and(|team| team.owner == user || team.members.contains(&user))
+        })
 }

@@ -50,6 +50,22 @@ pub(crate) struct Reach {
     /// The principal, then the groups it is in: whose grants and
     /// permissions the view holds.
     pub holders: Vec<PrincipalRef>,
+    /// Where the view's other people come from.
+    pub scope: ViewScope,
+}
+
+/// Where a view's other people come from: which users' changes can change
+/// it (a gateway keeps views a push did not reach, `Engine::view_changed_by`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViewScope {
+    /// The principal, if it is a user.
+    pub user: Option<u32>,
+    /// Every user (an owner's or a super administrator's view).
+    pub all_users: bool,
+    /// Organizations whose users, and their subtrees', the view may hold.
+    pub user_orgs: Vec<u32>,
+    /// Teams whose members the view may hold.
+    pub user_teams: Vec<u32>,
 }
 
 /// Nodes found so far, per kind, unsorted and with repeats.
@@ -292,7 +308,13 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
     // 3. Users it can act on, and teams whose members it can act on.
     let mut users: Vec<u32> = actor.into_iter().collect();
     let mut full_teams = Vec::new();
-    let subtree_users = |org: u32, with_owners: bool, users: &mut Vec<u32>| {
+    let mut scope = ViewScope {
+        user: actor,
+        all_users: owner_level(admin_role),
+        ..ViewScope::default()
+    };
+    let mut subtree_users = |org: u32, with_owners: bool, users: &mut Vec<u32>| {
+        scope.user_orgs.push(org);
         tree.orgs_within(org, |o| {
             users.extend(
                 tree.users(o)
@@ -343,6 +365,7 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
                             .filter(|&u| !owner_level(b.users[u as usize].admin_role)),
                     );
                     full_teams.push(t);
+                    scope.user_teams.push(t);
                 }
                 _ => {}
             }
@@ -359,6 +382,7 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
         if grants_allow(f, subject, Action::Team(TeamAction::RemoveMember), target) {
             users.extend(team.members.iter().filter(|&&m| m != team.owner));
             full_teams.push(t);
+            scope.user_teams.push(t);
         }
     }
     let users = sorted(users, b.users.len());
@@ -412,5 +436,6 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
         users,
         full_teams,
         holders,
+        scope,
     }
 }
