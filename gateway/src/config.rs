@@ -209,6 +209,11 @@ pub struct SnapshotConfig {
     /// `GET /-/snapshot/me`, for browsers that verify them
     /// (`PolicyEngine.loadAsync(bytes, [public key])`).
     pub browser_signing_key: Option<PathBuf>,
+    /// Memory for principals' views (`GET /-/snapshot/me`), in MiB: views
+    /// kept between requests and over pushes that do not change them.
+    /// Each view counts its size plus 4 KiB, so this bounds their number
+    /// too (256 MiB: 65,536 views at most).
+    pub browser_view_cache_mb: u64,
 }
 
 impl Default for SnapshotConfig {
@@ -223,6 +228,7 @@ impl Default for SnapshotConfig {
             require_signature: false,
             state_file: None,
             browser_signing_key: None,
+            browser_view_cache_mb: 256,
         }
     }
 }

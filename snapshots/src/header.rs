@@ -58,28 +58,6 @@ impl Header {
         self.flags & FLAG_SIGNED != 0
     }
 
-    /// `snapshot` with another revision and creation time, unsigned (a
-    /// signature would no longer hold: sign it again): what a gateway does
-    /// to a view that a new revision left unchanged.
-    pub fn restamped(
-        snapshot: &[u8],
-        revision: u64,
-        created_at: i64,
-    ) -> Result<Vec<u8>, DecodeError> {
-        let h = Header::parse(snapshot)?;
-        let mut out = snapshot.get(..h.body_range().end).unwrap_or(snapshot).to_vec();
-        let header = Header {
-            flags: h.flags & !FLAG_SIGNED,
-            revision,
-            created_at,
-            ..h
-        };
-        if let Some(head) = out.get_mut(..HEADER_LEN) {
-            head.copy_from_slice(&header.to_bytes());
-        }
-        Ok(out)
-    }
-
     /// Whether the body is a principal's view.
     pub fn is_view(&self) -> bool {
         self.flags & FLAG_VIEW != 0

@@ -923,8 +923,8 @@ async fn browsers_get_a_snapshot_without_personal_data() {
         StatusCode::NOT_MODIFIED,
         "pat's view did not change"
     );
-    // …and the view was kept over the swap, not cut again, re-stamped with
-    // the new revision.
+    // …and the view was kept over the swap, not cut again: the same bytes,
+    // of the revision it was cut from.
     assert_eq!(built().await, Some(1), "cut again after a push that left it");
     let a = send(&gw.client, Method::GET, &url, &[("authorization", &pat)], vec![]).await;
     assert_eq!(a.status, StatusCode::OK);
@@ -940,10 +940,7 @@ async fn browsers_get_a_snapshot_without_personal_data() {
         .await
         .expect("response");
     let kept = resp.into_body().collect().await.expect("body").to_bytes();
-    assert_eq!(
-        policy_wasm::Engine::load(&kept).expect("loads").revision(),
-        2
-    );
+    assert_eq!(kept, bytes, "the same view");
     // …and one that changes it (a new grant of pat's) sends the new view.
     let granted = portcullis_gateway::demo::example_snapshot(|v| {
         v["revision"] = serde_json::json!(3);

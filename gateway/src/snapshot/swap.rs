@@ -417,8 +417,8 @@ pub struct Swapper {
     state: Option<RevisionState>,
     /// The revision last accepted before this process started.
     floor: Option<AcceptedRevision>,
-    /// Signs browser views carried over a swap (`snapshot.browser_signing_key`).
-    view_signer: Option<signature::SigningKey>,
+    /// Bytes of browser views each generation keeps.
+    view_cache_bytes: u64,
 }
 
 impl Swapper {
@@ -433,14 +433,14 @@ impl Swapper {
             require_signature: false,
             state: None,
             floor: None,
-            view_signer: None,
+            view_cache_bytes: 256 << 20,
         }
     }
 
-    /// Signs browser views with `signer` when it carries them over a swap
-    /// (as `GET /-/snapshot/me` signs the views it cuts).
-    pub fn signing_views(mut self, signer: Option<signature::SigningKey>) -> Self {
-        self.view_signer = signer;
+    /// Keeps up to `bytes` of browser views per generation
+    /// (`snapshot.browser_view_cache_mb`).
+    pub fn caching_views(mut self, bytes: u64) -> Self {
+        self.view_cache_bytes = bytes;
         self
     }
 
@@ -552,7 +552,7 @@ impl Swapper {
             source,
             slots: slots.into_boxed_slice(),
             rebuilding: AtomicUsize::new(0),
-            views: Arc::new(Views::new(Arc::clone(&bytes))),
+            views: Arc::new(Views::new(Arc::clone(&bytes), self.view_cache_bytes)),
             bytes,
         };
         let generation = Arc::new(generation);
@@ -565,10 +565,7 @@ impl Swapper {
         let carried = replaced
             .filter(|g| g.views.in_use())
             .and_then(|before| {
-                match generation
-                    .views
-                    .carry_from(&before.views, self.view_signer.as_ref())
-                {
+                match generation.views.carry_from(&before.views) {
                     Ok(c) => Some(c),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot load the engine for browser views");

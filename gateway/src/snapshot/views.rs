@@ -13,9 +13,9 @@
 //! A push usually changes a person or two. After a swap, the new
 //! generation compares fingerprints of the two snapshots
 //! (`portcullis_snapshots::fingerprint`) and keeps every cached view the
-//! change cannot reach (`Engine::view_changed_by`) — re-stamped with the
-//! new revision and signed again — so the crowd that follows a push is
-//! mostly served from the cache, and nothing is cut again for it.
+//! change cannot reach (`Engine::view_changed_by`) — the same bytes, so a
+//! browser that holds one gets `304` — and the crowd that follows a push
+//! is mostly served from the cache.
 
 use std::sync::{Arc, OnceLock};
 
@@ -40,7 +40,7 @@ pub struct View {
 
 /// Weighs cached views by their size plus a fixed cost per entry, so the
 /// cache is bounded by bytes and by entries alike: at most
-/// `CACHE_BYTES / ENTRY_WEIGHT` views, however small.
+/// `snapshot.browser_view_cache_mb / ENTRY_WEIGHT` views, however small.
 #[derive(Clone)]
 struct Weight;
 
@@ -50,9 +50,7 @@ impl quick_cache::Weighter<String, Arc<View>> for Weight {
     }
 }
 
-/// Bytes of views kept per generation.
-const CACHE_BYTES: u64 = 128 << 20;
-/// What each cached view counts for besides its bytes (32,768 views at most).
+/// What each cached view counts for besides its bytes.
 const ENTRY_WEIGHT: u64 = 4 << 10;
 
 /// The engine views are cut from, and the fingerprint that tells what the
@@ -79,12 +77,33 @@ pub struct Carried {
 }
 
 impl Views {
-    /// Views of the snapshot `snapshot` (already validated by the swap).
-    pub fn new(snapshot: Arc<[u8]>) -> Self {
+    /// Views of the snapshot `snapshot` (already validated by the swap),
+    /// keeping up to `cache_bytes` of them.
+    pub fn new(snapshot: Arc<[u8]>, cache_bytes: u64) -> Self {
+        let items = (cache_bytes / ENTRY_WEIGHT).clamp(16, 1 << 16) as usize;
+        // Few shards: each holds an equal share of the bytes, and views
+        // range from a kilobyte to megabytes (an owner's), so many small
+        // shards would each overflow with a few large views while the
+        // cache as a whole had room. Views are asked for far less often
+        // than decisions are made: lock contention does not matter here.
+        let cache = match quick_cache::OptionsBuilder::new()
+            .shards(2)
+            .estimated_items_capacity(items)
+            .weight_capacity(cache_bytes)
+            .build()
+        {
+            Ok(options) => quick_cache::sync::Cache::with_options(
+                options,
+                Weight,
+                quick_cache::DefaultHashBuilder::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
+            Err(_) => quick_cache::sync::Cache::with_weighter(items, cache_bytes, Weight),
+        };
         Views {
             snapshot,
             loaded: OnceLock::new(),
-            cache: quick_cache::sync::Cache::with_weighter(4096, CACHE_BYTES, Weight),
+            cache,
         }
     }
 
@@ -122,14 +141,11 @@ impl Views {
     }
 
     /// Keeps every view of `before` (the previous generation) that the
-    /// change between the two snapshots cannot reach, re-stamped with this
-    /// revision (and signed by `signer`). Blocking: loads this generation's
-    /// engine if needed.
-    pub fn carry_from(
-        &self,
-        before: &Views,
-        signer: Option<&signature::SigningKey>,
-    ) -> Result<Carried, String> {
+    /// change between the two snapshots cannot reach — the same bytes,
+    /// shared: a view's revision is the one it was cut from, and a browser
+    /// that already holds it gets `304` for it. Blocking: loads this
+    /// generation's engine if needed.
+    pub fn carry_from(&self, before: &Views) -> Result<Carried, String> {
         let now = self.loaded()?;
         let Some(Ok(then)) = before.loaded.get() else {
             return Ok(Carried::default());
@@ -154,20 +170,7 @@ impl Views {
                 carried.dropped += 1;
                 continue;
             }
-            let mut bytes =
-                Header::restamped(&view.bytes, now.engine.revision(), now.engine.created_at())
-                    .map_err(|e| e.to_string())?;
-            if let Some(key) = signer {
-                bytes = signature::sign(&bytes, key).map_err(|e| e.to_string())?;
-            }
-            self.cache.insert(
-                principal,
-                Arc::new(View {
-                    bytes: bytes::Bytes::from(bytes),
-                    etag: view.etag.clone(),
-                    scope: view.scope.clone(),
-                }),
-            );
+            self.cache.insert(principal, view);
             carried.kept += 1;
         }
         Ok(carried)
