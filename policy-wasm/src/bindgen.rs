@@ -3,6 +3,8 @@
 //! `scripts/build-browser`; the raw ABI of `abi.rs` is left out of that
 //! build). Answers are permission *hints*: the gateway stays the enforcer.
 
+use std::rc::Rc;
+
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use portcullis_snapshots::header::HEADER_LEN;
 use wasm_bindgen::prelude::*;
@@ -117,9 +119,24 @@ fn webcrypto_digest(body: &Uint8Array) -> Option<Promise> {
 /// show on hover.
 #[wasm_bindgen]
 pub struct CheckResult {
-    allowed: bool,
-    reason: String,
-    message: String,
+    decision: crate::Decision,
+    /// The request, kept to write the message if it is asked for (most
+    /// callers only read `allowed`): principal, action and resource, with
+    /// the ends of the first two.
+    request: String,
+    ends: (usize, usize),
+    engine: Rc<Engine>,
+}
+
+impl CheckResult {
+    fn parts(&self) -> (&str, &str, &str) {
+        let (a, b) = self.ends;
+        (
+            self.request.get(..a).unwrap_or_default(),
+            self.request.get(a..b).unwrap_or_default(),
+            self.request.get(b..).unwrap_or_default(),
+        )
+    }
 }
 
 #[wasm_bindgen]
@@ -127,26 +144,35 @@ impl CheckResult {
     /// Whether the action is allowed.
     #[wasm_bindgen(getter)]
     pub fn allowed(&self) -> bool {
-        self.allowed
+        self.decision.allowed
     }
 
     /// The stable reason code (`grant`, `no_grant`, `account_disabled`, …).
     #[wasm_bindgen(getter)]
     pub fn reason(&self) -> String {
-        self.reason.clone()
+        self.decision.reason.code().to_string()
     }
 
-    /// One sentence for people.
+    /// One sentence for people (written when asked for).
     #[wasm_bindgen(getter)]
     pub fn message(&self) -> String {
-        self.message.clone()
+        let (principal, action, resource) = self.parts();
+        let req = Request {
+            principal,
+            action,
+            resource,
+            context: Context::default(),
+        };
+        self.engine.explain_decision(&req, &self.decision).message
     }
 }
 
 /// A loaded snapshot, ready to answer.
 #[wasm_bindgen]
 pub struct PolicyEngine {
-    engine: Engine,
+    /// Shared with the results of `check`, which write their message on
+    /// demand.
+    engine: Rc<Engine>,
 }
 
 #[wasm_bindgen]
@@ -163,7 +189,9 @@ impl PolicyEngine {
     ) -> Result<PolicyEngine, JsError> {
         check_signature(bytes, trusted_keys)?;
         Engine::load(bytes)
-            .map(|engine| PolicyEngine { engine })
+            .map(|engine| PolicyEngine {
+                engine: Rc::new(engine),
+            })
             .map_err(|e| JsError::new(&e.to_string()))
     }
 
@@ -204,7 +232,9 @@ impl PolicyEngine {
             Some(d) => Engine::load_with_digest(&copy, d),
             None => Engine::load(&copy),
         }
-        .map(|engine| PolicyEngine { engine })
+        .map(|engine| PolicyEngine {
+            engine: Rc::new(engine),
+        })
         .map_err(|e| JsError::new(&e.to_string()))
     }
 
@@ -222,20 +252,24 @@ impl PolicyEngine {
         resource: &str,
         context: Option<CheckContext>,
     ) -> Result<CheckResult, JsError> {
-        let e = self.engine.explain(&Request {
+        let decision = self.engine.check(&Request {
             principal,
             action,
             resource,
             context: self::context(context)?,
         });
+        let mut request = String::with_capacity(principal.len() + action.len() + resource.len());
+        request.push_str(principal);
+        request.push_str(action);
+        request.push_str(resource);
         Ok(CheckResult {
-            allowed: e.allowed,
-            reason: e.reason,
-            message: e.message,
+            decision,
+            request,
+            ends: (principal.len(), principal.len() + action.len()),
+            engine: Rc::clone(&self.engine),
         })
     }
 
-    /// Every action `principal` may do on `resource`.
     pub fn permissions(
         &self,
         principal: &str,
@@ -245,6 +279,99 @@ impl PolicyEngine {
         Ok(self
             .engine
             .permissions(principal, resource, self::context(context)?))
+    }
+
+    /// Whether the snapshot is one principal's view (what
+    /// `GET /-/snapshot/me` serves) rather than a whole directory.
+    #[wasm_bindgen(getter, js_name = isView)]
+    pub fn is_view(&self) -> bool {
+        self.engine.is_view()
+    }
+
+    /// The usernames the snapshot holds: in a view, the principal and the
+    /// people it may act on (an administrator's users), nobody else.
+    pub fn people(&self) -> Vec<String> {
+        self.engine.people()
+    }
+
+    /// What the snapshot holds: `{ users, organizations, environments,
+    /// catalogs, objects, teams, groups, grants, permissions }`.
+    pub fn counts(&self) -> js_sys::Object {
+        let c = self.engine.counts();
+        let out = js_sys::Object::new();
+        for (k, v) in [
+            ("users", c.users),
+            ("organizations", c.organizations),
+            ("environments", c.environments),
+            ("catalogs", c.catalogs),
+            ("objects", c.objects),
+            ("teams", c.teams),
+            ("groups", c.groups),
+            ("grants", c.grants),
+            ("permissions", c.permissions),
+        ] {
+            let _ = Reflect::set(&out, &JsValue::from_str(k), &JsValue::from_f64(v as f64));
+        }
+        out
+    }
+
+    /// `permissions` for many resources in one call (a page of them): one
+    /// array of allowed actions per resource, in order. One crossing into
+    /// WebAssembly and one reading of the context for the whole page.
+    #[wasm_bindgen(js_name = permissionsMany)]
+    pub fn permissions_many(
+        &self,
+        principal: &str,
+        resources: Vec<String>,
+        context: Option<CheckContext>,
+    ) -> Result<js_sys::Array, JsError> {
+        let context = self::context(context)?;
+        Ok(resources
+            .iter()
+            .map(|r| {
+                self.engine
+                    .permissions(principal, r, context)
+                    .iter()
+                    .map(|a| JsValue::from_str(a))
+                    .collect::<js_sys::Array>()
+            })
+            .collect())
+    }
+
+    /// Whether `principal` may do `actions[i]` on `resources[i]`, for every
+    /// `i`: one byte per pair, 1 allowed, 0 denied (ask `check` for the
+    /// reason of the ones a page explains). For drawing many controls at
+    /// once; throws if the arrays differ in length.
+    #[wasm_bindgen(js_name = checkMany)]
+    pub fn check_many(
+        &self,
+        principal: &str,
+        actions: Vec<String>,
+        resources: Vec<String>,
+        context: Option<CheckContext>,
+    ) -> Result<Vec<u8>, JsError> {
+        if actions.len() != resources.len() {
+            return Err(JsError::new(
+                "checkMany takes as many actions as resources (one pair per check)",
+            ));
+        }
+        let context = self::context(context)?;
+        Ok(actions
+            .iter()
+            .zip(&resources)
+            .map(|(action, resource)| {
+                u8::from(
+                    self.engine
+                        .check(&Request {
+                            principal,
+                            action,
+                            resource,
+                            context,
+                        })
+                        .allowed,
+                )
+            })
+            .collect())
     }
 
     /// The nodes of `kind` (`org`, `env`, `catalog`, `object`, `team`) at or

@@ -69,6 +69,33 @@ impl Engine {
         self.created_at
     }
 
+    /// The usernames of the snapshot's users, in snapshot order — in a
+    /// view, the people it holds (its stand-in for owners outside it names
+    /// nobody and is not listed).
+    pub fn people(&self) -> Vec<String> {
+        let b = self.facts.body();
+        b.users
+            .iter()
+            .map(|u| b.str(u.username))
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Record counts: what a view holds, for a page to show.
+    pub fn counts(&self) -> portcullis_snapshots::body::Counts {
+        let b = self.facts.body();
+        portcullis_snapshots::body::Counts {
+            users: b
+                .users
+                .iter()
+                .filter(|u| !b.str(u.username).is_empty())
+                .count(),
+            grants: self.facts.grant_count(),
+            ..b.counts()
+        }
+    }
+
     /// Whether this snapshot is a principal's view rather than a whole
     /// directory.
     pub fn is_view(&self) -> bool {

@@ -324,6 +324,11 @@ impl Indexed {
         }
     }
 
+    /// Number of role grants (the body's table moved into the index).
+    pub(crate) fn grant_count(&self) -> usize {
+        self.grants.users.1.len() + self.grants.services.1.len() + self.grants.groups.1.len()
+    }
+
     /// The facts a view states, if this body is a principal's view.
     pub(crate) fn view_facts(&self) -> Option<&ViewFacts> {
         self.view.as_ref()

@@ -49,15 +49,26 @@ try {
   expect("pat: Write on catalog/sales disabled", await button("catalog/sales", "write").isDisabled());
   const title = await button("catalog/sales", "write").getAttribute("title");
   expect(`pat: the reason is on hover (${title})`, /^no_grant: denied/.test(title ?? ""));
-  // Another user's row: no buttons at all; pat's own row: self-service.
-  expect("pat: no buttons on user/olivia", (await row("user/olivia").locator("button").count()) === 0);
+  // pat's view holds no other person: the users screen lists pat alone,
+  // and the page says what the view holds.
+  expect("pat: user/olivia is not in pat's view", (await row("user/olivia").count()) === 0);
+  expect("pat: one person in the view", (await page.locator("body").getAttribute("data-view-people")) === "1");
+  const view = await page.locator("#view").textContent();
+  expect(`pat: the view's size and contents are shown (${view})`, /bytes — nobody else, .* catalogs/.test(view ?? ""));
   expect("pat: View on user/pat enabled", await button("user/pat", "user:view").isEnabled());
   // A staging catalog pat has no access to: no buttons.
   expect("pat: no access to catalog/staging-sales", (await row("catalog/staging-sales").locator("button").count()) === 0);
 
-  // An owner sees the users screen enabled.
+  // An administrator's view holds the users of its subtree (emea), not
+  // everyone; an owner's holds everyone, with the users screen enabled.
+  await signIn("adam");
+  const emea = Number(await page.locator("body").getAttribute("data-view-people"));
+  expect(`adam: the users adam administers are in the view (${emea})`, emea > 1);
+  expect("adam: user/olivia (an owner, outside emea) is not", (await row("user/olivia").count()) === 0);
   await signIn("olivia");
   expect("olivia: Edit on user/adam enabled", await button("user/adam", "user:update").isEnabled());
+  const people = Number(await page.locator("body").getAttribute("data-view-people"));
+  expect(`olivia: every user is in the owner's view (${people})`, people > emea && people > 20);
 
   // carol writes finance (a catalog grant) but only reads sales.
   await signIn("carol");

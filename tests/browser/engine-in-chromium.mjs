@@ -73,6 +73,53 @@ async function run(method, bench) {
           perCall.push(((performance.now() - t) * 1000) / 1000);
         }
         const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+        // The same without a context (the browser's clock): what the
+        // context object costs to read.
+        const bare = [];
+        for (let b = 0; b < 100; b++) {
+          const t = performance.now();
+          for (let i = 0; i < 1000; i++) {
+            const c = cases.checks[(b * 1000 + i) % n];
+            engine.check(c.principal, c.action, c.resource).free();
+          }
+          bare.push(((performance.now() - t) * 1000) / 1000);
+        }
+        out.check_no_context_us_median = median(bare);
+        // permissions() for a page of 50 resources: 20 batches of 20 pages.
+        const page = [];
+        for (let b = 0; b < 20; b++) {
+          const t = performance.now();
+          for (let p = 0; p < 20; p++) {
+            for (let i = 0; i < 50; i++) {
+              const c = cases.checks[((b * 20 + p) * 50 + i) % n];
+              engine.permissions(c.principal, c.resource);
+            }
+          }
+          page.push(((performance.now() - t) * 1000) / 20);
+        }
+        out.permissions_50_us_median = median(page);
+        // The same pages through permissionsMany (one call per page), and
+        // checkMany: 1,000 checks per call.
+        const many = [];
+        for (let b = 0; b < 20; b++) {
+          const pages = [];
+          for (let p = 0; p < 20; p++) {
+            pages.push(Array.from({ length: 50 }, (_, i) => cases.checks[((b * 20 + p) * 50 + i) % n].resource));
+          }
+          const t = performance.now();
+          for (const resources of pages) engine.permissionsMany(cases.checks[0].principal, resources);
+          many.push(((performance.now() - t) * 1000) / 20);
+        }
+        out.permissions_many_50_us_median = median(many);
+        const batch = [];
+        for (let b = 0; b < 100; b++) {
+          const slice = Array.from({ length: 1000 }, (_, i) => cases.checks[(b * 1000 + i) % n]);
+          const actions = slice.map((c) => c.action), resources = slice.map((c) => c.resource);
+          const t = performance.now();
+          engine.checkMany(cases.checks[0].principal, actions, resources);
+          batch.push(((performance.now() - t) * 1000) / 1000);
+        }
+        out.check_many_us_median = median(batch);
         out.check_us_median = median(perCall);
         out.check_us_min = Math.min(...perCall);
         out.init_ms = initMs;
