@@ -236,7 +236,12 @@ async fn start_full(
             compiled.trusted_keys.clone(),
             config.snapshot.require_signature,
         )
-        .caching_views(config.snapshot.browser_view_cache_mb.saturating_mul(1 << 20));
+        .caching_views(
+            config
+                .snapshot
+                .browser_view_cache_mb
+                .saturating_mul(1 << 20),
+        );
     if let Some(path) = &config.snapshot.state_file {
         swapper = swapper
             .remembering(crate::snapshot::revision_state::RevisionState::new(path))

@@ -208,7 +208,10 @@ impl Fingerprint {
         let mut changed = Vec::new();
         for i in 0..after.whole.len() {
             let (seen, whole) = if i < n {
-                (self.seen[i] != after.seen[i], self.whole[i] != after.whole[i])
+                (
+                    self.seen[i] != after.seen[i],
+                    self.whole[i] != after.whole[i],
+                )
             } else {
                 (true, true)
             };

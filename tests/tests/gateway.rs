@@ -925,8 +925,19 @@ async fn browsers_get_a_snapshot_without_personal_data() {
     );
     // …and the view was kept over the swap, not cut again: the same bytes,
     // of the revision it was cut from.
-    assert_eq!(built().await, Some(1), "cut again after a push that left it");
-    let a = send(&gw.client, Method::GET, &url, &[("authorization", &pat)], vec![]).await;
+    assert_eq!(
+        built().await,
+        Some(1),
+        "cut again after a push that left it"
+    );
+    let a = send(
+        &gw.client,
+        Method::GET,
+        &url,
+        &[("authorization", &pat)],
+        vec![],
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.headers["etag"], etag);
     let resp = gw

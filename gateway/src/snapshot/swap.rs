@@ -562,17 +562,15 @@ impl Swapper {
         // one's engine now, before the push is answered, and keep the
         // views the push did not change, rather than cutting them all
         // again for the crowd that follows.
-        let carried = replaced
-            .filter(|g| g.views.in_use())
-            .and_then(|before| {
-                match generation.views.carry_from(&before.views) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot load the engine for browser views");
-                        None
-                    }
+        let carried = replaced.filter(|g| g.views.in_use()).and_then(|before| {
+            match generation.views.carry_from(&before.views) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the engine for browser views");
+                    None
                 }
-            });
+            }
+        });
         if let Some(state) = &self.state
             && let Err(e) = state.store(&AcceptedRevision {
                 revision: header.revision,

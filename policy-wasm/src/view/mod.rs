@@ -21,8 +21,8 @@ use thiserror::Error;
 
 use crate::index::Indexed;
 use crate::request::{Subject, parse_principal};
-use reach::Whom;
 pub use reach::ViewScope;
+use reach::Whom;
 
 /// Why a view could not be cut.
 #[derive(Debug, Error)]
