@@ -474,3 +474,20 @@ fn one_person_changes_keep_most_views_and_reach_some() {
     assert!(kept > 50, "{kept} kept, {redone} cut again");
     assert!(redone > 10, "{redone}");
 }
+
+/// The browser package warms its load and check paths at `init()` on this
+/// built-in snapshot (`policy-wasm/src/bindgen.rs`): it must stay valid
+/// and answer (rebuild it from `warm.json` with `portcullis snapshot build
+/// policy-wasm/browser/warm.json -o policy-wasm/browser/warm.snap
+/// --created-at 1970-01-01T00:00:00Z` after a format change).
+#[test]
+fn the_browser_warm_up_snapshot_loads_and_answers() {
+    let engine = Engine::load(include_bytes!("../browser/warm.snap")).unwrap();
+    let d = engine.check(&Request {
+        principal: "user/u",
+        action: "read",
+        resource: "catalog/c",
+        context: CONTEXTS[0],
+    });
+    assert!(d.allowed, "{d:?}");
+}
