@@ -113,20 +113,130 @@ fn warm_up() {
     });
 }
 
-fn check_signature(bytes: &[u8], trusted_keys: Option<Vec<String>>) -> Result<(), JsError> {
-    use portcullis_snapshots::signature::{SignatureError, read_public, verify_header};
-    let Some(keys) = trusted_keys.filter(|k| !k.is_empty()) else {
-        return Ok(());
-    };
-    let keys = keys
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the raw
+/// key's 32 bytes follow it.
+const SPKI_ED25519: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// A trusted key: 64 hex digits, or an SPKI PEM (`portcullis snapshot
+/// keygen`'s `.pub`).
+fn public_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let mut key = [0u8; 32];
+    if hex::decode_to_slice(text, &mut key).is_ok() {
+        return Some(key);
+    }
+    let b64: String = text
+        .strip_prefix("-----BEGIN PUBLIC KEY-----")?
+        .trim_end()
+        .strip_suffix("-----END PUBLIC KEY-----")?
+        .split_whitespace()
+        .collect();
+    // The browser's own base64 decoder (`atob`): a binary string.
+    let atob: Function = Reflect::get(&js_sys::global(), &JsValue::from_str("atob"))
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let der: Vec<u8> = atob
+        .call1(&JsValue::NULL, &JsValue::from_str(&b64))
+        .ok()?
+        .as_string()?
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<_>>()?;
+    let raw = der.strip_prefix(&SPKI_ED25519)?;
+    key.copy_from_slice(raw.get(..32).filter(|_| raw.len() == 32)?);
+    Some(key)
+}
+
+/// The trusted keys, or none when the caller gave none.
+fn trusted(keys: Option<Vec<String>>) -> Result<Vec<[u8; 32]>, JsError> {
+    keys.unwrap_or_default()
         .iter()
-        .map(|k| read_public(k))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| JsError::new(&format!("trustedKeys: {e}")))?;
-    match verify_header(bytes, &keys) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(JsError::new(&SignatureError::Unsigned.to_string())),
-        Err(e) => Err(JsError::new(&e.to_string())),
+        .map(|k| {
+            public_key(k).ok_or_else(|| {
+                JsError::new(
+                    "trustedKeys: each key is an Ed25519 public key, as SPKI PEM or 64 hex digits",
+                )
+            })
+        })
+        .collect()
+}
+
+/// Calls `crypto.subtle[method](...args)` and awaits its promise.
+async fn subtle(method: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let get = |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k));
+    let crypto = get(&js_sys::global(), "crypto")?;
+    let subtle = get(&crypto, "subtle")?;
+    let f: Function = get(&subtle, method)?.dyn_into()?;
+    let args: js_sys::Array = args.iter().collect();
+    let promise: Promise = Reflect::apply(&f, &subtle, &args)?.dyn_into()?;
+    JsFuture::from(promise).await
+}
+
+/// Checks that `bytes` is signed by one of `keys`, with the browser's
+/// WebCrypto (Ed25519: Chrome 137, Firefox 129, Safari 17 and later) — the
+/// same bytes `portcullis_snapshots::signature` signs, without shipping an
+/// Ed25519 implementation in the package.
+async fn verify_signature(bytes: &[u8], keys: &[[u8; 32]]) -> Result<(), JsError> {
+    use portcullis_snapshots::header::{signature_trailer, signed_message};
+    let header =
+        portcullis_snapshots::Header::parse(bytes).map_err(|e| JsError::new(&e.to_string()))?;
+    let Some((signer, signature)) = signature_trailer(bytes, &header).filter(|_| header.is_signed())
+    else {
+        return Err(JsError::new(
+            "the snapshot is not signed, and trustedKeys requires a signature: the gateway signs views with snapshot.browser_signing_key",
+        ));
+    };
+    if !keys.contains(&signer) {
+        return Err(JsError::new(&format!(
+            "the snapshot is signed by key {}, which is not trusted: pass its public key in trustedKeys",
+            hex::encode(signer)
+        )));
+    }
+    let message = signed_message(bytes.get(..HEADER_LEN).unwrap_or_default());
+    let algorithm = js_sys::Object::new();
+    let _ = Reflect::set(&algorithm, &"name".into(), &"Ed25519".into());
+    let unsupported = |e: JsValue| {
+        JsError::new(&format!(
+            "this browser cannot verify Ed25519 signatures with WebCrypto ({}): load without trustedKeys, or use a browser that can",
+            e.as_string()
+                .or_else(|| js_sys::Error::from(e).message().as_string())
+                .unwrap_or_default()
+        ))
+    };
+    let key = subtle(
+        "importKey",
+        &[
+            "raw".into(),
+            Uint8Array::from(&signer[..]).into(),
+            algorithm.clone().into(),
+            false.into(),
+            std::iter::once(JsValue::from("verify"))
+                .collect::<js_sys::Array>()
+                .into(),
+        ],
+    )
+    .await
+    .map_err(unsupported)?;
+    let valid = subtle(
+        "verify",
+        &[
+            algorithm.into(),
+            key,
+            Uint8Array::from(&signature[..]).into(),
+            Uint8Array::from(&message[..]).into(),
+        ],
+    )
+    .await
+    .map_err(unsupported)?;
+    if valid.as_bool() == Some(true) {
+        Ok(())
+    } else {
+        Err(JsError::new(
+            "the snapshot's signature does not verify: it was changed after signing or signed wrongly; do not load it",
+        ))
     }
 }
 
@@ -208,14 +318,18 @@ impl PolicyEngine {
     /// Loads a snapshot (the bytes of the gateway's `GET /-/snapshot/me`).
     /// Throws an `Error` saying why when the bytes are not a valid snapshot.
     ///
-    /// With `trustedKeys` (SPKI PEM public keys, or 64 hex digits each),
-    /// only a snapshot signed by one of them loads: the gateway signs the
-    /// snapshots of `/-/snapshot/me` with `snapshot.browser_signing_key`.
+    /// Signatures are checked by `loadAsync` only (the browser's WebCrypto
+    /// verifies them, asynchronously): with `trustedKeys`, `load` throws
+    /// and says so.
     pub fn load(
         bytes: &[u8],
         #[wasm_bindgen(js_name = trustedKeys)] trusted_keys: Option<Vec<String>>,
     ) -> Result<PolicyEngine, JsError> {
-        check_signature(bytes, trusted_keys)?;
+        if !trusted(trusted_keys)?.is_empty() {
+            return Err(JsError::new(
+                "checking signatures needs loadAsync(bytes, trustedKeys): the browser verifies Ed25519 with WebCrypto, which is asynchronous",
+            ));
+        }
         Engine::load(bytes)
             .map(|engine| PolicyEngine {
                 engine: Rc::new(engine),
@@ -236,7 +350,10 @@ impl PolicyEngine {
         // Copied and handed to WebCrypto (which copies too) before the first
         // await, so both see the same bytes even if the caller reuses its array.
         let copy = bytes.to_vec();
-        check_signature(&copy, trusted_keys)?;
+        let keys = trusted(trusted_keys)?;
+        if !keys.is_empty() {
+            verify_signature(&copy, &keys).await?;
+        }
         // The body only: a signed snapshot's trailer follows it. A header
         // that does not parse is reported by the load below.
         let digest = match portcullis_snapshots::Header::parse(&copy) {

@@ -21,6 +21,25 @@ pub const FLAG_SIGNED: u16 = 1;
 pub const FLAG_VIEW: u16 = 2;
 /// Size of the signature trailer in bytes.
 pub const SIGNATURE_LEN: usize = 32 + 64;
+/// What a signature signs, before the 68 header bytes (FORMAT.md).
+pub const SIGNATURE_CONTEXT: &[u8] = b"portcullis snapshot signature v1\0";
+
+/// The bytes a snapshot's signature signs: the context, then its header.
+/// (Here rather than in `signature` so that a verifier without this
+/// crate's Ed25519 — the browser package, which verifies with WebCrypto —
+/// signs-checks the same bytes.)
+pub fn signed_message(header: &[u8]) -> Vec<u8> {
+    [SIGNATURE_CONTEXT, header].concat()
+}
+
+/// The signer's public key and the signature of a signed snapshot, if its
+/// trailer is there.
+pub fn signature_trailer(snapshot: &[u8], header: &Header) -> Option<([u8; 32], [u8; 64])> {
+    let at = header.body_range().end;
+    let t = snapshot.get(at..at.checked_add(SIGNATURE_LEN)?)?;
+    let (k, s) = t.split_first_chunk::<32>()?;
+    Some((*k, *s.first_chunk::<64>()?))
+}
 
 /// The decoded header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,11 +22,10 @@ use thiserror::Error;
 
 use crate::codec::body_digest;
 use crate::error::DecodeError;
-use crate::header::{FLAG_SIGNED, HEADER_LEN, Header, SIGNATURE_LEN};
+use crate::header::{FLAG_SIGNED, HEADER_LEN, Header};
 
 /// Domain separation: a signature over a snapshot header means nothing
 /// anywhere else.
-const CONTEXT: &[u8] = b"portcullis snapshot signature v1\0";
 
 /// Why a snapshot's signature is not accepted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -191,18 +190,11 @@ pub fn verify_header(
 }
 
 fn message(header: &[u8]) -> Vec<u8> {
-    [CONTEXT, header].concat()
+    crate::header::signed_message(header)
 }
 
 /// The trailer of a snapshot whose header says it is signed (its length
 /// was checked by `Header::parse`).
 fn trailer(snapshot: &[u8], header: &Header) -> ([u8; 32], [u8; 64]) {
-    let at = header.body_range().end;
-    let mut key = [0u8; 32];
-    let mut signature = [0u8; 64];
-    if let Some(t) = snapshot.get(at..at + SIGNATURE_LEN) {
-        key.copy_from_slice(&t[..32]);
-        signature.copy_from_slice(&t[32..]);
-    }
-    (key, signature)
+    crate::header::signature_trailer(snapshot, header).unwrap_or(([0; 32], [0; 64]))
 }

@@ -81,36 +81,49 @@ try {
   asyncChecked++;
   if (!String(e.message).length) fail("loadAsync garbage", e, "a message");
 }
-// Signed snapshots: with trustedKeys, only a snapshot signed by one of them
-// loads (both load methods; keys as hex or PEM).
+// Signed snapshots: with trustedKeys, loadAsync loads only a snapshot
+// signed by one of them (keys as hex or PEM), verified by WebCrypto; load,
+// which cannot wait for WebCrypto, refuses trustedKeys and says to use
+// loadAsync.
 const s = cases.signing;
 const signedBytes = new Uint8Array(readFileSync(s.snapshot));
-for (const [what, load] of [["load", async (b, k) => mod.PolicyEngine.load(b, k)], ["loadAsync", (b, k) => mod.PolicyEngine.loadAsync(b, k)]]) {
-  for (const keys of [[s.key], [s.otherKey, s.keyPem]]) {
-    asyncChecked++;
-    try {
-      const e = await load(signedBytes, keys);
-      if (e.revision !== cases.revision) fail(`${what} signed revision`, e.revision, cases.revision);
-    } catch (e) {
-      fail(`${what} signed with a trusted key`, e.message, "loaded");
-    }
-  }
-  for (const [candidate, keys, expected] of [
-    [bytes, [s.key], /not signed/],
-    [signedBytes, [s.otherKey], /not trusted/],
-    [signedBytes, ["not a key"], /trustedKeys/],
-  ]) {
-    asyncChecked++;
-    try {
-      await load(candidate, keys);
-      fail(`${what} refused`, "accepted", String(expected));
-    } catch (e) {
-      if (!expected.test(String(e.message))) fail(`${what} refused`, e.message, String(expected));
-    }
-  }
-  // Without trustedKeys, a signed snapshot loads like any other.
+for (const keys of [[s.key], [s.otherKey, s.keyPem]]) {
   asyncChecked++;
-  try { await load(signedBytes, undefined); } catch (e) { fail(`${what} signed without keys`, e.message, "loaded"); }
+  try {
+    const e = await mod.PolicyEngine.loadAsync(signedBytes, keys);
+    if (e.revision !== cases.revision) fail("loadAsync signed revision", e.revision, cases.revision);
+  } catch (e) {
+    fail("loadAsync signed with a trusted key", e.message, "loaded");
+  }
+  asyncChecked++;
+  try {
+    mod.PolicyEngine.load(signedBytes, keys);
+    fail("load with trustedKeys", "accepted", "/loadAsync/");
+  } catch (e) {
+    if (!/loadAsync/.test(String(e.message))) fail("load with trustedKeys", e.message, "/loadAsync/");
+  }
+}
+// A signature that does not verify: one byte of the signature flipped.
+const forged = signedBytes.slice();
+forged[forged.length - 1] ^= 1;
+for (const [candidate, keys, expected] of [
+  [bytes, [s.key], /not signed/],
+  [signedBytes, [s.otherKey], /not trusted/],
+  [signedBytes, ["not a key"], /trustedKeys/],
+  [forged, [s.key], /does not verify/],
+]) {
+  asyncChecked++;
+  try {
+    await mod.PolicyEngine.loadAsync(candidate, keys);
+    fail("loadAsync refused", "accepted", String(expected));
+  } catch (e) {
+    if (!expected.test(String(e.message))) fail("loadAsync refused", e.message, String(expected));
+  }
+}
+// Without trustedKeys, a signed snapshot loads like any other.
+for (const [what, load] of [["load", async (b) => mod.PolicyEngine.load(b)], ["loadAsync", (b) => mod.PolicyEngine.loadAsync(b)]]) {
+  asyncChecked++;
+  try { await load(signedBytes); } catch (e) { fail(`${what} signed without keys`, e.message, "loaded"); }
 }
 // The request format's context (policy-wasm/README.md): `now` as RFC 3339
 // or integer seconds decides alike; anything else throws (issue #12).
