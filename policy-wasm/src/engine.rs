@@ -5,7 +5,7 @@ use portcullis_snapshots::vocabulary::NodeKind;
 use portcullis_snapshots::{DecodeError, DecodeLimits, Snapshot, decode_with, decode_with_digest};
 use thiserror::Error;
 
-use crate::action::Action;
+use crate::action::{Action, EntityVerb};
 use crate::decision::{Decision, Reason};
 use crate::explain::{Explanation, explain};
 use crate::facts::{Facts, Naive};
@@ -186,12 +186,30 @@ impl Engine {
             return Vec::new();
         };
         let bare = matches!(target, Target::Entity(_));
+        // Entity actions come in groups per entity type, `view` first; the
+        // other verbs need Manage, which implies View (seed 004), so when
+        // `view` is denied the rest of its group is too, unasked: most
+        // principals view no entity type, and an organization has 60 of
+        // these actions.
+        let mut view_denied = None;
         Action::all()
             .filter(|&a| match (a, target) {
                 (Action::Entity(_, e), Target::Entity(t)) => e == t,
                 _ => applies(a, target),
             })
-            .filter(|&a| decide_parsed(f, subject, a, target, context).allowed)
+            .filter(|&a| {
+                if let Action::Entity(verb, e) = a
+                    && verb != EntityVerb::View
+                    && view_denied == Some(e)
+                {
+                    return false;
+                }
+                let allowed = decide_parsed(f, subject, a, target, context).allowed;
+                if let Action::Entity(EntityVerb::View, e) = a {
+                    view_denied = (!allowed).then_some(e);
+                }
+                allowed
+            })
             .map(|a| {
                 let name = a.name();
                 // On `entity/<type>` the vocabulary is the bare verb.

@@ -189,3 +189,35 @@ fn random_requests_cover_many_outcomes() {
         reasons.len()
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `permissions` is exactly the actions `check` allows (it skips the
+    /// rest of an entity type's group when `view` is denied: Manage implies
+    /// View, so that must never hide an allowed action).
+    #[test]
+    fn permissions_are_the_actions_check_allows(seed in any::<u64>(), n in 1usize..9, pick in any::<u64>()) {
+        let dir = random_directory(seed, n);
+        let body = compile(&dir).map_err(|p| TestCaseError::fail(format!("{p:#?}")))?;
+        let engine = Engine::load(&encode(&body, 3, 0).unwrap()).unwrap();
+        let (principals, resources, _) = vocab(&dir);
+        let rng = &mut ChaCha8Rng::seed_from_u64(pick);
+        let context = Context { now: 1_800_000_000, bulk: false };
+        for _ in 0..40 {
+            let principal = &principals[rng.random_range(0..principals.len())];
+            let resource = &resources[rng.random_range(0..resources.len())];
+            let asks = |action: &str| engine.check(&Request { principal, action, resource, context }).allowed;
+            let expected: Vec<String> = if resource.starts_with("entity/") {
+                ["view", "manage", "create", "edit", "remove"]
+                    .into_iter()
+                    .filter(|v| asks(v))
+                    .map(String::from)
+                    .collect()
+            } else {
+                Action::all().map(Action::name).filter(|a| asks(a)).collect()
+            };
+            prop_assert_eq!(engine.permissions(principal, resource, context), expected, "{} on {}", principal, resource);
+        }
+    }
+}
