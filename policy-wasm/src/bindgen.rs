@@ -183,7 +183,8 @@ async fn verify_signature(bytes: &[u8], keys: &[[u8; 32]]) -> Result<(), JsError
     use portcullis_snapshots::header::{signature_trailer, signed_message};
     let header =
         portcullis_snapshots::Header::parse(bytes).map_err(|e| JsError::new(&e.to_string()))?;
-    let Some((signer, signature)) = signature_trailer(bytes, &header).filter(|_| header.is_signed())
+    let Some((signer, signature)) =
+        signature_trailer(bytes, &header).filter(|_| header.is_signed())
     else {
         return Err(JsError::new(
             "the snapshot is not signed, and trustedKeys requires a signature: the gateway signs views with snapshot.browser_signing_key",

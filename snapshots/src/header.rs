@@ -21,7 +21,9 @@ pub const FLAG_SIGNED: u16 = 1;
 pub const FLAG_VIEW: u16 = 2;
 /// Size of the signature trailer in bytes.
 pub const SIGNATURE_LEN: usize = 32 + 64;
-/// What a signature signs, before the 68 header bytes (FORMAT.md).
+/// What a signature signs, before the 68 header bytes (FORMAT.md): domain
+/// separation, so a signature over a snapshot header means nothing
+/// anywhere else.
 pub const SIGNATURE_CONTEXT: &[u8] = b"portcullis snapshot signature v1\0";
 
 /// The bytes a snapshot's signature signs: the context, then its header.

@@ -24,9 +24,6 @@ use crate::codec::body_digest;
 use crate::error::DecodeError;
 use crate::header::{FLAG_SIGNED, HEADER_LEN, Header};
 
-/// Domain separation: a signature over a snapshot header means nothing
-/// anywhere else.
-
 /// Why a snapshot's signature is not accepted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SignatureError {
