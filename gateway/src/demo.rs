@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, StatusCode};
@@ -337,12 +337,19 @@ fn demo_site(
     match built {
         Some(pkg) => {
             site.add("", "text/html; charset=utf-8", include_str!("../demo/index.html"));
-            for (name, kind) in [
-                ("portcullis.js", "text/javascript"),
-                ("portcullis_bg.wasm", "application/wasm"),
-            ] {
-                let bytes = std::fs::read(pkg.join(name))
-                    .map_err(|e| format!("{}: {e}", pkg.join(name).display()))?;
+            let mut files = vec![
+                ("portcullis.js".to_string(), "text/javascript"),
+                ("portcullis_bg.wasm".to_string(), "application/wasm"),
+            ];
+            // The JavaScript the module imports (wasm-bindgen's snippets).
+            files.extend(
+                snippets(&pkg.join("snippets"), "snippets")
+                    .into_iter()
+                    .map(|name| (name, "text/javascript")),
+            );
+            for (name, kind) in files {
+                let bytes = std::fs::read(pkg.join(&name))
+                    .map_err(|e| format!("{}: {e}", pkg.join(&name).display()))?;
                 site.add(&format!("pkg/{name}"), kind, bytes);
             }
         }
@@ -354,6 +361,25 @@ fn demo_site(
         ),
     }
     Ok(site)
+}
+
+/// The `.js` files below `dir`, as paths relative to the package (`rel`).
+fn snippets(dir: &Path, rel: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(snippets(&path, &format!("{rel}/{name}")));
+        } else if name.ends_with(".js") {
+            out.push(format!("{rel}/{name}"));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Starts the upstream and the gateway with revision 1 of the example,

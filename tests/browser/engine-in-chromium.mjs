@@ -7,7 +7,7 @@
 //
 // node tests/browser/engine-in-chromium.mjs PACKAGE_DIR SNAPSHOT CASES.json [--bench]
 import { createServer } from "node:http";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { launch } from "./chromium.mjs";
 
@@ -20,7 +20,11 @@ const files = {
   "/cases": ["application/json", readFileSync(casesFile)],
 };
 const server = createServer((req, res) => {
-  const f = files[req.url];
+  let f = files[req.url];
+  // The JavaScript the module imports (wasm-bindgen's snippets/).
+  if (!f && req.url.startsWith("/snippets/") && !req.url.includes("..") && existsSync(join(pkg, req.url))) {
+    f = ["text/javascript", readFileSync(join(pkg, req.url))];
+  }
   if (!f) { res.writeHead(404).end(); return; }
   res.writeHead(200, { "Content-Type": f[0] }).end(f[1]);
 });
