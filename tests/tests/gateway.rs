@@ -1038,3 +1038,101 @@ async fn a_view_is_not_accepted_as_the_directory() {
     let a = gw.get(TABLE, &[("authorization", &bearer("carol"))]).await;
     assert_eq!(a.status, StatusCode::OK, "carol is still served");
 }
+
+/// Issue #13: an administrator's view runs to megabytes on a large
+/// directory; views of 32 KiB and more are kept gzipped and sent so to
+/// clients that accept gzip, plain to the others — the same view either
+/// way, under the same tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_views_are_sent_gzipped_to_clients_that_accept_it() {
+    use portcullis_snapshots::generate::{GenerateParams, generate};
+    use std::io::Read;
+    let dir = generate(GenerateParams {
+        users: 3_000,
+        groups: 60,
+        orgs: 6,
+        envs: 12,
+        catalogs: 150,
+        grants: 15_000,
+        seed: 11,
+    });
+    let snapshot = portcullis_snapshots::encode(
+        &portcullis_snapshots::source::compile(&dir).expect("valid"),
+        1,
+        0,
+    )
+    .expect("encodes");
+    let full = policy_wasm::Engine::load(&snapshot).expect("loads");
+    // A user who may log in and whose view is large: an administrator.
+    let now = 1_790_000_000;
+    let user = dir
+        .users
+        .iter()
+        .map(|u| u.username.clone())
+        .find(|u| {
+            let p = format!("user/{u}");
+            full.check(&policy_wasm::Request {
+                principal: &p,
+                action: "login",
+                resource: &p,
+                context: policy_wasm::Context { now, bulk: false },
+            })
+            .allowed
+                && full.view(&p).expect("cut").len() >= 64 << 10
+        })
+        .expect("an administrator who may log in");
+    let gw = gateway_with(Some(snapshot), |_, _| {}).await;
+    let url = format!("{}/-/snapshot/me", gw.base);
+    let get = |encoding: Option<&'static str>| {
+        let (client, url, auth) = (gw.client.clone(), url.clone(), bearer(&user));
+        async move {
+            let mut req = Request::get(&url).header("authorization", auth);
+            if let Some(e) = encoding {
+                req = req.header("accept-encoding", e);
+            }
+            let resp = client
+                .request(req.body(Full::new(Bytes::new())).expect("request"))
+                .await
+                .expect("response");
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (status, headers, body)
+        }
+    };
+    let (status, headers, gz) = get(Some("br, gzip;q=0.8")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert!(
+        headers["vary"]
+            .to_str()
+            .expect("ascii")
+            .contains("Accept-Encoding")
+    );
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut unpacked)
+        .expect("gzip");
+    assert!(
+        gz.len() * 2 < unpacked.len(),
+        "{} of {}",
+        gz.len(),
+        unpacked.len()
+    );
+    for refused in [None, Some("gzip;q=0"), Some("identity")] {
+        let (status, plain_headers, plain) = get(refused).await;
+        assert_eq!(status, StatusCode::OK, "{refused:?}");
+        assert!(
+            plain_headers.get("content-encoding").is_none(),
+            "{refused:?}"
+        );
+        assert_eq!(plain, unpacked, "{refused:?}: the same view");
+        assert_eq!(plain_headers["etag"], headers["etag"], "{refused:?}");
+    }
+    let view = policy_wasm::Engine::load(&unpacked).expect("a valid view");
+    assert!(view.is_view());
+    assert!(
+        view.people().len() > 1,
+        "an administrator's view holds its users"
+    );
+}

@@ -90,8 +90,9 @@ async fn view(
     if built {
         shared.metrics.view_built();
     }
-    // The tag is the view's content hash: a push that left this view as it
-    // was answers 304 (RFC 9110 weak comparison: a `W/` prefix is ignored).
+    // The tag is the view's content hash, weak (the same for gzipped and
+    // plain bytes): a push that left this view as it was answers 304 (RFC
+    // 9110 weak comparison: `W/` prefixes are ignored).
     let fresh = parts
         .headers
         .get(header::IF_NONE_MATCH)
@@ -99,7 +100,9 @@ async fn view(
         .is_some_and(|v| {
             v.split(',').any(|t| {
                 let t = t.trim();
-                t == "*" || t.strip_prefix("W/").unwrap_or(t) == view.etag
+                t == "*"
+                    || t.strip_prefix("W/").unwrap_or(t)
+                        == view.etag.strip_prefix("W/").unwrap_or(&view.etag)
             })
         });
     let mut r = if fresh {
@@ -107,15 +110,32 @@ async fn view(
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let mut r = Response::new(if parts.method == Method::HEAD {
+        // Large views are kept gzipped: sent so to every client that
+        // accepts it (every browser does), unpacked on a view builder for
+        // the others.
+        let gzip = view.gzipped && accepts_gzip(&parts.headers);
+        let body = if parts.method == Method::HEAD {
             empty()
+        } else if view.gzipped && !gzip {
+            let v = Arc::clone(&view);
+            let plain = shared
+                .view_builds
+                .run(move || v.plain())
+                .await
+                .map_err(|e| Refusal::internal("view_failed", e).at(revision))?;
+            full(plain)
         } else {
-            full(view.bytes.clone())
-        });
-        r.headers_mut().insert(
+            full(view.body.clone())
+        };
+        let mut r = Response::new(body);
+        let h = r.headers_mut();
+        h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/vnd.portcullis.snapshot"),
         );
+        if gzip {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         r
     };
     let h = r.headers_mut();
@@ -126,6 +146,29 @@ async fn view(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache"),
     );
-    h.insert(header::VARY, HeaderValue::from_static("Authorization"));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Authorization, Accept-Encoding"),
+    );
     Ok(r)
+}
+
+/// Whether `Accept-Encoding` accepts gzip (RFC 9110 §12.5.3: `gzip` or
+/// `*`, with a nonzero quality).
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
+        })
 }
