@@ -106,9 +106,18 @@ fn the_package_in_chromium_decides_the_conformance_corpus_like_the_native_engine
     let dir = std::env::temp_dir().join(format!("portcullis-chromium-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("acme.snap"), &bytes).expect("write");
+    // The same snapshot signed, for `loadAsync(bytes, trustedKeys)`: the
+    // page's WebCrypto verifies Ed25519 (no Ed25519 code in the package).
+    let key = portcullis_snapshots::signature::generate().expect("key");
+    let other = portcullis_snapshots::signature::generate().expect("key");
+    let signed = portcullis_snapshots::signature::sign(&bytes, &key).expect("signs");
+    let hex_key =
+        |k: &portcullis_snapshots::signature::SigningKey| hex::encode(k.verifying_key().as_bytes());
     std::fs::write(
         dir.join("cases.json"),
-        json!({"checks": checks}).to_string(),
+        json!({"checks": checks, "signing": {
+            "snapshot": hex::encode(&signed), "key": hex_key(&key), "otherKey": hex_key(&other)}})
+        .to_string(),
     )
     .expect("write");
     let stdout = node(
@@ -131,6 +140,12 @@ fn the_package_in_chromium_decides_the_conformance_corpus_like_the_native_engine
     assert_eq!(methods, ["load", "loadAsync"], "{reports}");
     for report in reports.as_array().into_iter().flatten() {
         assert_eq!(report["badCount"], 0, "{report}");
+        if report["method"] == "loadAsync" {
+            assert_eq!(
+                report["signatures"], "trusted loads, untrusted refused",
+                "{report}"
+            );
+        }
         assert_eq!(report["checked"].as_u64(), Some(checks.len() as u64));
         assert_eq!(report["revision"], 1);
     }

@@ -64,6 +64,15 @@ async function run(method, bench) {
         r.free();
       }
       const out = { method, checked: cases.checks.length, bad: bad.slice(0, 10), badCount: bad.length, revision: engine.revision };
+      // Signatures, verified by the page's WebCrypto (loadAsync only).
+      if (cases.signing && method === "loadAsync") {
+        const signed = Uint8Array.from(cases.signing.snapshot.match(/../g), (h) => parseInt(h, 16));
+        let trusted = "refused";
+        try { (await PolicyEngine.loadAsync(signed, [cases.signing.key])).free(); trusted = "loads"; } catch (e) { trusted = String(e.message); }
+        let untrusted = "loads";
+        try { (await PolicyEngine.loadAsync(signed, [cases.signing.otherKey])).free(); } catch (e) { untrusted = /not trusted/.test(String(e.message)) ? "refused" : String(e.message); }
+        out.signatures = `trusted ${trusted}, untrusted ${untrusted}`;
+      }
       if (bench) {
         // 100 batches of 1,000 calls (the page clock is too coarse for one call).
         const perCall = [];
