@@ -254,6 +254,22 @@ pub struct UserRec {
     pub sp_role: Option<SpRole>,
 }
 
+impl UserRec {
+    /// The optional strings of the record: its personal data (names,
+    /// phone) and its preferences (time zone, locale, start page).
+    pub fn optional_strings(&self) -> [OptStr; 7] {
+        [
+            self.name,
+            self.first_name,
+            self.last_name,
+            self.phone,
+            self.timezone,
+            self.locale,
+            self.start_page,
+        ]
+    }
+}
+
 /// A service account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceAccountRec {

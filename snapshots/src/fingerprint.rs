@@ -158,15 +158,7 @@ impl Fingerprint {
             h.s(u.username);
             h.v((u.org, u.status, u.admin_role));
             seen.push(h.h.finish());
-            for s in [
-                u.name,
-                u.first_name,
-                u.last_name,
-                u.phone,
-                u.timezone,
-                u.locale,
-                u.start_page,
-            ] {
+            for s in u.optional_strings() {
                 h.o4(s);
             }
             h.s(u.email);

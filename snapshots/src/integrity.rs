@@ -67,15 +67,7 @@ pub fn check_body(b: &Body) -> Result<(), DecodeError> {
         for v in [u.username, u.email] {
             s("user field", v)?;
         }
-        for v in [
-            u.name,
-            u.first_name,
-            u.last_name,
-            u.phone,
-            u.timezone,
-            u.locale,
-            u.start_page,
-        ] {
+        for v in u.optional_strings() {
             opt("user field", v.get())?;
         }
         in_range("user org", u.org, b.orgs.len())?;

@@ -171,11 +171,6 @@ impl Views {
             .clone()
     }
 
-    /// Loads the engine now (blocking), so the first browser does not wait.
-    pub fn load(&self) -> Result<(), String> {
-        self.loaded().map(|_| ())
-    }
-
     /// Keeps every view of `before` (the previous generation) that the
     /// change between the two snapshots cannot reach — the same bytes,
     /// shared: a view's revision is the one it was cut from, and a browser

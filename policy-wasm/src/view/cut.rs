@@ -155,6 +155,29 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
     // else (login flags, expiry and service-provider role are read of the
     // acting principal only).
     let no_email = s.text("");
+    // What a view holds of a user other than its principal (and of the
+    // stand-in): nothing but these four.
+    let other = |username: Str, org: u32, status: UserStatus, admin_role| UserRec {
+        username,
+        name: OptStr::NONE,
+        first_name: OptStr::NONE,
+        last_name: OptStr::NONE,
+        email: no_email,
+        phone: OptStr::NONE,
+        org,
+        timezone: OptStr::NONE,
+        locale: OptStr::NONE,
+        status,
+        // Read only of the principal itself: not stated of others.
+        allow_login: false,
+        email_verified: false,
+        sso: false,
+        expires_at: OptTime::NONE,
+        last_login: OptTime::NONE,
+        start_page: OptStr::NONE,
+        admin_role,
+        sp_role: None,
+    };
     b.users = r
         .users
         .iter()
@@ -176,26 +199,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
                     ..u.clone()
                 };
             }
-            UserRec {
-                username: s.unique(u.username),
-                name: OptStr::NONE,
-                first_name: OptStr::NONE,
-                last_name: OptStr::NONE,
-                email: no_email,
-                phone: OptStr::NONE,
-                org,
-                timezone: OptStr::NONE,
-                locale: OptStr::NONE,
-                last_login: OptTime::NONE,
-                start_page: OptStr::NONE,
-                sp_role: None,
-                // Read only of the principal itself: not stated of others.
-                allow_login: false,
-                email_verified: false,
-                sso: false,
-                expires_at: OptTime::NONE,
-                ..u.clone()
-            }
+            other(s.unique(u.username), org, u.status, u.admin_role)
         })
         .collect();
     // Team owners outside the view are one stand-in user whose empty
@@ -205,26 +209,8 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
         .iter()
         .any(|&t| at(&r.users, src.teams[t as usize].owner) == u32::MAX)
         .then(|| {
-            b.users.push(UserRec {
-                username: no_email,
-                name: OptStr::NONE,
-                first_name: OptStr::NONE,
-                last_name: OptStr::NONE,
-                email: no_email,
-                phone: OptStr::NONE,
-                org: b.domain,
-                timezone: OptStr::NONE,
-                locale: OptStr::NONE,
-                status: UserStatus::Disabled,
-                allow_login: false,
-                email_verified: false,
-                sso: false,
-                expires_at: OptTime::NONE,
-                last_login: OptTime::NONE,
-                start_page: OptStr::NONE,
-                admin_role: None,
-                sp_role: None,
-            });
+            b.users
+                .push(other(no_email, b.domain, UserStatus::Disabled, None));
             b.users.len() as u32 - 1
         });
     if let Whom::Service(i) = whom {
@@ -260,7 +246,7 @@ pub(crate) fn cut(f: &Indexed, whom: Whom, r: &Reach) -> (Body, ViewFacts) {
         .iter()
         .map(|&t| {
             let team = &src.teams[t as usize];
-            let full = r.full_teams.binary_search(&t).is_ok();
+            let full = r.scope.user_teams.binary_search(&t).is_ok();
             let owner = at(&r.users, team.owner);
             TeamRec {
                 id: s.unique(team.id),

@@ -44,9 +44,6 @@ pub(crate) struct Reach {
     pub teams: Vec<u32>,
     /// Users besides the stand-in: the principal and those it can act on.
     pub users: Vec<u32>,
-    /// Teams whose whole membership the view holds; the others list only
-    /// the principal.
-    pub full_teams: Vec<u32>,
     /// The principal, then the groups it is in: whose grants and
     /// permissions the view holds.
     pub holders: Vec<PrincipalRef>,
@@ -64,7 +61,8 @@ pub struct ViewScope {
     pub all_users: bool,
     /// Organizations whose users, and their subtrees', the view may hold.
     pub user_orgs: Vec<u32>,
-    /// Teams whose members the view may hold.
+    /// Teams whose members the view may hold, ascending: the view lists
+    /// their members (those it holds); other teams list only the principal.
     pub user_teams: Vec<u32>,
 }
 
@@ -307,7 +305,6 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
 
     // 3. Users it can act on, and teams whose members it can act on.
     let mut users: Vec<u32> = actor.into_iter().collect();
-    let mut full_teams = Vec::new();
     let mut scope = ViewScope {
         user: actor,
         all_users: owner_level(admin_role),
@@ -364,7 +361,6 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
                             .chain(team.members.iter().copied())
                             .filter(|&u| !owner_level(b.users[u as usize].admin_role)),
                     );
-                    full_teams.push(t);
                     scope.user_teams.push(t);
                 }
                 _ => {}
@@ -381,12 +377,11 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
         };
         if grants_allow(f, subject, Action::Team(TeamAction::RemoveMember), target) {
             users.extend(team.members.iter().filter(|&&m| m != team.owner));
-            full_teams.push(t);
             scope.user_teams.push(t);
         }
     }
     let users = sorted(users, b.users.len());
-    let full_teams = sorted(full_teams, b.teams.len());
+    scope.user_teams = sorted(std::mem::take(&mut scope.user_teams), b.teams.len());
 
     // 4. Everything the kept records refer to, and every ancestor.
     for g in &grants {
@@ -434,7 +429,6 @@ pub(crate) fn reach(f: &Indexed, whom: Whom) -> Reach {
         objects,
         teams,
         users,
-        full_teams,
         holders,
         scope,
     }
