@@ -335,7 +335,26 @@ fn views_of_random_directories_allow_and_hold_others() {
         for p in principals(&dir) {
             allowed += agrees(&dir, &full, &p).unwrap();
             let (body, facts) = full.view_body(&p).unwrap();
-            stand_ins += usize::from(body.users.iter().any(|u| body.str(u.username).is_empty()));
+            let has_stand_in = body.users.iter().any(|u| body.str(u.username).is_empty());
+            stand_ins += usize::from(has_stand_in);
+            if has_stand_in {
+                // The stand-in names nobody: `user/` is no principal and
+                // no resource of the view.
+                let view = Engine::load(&full.view(&p).unwrap()).unwrap();
+                let ask = |principal: &str, resource: &str| {
+                    view.check(&Request {
+                        principal,
+                        action: "user:view",
+                        resource,
+                        context: CONTEXTS[0],
+                    })
+                    .reason
+                };
+                assert_eq!(ask("user/", &p), Reason::UnknownPrincipal, "{p}");
+                if p.starts_with("user/") {
+                    assert_eq!(ask(&p, "user/"), Reason::UnknownResource, "{p}");
+                }
+            }
             sole_owners += usize::from(!facts.sole_owners.is_empty());
             with_others += usize::from(
                 body.users
@@ -482,6 +501,15 @@ fn one_person_changes_keep_most_views_and_reach_some() {
 /// --created-at 1970-01-01T00:00:00Z` after a format change).
 #[test]
 fn the_browser_warm_up_snapshot_loads_and_answers() {
+    // A checked-in build output: it must be exactly what its source builds.
+    let source = include_str!("../browser/warm.json");
+    let (dir, _) = portcullis_snapshots::source::build(source).unwrap();
+    let built = encode(&compile(&dir).unwrap(), 1, 0).unwrap();
+    assert_eq!(
+        &built[..],
+        include_bytes!("../browser/warm.snap"),
+        "warm.snap is stale: rebuild it from warm.json (command above)"
+    );
     let engine = Engine::load(include_bytes!("../browser/warm.snap")).unwrap();
     let d = engine.check(&Request {
         principal: "user/u",
