@@ -67,6 +67,24 @@ fn main() {
         Ok(path) => std::fs::read(path).expect("PORTCULLIS_BIG_SNAP"),
         Err(_) => encode(&compile(&generate(params)).expect("valid"), 1, 0).expect("encode"),
     };
+    // What a gateway serving browsers adds to every swap: the views'
+    // engine is loaded once per replica (not per worker), and the
+    // snapshot is fingerprinted to tell which views a push reaches.
+    let t = Instant::now();
+    let decoded = portcullis_snapshots::decode(&bytes).expect("decode");
+    let decode = t.elapsed();
+    let t = Instant::now();
+    let fingerprint = portcullis_snapshots::fingerprint::Fingerprint::of(&decoded.body);
+    let fingerprinted = t.elapsed();
+    let t = Instant::now();
+    let change = fingerprint.change_to(&fingerprint);
+    println!(
+        "per swap: decode {:.0} ms, fingerprint {:.0} ms, compare {:.1} ms ({change:?})",
+        ms(decode),
+        ms(fingerprinted),
+        ms(t.elapsed())
+    );
+    drop(decoded);
     let engine = Engine::load(&bytes).expect("load");
     println!(
         "directory: {} users, {} grants, {} bytes ({} gzipped)",
