@@ -5,6 +5,7 @@
 //! so counting a request is an atomic increment, not a map lookup.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -87,6 +88,10 @@ pub struct Metrics {
     revision: Gauge,
     swaps: Family<SourceLabels, Counter>,
     failed_swaps: Family<SourceLabels, Counter>,
+    swap_seconds: Histogram,
+    swap_cpu_seconds: Histogram,
+    fetched_bytes: Family<SourceLabels, Counter>,
+    image_bytes: Gauge,
     traps: Counter,
     views_built: Counter,
     /// Decision-endpoint checks: [single, batch] × [deny, allow].
@@ -98,6 +103,11 @@ pub struct Metrics {
 /// Exponential buckets from 1 µs to about 0.5 s (decisions are sub-µs to µs).
 fn decision_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(1e-6, 2.5, 15)
+}
+
+/// From 1 ms to about 60 s: a swap is a load of the snapshot, once.
+fn swap_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(1e-3, 2.0, 17)
 }
 
 /// From 100 µs to about 60 s.
@@ -168,6 +178,30 @@ impl Metrics {
             "Candidate snapshots refused, by source",
             failed_swaps.clone(),
         );
+        let swap_seconds = Histogram::new(swap_buckets());
+        registry.register(
+            "snapshot_swap_seconds",
+            "Time from a candidate's checked header to its swap: one load, every worker's instance, the browser views carried over",
+            swap_seconds.clone(),
+        );
+        let swap_cpu_seconds = Histogram::new(swap_buckets());
+        registry.register(
+            "snapshot_swap_cpu_seconds",
+            "CPU time of the same, whatever the number of workers",
+            swap_cpu_seconds.clone(),
+        );
+        let fetched_bytes = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "snapshot_received_bytes",
+            "Bytes of candidate snapshots received, by source (refused ones included)",
+            fetched_bytes.clone(),
+        );
+        let image_bytes = Gauge::default();
+        registry.register(
+            "snapshot_image_bytes",
+            "Memory of the serving snapshot's loaded image, shared by every worker",
+            image_bytes.clone(),
+        );
         let traps = Counter::default();
         registry.register(
             "engine_traps",
@@ -208,6 +242,10 @@ impl Metrics {
             revision,
             swaps,
             failed_swaps,
+            swap_seconds,
+            swap_cpu_seconds,
+            fetched_bytes,
+            image_bytes,
             traps,
             traps_counted: AtomicU64::new(0),
         }
@@ -265,8 +303,9 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a successful swap.
-    pub fn swapped(&self, source: &str, revision: u64) {
+    /// Records a successful swap: its revision, what it took, and the
+    /// memory of its image.
+    pub fn swapped(&self, source: &str, revision: u64, took: Duration, cpu: Duration, image: u64) {
         self.swaps
             .get_or_create(&SourceLabels {
                 source: source.to_string(),
@@ -274,6 +313,19 @@ impl Metrics {
             .inc();
         self.revision
             .set(i64::try_from(revision).unwrap_or(i64::MAX));
+        self.swap_seconds.observe(took.as_secs_f64());
+        self.swap_cpu_seconds.observe(cpu.as_secs_f64());
+        self.image_bytes
+            .set(i64::try_from(image).unwrap_or(i64::MAX));
+    }
+
+    /// Counts the bytes of a candidate received from `source`.
+    pub fn received(&self, source: &str, bytes: usize) {
+        self.fetched_bytes
+            .get_or_create(&SourceLabels {
+                source: source.to_string(),
+            })
+            .inc_by(bytes as u64);
     }
 
     /// Records a refused candidate.

@@ -16,6 +16,10 @@ use crate::snapshot::swap::{Installed, Source, SwapError, Swapper};
 use crate::snapshot::view_builder::ViewBuilder;
 use crate::static_site::StaticSite;
 
+/// How far below the workers a snapshot loads (nice value). Measured in
+/// docs/BENCHMARKS.md ("One load per swap").
+const SWAP_NICENESS: i32 = 5;
+
 /// State shared by every connection.
 pub(crate) struct Shared {
     /// The configuration, compiled.
@@ -64,16 +68,35 @@ impl Shared {
         source: Source,
         force: bool,
     ) -> Result<Installed, SwapError> {
+        self.metrics.received(source.as_str(), bytes.len());
         let swapper = Arc::clone(&self.swapper);
-        let result = tokio::task::spawn_blocking(move || swapper.install(bytes, source, force))
-            .await
-            .unwrap_or_else(|e| {
+        // On a thread of its own, below the workers' priority: a swap
+        // under load takes longer rather than taking the workers' CPU.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("portcullis-swap".into())
+            .spawn(move || {
+                crate::snapshot::priority::lower(SWAP_NICENESS, "the snapshot loader");
+                let _ = tx.send(swapper.install(bytes, source, force));
+            });
+        let result = match spawned {
+            Ok(_) => rx.await.unwrap_or_else(|e| {
                 Err(SwapError::Load(HostError::Trap(format!(
                     "loader failed: {e}"
                 ))))
-            });
+            }),
+            Err(e) => Err(SwapError::Load(HostError::Instantiate(format!(
+                "cannot start the loader thread: {e}"
+            )))),
+        };
         match &result {
-            Ok(done) => self.metrics.swapped(source.as_str(), done.revision),
+            Ok(done) => self.metrics.swapped(
+                source.as_str(),
+                done.revision,
+                done.took,
+                done.cpu,
+                done.image_bytes,
+            ),
             Err(e) => {
                 self.metrics.swap_failed(source.as_str());
                 tracing::warn!(source = source.as_str(), error = %e, "candidate snapshot refused; the current one keeps serving");

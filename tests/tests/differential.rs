@@ -1,6 +1,8 @@
 //! The WebAssembly module and the native engine agree: 10,000 random
 //! requests over the large generated directory (100k users, 500k grants),
-//! decided natively and through wasmtime, one by one and in batches.
+//! decided natively and through wasmtime, one by one and in batches — in an
+//! instance that loaded the snapshot and in instances started from the
+//! memory image of one that did (how the gateway's workers get it).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -26,6 +28,15 @@ fn wasm_and_native_agree_on_10000_random_requests() {
     let module = PolicyModule::new().unwrap();
     let mut wasm = module.instantiate(InstanceLimits::default()).unwrap();
     wasm.load_snapshot(&bytes).unwrap();
+    let image = module
+        .load_image(&bytes, InstanceLimits::default())
+        .unwrap();
+    let mut first = module
+        .instantiate_image(&image, InstanceLimits::default())
+        .unwrap();
+    let mut second = module
+        .instantiate_image(&image, InstanceLimits::default())
+        .unwrap();
 
     let rng = &mut ChaCha8Rng::seed_from_u64(2026);
     let actions: Vec<String> = policy_wasm::action::Action::all()
@@ -93,14 +104,26 @@ fn wasm_and_native_agree_on_10000_random_requests() {
         "the requests should reach allows too ({allowed})"
     );
 
-    for (i, (req, want)) in reqs.iter().zip(&expected).enumerate().step_by(2) {
-        assert_eq!(&wasm.check(req).unwrap(), want, "request {i}: {req:?}");
+    for (i, (req, want)) in reqs.iter().zip(&expected).enumerate() {
+        let from = if i % 2 == 0 { &mut wasm } else { &mut first };
+        assert_eq!(&from.check(req).unwrap(), want, "request {i}: {req:?}");
     }
     for (chunk, want) in reqs.chunks(1000).zip(expected.chunks(1000)) {
         assert_eq!(wasm.check_batch(chunk).unwrap(), want);
+        assert_eq!(second.check_batch(chunk).unwrap(), want);
     }
     for req in reqs.iter().step_by(20) {
         assert_eq!(wasm.explain(req).unwrap(), native.explain(req), "{req:?}");
+        assert_eq!(first.explain(req).unwrap(), native.explain(req), "{req:?}");
+    }
+    // What the instances wrote stayed theirs: a third one starts from the
+    // image as it was taken.
+    let mut third = module
+        .instantiate_image(&image, InstanceLimits::default())
+        .unwrap();
+    assert_eq!(third.revision().unwrap(), Some(1));
+    for (req, want) in reqs.iter().zip(&expected).take(500) {
+        assert_eq!(&third.check(req).unwrap(), want, "{req:?}");
     }
 }
 

@@ -752,9 +752,21 @@ async fn metrics_and_the_decision_log_record_every_decision() {
         "portcullis_snapshot_swaps_total{source=\"embedded\"} 1",
         "portcullis_decision_seconds_count 3",
         "portcullis_upstream_seconds_count 2",
+        "portcullis_snapshot_swap_seconds_count 1",
+        "portcullis_snapshot_swap_cpu_seconds_count 1",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
+    // The snapshot's bytes as received, and its loaded image's memory.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(value("portcullis_snapshot_received_bytes_total{source=\"embedded\"}") > 1000.0);
+    assert!(value("portcullis_snapshot_image_bytes") > 1_000_000.0);
 
     let log = gw._dir.path().join("decisions.log");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -4,7 +4,11 @@
 //! accepted revision across restarts), [`views`] (each principal's browser
 //! view, cut on the [`view_builder`] threads).
 
+pub mod cpu_time;
+mod image_module;
+pub mod memory_image;
 pub mod module;
+pub mod priority;
 pub mod revision_state;
 pub mod swap;
 pub mod view_builder;

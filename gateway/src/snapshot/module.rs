@@ -6,16 +6,25 @@
 //! memory limit, holding one loaded snapshot; every call copies a
 //! postcard-encoded request into linear memory and decodes the result in
 //! place. The ABI is described in `policy-wasm/src/abi.rs`.
+//!
+//! A snapshot is loaded once ([`PolicyModule::load_image`]) and every
+//! instance that serves it starts from the loaded memory, copy-on-write
+//! ([`PolicyModule::instantiate_image`], see `memory_image.rs`).
 
 use policy_wasm::wire::{ListQuery, ListResult, PermissionsQuery, encode_into, status};
 use policy_wasm::{Decision, Explanation, Request};
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 use wasmtime::{
-    Config, Engine, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder,
-    TypedFunc,
+    Config, Engine, Global, InstancePre, Linker, Memory, Module, Store, StoreLimits,
+    StoreLimitsBuilder, TypedFunc,
 };
+
+use super::image_module::{self, ImageModule};
+use super::memory_image::{self, Backing, MemoryImage};
 
 /// The engine's module, built from this checkout by `gateway/build.rs`.
 pub static POLICY_MODULE: &[u8] = include_bytes!(env!("POLICY_WASM_MODULE"));
@@ -92,6 +101,9 @@ impl Default for InstanceLimits {
 pub struct PolicyModule {
     engine: Engine,
     pre: InstancePre<HostState>,
+    /// The data segments a fresh instance gets and the mutable globals an
+    /// image records (the rewritten module itself is compiled and dropped).
+    layout: Arc<ImageModule>,
 }
 
 impl PolicyModule {
@@ -129,7 +141,13 @@ impl PolicyModule {
     }
 
     fn build(wasm: &[u8], cache: Option<wasmtime::Cache>) -> Result<Self, HostError> {
+        let mut layout = image_module::prepare(wasm).map_err(HostError::Compile)?;
         let mut config = Config::new();
+        // Every instance's memory is ours to map (fresh, or an image of a
+        // loaded snapshot); wasmtime's own copy-on-write initialization
+        // works only on memories it maps itself.
+        config.with_host_memory(Arc::new(memory_image::Creator));
+        config.memory_init_cow(false);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         config.cache(cache);
         // Calls are bounded by epoch interruption rather than fuel: a check
@@ -138,13 +156,18 @@ impl PolicyModule {
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| HostError::Compile(format!("{e:#}")))?;
         let module =
-            Module::new(&engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
+            Module::new(&engine, &layout.wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
+        layout.wasm = Vec::new();
         // The module imports nothing: no clock, no I/O.
         let linker = Linker::new(&engine);
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| HostError::Compile(format!("{e:#}")))?;
-        Ok(PolicyModule { engine, pre })
+        Ok(PolicyModule {
+            engine,
+            pre,
+            layout: Arc::new(layout),
+        })
     }
 
     /// Advances the epoch by one tick: every call running in any instance
@@ -155,6 +178,64 @@ impl PolicyModule {
 
     /// A fresh instance with no snapshot loaded.
     pub fn instantiate(&self, limits: InstanceLimits) -> Result<PolicyInstance, HostError> {
+        let mut instance = self.instantiate_backed(Backing::Fresh, limits)?;
+        instance.write_segments(&self.layout)?;
+        Ok(instance)
+    }
+
+    /// Loads `bytes` into a fresh instance whose memory is an in-memory
+    /// file and keeps that memory as an image to start instances from.
+    /// The one full load of a swap; fails as [`PolicyInstance::load_snapshot`]
+    /// does.
+    pub fn load_image(
+        &self,
+        bytes: &[u8],
+        limits: InstanceLimits,
+    ) -> Result<Arc<MemoryImage>, HostError> {
+        let file = memory_image::new_file()
+            .map_err(|e| HostError::Instantiate(format!("cannot create a memory image: {e}")))?;
+        let mut loader = self.instantiate_backed(Backing::Writable(Arc::clone(&file)), limits)?;
+        loader.write_segments(&self.layout)?;
+        loader.load_snapshot(bytes)?;
+        let len = loader.memory_size();
+        let globals = loader
+            .globals
+            .iter()
+            .map(|g| g.get(&mut loader.store))
+            .collect();
+        // The loader's mapping must be gone before the file is sealed.
+        drop(loader);
+        let image = memory_image::seal(file, len, globals)
+            .map_err(|e| HostError::Instantiate(format!("cannot seal a memory image: {e}")))?;
+        Ok(Arc::new(image))
+    }
+
+    /// An instance that starts with `image` in its memory: the snapshot
+    /// is loaded, and the memory is the image's pages until written.
+    pub fn instantiate_image(
+        &self,
+        image: &Arc<MemoryImage>,
+        limits: InstanceLimits,
+    ) -> Result<PolicyInstance, HostError> {
+        let mut instance = self.instantiate_backed(Backing::Image(Arc::clone(image)), limits)?;
+        if instance.globals.len() != image.globals.len() {
+            return Err(HostError::Instantiate(
+                "the image was taken from another module".into(),
+            ));
+        }
+        for (global, value) in instance.globals.iter().zip(&image.globals) {
+            global
+                .set(&mut instance.store, *value)
+                .map_err(|e| HostError::Instantiate(format!("{e:#}")))?;
+        }
+        Ok(instance)
+    }
+
+    fn instantiate_backed(
+        &self,
+        backing: Backing,
+        limits: InstanceLimits,
+    ) -> Result<PolicyInstance, HostError> {
         let mut store = Store::new(
             &self.engine,
             HostState {
@@ -165,10 +246,17 @@ impl PolicyModule {
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(limits.load_ticks);
-        let inst = self
-            .pre
-            .instantiate(&mut store)
+        let inst = memory_image::backed_by(backing, || self.pre.instantiate(&mut store))
             .map_err(|e| HostError::Instantiate(format!("{e:#}")))?;
+        let globals = self
+            .layout
+            .globals
+            .iter()
+            .map(|name| {
+                inst.get_global(&mut store, name)
+                    .ok_or_else(|| HostError::Instantiate(format!("no global {name}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let get = |store: &mut Store<HostState>, name: &str| {
             inst.get_typed_func::<u32, i32>(&mut *store, name)
                 .map_err(|e| HostError::Instantiate(format!("{name}: {e:#}")))
@@ -183,6 +271,9 @@ impl PolicyModule {
         Ok(PolicyInstance {
             input: get(&mut store, "pc_input")?,
             load: get(&mut store, "pc_load")?,
+            load_hashed: inst
+                .get_typed_func::<u32, i32>(&mut store, "pc_load_hashed")
+                .ok(),
             check: get64(&mut store, "pc_check")?,
             batch: get64(&mut store, "pc_check_batch")?,
             explain: get64(&mut store, "pc_explain")?,
@@ -201,6 +292,7 @@ impl PolicyModule {
                 .get_typed_func::<(), i64>(&mut store, "pc_revision")
                 .map_err(|e| HostError::Instantiate(format!("pc_revision: {e:#}")))?,
             memory,
+            globals,
             store,
             limits,
             interrupt_next: false,
@@ -215,8 +307,12 @@ impl PolicyModule {
 pub struct PolicyInstance {
     store: Store<HostState>,
     memory: Memory,
+    /// The module's mutable globals (recorded with an image).
+    globals: Vec<Global>,
     input: TypedFunc<u32, i32>,
     load: TypedFunc<u32, i32>,
+    /// `pc_load_hashed`, when the module has it (a test's module may not).
+    load_hashed: Option<TypedFunc<u32, i32>>,
     check: TypedFunc<u32, i64>,
     batch: TypedFunc<u32, i64>,
     explain: TypedFunc<u32, i64>,
@@ -253,18 +349,32 @@ impl PolicyInstance {
         self.interrupt_next = true;
     }
 
-    fn write_input(&mut self, bytes: &[u8]) -> Result<(), HostError> {
-        let ptr = match self.input_buf {
+    /// Writes the module's data segments, as instantiation would have.
+    fn write_segments(&mut self, layout: &ImageModule) -> Result<(), HostError> {
+        for (offset, bytes) in &layout.segments {
+            self.memory
+                .write(&mut self.store, *offset, bytes)
+                .map_err(|e| HostError::Instantiate(format!("data segment at {offset}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The module's input buffer for `len` bytes (reused while it fits).
+    fn input_ptr(&mut self, len: usize) -> Result<usize, HostError> {
+        match self.input_buf {
             // The module's buffer is big enough and has not moved.
-            Some((ptr, cap)) if bytes.len() <= cap => ptr,
+            Some((ptr, cap)) if len <= cap => Ok(ptr),
             _ => {
-                let len =
-                    u32::try_from(bytes.len()).map_err(|_| HostError::Status(status::BAD_INPUT))?;
-                let ptr = self.input.call(&mut self.store, len).map_err(trap)? as u32 as usize;
-                self.input_buf = Some((ptr, bytes.len()));
-                ptr
+                let n = u32::try_from(len).map_err(|_| HostError::Status(status::BAD_INPUT))?;
+                let ptr = self.input.call(&mut self.store, n).map_err(trap)? as u32 as usize;
+                self.input_buf = Some((ptr, len));
+                Ok(ptr)
             }
-        };
+        }
+    }
+
+    fn write_input(&mut self, bytes: &[u8]) -> Result<(), HostError> {
+        let ptr = self.input_ptr(bytes.len())?;
         self.memory
             .write(&mut self.store, ptr, bytes)
             .map_err(|e| HostError::Trap(e.to_string()))
@@ -279,16 +389,39 @@ impl PolicyInstance {
     }
 
     /// Loads a snapshot; on failure the previous snapshot keeps serving.
+    ///
+    /// The body's SHA-256 is computed here, natively (`sha2` uses the
+    /// CPU's SHA extensions), and handed to the module with the snapshot:
+    /// in WebAssembly it was the larger part of a load.
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), HostError> {
+        let digest = portcullis_snapshots::header::Header::parse(bytes)
+            .ok()
+            .and_then(|h| bytes.get(h.body_range()))
+            .map(portcullis_snapshots::body_digest);
         // A snapshot gets a buffer of its own size, freed after loading.
         self.input_buf = None;
         self.store.set_epoch_deadline(self.limits.load_ticks);
-        self.write_input(bytes)?;
+        let (load, len) = match (digest, self.load_hashed.clone()) {
+            (Some(digest), Some(load_hashed)) => {
+                let len = bytes.len() + digest.len();
+                let ptr = self.input_ptr(len)?;
+                self.memory
+                    .write(&mut self.store, ptr, &digest)
+                    .and_then(|()| {
+                        self.memory
+                            .write(&mut self.store, ptr + digest.len(), bytes)
+                    })
+                    .map_err(|e| HostError::Trap(e.to_string()))?;
+                (load_hashed, len)
+            }
+            // An unreadable header: the module says what is wrong with it.
+            _ => {
+                self.write_input(bytes)?;
+                (self.load.clone(), bytes.len())
+            }
+        };
         self.input_buf = None;
-        let rc = self
-            .load
-            .call(&mut self.store, bytes.len() as u32)
-            .map_err(trap);
+        let rc = load.call(&mut self.store, len as u32).map_err(trap);
         // Give the snapshot-sized buffer back to the module's allocator.
         self.release.call(&mut self.store, ()).map_err(trap)?;
         match rc? {

@@ -1,7 +1,9 @@
 //! Snapshot hot swap: every candidate becomes a [`Generation`] — the
-//! snapshot bytes plus one engine instance per worker with the snapshot
-//! already loaded — before a single atomic pointer swap (arc-swap) makes it
-//! current.
+//! snapshot bytes, the memory image of one instance that loaded it, and one
+//! engine instance per worker started from that image — before a single
+//! atomic pointer swap (arc-swap) makes it current. The snapshot is loaded
+//! once per swap, whatever the number of workers: the workers' instances
+//! map the image copy-on-write (`memory_image.rs`).
 //!
 //! A request takes the current generation once, at its start, and keeps it
 //! (an `Arc`) until its decision is made: requests in flight finish on the
@@ -10,8 +12,8 @@
 //! costs requests nothing but the CPU the load takes.
 //!
 //! An instance that traps is thrown away (its memory may be mid-update)
-//! and rebuilt in the background from the generation's bytes; meanwhile the
-//! other instances serve.
+//! and rebuilt in the background from the generation's image; meanwhile
+//! the other instances serve.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -25,6 +27,7 @@ use thiserror::Error;
 
 use crate::snapshot::revision_state::{AcceptedRevision, RevisionState};
 
+use crate::snapshot::memory_image::MemoryImage;
 use crate::snapshot::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
 use crate::snapshot::views::Views;
 
@@ -158,6 +161,8 @@ pub struct Generation {
     /// Where it came from.
     pub source: Source,
     bytes: Arc<[u8]>,
+    /// The loaded snapshot every instance starts from.
+    image: Arc<MemoryImage>,
     slots: Box<[Slot]>,
     rebuilding: AtomicUsize,
     views: Arc<Views>,
@@ -247,7 +252,7 @@ impl Generation {
                         if !empty {
                             continue;
                         }
-                        match pool.loaded_instance(&generation.bytes) {
+                        match pool.instance_from(&generation.image) {
                             Ok(instance) => {
                                 let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
                                 *g = Some(instance);
@@ -284,6 +289,11 @@ impl Generation {
                 i.interrupt_next_call();
             }
         }
+    }
+
+    /// The loaded snapshot every instance of this generation starts from.
+    pub fn image(&self) -> &Arc<MemoryImage> {
+        &self.image
     }
 
     /// The browser views of this generation.
@@ -380,10 +390,13 @@ impl EnginePool {
         self.traps.load(Ordering::Relaxed)
     }
 
-    fn loaded_instance(&self, bytes: &[u8]) -> Result<PolicyInstance, HostError> {
-        let mut instance = self.module.instantiate(self.limits)?;
-        instance.load_snapshot(bytes)?;
-        Ok(instance)
+    /// Loads a snapshot once: the image every instance serving it starts from.
+    fn load_image(&self, bytes: &[u8]) -> Result<Arc<MemoryImage>, HostError> {
+        self.module.load_image(bytes, self.limits)
+    }
+
+    fn instance_from(&self, image: &Arc<MemoryImage>) -> Result<PolicyInstance, HostError> {
+        self.module.instantiate_image(image, self.limits)
     }
 }
 
@@ -404,6 +417,13 @@ pub struct Installed {
     pub sha256: String,
     /// Browser views kept over the swap, when browsers had been served.
     pub views: Option<super::views::Carried>,
+    /// Wall time from the checked header to the swap (the load, the
+    /// workers' instances, the views carried over).
+    pub took: Duration,
+    /// CPU time of the same (it all runs on the installing thread).
+    pub cpu: Duration,
+    /// Memory the loaded snapshot's image holds, shared by every worker.
+    pub image_bytes: u64,
 }
 
 /// Holds the current generation and installs new ones, one at a time.
@@ -537,12 +557,12 @@ impl Swapper {
         }
         let bytes: Arc<[u8]> = bytes.into();
         let started = std::time::Instant::now();
-        let first = self.pool.loaded_instance(&bytes).map_err(SwapError::Load)?;
-        let mut slots = vec![Mutex::new(Some(first))];
-        for _ in 1..self.pool.instances {
-            let next = self.pool.loaded_instance(&bytes).map_err(SwapError::Load)?;
-            slots.push(Mutex::new(Some(next)));
-        }
+        let cpu_started = super::cpu_time::thread();
+        let image = self.pool.load_image(&bytes).map_err(SwapError::Load)?;
+        let slots = (0..self.pool.instances)
+            .map(|_| self.pool.instance_from(&image).map(|i| Mutex::new(Some(i))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SwapError::Load)?;
         let sha256 = hex::encode(header.body_sha256);
         let generation = Generation {
             revision: header.revision,
@@ -552,12 +572,14 @@ impl Swapper {
             source,
             slots: slots.into_boxed_slice(),
             rebuilding: AtomicUsize::new(0),
+            image,
             views: Arc::new(Views::new(Arc::clone(&bytes), self.view_cache_bytes)),
             bytes,
         };
         let generation = Arc::new(generation);
         let replaced = self.current.swap(Some(Arc::clone(&generation)));
         let load_ms = started.elapsed().as_millis() as u64;
+        let image_bytes = generation.image.resident_bytes();
         // Browsers were served views of the old snapshot: load the new
         // one's engine now, before the push is answered, and keep the
         // views the push did not change, rather than cutting them all
@@ -581,12 +603,16 @@ impl Swapper {
             // a restart now could accept an older one.
             tracing::error!(error = %e, "cannot record the accepted revision");
         }
+        let (took, cpu) = (started.elapsed(), super::cpu_time::thread() - cpu_started);
         tracing::info!(
             revision = header.revision,
             previous = ?previous,
             source = source.as_str(),
             forced = force && previous.is_some_and(|p| header.revision <= p),
             load_ms,
+            swap_ms = took.as_millis() as u64,
+            cpu_ms = cpu.as_millis() as u64,
+            image_bytes,
             views_kept = carried.map(|c| c.kept),
             views_dropped = carried.map(|c| c.dropped),
             "snapshot swapped in"
@@ -596,6 +622,9 @@ impl Swapper {
             previous,
             sha256,
             views: carried,
+            took,
+            cpu,
+            image_bytes,
         })
     }
 }

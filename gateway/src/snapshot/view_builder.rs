@@ -22,18 +22,6 @@ type Job = Box<dyn FnOnce() + Send>;
 /// 0.66× of the proxy's throughput during a crowd, +15 0.91×.
 pub const NICENESS: i32 = 10;
 
-/// Lowers the calling thread's priority by [`NICENESS`]; a failure only
-/// means builds compete with the workers as equals.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), NICENESS) {
-            tracing::warn!(error = %e, "cannot lower the priority of a view builder");
-        }
-    }
-}
-
 /// A fixed pool of threads that build browser views, one job at a time each.
 pub struct ViewBuilder {
     jobs: mpsc::Sender<Job>,
@@ -49,7 +37,7 @@ impl ViewBuilder {
             std::thread::Builder::new()
                 .name(format!("portcullis-views-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    super::priority::lower(NICENESS, "a view builder");
                     loop {
                         // The lock is held only to take the next job.
                         let job = match rx.lock() {
