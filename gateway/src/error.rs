@@ -83,6 +83,14 @@ pub enum CliError {
     /// Encoding failed (a bug: compilation guarantees encodable bodies).
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A delta was refused, or could not be made.
+    #[error("{path}: {source}")]
+    Delta {
+        /// The delta file (or the candidate it was made for).
+        path: PathBuf,
+        /// Why.
+        source: portcullis_snapshots::delta::DeltaError,
+    },
     /// A principal's view could not be cut (unknown principal, or not a
     /// user or service account).
     #[error("{0}; name a user/… or service/… of the snapshot")]
@@ -103,6 +111,7 @@ impl CliError {
             | CliError::Snapshot { .. }
             | CliError::NoRevision { .. }
             | CliError::Encode(_)
+            | CliError::Delta { .. }
             | CliError::Module(_) => EXIT_INVALID,
             CliError::View(_) => EXIT_USAGE,
         }

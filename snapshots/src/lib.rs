@@ -15,6 +15,7 @@
 
 pub mod body;
 mod codec;
+pub mod delta;
 mod error;
 mod exact_vec;
 pub mod fingerprint;

@@ -21,8 +21,9 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::codec::body_digest;
+use crate::delta::{DELTA_HEADER_LEN, DELTA_SIGNATURE_CONTEXT, DeltaError, DeltaHeader};
 use crate::error::DecodeError;
-use crate::header::{FLAG_SIGNED, HEADER_LEN, Header};
+use crate::header::{FLAG_SIGNED, HEADER_LEN, Header, SIGNATURE_LEN};
 
 /// Why a snapshot's signature is not accepted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -48,6 +49,9 @@ pub enum SignatureError {
     /// The bytes are not a snapshot.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The bytes are not a delta.
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
 }
 
 /// Why a key could not be read.
@@ -172,18 +176,62 @@ pub fn verify_header(
         return Ok(None);
     }
     let (key, signature) = trailer(snapshot, &header);
+    trusted_signer(key, signature, &message(&snapshot[..HEADER_LEN]), trusted).map(Some)
+}
+
+/// The trusted key among `trusted` that is `key`, if its `signature` of
+/// `message` verifies.
+fn trusted_signer(
+    key: [u8; 32],
+    signature: [u8; 64],
+    message: &[u8],
+    trusted: &[VerifyingKey],
+) -> Result<VerifyingKey, SignatureError> {
     let Some(key) = trusted.iter().find(|k| k.as_bytes() == &key) else {
         let fingerprint = VerifyingKey::from_bytes(&key)
             .map(|k| fingerprint(&k))
             .unwrap_or_else(|_| "(not a valid key)".into());
         return Err(SignatureError::UntrustedKey { fingerprint });
     };
-    key.verify(
-        &message(&snapshot[..HEADER_LEN]),
-        &Signature::from_bytes(&signature),
-    )
-    .map_err(|_| SignatureError::BadSignature)?;
-    Ok(Some(*key))
+    key.verify(message, &Signature::from_bytes(&signature))
+        .map_err(|_| SignatureError::BadSignature)?;
+    Ok(*key)
+}
+
+/// `delta`, signed by `key` (an existing signature is replaced): the same
+/// trailer as a snapshot's, over `"portcullis delta signature v1\0" ‖
+/// header`, so a snapshot's signature can never pass for a delta's.
+pub fn sign_delta(delta: &[u8], key: &SigningKey) -> Result<Vec<u8>, DeltaError> {
+    let header = DeltaHeader::parse(delta)?;
+    let mut out = delta[..header.body_range().end].to_vec();
+    let flags = (header.flags | FLAG_SIGNED).to_le_bytes();
+    out[10..12].copy_from_slice(&flags);
+    let signature = key.sign(&[DELTA_SIGNATURE_CONTEXT, &out[..DELTA_HEADER_LEN]].concat());
+    out.extend_from_slice(key.verifying_key().as_bytes());
+    out.extend_from_slice(&signature.to_bytes());
+    Ok(out)
+}
+
+/// Verifies a delta's signature against `trusted` keys, as [`verify_header`]
+/// does a snapshot's: `Ok(Some(key))` signed by one of them, `Ok(None)`
+/// unsigned, an error when signed by another key or wrongly. The delta's
+/// body is checked against its hash when it is decoded.
+pub fn verify_delta(
+    delta: &[u8],
+    trusted: &[VerifyingKey],
+) -> Result<Option<VerifyingKey>, SignatureError> {
+    let header = DeltaHeader::parse(delta)?;
+    if !header.is_signed() {
+        return Ok(None);
+    }
+    let at = header.body_range().end;
+    let (key, signature) = delta
+        .get(at..at + SIGNATURE_LEN)
+        .and_then(|t| t.split_first_chunk::<32>())
+        .and_then(|(k, s)| Some((*k, *s.first_chunk::<64>()?)))
+        .ok_or(SignatureError::BadSignature)?;
+    let message = [DELTA_SIGNATURE_CONTEXT, &delta[..DELTA_HEADER_LEN]].concat();
+    trusted_signer(key, signature, &message, trusted).map(Some)
 }
 
 fn message(header: &[u8]) -> Vec<u8> {

@@ -1,4 +1,5 @@
-//! `portcullis snapshot …`: build, sign, inspect, diff and generate snapshots.
+//! `portcullis snapshot …`: build, sign, inspect, diff and generate
+//! snapshots; make and apply deltas.
 
 use std::fs;
 use std::io::Write;
@@ -9,7 +10,7 @@ use portcullis_snapshots::generate::{GenerateParams, generate};
 use portcullis_snapshots::header::MAGIC;
 use portcullis_snapshots::source::{self, Directory, Timestamp};
 use portcullis_snapshots::vocabulary::UserStatus;
-use portcullis_snapshots::{Snapshot, decode, diff, encode, signature};
+use portcullis_snapshots::{Snapshot, decode, delta, diff, encode, signature};
 use serde_json::json;
 
 use super::output::{say, say_raw};
@@ -43,11 +44,44 @@ pub enum SnapshotCommand {
     Diff {
         /// The snapshot (or directory JSON) currently deployed.
         old: PathBuf,
-        /// The candidate.
+        /// The candidate: a snapshot, directory JSON, or a delta that
+        /// applies to OLD.
         new: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the delta from the deployed snapshot to a candidate: what a
+    /// gateway serving the deployed revision needs to serve the candidate
+    /// (`PATCH /-/snapshot`, `snapshot push --delta`, `snapshot publish`).
+    /// Format: snapshots/FORMAT.md, "Deltas".
+    Delta {
+        /// The snapshot deployed (the delta applies to exactly this one).
+        deployed: PathBuf,
+        /// The candidate snapshot (a full build).
+        candidate: PathBuf,
+        /// Where to write the delta.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Sign the delta with this private key (PKCS#8 PEM).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+    },
+    /// Apply a delta to the snapshot it was made from: the candidate's
+    /// snapshot, the same body and SHA-256 as its full build (unsigned:
+    /// sign it with `snapshot sign`).
+    Apply {
+        /// The snapshot the delta applies to.
+        deployed: PathBuf,
+        /// The delta.
+        delta: PathBuf,
+        /// Where to write the resulting snapshot.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Refuse the delta unless it is signed by one of these public keys
+        /// (SPKI PEM).
+        #[arg(long = "trust", value_name = "PUBLIC_KEY")]
+        trust: Vec<PathBuf>,
     },
     /// Write a deterministic, realistic large directory (for benchmarks).
     ///
@@ -110,9 +144,17 @@ pub struct BuildArgs {
     /// Print the problems as JSON.
     #[arg(long)]
     json: bool,
-    /// Sign the snapshot with this private key (PKCS#8 PEM; see `keygen`).
+    /// Sign the snapshot with this private key (PKCS#8 PEM; see `keygen`)
+    /// — and the delta, with `--delta-from`.
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
+    /// Also write the delta from this deployed snapshot to the one built
+    /// (to OUTPUT with `.delta` added, or `--delta-output`).
+    #[arg(long, value_name = "DEPLOYED")]
+    delta_from: Option<PathBuf>,
+    /// Where to write the delta of `--delta-from`.
+    #[arg(long, value_name = "PATH", requires = "delta_from")]
+    delta_output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +205,28 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
         }
         SnapshotCommand::Inspect { snapshot, json } => inspect(&snapshot, json),
         SnapshotCommand::Diff { old, new, json } => diff_cmd(&old, &new, json),
+        SnapshotCommand::Delta {
+            deployed,
+            candidate,
+            output,
+            sign,
+        } => {
+            let (base, target) = (read_bytes(&deployed)?, read_bytes(&candidate)?);
+            write_delta(
+                &deployed,
+                &base,
+                &candidate,
+                &target,
+                &output,
+                sign.as_deref(),
+            )
+        }
+        SnapshotCommand::Apply {
+            deployed,
+            delta,
+            output,
+            trust,
+        } => apply_cmd(&deployed, &delta, &output, &trust),
         SnapshotCommand::Generate(a) => generate_cmd(a),
         SnapshotCommand::Push(a) => super::push::run(a),
         SnapshotCommand::Keygen { output, public } => keygen(&output, public),
@@ -250,6 +314,25 @@ fn build(a: BuildArgs) -> Result<(), CliError> {
     if let Some(key) = &a.sign {
         bytes = sign_with(key, &a.output, &bytes)?;
     }
+    // The deployed snapshot is read (and the delta made) before anything
+    // is written: a bad deployed file leaves nothing behind.
+    let delta = match &a.delta_from {
+        Some(deployed) => {
+            let base = read_bytes(deployed)?;
+            let delta = make_delta(deployed, &base, &a.output, &bytes)?;
+            let path = a.delta_output.clone().unwrap_or_else(|| {
+                let mut p = a.output.as_os_str().to_owned();
+                p.push(".delta");
+                PathBuf::from(p)
+            });
+            let delta = match &a.sign {
+                Some(key) => sign_delta_with(key, &path, &delta)?,
+                None => delta,
+            };
+            Some((path, delta))
+        }
+        None => None,
+    };
     write_atomic(&a.output, &bytes)?;
     let c = body.counts();
     eprintln!(
@@ -260,6 +343,137 @@ fn build(a: BuildArgs) -> Result<(), CliError> {
         c.groups,
         c.grants,
         c.permissions
+    );
+    if let Some((path, delta)) = delta {
+        write_atomic(&path, &delta)?;
+        eprintln!(
+            "wrote {} ({} bytes): the delta from {}",
+            path.display(),
+            delta.len(),
+            a.delta_from.as_deref().unwrap_or(Path::new("")).display()
+        );
+    }
+    Ok(())
+}
+
+/// The delta from `base` (at `deployed`) to `target` (at `candidate`),
+/// unsigned.
+fn make_delta(
+    deployed: &Path,
+    base: &[u8],
+    candidate: &Path,
+    target: &[u8],
+) -> Result<Vec<u8>, CliError> {
+    let (old, new) = (
+        decode_file(deployed, base)?,
+        decode_file(candidate, target)?,
+    );
+    for (path, s) in [(deployed, &old), (candidate, &new)] {
+        if s.header.is_view() {
+            return Err(CliError::Usage(format!(
+                "{}: a principal's view, not a directory snapshot",
+                path.display()
+            )));
+        }
+    }
+    let as_delta = |source| CliError::Delta {
+        path: candidate.to_path_buf(),
+        source,
+    };
+    let body = delta::compute(&old.body, &new.body).map_err(as_delta)?;
+    delta::encode_delta(&old.header, &new.header, &body).map_err(as_delta)
+}
+
+fn write_delta(
+    deployed: &Path,
+    base: &[u8],
+    candidate: &Path,
+    target: &[u8],
+    output: &Path,
+    sign: Option<&Path>,
+) -> Result<(), CliError> {
+    let mut bytes = make_delta(deployed, base, candidate, target)?;
+    if let Some(key) = sign {
+        bytes = sign_delta_with(key, output, &bytes)?;
+    }
+    write_atomic(output, &bytes)?;
+    let d = delta::decode_delta(&bytes).map_err(|source| CliError::Delta {
+        path: output.to_path_buf(),
+        source,
+    })?;
+    let (removed, inserted) = d.body.edits();
+    say!(
+        "wrote {} ({} bytes, {:.2}% of the candidate's {} bytes): revision {} → {}, {removed} rows removed, {inserted} inserted or changed",
+        output.display(),
+        bytes.len(),
+        bytes.len() as f64 * 100.0 / target.len().max(1) as f64,
+        target.len(),
+        d.header.base_revision,
+        d.header.target_revision,
+    );
+    Ok(())
+}
+
+fn sign_delta_with(key_file: &Path, path: &Path, bytes: &[u8]) -> Result<Vec<u8>, CliError> {
+    let key = signature::read_private(&read_text(key_file)?)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", key_file.display())))?;
+    signature::sign_delta(bytes, &key).map_err(|source| CliError::Delta {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a delta, refusing it unless signed by one of `trust` (when given).
+fn read_delta(path: &Path, trust: &[PathBuf]) -> Result<delta::Delta, CliError> {
+    let bytes = read_bytes(path)?;
+    let as_delta = |source| CliError::Delta {
+        path: path.to_path_buf(),
+        source,
+    };
+    let d = delta::decode_delta(&bytes).map_err(as_delta)?;
+    if !trust.is_empty() {
+        let keys = trust
+            .iter()
+            .map(|k| {
+                signature::read_public(&read_text(k)?)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", k.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match signature::verify_delta(&bytes, &keys) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(CliError::Usage(format!(
+                    "{}: the delta is not signed, and --trust asks for a signature",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(CliError::Usage(format!("{}: {e}", path.display()))),
+        }
+    }
+    Ok(d)
+}
+
+fn apply_cmd(
+    deployed: &Path,
+    delta: &Path,
+    output: &Path,
+    trust: &[PathBuf],
+) -> Result<(), CliError> {
+    let d = read_delta(delta, trust)?;
+    let base = read_bytes(deployed)?;
+    let out = d.apply_to(&base).map_err(|source| CliError::Delta {
+        path: delta.to_path_buf(),
+        source,
+    })?;
+    write_atomic(output, &out)?;
+    say!(
+        "wrote {} ({} bytes, revision {}, SHA-256 {}): {} with {} applied",
+        output.display(),
+        out.len(),
+        d.header.target_revision,
+        hex::encode(d.header.target_sha256),
+        deployed.display(),
+        delta.display()
     );
     Ok(())
 }
@@ -382,6 +596,9 @@ fn created_at(flag: Option<&str>) -> Result<i64, CliError> {
 
 fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
     let bytes = read_bytes(path)?;
+    if delta::is_delta(&bytes) {
+        return inspect_delta(path, &bytes, json);
+    }
     let snap = decode_file(path, &bytes)?;
     let h = snap.header;
     let b = &snap.body;
@@ -446,6 +663,59 @@ fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+fn inspect_delta(path: &Path, bytes: &[u8], json: bool) -> Result<(), CliError> {
+    let d = delta::decode_delta(bytes).map_err(|source| CliError::Delta {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let h = d.header;
+    let (removed, inserted) = d.body.edits();
+    let signer = signature::verify_delta(bytes, &[])
+        .err()
+        .and_then(|e| match e {
+            signature::SignatureError::UntrustedKey { fingerprint } => Some(fingerprint),
+            _ => None,
+        });
+    if json {
+        let out = json!({
+            "file": path.display().to_string(),
+            "bytes": bytes.len(),
+            "delta": true,
+            "signed_by": signer,
+            "base_revision": h.base_revision,
+            "base_sha256": hex::encode(h.base_sha256),
+            "revision": h.target_revision,
+            "created_at": Timestamp(h.target_created_at).to_string(),
+            "sha256": hex::encode(h.target_sha256),
+            "rows_removed": removed,
+            "rows_inserted": inserted,
+        });
+        say!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    say!("delta       {} ({} bytes)", path.display(), bytes.len());
+    say!(
+        "applies to  revision {} ({})",
+        h.base_revision,
+        hex::encode(h.base_sha256)
+    );
+    say!(
+        "makes       revision {} ({})",
+        h.target_revision,
+        hex::encode(h.target_sha256)
+    );
+    say!("created     {}", Timestamp(h.target_created_at));
+    say!(
+        "signed      {}",
+        signer.map_or_else(
+            || "no".to_string(),
+            |k| format!("by key {k} (not verified here)")
+        )
+    );
+    say!("rows        {removed} removed, {inserted} inserted or changed");
+    Ok(())
+}
+
 /// Loads a snapshot or a directory source as a directory, with its revision.
 fn load_any(path: &Path) -> Result<Directory, CliError> {
     let bytes = read_bytes(path)?;
@@ -463,7 +733,22 @@ fn load_any(path: &Path) -> Result<Directory, CliError> {
 }
 
 fn diff_cmd(old: &Path, new: &Path, json: bool) -> Result<(), CliError> {
-    let (o, n) = (load_any(old)?, load_any(new)?);
+    let o = load_any(old)?;
+    let new_bytes = read_bytes(new)?;
+    // A delta as NEW: what it changes in OLD (the snapshot it applies to).
+    let n = if delta::is_delta(&new_bytes) {
+        let d = read_delta(new, &[])?;
+        let applied = d
+            .apply_to(&read_bytes(old)?)
+            .map_err(|source| CliError::Delta {
+                path: new.to_path_buf(),
+                source,
+            })?;
+        let snap = decode_file(new, &applied)?;
+        source::decompile(&snap.body, Some(snap.header.revision))
+    } else {
+        load_any(new)?
+    };
     let d = diff::diff(&o, &n);
     if json {
         let out = json!({

@@ -1,0 +1,237 @@
+//! Deltas: applied to their base, they give exactly the target (the same
+//! body, the same SHA-256) — for random directories and random changes to
+//! them, and for unrelated pairs; anything else is refused.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
+
+use portcullis_snapshots::delta::{self, DeltaError, decode_delta, encode_delta};
+use portcullis_snapshots::generate::random_directory;
+use portcullis_snapshots::source::*;
+use portcullis_snapshots::{Header, decode, encode};
+use proptest::prelude::*;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A random change of `dir`: grants removed, added and changed, users
+/// changed, inserted in the middle and reordered, group and team members
+/// removed and added, strings that only the change uses.
+fn mutate(dir: &Directory, seed: u64) -> Directory {
+    let rng = &mut ChaCha8Rng::seed_from_u64(seed);
+    let mut d = dir.clone();
+    for _ in 0..rng.random_range(0..6usize) {
+        match rng.random_range(0..9) {
+            0 if !d.grants.is_empty() => {
+                let i = rng.random_range(0..d.grants.len());
+                d.grants.remove(i);
+            }
+            1 if !d.grants.is_empty() && !d.users.is_empty() => {
+                let mut g = d.grants[rng.random_range(0..d.grants.len())].clone();
+                g.principal = format!(
+                    "user/{}",
+                    d.users[rng.random_range(0..d.users.len())].username
+                );
+                let at = rng.random_range(0..=d.grants.len());
+                d.grants.insert(at, g);
+            }
+            2 if !d.users.is_empty() => {
+                let i = rng.random_range(0..d.users.len());
+                d.users[i].phone = Some(format!("+1 555 {:04}", rng.random_range(0..10_000)));
+            }
+            3 if !d.users.is_empty() => {
+                let mut u = d.users[rng.random_range(0..d.users.len())].clone();
+                u.username = format!("new-{}", rng.random_range(0..1_000_000));
+                u.email = format!("{}@example.com", u.username);
+                let at = rng.random_range(0..=d.users.len());
+                let name = u.username.clone();
+                d.users.insert(at, u);
+                if let Some(g) = d.groups.first_mut() {
+                    g.members.push(format!("user/{name}"));
+                }
+            }
+            4 if d.users.len() > 1 => {
+                let (a, b) = (
+                    rng.random_range(0..d.users.len()),
+                    rng.random_range(0..d.users.len()),
+                );
+                d.users.swap(a, b);
+            }
+            5 => {
+                if let Some(g) = d.groups.iter_mut().find(|g| !g.members.is_empty()) {
+                    let i = rng.random_range(0..g.members.len());
+                    g.members.remove(i);
+                }
+            }
+            6 if !d.users.is_empty() => {
+                let u = d.users[rng.random_range(0..d.users.len())].username.clone();
+                if let Some(t) = d.teams.first_mut() {
+                    t.members.push(u);
+                }
+            }
+            7 if !d.grants.is_empty() && !d.catalogs.is_empty() => {
+                let i = rng.random_range(0..d.grants.len());
+                d.grants[i].on = format!(
+                    "catalog/{}",
+                    d.catalogs[rng.random_range(0..d.catalogs.len())].id
+                );
+            }
+            _ if d.users.len() > 1 => {
+                // Remove a user nothing else names.
+                let i = rng.random_range(0..d.users.len());
+                let name = d.users[i].username.clone();
+                let named = serde_json::to_string(&d)
+                    .unwrap()
+                    .matches(&format!("\"{name}\""))
+                    .count()
+                    + serde_json::to_string(&d)
+                        .unwrap()
+                        .matches(&format!("user/{name}\""))
+                        .count();
+                if named <= 1 {
+                    d.users.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+fn snapshot(dir: &Directory, revision: u64) -> Option<Vec<u8>> {
+    let body = compile(dir).ok()?;
+    Some(encode(&body, revision, 1_700_000_000 + revision as i64).unwrap())
+}
+
+/// The delta from `a` to `b`, written, read back and applied.
+fn through_delta(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let (sa, sb) = (decode(a).unwrap(), decode(b).unwrap());
+    let d = delta::compute(&sa.body, &sb.body).unwrap();
+    let bytes = encode_delta(&sa.header, &sb.header, &d).unwrap();
+    decode_delta(&bytes).unwrap().apply_to(a).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_delta_applied_to_its_base_gives_the_target_exactly(seed in any::<u64>(), n in 1usize..10, change in any::<u64>()) {
+        let dir = random_directory(seed, n);
+        let changed = mutate(&dir, change);
+        let (Some(a), Some(b)) = (snapshot(&dir, 1), snapshot(&changed, 2)) else {
+            return Err(TestCaseError::reject("the change broke a reference"));
+        };
+        prop_assert_eq!(through_delta(&a, &b), b);
+    }
+
+    #[test]
+    fn deltas_between_unrelated_directories_apply_too(a in any::<u64>(), b in any::<u64>(), n in 1usize..8) {
+        let (a, b) = (snapshot(&random_directory(a, n), 1).unwrap(), snapshot(&random_directory(b, n), 2).unwrap());
+        prop_assert_eq!(through_delta(&a, &b), b);
+    }
+}
+
+fn example() -> Vec<u8> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/acme.json"))
+        .unwrap();
+    let (dir, _) = build(&text).unwrap();
+    snapshot(&dir, 1).unwrap()
+}
+
+fn one_change() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let base = example();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/acme.json"))
+        .unwrap();
+    let (mut dir, _) = build(&text).unwrap();
+    dir.users[0].phone = Some("+1 555 0100".into());
+    let target = snapshot(&dir, 2).unwrap();
+    let (sa, sb) = (decode(&base).unwrap(), decode(&target).unwrap());
+    let d = delta::compute(&sa.body, &sb.body).unwrap();
+    let bytes = encode_delta(&sa.header, &sb.header, &d).unwrap();
+    (base, target, bytes)
+}
+
+#[test]
+fn a_delta_names_its_base_and_target() {
+    let (base, target, bytes) = one_change();
+    let d = decode_delta(&bytes).unwrap();
+    let (hb, ht) = (
+        Header::parse(&base).unwrap(),
+        Header::parse(&target).unwrap(),
+    );
+    assert_eq!(d.header.base_revision, 1);
+    assert_eq!(d.header.base_sha256, hb.body_sha256);
+    assert_eq!(d.header.target_revision, 2);
+    assert_eq!(d.header.target_sha256, ht.body_sha256);
+    assert_eq!(d.header.target_created_at, ht.created_at);
+    assert_eq!(d.apply_to(&base).unwrap(), target);
+    assert!(bytes.len() < 300, "one phone number: {} bytes", bytes.len());
+}
+
+#[test]
+fn a_delta_on_another_base_is_refused() {
+    let (_, target, bytes) = one_change();
+    let d = decode_delta(&bytes).unwrap();
+    // The target itself is not the base.
+    assert!(matches!(
+        d.apply_to(&target),
+        Err(DeltaError::WrongBase { .. })
+    ));
+    // The same revision with other contents is not the base either.
+    let mut other = example();
+    let h = Header::parse(&other).unwrap();
+    let body = decode(&other).unwrap().body;
+    let mut changed = body.clone();
+    changed.users[0].status = portcullis_snapshots::vocabulary::UserStatus::Disabled;
+    other = encode(&changed, h.revision, h.created_at).unwrap();
+    let err = d.apply_to(&other).unwrap_err();
+    assert!(matches!(err, DeltaError::WrongBase { .. }), "{err}");
+    assert!(err.to_string().contains("apply the full snapshot"), "{err}");
+}
+
+#[test]
+fn a_corrupted_or_truncated_delta_is_refused() {
+    let (base, _, bytes) = one_change();
+    for len in 0..bytes.len() {
+        assert!(decode_delta(&bytes[..len]).is_err(), "truncated at {len}");
+    }
+    for at in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x20;
+        match decode_delta(&bad).map(|d| d.apply_to(&base)) {
+            Err(_) | Ok(Err(_)) => {}
+            // The target's revision and creation time (bytes 52..68) are
+            // not in any hash, as a snapshot's are not: a signature covers
+            // them. Changed, they are what the result says.
+            Ok(Ok(out)) => {
+                assert!((52..68).contains(&at), "byte {at} flipped, still applied");
+                let d = decode_delta(&bad).unwrap();
+                let h = Header::parse(&out).unwrap();
+                assert_eq!(
+                    (h.revision, h.created_at),
+                    (d.header.target_revision, d.header.target_created_at)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_delta_whose_result_is_not_its_target_is_refused() {
+    let (base, _, bytes) = one_change();
+    let mut d = decode_delta(&bytes).unwrap();
+    d.header.target_sha256[0] ^= 1;
+    assert!(matches!(
+        d.apply_to(&base),
+        Err(DeltaError::TargetMismatch { .. })
+    ));
+    let mut d = decode_delta(&bytes).unwrap();
+    d.body.base.users += 1;
+    assert!(matches!(
+        d.apply_to(&base),
+        Err(DeltaError::DoesNotApply { .. })
+    ));
+}
