@@ -35,6 +35,9 @@ pub struct DecisionLine<'a> {
     pub reason: &'a str,
     /// The snapshot revision decided on.
     pub revision: Option<u64>,
+    /// That revision came as a delta to the one before it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub delta: bool,
     /// Authentication and decision time, in microseconds.
     pub latency_us: u64,
     /// The route is in shadow mode: a deny was logged and the request forwarded.

@@ -77,6 +77,13 @@ struct SourceLabels {
     source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwapLabels {
+    source: String,
+    /// `full` or `delta`.
+    kind: String,
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -86,7 +93,7 @@ pub struct Metrics {
     upstream_seconds: Histogram,
     upstream_errors: Family<UpstreamLabels, Counter>,
     revision: Gauge,
-    swaps: Family<SourceLabels, Counter>,
+    swaps: Family<SwapLabels, Counter>,
     failed_swaps: Family<SourceLabels, Counter>,
     swap_seconds: Histogram,
     swap_cpu_seconds: Histogram,
@@ -166,10 +173,10 @@ impl Metrics {
             revision.clone(),
         );
         revision.set(-1);
-        let swaps = Family::<SourceLabels, Counter>::default();
+        let swaps = Family::<SwapLabels, Counter>::default();
         registry.register(
             "snapshot_swaps",
-            "Snapshots swapped in, by source",
+            "Snapshots swapped in, by source and kind (full: a whole snapshot; delta: a delta applied to the one serving)",
             swaps.clone(),
         );
         let failed_swaps = Family::<SourceLabels, Counter>::default();
@@ -305,10 +312,19 @@ impl Metrics {
 
     /// Records a successful swap: its revision, what it took, and the
     /// memory of its image.
-    pub fn swapped(&self, source: &str, revision: u64, took: Duration, cpu: Duration, image: u64) {
+    pub fn swapped(
+        &self,
+        source: &str,
+        delta: bool,
+        revision: u64,
+        took: Duration,
+        cpu: Duration,
+        image: u64,
+    ) {
         self.swaps
-            .get_or_create(&SourceLabels {
+            .get_or_create(&SwapLabels {
                 source: source.to_string(),
+                kind: if delta { "delta" } else { "full" }.to_string(),
             })
             .inc();
         self.revision

@@ -60,7 +60,8 @@ impl Shared {
         &self.compiled.config
     }
 
-    /// Installs a candidate off the async workers, counting and logging
+    /// Installs a candidate — a snapshot, or a delta to the one serving —
+    /// off the async workers, counting and logging
     /// the outcome. The serving snapshot is untouched on error.
     pub(crate) async fn install(
         self: &Arc<Self>,
@@ -77,7 +78,13 @@ impl Shared {
             .name("portcullis-swap".into())
             .spawn(move || {
                 crate::snapshot::priority::lower(SWAP_NICENESS, "the snapshot loader");
-                let _ = tx.send(swapper.install(bytes, source, force));
+                // A delta or a whole snapshot, by its magic bytes.
+                let done = if portcullis_snapshots::delta::is_delta(&bytes) {
+                    swapper.install_delta(bytes, source, force)
+                } else {
+                    swapper.install(bytes, source, force)
+                };
+                let _ = tx.send(done);
             });
         let result = match spawned {
             Ok(_) => rx.await.unwrap_or_else(|e| {
@@ -92,6 +99,7 @@ impl Shared {
         match &result {
             Ok(done) => self.metrics.swapped(
                 source.as_str(),
+                done.delta,
                 done.revision,
                 done.took,
                 done.cpu,
@@ -125,6 +133,11 @@ impl Shared {
             decision: if l.allowed { "allow" } else { "deny" },
             reason: l.reason,
             revision: l.revision,
+            delta: l.revision.is_some_and(|r| {
+                self.swapper
+                    .current()
+                    .is_some_and(|g| g.revision == r && g.delta)
+            }),
             latency_us: latency.as_micros() as u64,
             shadow: l.shadow,
             status: l.status.map(|s| s.as_u16()),

@@ -527,3 +527,148 @@ fn output_cut_short_ends_quietly() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("panicked"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn deltas_are_made_applied_inspected_and_diffed() {
+    let old = tmp("delta-old.snap");
+    build_example(&old);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example("acme.json")).unwrap()).unwrap();
+    v["revision"] = 2.into();
+    v["users"][9]["status"] = "disabled".into(); // dave
+    v["grants"].as_array_mut().unwrap().push(
+        serde_json::json!({"principal": "user/pat", "role": "writer", "on": "catalog/sales"}),
+    );
+    let new_json = tmp("delta-new.json");
+    std::fs::write(&new_json, v.to_string()).unwrap();
+    let (new, path, delta) = (
+        tmp("delta-new.snap"),
+        tmp("delta-new.snap.delta"),
+        tmp("d.delta"),
+    );
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    // build --delta-from writes the snapshot and, next to it, the delta.
+    let o = portcullis(&[
+        "snapshot",
+        "build",
+        &s(&new_json),
+        "-o",
+        &s(&new),
+        "--delta-from",
+        &s(&old),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("the delta from"),
+        "{}",
+        text(&o.stderr)
+    );
+    let built = std::fs::read(&path).unwrap();
+    assert!(built.len() < 400, "{} bytes", built.len());
+
+    // snapshot delta makes the same delta from the two snapshots.
+    let o = portcullis(&["snapshot", "delta", &s(&old), &s(&new), "-o", &s(&delta)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("revision 1 → 2"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(std::fs::read(&delta).unwrap(), built);
+
+    // apply gives the candidate's snapshot, byte for byte.
+    let out = tmp("delta-applied.snap");
+    let o = portcullis(&["snapshot", "apply", &s(&old), &s(&delta), "-o", &s(&out)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&new).unwrap());
+
+    // inspect reads a delta; diff reads one as the new side.
+    let i = inspect_json(&delta);
+    assert_eq!(
+        (
+            i["delta"].clone(),
+            i["base_revision"].clone(),
+            i["revision"].clone()
+        ),
+        (true.into(), 1.into(), 2.into())
+    );
+    let o = portcullis(&["snapshot", "diff", &s(&old), &s(&delta)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let diff = text(&o.stdout);
+    assert!(
+        diff.contains("~ user/dave: status: \"active\" → \"disabled\""),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+ user/pat writer on catalog/sales"),
+        "{diff}"
+    );
+
+    // Applied to another snapshot: refused (exit 1), nothing written.
+    let other = tmp("delta-other.snap");
+    let gone = tmp("delta-never.snap");
+    let o = portcullis(&["snapshot", "apply", &s(&new), &s(&delta), "-o", &s(&gone)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("applies to revision 1"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!gone.exists());
+    // A corrupted delta: refused with the reason.
+    let mut bad = std::fs::read(&delta).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(&other, &bad).unwrap();
+    let o = portcullis(&["snapshot", "apply", &s(&old), &s(&other), "-o", &s(&gone)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("corrupted"), "{}", text(&o.stderr));
+    assert!(!gone.exists());
+
+    // --trust: an unsigned delta is refused; a signed one applies.
+    let key = tmp("delta-signing.pem");
+    let _ = std::fs::remove_file(&key);
+    let o = portcullis(&["snapshot", "keygen", "-o", &s(&key)]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let public = format!("{}.pub", s(&key));
+    let o = portcullis(&[
+        "snapshot",
+        "apply",
+        &s(&old),
+        &s(&delta),
+        "-o",
+        &s(&gone),
+        "--trust",
+        &public,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not signed"),
+        "{}",
+        text(&o.stderr)
+    );
+    let signed = tmp("delta-signed.delta");
+    let o = portcullis(&[
+        "snapshot",
+        "delta",
+        &s(&old),
+        &s(&new),
+        "-o",
+        &s(&signed),
+        "--sign",
+        &s(&key),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = portcullis(&[
+        "snapshot",
+        "apply",
+        &s(&old),
+        &s(&signed),
+        "-o",
+        &s(&out),
+        "--trust",
+        &public,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}

@@ -749,7 +749,7 @@ async fn metrics_and_the_decision_log_record_every_decision() {
         "portcullis_requests_total{route=\"write-table\",decision=\"shadow_deny\"} 1",
         "portcullis_requests_total{route=\"read-table\",decision=\"unauthenticated\"} 1",
         "portcullis_snapshot_revision 1",
-        "portcullis_snapshot_swaps_total{source=\"embedded\"} 1",
+        "portcullis_snapshot_swaps_total{source=\"embedded\",kind=\"full\"} 1",
         "portcullis_decision_seconds_count 3",
         "portcullis_upstream_seconds_count 2",
         "portcullis_snapshot_swap_seconds_count 1",

@@ -259,6 +259,44 @@ async fn every_answer_of_the_decision_and_admin_endpoints_is_documented() {
         assert_eq!(a.status, want, "{}", a.body);
         conforms(&spec, "put", "/-/snapshot", &a);
     }
+    // Deltas: revision 2 serves now.
+    let delta = {
+        use portcullis_snapshots::delta::{compute, encode_delta};
+        let (a, b) = (revision(2), revision(3));
+        let (a, b) = (
+            portcullis_snapshots::decode(&a).expect("decodes"),
+            portcullis_snapshots::decode(&b).expect("decodes"),
+        );
+        let body = compute(&a.body, &b.body).expect("delta");
+        encode_delta(&a.header, &b.header, &body).expect("encodes")
+    };
+    for (headers, body, want) in [
+        (vec![], delta.clone(), StatusCode::UNAUTHORIZED),
+        (
+            vec![("authorization", admin_auth.as_str())],
+            delta.clone(),
+            StatusCode::OK,
+        ),
+        (
+            vec![("authorization", admin_auth.as_str())],
+            delta,
+            StatusCode::CONFLICT,
+        ),
+        (
+            vec![("authorization", admin_auth.as_str())],
+            b"not a delta".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let a = call(&gw, &admin, Method::PATCH, "/-/snapshot", &headers, body).await;
+        assert_eq!(a.status, want, "{}", a.body);
+        conforms(&spec, "patch", "/-/snapshot", &a);
+    }
+    for path in ["/-/readyz", "/-/snapshot"] {
+        let a = call(&gw, &admin, Method::GET, path, &[], vec![]).await;
+        assert_eq!(a.body["delta"], true, "{path}: {}", a.body);
+        conforms(&spec, "get", path, &a);
+    }
 
     // Without a snapshot: 503s and a 404.
     let empty = gateway_with(None, |c, _| {

@@ -8,6 +8,7 @@
 //! | `GET /-/metrics`       | Prometheus/OpenMetrics text |
 //! | `GET /-/snapshot`      | the serving snapshot: revision, SHA-256, source, times |
 //! | `PUT /-/snapshot[?force=true]` | install the body (bearer token required) |
+//! | `PATCH /-/snapshot[?force=true]` | apply the body, a delta, to the serving snapshot (bearer token required) |
 
 use std::sync::Arc;
 
@@ -35,15 +36,19 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -
                     "created_at": g.created_at,
                     "loaded_at": g.loaded_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                     "source": g.source.as_str(),
+                    "delta": g.delta,
                     "bytes": g.size(),
                 }),
             ),
             None => Refusal::not_found("no_snapshot", "no snapshot is loaded yet").into_response(),
         },
-        (Method::PUT, "/-/snapshot") => push(&shared, req).await,
-        (_, "/-/snapshot") => {
-            Refusal::method_not_allowed("GET, PUT", "use GET or PUT").into_response()
-        }
+        (Method::PUT, "/-/snapshot") => push(&shared, req, false).await,
+        (Method::PATCH, "/-/snapshot") => push(&shared, req, true).await,
+        (_, "/-/snapshot") => Refusal::method_not_allowed(
+            "GET, PUT, PATCH",
+            "use GET, PUT (a snapshot) or PATCH (a delta)",
+        )
+        .into_response(),
         _ => Refusal::not_found(
             "unknown_endpoint",
             "unknown admin endpoint; the endpoints are /-/healthz, /-/readyz, /-/metrics and /-/snapshot",
@@ -56,7 +61,7 @@ fn readyz(shared: &Shared) -> Response<Body> {
     match shared.swapper.current() {
         Some(g) if g.healthy_instances() > 0 => json_response(
             StatusCode::OK,
-            &json!({"ready": true, "revision": g.revision}),
+            &json!({"ready": true, "revision": g.revision, "delta": g.delta}),
         ),
         Some(g) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -79,8 +84,8 @@ fn metrics(shared: &Shared) -> Response<Body> {
     r
 }
 
-async fn push(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
-    match install_pushed(shared, req).await {
+async fn push(shared: &Arc<Shared>, req: hyper::Request<Incoming>, delta: bool) -> Response<Body> {
+    match install_pushed(shared, req, delta).await {
         Ok(r) => r,
         Err(refusal) => refusal.into_response(),
     }
@@ -89,6 +94,7 @@ async fn push(shared: &Arc<Shared>, req: hyper::Request<Incoming>) -> Response<B
 async fn install_pushed(
     shared: &Arc<Shared>,
     req: hyper::Request<Incoming>,
+    delta: bool,
 ) -> Result<Response<Body>, Refusal> {
     let Some(expected) = &shared.compiled.tokens.admin else {
         return Err(Refusal::admin_forbidden(
@@ -116,17 +122,29 @@ async fn install_pushed(
         )
         .at(current)
     })?;
+    // PUT takes a snapshot, PATCH a delta: a body of the other kind is a
+    // client that meant the other method.
+    if portcullis_snapshots::delta::is_delta(&bytes) != delta {
+        shared.metrics.swap_failed(Source::Push.as_str());
+        let message = if delta {
+            "PATCH takes a delta (portcullis snapshot delta); send a whole snapshot with PUT"
+        } else {
+            "this is a delta: send it with PATCH (portcullis snapshot push --delta), or send the whole snapshot with PUT"
+        };
+        return Err(Refusal::invalid_snapshot("wrong_method", message).at(current));
+    }
     match shared.install(bytes, Source::Push, force).await {
         Ok(done) => Ok(json_response(
             StatusCode::OK,
-            &json!({"revision": done.revision, "previous": done.previous, "sha256": done.sha256}),
+            &json!({"revision": done.revision, "previous": done.previous, "sha256": done.sha256, "delta": done.delta}),
         )),
         Err(e) => {
             let message = e.to_string();
             Err(match e {
-                SwapError::Stale { .. } | SwapError::BelowAccepted { .. } => {
-                    Refusal::stale(e.code(), message)
-                }
+                SwapError::Stale { .. }
+                | SwapError::BelowAccepted { .. }
+                | SwapError::WrongBase(_)
+                | SwapError::NoBase => Refusal::stale(e.code(), message),
                 SwapError::TooLarge { .. } => Refusal::too_large(e.code(), message),
                 _ => Refusal::invalid_snapshot(e.code(), message),
             }

@@ -1,5 +1,6 @@
-//! `portcullis snapshot push`: send a snapshot to a running gateway's
-//! admin API, which validates it completely before swapping it in.
+//! `portcullis snapshot push`: send a snapshot (PUT) or a delta (PATCH) to
+//! a running gateway's admin API, which validates it completely before
+//! swapping it in.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::error::CliError;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// The snapshot file.
+    /// The snapshot file (or, with `--delta`, the delta file).
     file: PathBuf,
     /// The gateway's admin URL, e.g. http://127.0.0.1:9090.
     #[arg(long)]
@@ -26,10 +27,25 @@ pub struct PushArgs {
     /// Install even if the revision is not newer (a deliberate rollback).
     #[arg(long)]
     force: bool,
+    /// FILE is a delta (`snapshot delta`, `build --delta-from`): the gateway
+    /// applies it to the revision it serves, which must be the delta's base.
+    #[arg(long)]
+    delta: bool,
 }
 
 pub fn run(a: PushArgs) -> Result<(), CliError> {
     let bytes = read_bytes(&a.file)?;
+    let is_delta = portcullis_snapshots::delta::is_delta(&bytes);
+    if is_delta != a.delta {
+        return Err(CliError::Usage(if is_delta {
+            format!("{}: a delta; push it with --delta", a.file.display())
+        } else {
+            format!(
+                "{}: not a delta (push a snapshot without --delta)",
+                a.file.display()
+            )
+        }));
+    }
     let base = a.to.trim_end_matches('/');
     let url = format!(
         "{base}/-/snapshot{}",
@@ -42,7 +58,7 @@ pub fn run(a: PushArgs) -> Result<(), CliError> {
     let (status, body) = rt.block_on(async {
         let client = http_client(Duration::from_secs(5), 1);
         let req = Request::builder()
-            .method(Method::PUT)
+            .method(if a.delta { Method::PATCH } else { Method::PUT })
             .uri(&url)
             .header(header::AUTHORIZATION, format!("Bearer {}", a.token))
             .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -64,10 +80,11 @@ pub fn run(a: PushArgs) -> Result<(), CliError> {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if status.is_success() {
         say!(
-            "{}: revision {} serving (was {})",
+            "{}: revision {} serving (was {}){}",
             a.file.display(),
             v.get("revision").unwrap_or(&serde_json::Value::Null),
-            v.get("previous").unwrap_or(&serde_json::Value::Null)
+            v.get("previous").unwrap_or(&serde_json::Value::Null),
+            if a.delta { ", applied as a delta" } else { "" }
         );
         Ok(())
     } else {

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use portcullis_snapshots::DecodeError;
+use portcullis_snapshots::delta::{DeltaError, DeltaHeader, decode_delta};
 use portcullis_snapshots::header::Header;
 use portcullis_snapshots::signature::{self, SignatureError, VerifyingKey};
 use thiserror::Error;
@@ -98,6 +99,17 @@ pub enum SwapError {
         /// The revision in the state file.
         accepted: u64,
     },
+    /// A delta that is corrupted, truncated, or does not give its target.
+    #[error("the delta is refused: {0}")]
+    Delta(DeltaError),
+    /// A delta made for another revision than the one serving.
+    #[error("{0}")]
+    WrongBase(DeltaError),
+    /// A delta, and no snapshot serving for it to apply to.
+    #[error(
+        "no snapshot is serving, so a delta has nothing to apply to: install the full snapshot first"
+    )]
+    NoBase,
     /// One principal's view (`snapshot redact --for`), not a directory:
     /// serving it would deny everyone else.
     #[error(
@@ -117,6 +129,8 @@ impl SwapError {
             SwapError::Signature(SignatureError::Unsigned) => "unsigned",
             SwapError::Signature(_) => "bad_signature",
             SwapError::View => "view_not_directory",
+            SwapError::Delta(_) => "bad_delta",
+            SwapError::WrongBase(_) | SwapError::NoBase => "wrong_base",
         }
     }
 }
@@ -160,6 +174,8 @@ pub struct Generation {
     pub loaded_at: SystemTime,
     /// Where it came from.
     pub source: Source,
+    /// Whether it came as a delta to the generation before it.
+    pub delta: bool,
     bytes: Arc<[u8]>,
     /// The loaded snapshot every instance starts from.
     image: Arc<MemoryImage>,
@@ -415,6 +431,8 @@ pub struct Installed {
     pub previous: Option<u64>,
     /// SHA-256 of the new body, hex.
     pub sha256: String,
+    /// Whether it came as a delta.
+    pub delta: bool,
     /// Browser views kept over the swap, when browsers had been served.
     pub views: Option<super::views::Carried>,
     /// Wall time from the checked header to the swap (the load, the
@@ -530,7 +548,71 @@ impl Swapper {
         self.check_signature(&bytes)?;
         // One install at a time, so the revision check below stays true
         // until the swap.
-        let _one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.install_locked(&one, bytes, header, source, force, false)
+    }
+
+    /// Validates a delta — its header, signature (as for snapshots), that
+    /// it applies to exactly the revision serving, its body's hash — and
+    /// applies it to the serving snapshot; the result, checked to be
+    /// exactly the delta's target (its SHA-256), is installed as
+    /// [`Swapper::install`] installs a snapshot. On error nothing changes.
+    pub fn install_delta(
+        &self,
+        bytes: Vec<u8>,
+        source: Source,
+        force: bool,
+    ) -> Result<Installed, SwapError> {
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(SwapError::TooLarge {
+                size: bytes.len() as u64,
+                max: self.max_bytes,
+            });
+        }
+        let header = DeltaHeader::parse(&bytes).map_err(SwapError::Delta)?;
+        self.check_delta_signature(&bytes)?;
+        let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(base) = self.current.load_full() else {
+            return Err(SwapError::NoBase);
+        };
+        let base_header = Header::parse(&base.bytes)?;
+        if !header.applies_to(&base_header) {
+            return Err(SwapError::WrongBase(
+                header.wrong_base(base_header.revision, &base_header.body_sha256),
+            ));
+        }
+        let delta = decode_delta(&bytes).map_err(SwapError::Delta)?;
+        let target = delta.apply_to(&base.bytes).map_err(SwapError::Delta)?;
+        drop(base);
+        let target_header = Header::parse(&target)?;
+        self.install_locked(&one, target, target_header, source, force, true)
+    }
+
+    /// [`Swapper::check_signature`] for a delta.
+    fn check_delta_signature(&self, bytes: &[u8]) -> Result<(), SwapError> {
+        if self.trusted.is_empty() && !self.require_signature {
+            return Ok(());
+        }
+        match signature::verify_delta(bytes, &self.trusted) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) if !self.require_signature => Ok(()),
+            Ok(None) => Err(SwapError::Signature(SignatureError::Unsigned)),
+            Err(SignatureError::Delta(e)) => Err(SwapError::Delta(e)),
+            Err(e) => Err(SwapError::Signature(e)),
+        }
+    }
+
+    /// The rest of an install, under the install lock: revision order,
+    /// the load, the swap.
+    fn install_locked(
+        &self,
+        _one: &MutexGuard<'_, ()>,
+        bytes: Vec<u8>,
+        header: Header,
+        source: Source,
+        force: bool,
+        delta: bool,
+    ) -> Result<Installed, SwapError> {
         let previous = self.current.load().as_ref().map(|g| g.revision);
         if let Some(current) = previous
             && header.revision <= current
@@ -570,6 +652,7 @@ impl Swapper {
             created_at: header.created_at,
             loaded_at: SystemTime::now(),
             source,
+            delta,
             slots: slots.into_boxed_slice(),
             rebuilding: AtomicUsize::new(0),
             image,
@@ -608,6 +691,7 @@ impl Swapper {
             revision = header.revision,
             previous = ?previous,
             source = source.as_str(),
+            delta,
             forced = force && previous.is_some_and(|p| header.revision <= p),
             load_ms,
             swap_ms = took.as_millis() as u64,
@@ -621,6 +705,7 @@ impl Swapper {
             revision: header.revision,
             previous,
             sha256,
+            delta,
             views: carried,
             took,
             cpu,

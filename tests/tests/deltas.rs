@@ -1,0 +1,244 @@
+//! Deltas through the real gateway (issue #14): `PATCH /-/snapshot`
+//! applies a delta to exactly the revision serving, and anything else — a
+//! delta for another base, corrupted or truncated, signed by an untrusted
+//! key, pushed with the wrong method — is refused while the old revision
+//! keeps serving. A worker that traps after a delta is rebuilt on the
+//! delta's revision.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
+
+mod common;
+use common::*;
+
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use portcullis_gateway::demo::{DEMO_ADMIN_TOKEN, example_snapshot};
+use portcullis_snapshots::delta::{compute, encode_delta};
+use portcullis_snapshots::signature::{generate, public_pem, sign, sign_delta};
+use portcullis_snapshots::{Header, decode};
+use serde_json::{Value, json};
+
+const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
+
+/// The example at `n`, with pat disabled when `pat_disabled`.
+fn example(n: u64, pat_disabled: bool) -> Vec<u8> {
+    example_snapshot(|v| {
+        v["revision"] = json!(n);
+        if pat_disabled && let Some(users) = v["users"].as_array_mut() {
+            for u in users.iter_mut().filter(|u| u["username"] == "pat") {
+                u["status"] = json!("disabled");
+            }
+        }
+    })
+    .expect("example builds")
+}
+
+fn delta(from: &[u8], to: &[u8]) -> Vec<u8> {
+    let (a, b) = (decode(from).unwrap(), decode(to).unwrap());
+    let d = compute(&a.body, &b.body).unwrap();
+    encode_delta(&a.header, &b.header, &d).unwrap()
+}
+
+async fn patch(gw: &Gw, bytes: Vec<u8>) -> Answer {
+    let token = format!("Bearer {DEMO_ADMIN_TOKEN}");
+    send(
+        &gw.client,
+        Method::PATCH,
+        &format!("{}/-/snapshot", gw.admin),
+        &[("authorization", &token)],
+        bytes,
+    )
+    .await
+}
+
+async fn readyz(gw: &Gw) -> Value {
+    serde_json::from_str(&gw.admin_get("/-/readyz").await.1).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_is_applied_to_the_revision_serving() {
+    let gw = gateway().await;
+    let pat = bearer("pat");
+    assert_eq!(
+        gw.get(TABLE, &[("authorization", &pat)]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(readyz(&gw).await["delta"], false);
+
+    let (one, two) = (example(1, false), example(2, true));
+    let d = delta(&one, &two);
+    assert!(d.len() < 300, "pat disabled: {} bytes", d.len());
+    let a = patch(&gw, d).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["revision"], 2);
+    assert_eq!(a.body["previous"], 1);
+    assert_eq!(a.body["delta"], true);
+    assert_eq!(
+        a.body["sha256"],
+        hex::encode(Header::parse(&two).unwrap().body_sha256),
+        "the delta's result is exactly the full build's body"
+    );
+    let denied = gw.get(TABLE, &[("authorization", &pat)]).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.body["revision"], 2);
+    let r = readyz(&gw).await;
+    assert_eq!(
+        (r["revision"].clone(), r["delta"].clone()),
+        (json!(2), json!(true))
+    );
+    let (_, info) = gw.admin_get("/-/snapshot").await;
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["delta"], true);
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_snapshot_swaps_total{source=\"push\",kind=\"delta\"} 1"),
+        "{metrics}"
+    );
+
+    // A whole snapshot after it is a full install again.
+    let a = gw.push(example(3, false), false).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(readyz(&gw).await["delta"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_for_another_revision_is_refused_and_the_old_one_keeps_serving() {
+    let gw = gateway().await;
+    let pat = bearer("pat");
+    // Made from revision 2, which is not serving.
+    let d = delta(&example(2, false), &example(3, true));
+    let a = patch(&gw, d).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    assert_eq!(a.body["reason"], "wrong_base");
+    assert_eq!(a.body["revision"], 1);
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("full snapshot"),
+        "{}",
+        a.body
+    );
+    // Same revision number, other contents: not the base either.
+    let d = delta(&example(1, true), &example(2, false));
+    assert_eq!(patch(&gw, d).await.body["reason"], "wrong_base");
+    assert_eq!(
+        gw.get(TABLE, &[("authorization", &pat)]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(gw.running.revision(), Some(1));
+
+    // Without any snapshot, a delta has nothing to apply to.
+    let empty = gateway_with(None, |_, _| {}).await;
+    let a = patch(&empty, delta(&example(1, false), &example(2, true))).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    assert_eq!(a.body["reason"], "wrong_base");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_truncated_and_misdirected_deltas_are_refused() {
+    let gw = gateway().await;
+    let d = delta(&example(1, false), &example(2, true));
+    let mut corrupted = d.clone();
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 0xff;
+    let a = patch(&gw, corrupted).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["reason"], "bad_delta");
+    assert!(
+        a.body["message"].as_str().unwrap().contains("corrupted"),
+        "{}",
+        a.body
+    );
+
+    let a = patch(&gw, d[..d.len() - 3].to_vec()).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["reason"], "bad_delta");
+
+    // PUT is for snapshots, PATCH for deltas.
+    let a = gw.push(d.clone(), false).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["reason"], "wrong_method");
+    let a = patch(&gw, example(2, true)).await;
+    assert_eq!(a.body["reason"], "wrong_method");
+
+    // A delta to an older revision is a rollback: refused unless forced.
+    let back = delta(&example(1, false), &example(0, true));
+    let a = patch(&gw, back).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    assert_eq!(a.body["reason"], "stale_revision");
+
+    assert_eq!(gw.running.revision(), Some(1));
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_snapshot_swap_failures_total{source=\"push\"} 5"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_delta_from_an_untrusted_key_is_refused() {
+    let key = generate().expect("key");
+    let one = sign(&example(1, false), &key).unwrap();
+    let gw = gateway_with(Some(one.clone()), |c, dir| {
+        let path = dir.join("trusted.pub");
+        std::fs::write(&path, public_pem(&key.verifying_key()).unwrap()).unwrap();
+        c.snapshot.trusted_keys = vec![path];
+        c.snapshot.require_signature = true;
+    })
+    .await;
+    let d = delta(&one, &example(2, true));
+
+    let a = patch(&gw, d.clone()).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["reason"], "unsigned");
+
+    let stranger = generate().expect("key");
+    let a = patch(&gw, sign_delta(&d, &stranger).unwrap()).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["reason"], "bad_signature");
+    assert!(a.body["message"].as_str().unwrap().contains("not trusted"));
+
+    // A snapshot's signature does not pass for a delta's: re-flagged as
+    // signed with a snapshot signature trailer, it does not verify.
+    let mut forged = d.clone();
+    forged[10] |= 1;
+    forged.extend_from_slice(&one[one.len() - 96..]);
+    let a = patch(&gw, forged).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["reason"], "bad_signature");
+    assert_eq!(gw.running.revision(), Some(1));
+
+    let a = patch(&gw, sign_delta(&d, &key).unwrap()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(gw.running.revision(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_traps_after_a_delta_is_rebuilt_on_the_deltas_revision() {
+    let gw = gateway_with(Some(example(1, false)), |c, _| c.server.workers = Some(1)).await;
+    let a = patch(&gw, delta(&example(1, false), &example(2, true))).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let pat = bearer("pat");
+    gw.running.interrupt_next_decisions();
+    let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let a = loop {
+        let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+        if a.status != StatusCode::SERVICE_UNAVAILABLE {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "the instance was not rebuilt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Rebuilt from the delta's result: pat is still disabled.
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(a.body["revision"], 2);
+}
