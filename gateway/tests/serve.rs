@@ -185,6 +185,51 @@ decisions = "decisions.log"
     assert!(text(&o.stderr).contains("not newer"), "{}", text(&o.stderr));
     let o = push(&snap, true);
     assert!(o.status.success(), "forced: {}", text(&o.stderr));
+    // The change from revision 1 to 2 as a delta: PATCH, with --delta.
+    let delta = dir.join("v2.delta");
+    let o = portcullis(&[
+        "snapshot",
+        "delta",
+        snap.to_str().expect("utf-8"),
+        v2.to_str().expect("utf-8"),
+        "-o",
+        delta.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = push(&delta, false);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a delta needs --delta: {}",
+        text(&o.stderr)
+    );
+    let mut args = vec![
+        "snapshot",
+        "push",
+        delta.to_str().expect("utf-8"),
+        "--to",
+        &admin_url,
+    ];
+    args.extend(["--token", token, "--delta"]);
+    let o = portcullis(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("revision 2 serving (was 1), applied as a delta"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = portcullis(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "now on another base: {}",
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("applies to revision 1"),
+        "{}",
+        text(&o.stderr)
+    );
     let o = portcullis(&[
         "snapshot",
         "push",
