@@ -3,6 +3,11 @@
 //! `ETag`/`If-None-Match`. Both hand candidates to the same validating
 //! install as pushes do; a refused candidate is logged and counted and the
 //! serving snapshot stays.
+//!
+//! The polled URL is a snapshot, or a store's manifest (`latest.json`,
+//! `snapshot/manifest.rs`): then the gateway fetches the chain of deltas
+//! from the revision it serves when the manifest lists one, and the full
+//! snapshot when it does not or a delta fails.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{ms, parse_http_url};
 use crate::response::empty;
 use crate::shared::Shared;
+use crate::snapshot::manifest::{Manifest, beside};
 use crate::snapshot::swap::Source;
 use crate::stage::forward::http_client;
 
@@ -107,54 +113,147 @@ async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<boo
     };
     let client = http_client(Duration::from_secs(5), 1);
     let every = ms(shared.config().snapshot.poll_interval_ms);
-    let max = shared.config().snapshot.max_bytes;
     let mut etag: Option<header::HeaderValue> = None;
     loop {
-        let mut req = Request::get(uri.clone());
-        if let Some(tag) = &etag {
-            req = req.header(header::IF_NONE_MATCH, tag.clone());
-        }
-        let fetched = match req.body(empty()) {
-            Ok(req) => tokio::time::timeout(Duration::from_secs(60), client.request(req)).await,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build the poll request");
-                return;
-            }
-        };
-        match fetched {
-            Err(_) => tracing::warn!(%url, "snapshot poll timed out"),
-            Ok(Err(e)) => tracing::warn!(%url, error = %e, "snapshot poll failed"),
-            Ok(Ok(resp)) if resp.status() == StatusCode::NOT_MODIFIED => {}
-            Ok(Ok(resp)) if resp.status() == StatusCode::OK => {
-                let tag = resp.headers().get(header::ETAG).cloned();
-                let body = http_body_util::Limited::new(
-                    resp.into_body(),
-                    usize::try_from(max).unwrap_or(usize::MAX),
-                )
-                .collect()
-                .await;
-                match body {
-                    Ok(b) => {
-                        // Remember the tag even for a refused candidate: the
-                        // same bad bytes are not retried every period.
-                        let _ = shared
-                            .install(b.to_bytes().to_vec(), Source::Poll, false)
-                            .await;
-                        etag = tag;
-                    }
-                    Err(e) => {
-                        shared.metrics.swap_failed(Source::Poll.as_str());
-                        tracing::warn!(%url, error = %e, "snapshot download failed");
-                    }
+        match fetch(&shared, &client, &uri, etag.as_ref()).await {
+            Ok(Fetched::NotModified) => {}
+            Ok(Fetched::Body(body, tag)) => {
+                // Remember the tag even for a refused candidate: the same
+                // bad bytes are not retried every period. A store that
+                // failed to answer is asked again.
+                let settled = if body.first() == Some(&b'{') {
+                    follow_manifest(&shared, &client, &uri, &body).await
+                } else {
+                    let _ = shared.install(body, Source::Poll, false).await;
+                    true
+                };
+                if settled {
+                    etag = tag;
                 }
             }
-            Ok(Ok(resp)) => {
-                tracing::warn!(%url, status = %resp.status(), "snapshot poll answered an error")
-            }
+            Err(e) => tracing::warn!(%url, error = %e, "snapshot poll failed"),
         }
         tokio::select! {
             _ = stopped.changed() => return,
             _ = tokio::time::sleep(jittered(every)) => {}
+        }
+    }
+}
+
+type PollClient = crate::stage::forward::HttpClient;
+
+enum Fetched {
+    NotModified,
+    Body(Vec<u8>, Option<header::HeaderValue>),
+}
+
+/// One GET from the store (at most `snapshot.max_bytes`, within a minute).
+async fn fetch(
+    shared: &Shared,
+    client: &PollClient,
+    uri: &http::Uri,
+    etag: Option<&header::HeaderValue>,
+) -> Result<Fetched, String> {
+    let mut req = Request::get(uri.clone());
+    if let Some(tag) = etag {
+        req = req.header(header::IF_NONE_MATCH, tag.clone());
+    }
+    let req = req.body(empty()).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    match resp.status() {
+        StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
+        StatusCode::OK => {
+            let tag = resp.headers().get(header::ETAG).cloned();
+            let max = shared.config().snapshot.max_bytes;
+            let body = http_body_util::Limited::new(
+                resp.into_body(),
+                usize::try_from(max).unwrap_or(usize::MAX),
+            )
+            .collect()
+            .await
+            .map_err(|e| {
+                shared.metrics.swap_failed(Source::Poll.as_str());
+                format!("{uri}: download failed: {e}")
+            })?;
+            Ok(Fetched::Body(body.to_bytes().to_vec(), tag))
+        }
+        status => Err(format!("{uri} answered {status}")),
+    }
+}
+
+/// Brings the gateway to the manifest's revision: the chain of deltas from
+/// the revision serving when the manifest lists one, the full snapshot
+/// otherwise (or when a delta fails). False when the store could not be
+/// read (try again next period).
+async fn follow_manifest(
+    shared: &Arc<Shared>,
+    client: &PollClient,
+    manifest_uri: &http::Uri,
+    body: &[u8],
+) -> bool {
+    let m = match Manifest::parse(body) {
+        Ok(m) => m,
+        Err(e) => {
+            shared.metrics.swap_failed(Source::Poll.as_str());
+            tracing::warn!(url = %manifest_uri, error = %e, "the store's manifest is refused");
+            return true;
+        }
+    };
+    let serving = shared
+        .swapper
+        .current()
+        .map(|g| (g.revision, g.sha256.clone()));
+    if serving
+        .as_ref()
+        .is_some_and(|(r, sha)| m.is_serving(*r, sha))
+    {
+        return true;
+    }
+    if let Some(chain) = serving.as_ref().and_then(|(r, sha)| m.chain(*r, sha)) {
+        let mut applied = true;
+        for d in chain {
+            let got = match beside(manifest_uri, &d.path) {
+                Ok(uri) => fetch(shared, client, &uri, None).await,
+                Err(e) => Err(e),
+            };
+            let ok = match got {
+                Ok(Fetched::Body(bytes, _)) => {
+                    shared.install(bytes, Source::Poll, false).await.is_ok()
+                }
+                Ok(Fetched::NotModified) => false,
+                Err(e) => {
+                    tracing::warn!(path = %d.path, error = %e, "cannot fetch a delta; fetching the snapshot");
+                    false
+                }
+            };
+            if !ok {
+                applied = false;
+                break;
+            }
+        }
+        if applied {
+            return true;
+        }
+    }
+    let uri = match beside(manifest_uri, &m.snapshot) {
+        Ok(uri) => uri,
+        Err(e) => {
+            tracing::warn!(error = %e, "the manifest's snapshot has no URL");
+            return true;
+        }
+    };
+    match fetch(shared, client, &uri, None).await {
+        Ok(Fetched::Body(bytes, _)) => {
+            let _ = shared.install(bytes, Source::Poll, false).await;
+            true
+        }
+        Ok(Fetched::NotModified) => false,
+        Err(e) => {
+            tracing::warn!(url = %uri, error = %e, "cannot fetch the snapshot");
+            false
         }
     }
 }

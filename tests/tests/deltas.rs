@@ -242,3 +242,180 @@ async fn a_worker_that_traps_after_a_delta_is_rebuilt_on_the_deltas_revision() {
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
     assert_eq!(a.body["revision"], 2);
 }
+
+/// A store: the files of a directory over HTTP, with ETags; counts the
+/// bytes it sends per file.
+struct Store {
+    dir: tempfile::TempDir,
+    origin: std::net::SocketAddr,
+    sent: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+}
+
+impl Store {
+    async fn start() -> Store {
+        use http_body_util::Full;
+        use hyper::body::{Bytes, Incoming};
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let listener = tokio::net::TcpListener::bind(local()).await.unwrap();
+        let origin = listener.local_addr().unwrap();
+        let counts = std::sync::Arc::clone(&sent);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (root, counts) = (root.clone(), std::sync::Arc::clone(&counts));
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<Incoming>| {
+                        let name = req.uri().path().trim_start_matches('/').to_string();
+                        let bytes = std::fs::read(root.join(&name)).ok();
+                        let tag = bytes.as_ref().map(|b| {
+                            format!(
+                                "\"{}\"",
+                                &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b))[..16]
+                            )
+                        });
+                        let matched = tag.as_ref().is_some_and(|t| {
+                            req.headers()
+                                .get("if-none-match")
+                                .is_some_and(|v| v.as_bytes() == t.as_bytes())
+                        });
+                        let resp = match (bytes, tag) {
+                            (Some(_), Some(_)) if matched => http::Response::builder()
+                                .status(304)
+                                .body(Full::new(Bytes::new())),
+                            (Some(b), Some(t)) => {
+                                *counts.lock().unwrap().entry(name).or_insert(0) += b.len();
+                                http::Response::builder()
+                                    .header("etag", t)
+                                    .body(Full::new(Bytes::from(b)))
+                            }
+                            _ => http::Response::builder()
+                                .status(404)
+                                .body(Full::new(Bytes::new())),
+                        };
+                        async move { resp.map_err(|e| e.to_string()) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Store { dir, origin, sent }
+    }
+
+    /// Publishes `snapshot` with the deltas given (from, bytes of the
+    /// `from` snapshot), as `snapshot publish` does: files first, manifest last.
+    fn publish(&self, snapshot: &[u8], deltas: &[&[u8]]) {
+        self.publish_corrupted(snapshot, deltas, false);
+    }
+
+    /// [`Store::publish`], the deltas' last byte flipped when `corrupt`.
+    fn publish_corrupted(&self, snapshot: &[u8], deltas: &[&[u8]], corrupt: bool) {
+        use portcullis_gateway::snapshot::manifest::{DeltaEntry, Manifest};
+        let h = Header::parse(snapshot).unwrap();
+        let name = format!("snapshot-{}.snap", h.revision);
+        std::fs::write(self.dir.path().join(&name), snapshot).unwrap();
+        let entries = deltas
+            .iter()
+            .map(|from| {
+                let f = Header::parse(from).unwrap();
+                let mut d = delta(from, snapshot);
+                if corrupt && let Some(last) = d.last_mut() {
+                    *last ^= 0xff;
+                }
+                let path = format!("delta-{}-{}.delta", f.revision, h.revision);
+                std::fs::write(self.dir.path().join(&path), &d).unwrap();
+                DeltaEntry {
+                    from: f.revision,
+                    from_sha256: hex::encode(f.body_sha256),
+                    to: h.revision,
+                    to_sha256: hex::encode(h.body_sha256),
+                    path,
+                    bytes: d.len() as u64,
+                }
+            })
+            .collect();
+        let m = Manifest {
+            format: 1,
+            revision: h.revision,
+            sha256: hex::encode(h.body_sha256),
+            snapshot: name,
+            bytes: snapshot.len() as u64,
+            deltas: entries,
+        };
+        std::fs::write(
+            self.dir.path().join("latest.json"),
+            serde_json::to_vec(&m).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn sent(&self, name: &str) -> usize {
+        self.sent.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+async fn wait_for(gw: &Gw, revision: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.running.revision() != Some(revision) {
+        assert!(
+            Instant::now() < deadline,
+            "revision {revision} never served ({:?})",
+            gw.running.revision()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poller_follows_the_stores_manifest_by_deltas_and_falls_back_to_the_snapshot() {
+    let store = Store::start().await;
+    let (one, two, three, four) = (
+        example(1, false),
+        example(2, true),
+        example(3, false),
+        example(4, true),
+    );
+    store.publish(&one, &[]);
+    let gw = gateway_with(None, |c, _| {
+        c.snapshot.poll_url = Some(format!("http://{}/latest.json", store.origin));
+        c.snapshot.poll_interval_ms = 50;
+    })
+    .await;
+    // Nothing serving: the snapshot.
+    wait_for(&gw, 1).await;
+    assert_eq!(store.sent("snapshot-1.snap"), one.len());
+
+    // Revision 2 with a delta from 1: the delta, not the snapshot.
+    store.publish(&two, &[&one]);
+    wait_for(&gw, 2).await;
+    assert_eq!(readyz(&gw).await["delta"], true);
+    assert_eq!(
+        store.sent("snapshot-2.snap"),
+        0,
+        "fetched the snapshot, not the delta"
+    );
+    assert!(store.sent("delta-1-2.delta") > 0);
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_snapshot_swaps_total{source=\"poll\",kind=\"delta\"} 1"),
+        "{metrics}"
+    );
+
+    // Revision 4 lists only the delta from 3: a gap, so the snapshot.
+    store.publish(&four, &[&three]);
+    wait_for(&gw, 4).await;
+    assert_eq!(readyz(&gw).await["delta"], false);
+    assert_eq!(store.sent("snapshot-4.snap"), four.len());
+    assert_eq!(store.sent("delta-3-4.delta"), 0);
+
+    // A corrupted delta: refused, then the snapshot.
+    let five = example(5, false);
+    store.publish_corrupted(&five, &[&four], true);
+    wait_for(&gw, 5).await;
+    assert_eq!(store.sent("snapshot-5.snap"), five.len());
+    assert_eq!(readyz(&gw).await["delta"], false);
+}

@@ -83,6 +83,25 @@ pub enum SnapshotCommand {
         #[arg(long = "trust", value_name = "PUBLIC_KEY")]
         trust: Vec<PathBuf>,
     },
+    /// Publish a snapshot into a store directory, ready to upload: the
+    /// snapshot, the delta from the revision published before it, and the
+    /// manifest (`latest.json`, written last) that polling gateways read
+    /// (`snapshot.poll_url = ".../latest.json"`). Files already there are
+    /// left for replicas still fetching them.
+    Publish {
+        /// The snapshot to publish (a full build).
+        snapshot: PathBuf,
+        /// The store directory (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Deltas the manifest lists, newest first: a replica this many
+        /// revisions behind still gets deltas rather than the snapshot.
+        #[arg(long, default_value_t = 10)]
+        keep: usize,
+        /// Sign the snapshot and the delta with this private key.
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
+    },
     /// Write a deterministic, realistic large directory (for benchmarks).
     ///
     /// Writes a snapshot when OUT ends in `.snap`, directory JSON otherwise.
@@ -227,6 +246,12 @@ pub fn run(cmd: SnapshotCommand) -> Result<(), CliError> {
             output,
             trust,
         } => apply_cmd(&deployed, &delta, &output, &trust),
+        SnapshotCommand::Publish {
+            snapshot,
+            dir,
+            keep,
+            sign,
+        } => publish(&snapshot, &dir, keep, sign.as_deref()),
         SnapshotCommand::Generate(a) => generate_cmd(a),
         SnapshotCommand::Push(a) => super::push::run(a),
         SnapshotCommand::Keygen { output, public } => keygen(&output, public),
@@ -713,6 +738,94 @@ fn inspect_delta(path: &Path, bytes: &[u8], json: bool) -> Result<(), CliError> 
         )
     );
     say!("rows        {removed} removed, {inserted} inserted or changed");
+    Ok(())
+}
+
+fn publish(snapshot: &Path, dir: &Path, keep: usize, sign: Option<&Path>) -> Result<(), CliError> {
+    use portcullis_gateway::snapshot::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
+    let mut bytes = read_bytes(snapshot)?;
+    let header = decode_file(snapshot, &bytes)?.header;
+    if header.is_view() {
+        return Err(CliError::Usage(format!(
+            "{}: a principal's view, not a directory snapshot",
+            snapshot.display()
+        )));
+    }
+    if let Some(key) = sign {
+        bytes = sign_with(key, snapshot, &bytes)?;
+    }
+    fs::create_dir_all(dir).map_err(|source| CliError::Io {
+        action: "cannot create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let manifest_path = dir.join("latest.json");
+    let previous = if manifest_path.exists() {
+        let m = Manifest::parse(&read_bytes(&manifest_path)?)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", manifest_path.display())))?;
+        if m.revision >= header.revision {
+            return Err(CliError::Usage(format!(
+                "{}: revision {} is not newer than revision {} published in {}; build with a higher --revision",
+                snapshot.display(),
+                header.revision,
+                m.revision,
+                manifest_path.display()
+            )));
+        }
+        Some(m)
+    } else {
+        None
+    };
+    let sha256 = hex::encode(header.body_sha256);
+    let name = format!("snapshot-{}.snap", header.revision);
+    let mut deltas = Vec::new();
+    let mut delta_file = None;
+    if let Some(m) = &previous {
+        let base_path = dir.join(&m.snapshot);
+        let base = read_bytes(&base_path)?;
+        let mut delta = make_delta(&base_path, &base, snapshot, &bytes)?;
+        if let Some(key) = sign {
+            delta = sign_delta_with(key, snapshot, &delta)?;
+        }
+        let path = format!("delta-{}-{}.delta", m.revision, header.revision);
+        deltas.push(DeltaEntry {
+            from: m.revision,
+            from_sha256: m.sha256.clone(),
+            to: header.revision,
+            to_sha256: sha256.clone(),
+            path: path.clone(),
+            bytes: delta.len() as u64,
+        });
+        delta_file = Some((path, delta));
+        deltas.extend(m.deltas.iter().cloned());
+    }
+    deltas.truncate(keep);
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        revision: header.revision,
+        sha256,
+        snapshot: name.clone(),
+        bytes: bytes.len() as u64,
+        deltas,
+    };
+    // The files the manifest names first, the manifest last: a replica
+    // never reads a manifest whose files are not there yet.
+    write_atomic(&dir.join(&name), &bytes)?;
+    if let Some((path, delta)) = &delta_file {
+        write_atomic(&dir.join(path), delta)?;
+    }
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| CliError::Usage(e.to_string()))?;
+    write_atomic(&manifest_path, &text)?;
+    say!(
+        "published revision {} in {}: {name} ({} bytes){}, latest.json ({} deltas listed)",
+        header.revision,
+        dir.display(),
+        bytes.len(),
+        delta_file
+            .as_ref()
+            .map_or_else(String::new, |(p, d)| format!(", {p} ({} bytes)", d.len())),
+        manifest.deltas.len()
+    );
     Ok(())
 }
 

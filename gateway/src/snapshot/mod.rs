@@ -6,6 +6,7 @@
 
 pub mod cpu_time;
 mod image_module;
+pub mod manifest;
 pub mod memory_image;
 pub mod module;
 pub mod priority;
