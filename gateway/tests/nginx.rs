@@ -2,8 +2,9 @@
 //! command when missing): nginx `auth_request` in front of an application,
 //! configured with exactly `docs/snippets/nginx.conf`; and three
 //! `portcullis serve` replicas (configured with `docs/snippets/replica.toml`)
-//! polling one snapshot that nginx serves,
-//! converging on a new revision without a failed request.
+//! polling the manifest of a store nginx serves (`snapshot publish`),
+//! converging on a new revision — by fetching one small delta each — without
+//! a failed request.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -199,7 +200,7 @@ fn replica(dir: &Path, n: usize, url: &str, every_ms: u64) -> Replica {
         ("127.0.0.1:9090", admin.to_string()),
         ("127.0.0.1:9191", decision.to_string()),
         (
-            "http://snapshots.internal/portcullis/directory.snap",
+            "http://snapshots.internal/portcullis/latest.json",
             url.to_string(),
         ),
         (
@@ -231,14 +232,27 @@ fn three_replicas_converge_on_a_new_snapshot_without_failing_a_request() {
     let dir = fresh_dir("replicas");
     let www = dir.join("www");
     std::fs::create_dir_all(&www).expect("mkdir");
-    build("v1", &www.join("acme.snap"), 1);
+    let publish = |revision: u64| {
+        let snap = dir.join(format!("v{revision}.snap"));
+        build(&format!("v{revision}"), &snap, revision);
+        let o = portcullis(&[
+            "snapshot",
+            "publish",
+            snap.to_str().expect("utf-8"),
+            "--dir",
+            www.to_str().expect("utf-8"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        std::fs::metadata(&snap).expect("snapshot").len()
+    };
+    let v1_bytes = publish(1);
     let store = free_port();
     let _nginx = Nginx::start(
         &dir,
         &format!("server {{ listen {store}; root {}; }}", www.display()),
         store,
     );
-    let url = format!("http://{store}/acme.snap");
+    let url = format!("http://{store}/latest.json");
     let every_ms = 1000;
     let replicas: Vec<Replica> = (0..3).map(|n| replica(&dir, n, &url, every_ms)).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -292,20 +306,21 @@ fn three_replicas_converge_on_a_new_snapshot_without_failing_a_request() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
 
-    // A new revision, renamed into place as an object store would swap it.
-    build("v2", &dir.join("acme.snap.new"), 2);
-    // nginx's ETag is the file's modification second and its size, and both
-    // revisions have the same size: a store cannot tell them apart if they
-    // are written within one second (docs/DEPLOYMENT.md says so).
-    let v1_modified = std::fs::metadata(www.join("acme.snap"))
-        .and_then(|m| m.modified())
-        .expect("mtime");
-    std::fs::File::options()
-        .write(true)
-        .open(dir.join("acme.snap.new"))
-        .and_then(|f| f.set_modified(v1_modified + Duration::from_secs(2)))
-        .expect("set mtime");
-    std::fs::rename(dir.join("acme.snap.new"), www.join("acme.snap")).expect("rename");
+    // A new revision: its snapshot, the delta from revision 1, and the
+    // manifest last. nginx's ETag is the file's modification second and
+    // its size; the manifest grows (it lists the delta), so a store tells
+    // the two manifests apart even within one second.
+    let manifest_before = std::fs::read(www.join("latest.json")).expect("manifest");
+    publish(2);
+    assert_ne!(
+        manifest_before.len(),
+        std::fs::metadata(www.join("latest.json"))
+            .expect("manifest")
+            .len() as usize
+    );
+    let delta_bytes = std::fs::metadata(www.join("delta-1-2.delta"))
+        .expect("the delta was published")
+        .len();
     let published = Instant::now();
     let mut converged = Vec::new();
     for r in &replicas {
@@ -337,11 +352,24 @@ fn three_replicas_converge_on_a_new_snapshot_without_failing_a_request() {
         on_new.load(Ordering::Relaxed) > 0,
         "no answer from revision 2"
     );
+    // What each replica fetched: the first snapshot, then one delta.
     for r in &replicas {
         let (_, metrics) = http(r.admin, "GET", "/-/metrics", &[]).expect("metrics");
         assert!(
             metrics.contains("portcullis_snapshot_revision 2"),
             "{metrics}"
         );
+        assert!(
+            metrics.contains("portcullis_snapshot_swaps_total{source=\"poll\",kind=\"delta\"} 1"),
+            "{metrics}"
+        );
+        let received = format!(
+            "portcullis_snapshot_received_bytes_total{{source=\"poll\"}} {}",
+            v1_bytes + delta_bytes
+        );
+        assert!(metrics.contains(&received), "{received} in\n{metrics}");
     }
+    eprintln!(
+        "each replica fetched {v1_bytes} + {delta_bytes} bytes: the snapshot of revision 1, then the delta to 2"
+    );
 }
