@@ -8,6 +8,7 @@ use portcullis_snapshots::signature::{SigningKey, VerifyingKey};
 use thiserror::Error;
 
 use crate::config::{ConfigError, GatewayConfig, Tokens};
+use crate::snapshot::store::StoreClient;
 use crate::stage::forward::UpstreamSpecs;
 use crate::stage::identity::Identity;
 use crate::stage::route_table::{PathRules, RouteTable};
@@ -39,6 +40,8 @@ pub struct CompiledConfig {
     pub trusted_keys: Vec<VerifyingKey>,
     /// `snapshot.browser_signing_key`.
     pub browser_signer: Option<SigningKey>,
+    /// The client for `snapshot.poll_url` (TLS roots and headers read).
+    pub store: Option<StoreClient>,
 }
 
 impl CompiledConfig {
@@ -69,13 +72,31 @@ impl CompiledConfig {
                 .ok(),
             None => Some(None),
         };
+        let store = match &config.snapshot.poll_url {
+            Some(_) => StoreClient::new(
+                config.snapshot.poll_ca_file.as_deref(),
+                &config.snapshot.poll_headers,
+            )
+            .map(Some)
+            .map_err(&mut problem)
+            .ok(),
+            None => Some(None),
+        };
         let (
             Some(routes),
             Some(identity),
             Some(upstreams),
             Some(trusted_keys),
             Some(browser_signer),
-        ) = (routes, identity, upstreams, trusted_keys, browser_signer)
+            Some(store),
+        ) = (
+            routes,
+            identity,
+            upstreams,
+            trusted_keys,
+            browser_signer,
+            store,
+        )
         else {
             return Err(invalid(problems));
         };
@@ -94,6 +115,7 @@ impl CompiledConfig {
             upstreams,
             trusted_keys,
             browser_signer,
+            store,
         })
     }
 }

@@ -189,8 +189,15 @@ pub struct SnapshotConfig {
     pub file: Option<PathBuf>,
     /// Reload the file whenever it changes.
     pub watch: bool,
-    /// An `http://` URL polled with `If-None-Match`.
+    /// An `http://` or `https://` URL polled with `If-None-Match`: a
+    /// snapshot, or a store's manifest (`latest.json`, `snapshot publish`).
     pub poll_url: Option<String>,
+    /// CA certificates (PEM) to trust for an `https://` store instead of
+    /// the system's (a private CA).
+    pub poll_ca_file: Option<PathBuf>,
+    /// Headers sent with every request to the store (a private bucket's
+    /// credentials, e.g. `Authorization`). Never logged.
+    pub poll_headers: std::collections::BTreeMap<String, String>,
     /// Polling period.
     pub poll_interval_ms: u64,
     /// Largest snapshot accepted from any source, in bytes.
@@ -222,6 +229,8 @@ impl Default for SnapshotConfig {
             file: None,
             watch: true,
             poll_url: None,
+            poll_ca_file: None,
+            poll_headers: Default::default(),
             poll_interval_ms: 10_000,
             max_bytes: 256 * 1024 * 1024,
             trusted_keys: Vec::new(),
@@ -454,9 +463,22 @@ impl GatewayConfig {
             ));
         }
         if let Some(url) = &self.snapshot.poll_url
-            && let Err(e) = parse_http_url(url)
+            && let Err(e) = parse_store_url(url)
         {
             problems.push(format!("snapshot.poll_url: {e}"));
+        }
+        let https = self
+            .snapshot
+            .poll_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if self.snapshot.poll_ca_file.is_some() && !https {
+            problems.push(
+                "snapshot.poll_ca_file: trusted only for an https:// snapshot.poll_url".into(),
+            );
+        }
+        if !self.snapshot.poll_headers.is_empty() && self.snapshot.poll_url.is_none() {
+            problems.push("snapshot.poll_headers: set snapshot.poll_url too".into());
         }
         if self.snapshot.file.is_none()
             && self.snapshot.poll_url.is_none()
@@ -620,6 +642,23 @@ fn check_token(
 }
 
 /// Checks that a URL is `http://authority[/path]` and returns it as a URI.
+/// A store URL: `http://` or `https://`, with a host.
+pub fn parse_store_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.authority().is_some() => Ok(uri),
+        Some("http" | "https") => Err(format!("{url:?}: no host")),
+        Some(other) => Err(format!(
+            "{url:?}: scheme {other:?} is not supported; use https:// or http://"
+        )),
+        None => Err(format!(
+            "{url:?}: give a full URL such as https://store.example/portcullis/latest.json"
+        )),
+    }
+}
+
 pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = url
         .parse()

@@ -13,17 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, StatusCode, header};
+use http::{StatusCode, header};
 use http_body_util::BodyExt;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{ms, parse_http_url};
-use crate::response::empty;
+use crate::config::{ms, parse_store_url};
 use crate::shared::Shared;
 use crate::snapshot::manifest::{Manifest, beside};
+use crate::snapshot::store::StoreClient;
 use crate::snapshot::swap::Source;
-use crate::stage::forward::http_client;
 
 /// Starts the configured sources; they end when `stopped` flips.
 pub(crate) fn spawn(shared: &Arc<Shared>, stopped: watch::Receiver<bool>) {
@@ -108,10 +107,9 @@ async fn reload_on_change(
 }
 
 async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<bool>) {
-    let Ok(uri) = parse_http_url(&url) else {
+    let (Ok(uri), Some(client)) = (parse_store_url(&url), shared.compiled.store.clone()) else {
         return; // refused by config validation already
     };
-    let client = http_client(Duration::from_secs(5), 1);
     let every = ms(shared.config().snapshot.poll_interval_ms);
     let mut etag: Option<header::HeaderValue> = None;
     loop {
@@ -140,7 +138,7 @@ async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<boo
     }
 }
 
-type PollClient = crate::stage::forward::HttpClient;
+type PollClient = StoreClient;
 
 enum Fetched {
     NotModified,
@@ -154,15 +152,9 @@ async fn fetch(
     uri: &http::Uri,
     etag: Option<&header::HeaderValue>,
 ) -> Result<Fetched, String> {
-    let mut req = Request::get(uri.clone());
-    if let Some(tag) = etag {
-        req = req.header(header::IF_NONE_MATCH, tag.clone());
-    }
-    let req = req.body(empty()).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.get(uri, etag))
         .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "timed out".to_string())??;
     match resp.status() {
         StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
         StatusCode::OK => {

@@ -11,6 +11,7 @@ pub mod memory_image;
 pub mod module;
 pub mod priority;
 pub mod revision_state;
+pub mod store;
 pub mod swap;
 pub mod view_builder;
 pub mod views;
