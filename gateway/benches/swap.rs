@@ -44,6 +44,9 @@ fn main() {
         Err(_) => encode(&compile(&dir).expect("valid"), 1, 0).expect("encode"),
     };
     let owned = requests::request_mix(&dir, params);
+    // One user's change, as a delta from revision 1 (what part 2 of the
+    // issue measures: applying it in the gateway).
+    let delta = one_user_delta(&dir);
     drop(dir);
     let swaps: usize = std::env::var("PORTCULLIS_SWAPS")
         .ok()
@@ -123,6 +126,30 @@ fn main() {
         before.push((median(&mut cpu), used.pss));
         drop(instances);
     }
+    // A delta: the gateway applies it to the serving snapshot (natively)
+    // and loads the result once.
+    for workers in [1usize, 8] {
+        let pool = EnginePool::new(module.clone(), limits, workers).expect("pool");
+        let swapper = Swapper::new(Arc::clone(&pool), 1 << 30);
+        let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+        for _ in 0..swaps {
+            swapper
+                .install(with_revision(&bytes, 1), Source::Push, true)
+                .expect("base");
+            let (c, w) = (cpu_time::process(), Instant::now());
+            swapper
+                .install_delta(delta.clone(), Source::Push, false)
+                .expect("applies");
+            cpu.push(cpu_time::process() - c);
+            wall.push(w.elapsed());
+        }
+        println!(
+            "| {workers} | a one-user delta ({} bytes): applied, then loaded once | {:.0} ms | {:.0} ms | | |",
+            delta.len(),
+            median(&mut cpu).as_secs_f64() * 1e3,
+            median(&mut wall).as_secs_f64() * 1e3,
+        );
+    }
     let ratio = |v: &[(Duration, u64)], cpu: bool| {
         let (first, last) = (v[0], v[v.len() - 1]);
         if cpu {
@@ -149,6 +176,44 @@ fn row(workers: usize, how: &str, cpu: &mut [Duration], wall: &mut [Duration], u
         used.pss as f64 / 1024.0,
         used.rss as f64 / 1024.0,
     );
+}
+
+/// user42 loses its grants and gets three new ones, leaves two groups and
+/// joins two: the delta from revision 1 to revision 2 of that change.
+fn one_user_delta(dir: &portcullis_snapshots::source::Directory) -> Vec<u8> {
+    let mut d = dir.clone();
+    let user = "user/user42".to_string();
+    d.grants.retain(|g| g.principal != user);
+    for (i, at) in [1_000usize, 200_000, 400_000].into_iter().enumerate() {
+        d.grants.insert(
+            at,
+            portcullis_snapshots::source::Grant {
+                principal: user.clone(),
+                role: "reader".into(),
+                on: format!("catalog/{}", d.catalogs[i * 7].id),
+            },
+        );
+    }
+    let mut left = 0;
+    for g in d.groups.iter_mut() {
+        if left < 2 && g.members.contains(&user) {
+            g.members.retain(|m| *m != user);
+            left += 1;
+        }
+    }
+    for g in [11usize, 1_500] {
+        if !d.groups[g].members.contains(&user) {
+            d.groups[g].members.push(user.clone());
+        }
+    }
+    let a = encode(&compile(dir).expect("valid"), 1, 0).expect("encode");
+    let b = encode(&compile(&d).expect("valid"), 2, 0).expect("encode");
+    let (sa, sb) = (
+        portcullis_snapshots::decode(&a).expect("decode"),
+        portcullis_snapshots::decode(&b).expect("decode"),
+    );
+    let body = portcullis_snapshots::delta::compute(&sa.body, &sb.body).expect("delta");
+    portcullis_snapshots::delta::encode_delta(&sa.header, &sb.header, &body).expect("encode")
 }
 
 fn median(v: &mut [Duration]) -> Duration {
