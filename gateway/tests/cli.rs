@@ -672,3 +672,90 @@ fn deltas_are_made_applied_inspected_and_diffed() {
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+#[test]
+fn publish_writes_the_snapshot_the_delta_and_the_manifest_last() {
+    let store = tmp("store");
+    let _ = std::fs::remove_dir_all(&store);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let build = |revision: u64| {
+        let out = tmp(&format!("publish-{revision}.snap"));
+        let o = portcullis(&[
+            "snapshot",
+            "build",
+            &example("acme.json"),
+            "-o",
+            &s(&out),
+            "--revision",
+            &revision.to_string(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        out
+    };
+    let publish = |snap: &Path, extra: &[&str]| {
+        let mut args = vec!["snapshot", "publish"];
+        let (snap, dir) = (s(snap), s(&store));
+        args.extend([snap.as_str(), "--dir", dir.as_str()]);
+        args.extend(extra);
+        portcullis(&args)
+    };
+    let manifest = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(store.join("latest.json")).unwrap()).unwrap()
+    };
+    let (one, two, three) = (build(1), build(2), build(3));
+
+    let o = publish(&one, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let m = manifest();
+    assert_eq!(
+        (m["revision"].clone(), m["snapshot"].clone()),
+        (1.into(), "snapshot-1.snap".into())
+    );
+    assert_eq!(m["deltas"], serde_json::json!([]));
+    assert_eq!(
+        std::fs::read(store.join("snapshot-1.snap")).unwrap(),
+        std::fs::read(&one).unwrap()
+    );
+
+    let o = publish(&two, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("delta-1-2.delta"),
+        "{}",
+        text(&o.stdout)
+    );
+    let m = manifest();
+    assert_eq!(m["revision"], 2);
+    assert_eq!(m["deltas"][0]["from"], 1);
+    assert_eq!(m["deltas"][0]["path"], "delta-1-2.delta");
+    assert_eq!(m["deltas"][0]["from_sha256"], inspect_json(&one)["sha256"]);
+    assert_eq!(m["deltas"][0]["to_sha256"], inspect_json(&two)["sha256"]);
+    // The delta applies to revision 1 and gives revision 2 exactly.
+    let applied = tmp("publish-applied.snap");
+    let o = portcullis(&[
+        "snapshot",
+        "apply",
+        &s(&one),
+        &s(&store.join("delta-1-2.delta")),
+        "-o",
+        &s(&applied),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        std::fs::read(&applied).unwrap(),
+        std::fs::read(&two).unwrap()
+    );
+
+    // An older (or the same) revision is refused and changes nothing.
+    let o = publish(&one, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("not newer"), "{}", text(&o.stderr));
+    assert_eq!(manifest()["revision"], 2);
+
+    // --keep bounds the deltas listed.
+    let o = publish(&three, &["--keep", "1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let m = manifest();
+    assert_eq!(m["deltas"].as_array().unwrap().len(), 1);
+    assert_eq!(m["deltas"][0]["path"], "delta-2-3.delta");
+}

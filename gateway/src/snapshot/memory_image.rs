@@ -13,7 +13,7 @@
 //!
 //! wasmtime builds each instance's memory through one [`MemoryCreator`] per
 //! engine, which is not told which instance it is building for: the caller
-//! names the backing for the next memory on its thread ([`backed_by`]),
+//! names the backing for the next memory on its thread (`backed_by`),
 //! and instantiation, which is synchronous, creates the memory on that
 //! same thread. The module is rewritten so that instantiation writes no
 //! data segments over the image (`image_module.rs`).
