@@ -419,3 +419,54 @@ async fn a_poller_follows_the_stores_manifest_by_deltas_and_falls_back_to_the_sn
     assert_eq!(store.sent("snapshot-5.snap"), five.len());
     assert_eq!(readyz(&gw).await["delta"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revision_a_delta_made_is_remembered_across_a_restart() {
+    use portcullis_gateway::server::{StartError, start};
+    use portcullis_gateway::snapshot::swap::SwapError;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let mut config = demo_gateway_config(dir.path()).await;
+    config.snapshot.state_file = Some(state.clone());
+    config.admin.token = Some(DEMO_ADMIN_TOKEN.into());
+    let gw = start(config, Some(example(1, false)))
+        .await
+        .expect("starts");
+    let admin = format!("http://{}", gw.admin_addr);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let token = format!("Bearer {DEMO_ADMIN_TOKEN}");
+    let a = send(
+        &client,
+        Method::PATCH,
+        &format!("{admin}/-/snapshot"),
+        &[("authorization", &token)],
+        delta(&example(1, false), &example(2, true)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    gw.shutdown().await;
+    let recorded = std::fs::read_to_string(&state).unwrap();
+    assert!(recorded.contains("\"revision\":2"), "{recorded}");
+
+    // Restarted with revision 1, which the delta replaced: refused.
+    let mut config = demo_gateway_config(dir.path()).await;
+    config.snapshot.state_file = Some(state);
+    let err = start(config, Some(example(1, false)))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            &err,
+            StartError::Snapshot {
+                source: SwapError::BelowAccepted {
+                    candidate: 1,
+                    accepted: 2
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
