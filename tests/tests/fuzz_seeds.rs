@@ -114,6 +114,15 @@ fn snapshot_decode() {
 }
 
 #[test]
+fn delta_apply() {
+    run(
+        "delta_apply",
+        vec![portcullis_fuzz::example_delta()],
+        portcullis_fuzz::delta_apply,
+    );
+}
+
+#[test]
 fn directory_source() {
     let root = portcullis_tests::workspace_root().join("snapshots/examples");
     let mut examples: Vec<Vec<u8>> = std::fs::read_dir(root)

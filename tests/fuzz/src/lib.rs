@@ -95,6 +95,64 @@ pub fn snapshot_decode(data: &[u8]) {
     }
 }
 
+/// `data` as a delta that applies to the example: its base revision and
+/// SHA-256 set to the example's, its body length and SHA-256 to what
+/// follows the header, unsigned (when it is long enough to have a header).
+pub fn rehash_delta(data: &[u8]) -> Vec<u8> {
+    use portcullis_snapshots::delta::DELTA_HEADER_LEN;
+    let mut out = data.to_vec();
+    if out.len() >= DELTA_HEADER_LEN
+        && let Ok(base) = portcullis_snapshots::Header::parse(example())
+    {
+        out[10] &= !1;
+        out[12..20].copy_from_slice(&base.revision.to_le_bytes());
+        out[20..52].copy_from_slice(&base.body_sha256);
+        let body_len = (out.len() - DELTA_HEADER_LEN) as u64;
+        out[100..108].copy_from_slice(&body_len.to_le_bytes());
+        let digest = Sha256::digest(&data[DELTA_HEADER_LEN..]);
+        out[108..140].copy_from_slice(&digest);
+    }
+    out
+}
+
+/// Delta bytes → decode, apply to the example snapshot: the gateway does
+/// this with what a push or a store sends. Refused or applied, never a
+/// panic; an applied result is the target it promised, and loads.
+pub fn delta_apply(data: &[u8]) {
+    use portcullis_snapshots::delta::decode_delta;
+    let base = example();
+    for bytes in [data.to_vec(), rehash_delta(data)] {
+        let Ok(delta) = decode_delta(&bytes) else {
+            continue;
+        };
+        if let Ok(out) = delta.apply_to(base) {
+            let header = portcullis_snapshots::Header::parse(&out).expect("an applied delta parses");
+            assert_eq!(header.body_sha256, delta.header.target_sha256);
+            assert!(policy_wasm::Engine::load(&out).is_ok(), "an applied delta loads");
+        }
+    }
+}
+
+/// A delta from the example to the example with pat disabled (a seed).
+pub fn example_delta() -> Vec<u8> {
+    use portcullis_snapshots::delta::{compute, encode_delta};
+    let changed = example_snapshot(|v| {
+        v["revision"] = serde_json::json!(2);
+        if let Some(users) = v["users"].as_array_mut() {
+            for u in users.iter_mut().filter(|u| u["username"] == "pat") {
+                u["status"] = serde_json::json!("disabled");
+            }
+        }
+    })
+    .expect("the changed example builds");
+    let (a, b) = (
+        portcullis_snapshots::decode(example()).expect("decodes"),
+        portcullis_snapshots::decode(&changed).expect("decodes"),
+    );
+    let body = compute(&a.body, &b.body).expect("a delta");
+    encode_delta(&a.header, &b.header, &body).expect("encodes")
+}
+
 /// Directory JSON → parse, validate, compile, encode: every problem must be
 /// a located error, never a panic.
 pub fn directory_source(data: &[u8]) {
