@@ -31,7 +31,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build, inspect, compare and generate directory snapshots.
+    /// Build, inspect, compare, publish and generate directory snapshots; make and apply deltas.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
     /// Ask the engine: may PRINCIPAL do ACTION on RESOURCE? (exit 0 allow, 4 deny)

@@ -51,10 +51,11 @@ pub enum SnapshotCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write the delta from the deployed snapshot to a candidate: what a
-    /// gateway serving the deployed revision needs to serve the candidate
-    /// (`PATCH /-/snapshot`, `snapshot push --delta`, `snapshot publish`).
-    /// Format: snapshots/FORMAT.md, "Deltas".
+    /// Write the delta from the deployed snapshot to a candidate.
+    ///
+    /// What a gateway serving the deployed revision needs to serve the
+    /// candidate (`PATCH /-/snapshot`, `snapshot push --delta`, `snapshot
+    /// publish`). Format: snapshots/FORMAT.md, "Deltas".
     Delta {
         /// The snapshot deployed (the delta applies to exactly this one).
         deployed: PathBuf,
@@ -67,9 +68,10 @@ pub enum SnapshotCommand {
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
     },
-    /// Apply a delta to the snapshot it was made from: the candidate's
-    /// snapshot, the same body and SHA-256 as its full build (unsigned:
-    /// sign it with `snapshot sign`).
+    /// Apply a delta to the snapshot it was made from.
+    ///
+    /// Writes the candidate's snapshot: the same body and SHA-256 as its
+    /// full build (unsigned: sign it with `snapshot sign`).
     Apply {
         /// The snapshot the delta applies to.
         deployed: PathBuf,
@@ -83,11 +85,12 @@ pub enum SnapshotCommand {
         #[arg(long = "trust", value_name = "PUBLIC_KEY")]
         trust: Vec<PathBuf>,
     },
-    /// Publish a snapshot into a store directory, ready to upload: the
-    /// snapshot, the delta from the revision published before it, and the
-    /// manifest (`latest.json`, written last) that polling gateways read
-    /// (`snapshot.poll_url = ".../latest.json"`). Files already there are
-    /// left for replicas still fetching them.
+    /// Publish a snapshot, with the delta from the last one, into a store directory.
+    ///
+    /// Writes the snapshot, the delta from the revision published before
+    /// it, and the manifest (`latest.json`, written last) that polling
+    /// gateways read (`snapshot.poll_url = ".../latest.json"`). Files
+    /// already there are left for replicas still fetching them.
     Publish {
         /// The snapshot to publish (a full build).
         snapshot: PathBuf,
@@ -107,7 +110,7 @@ pub enum SnapshotCommand {
     /// Writes a snapshot when OUT ends in `.snap`, directory JSON otherwise.
     /// Generated API key secrets are `pk_<seed>_<index>`.
     Generate(GenerateArgs),
-    /// Send a snapshot to a running gateway (validated there before the swap).
+    /// Send a snapshot (or, with --delta, a delta) to a running gateway (validated there before the swap).
     Push(super::push::PushArgs),
     /// Make an Ed25519 key pair for signing snapshots: the private key
     /// (PKCS#8 PEM, readable by its owner only) and the public key (SPKI
