@@ -75,6 +75,24 @@ fn wasm(c: &mut Criterion) {
             black_box(inst.check(black_box(&reqs[i])).expect("check"))
         })
     });
+    // What the gateway's workers run: an instance started from the
+    // memory image of one that loaded the snapshot (copy-on-write pages of
+    // a sealed memfd instead of anonymous memory).
+    let image = module
+        .load_image(&bytes, InstanceLimits::default())
+        .expect("image");
+    let mut from_image = module
+        .instantiate_image(&image, InstanceLimits::default())
+        .expect("instance from the image");
+    g.bench_function(
+        "check, instance from the image (encode + copy + call + decode)",
+        |b| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(from_image.check(black_box(&reqs[i])).expect("check"))
+            })
+        },
+    );
     g.bench_function("bare typed call (pc_revision)", |b| {
         b.iter(|| black_box(inst.revision().expect("revision")))
     });
@@ -108,6 +126,18 @@ fn wasm(c: &mut Criterion) {
     });
     g.finish();
     let mut g = c.benchmark_group("wasmtime instantiate");
+    g.bench_function(
+        "PolicyModule::instantiate_image (a worker's instance after a swap)",
+        |b| {
+            b.iter(|| {
+                black_box(
+                    module
+                        .instantiate_image(&image, InstanceLimits::default())
+                        .expect("instantiate"),
+                )
+            })
+        },
+    );
     g.bench_function("PolicyModule::instantiate (InstancePre)", |b| {
         b.iter(|| {
             black_box(

@@ -126,9 +126,13 @@ pub fn delta_apply(data: &[u8]) {
             continue;
         };
         if let Ok(out) = delta.apply_to(base) {
-            let header = portcullis_snapshots::Header::parse(&out).expect("an applied delta parses");
+            let header =
+                portcullis_snapshots::Header::parse(&out).expect("an applied delta parses");
             assert_eq!(header.body_sha256, delta.header.target_sha256);
-            assert!(policy_wasm::Engine::load(&out).is_ok(), "an applied delta loads");
+            assert!(
+                policy_wasm::Engine::load(&out).is_ok(),
+                "an applied delta loads"
+            );
         }
     }
 }
