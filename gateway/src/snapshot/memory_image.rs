@@ -28,6 +28,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+#[cfg(target_os = "linux")]
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType, Val};
@@ -89,22 +90,43 @@ pub(crate) fn backed_by<T>(backing: Backing, instantiate: impl FnOnce() -> T) ->
     instantiate()
 }
 
-/// A new, empty file for an instance to load a snapshot into.
+/// A new, empty file for an instance to load a snapshot into: a memfd on
+/// Linux; elsewhere an unlinked temporary file (the same mappings, without
+/// seals).
 pub(crate) fn new_file() -> io::Result<Arc<OwnedFd>> {
+    #[cfg(target_os = "linux")]
     let fd = rustix::fs::memfd_create(
         "portcullis-snapshot",
         MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
     )?;
+    #[cfg(not(target_os = "linux"))]
+    let fd = {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "portcullis-image-{}-{n}",
+            std::process::id()
+        ));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        std::fs::remove_file(&path)?;
+        OwnedFd::from(file)
+    };
     Ok(Arc::new(fd))
 }
 
 /// Seals the file an instance loaded into (after that instance is gone):
 /// from now on nothing can write, grow or shrink it, so every mapping of
-/// it sees the same image.
+/// it sees the same image (Linux; elsewhere the file is unlinked and only
+/// this process holds it).
 pub(crate) fn seal(file: Arc<OwnedFd>, len: usize, globals: Vec<Val>) -> io::Result<MemoryImage> {
     let file = Arc::try_unwrap(file).map_err(|_| {
         io::Error::other("the loading instance still maps the image; it cannot be sealed")
     })?;
+    #[cfg(target_os = "linux")]
     rustix::fs::fcntl_add_seals(
         &file,
         SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
@@ -210,6 +232,7 @@ impl Mapping {
                     // first request a page fault. Writes still copy.
                     // Best effort (Linux 5.14 and later).
                     // SAFETY: advice on the mapping just made.
+                    #[cfg(target_os = "linux")]
                     let _ = unsafe {
                         rustix::mm::madvise(base, image.len, rustix::mm::Advice::LinuxPopulateRead)
                     };
