@@ -470,3 +470,50 @@ async fn the_revision_a_delta_made_is_remembered_across_a_restart() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_views_a_delta_does_not_reach_are_kept() {
+    let gw = gateway().await;
+    let pat = bearer("pat");
+    let url = format!("{}/-/snapshot/me", gw.base);
+    let first = send(
+        &gw.client,
+        Method::GET,
+        &url,
+        &[("authorization", &pat)],
+        vec![],
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let etag = first.headers["etag"].to_str().unwrap().to_string();
+    let built = || async {
+        let (_, metrics) = gw.admin_get("/-/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("portcullis_browser_views_built_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    assert_eq!(built().await, Some(1));
+    // Another user's name changes, as a delta: pat's view is kept.
+    let renamed = example_snapshot(|v| {
+        v["revision"] = json!(2);
+        v["users"][1]["name"] = json!("Someone Else");
+    })
+    .unwrap();
+    let a = patch(&gw, delta(&example(1, false), &renamed)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let again = send(
+        &gw.client,
+        Method::GET,
+        &url,
+        &[("authorization", &pat), ("if-none-match", &etag)],
+        vec![],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        built().await,
+        Some(1),
+        "cut again after a delta that left it"
+    );
+}
