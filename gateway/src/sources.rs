@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{ms, parse_store_url};
 use crate::shared::Shared;
 use crate::snapshot::manifest::{Manifest, beside};
-use crate::snapshot::store::StoreClient;
+use crate::snapshot::store::{StoreClient, loggable};
 use crate::snapshot::swap::Source;
 
 /// Starts the configured sources; they end when `stopped` flips.
@@ -129,7 +129,7 @@ async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<boo
                     etag = tag;
                 }
             }
-            Err(e) => tracing::warn!(%url, error = %e, "snapshot poll failed"),
+            Err(e) => tracing::warn!(url = %loggable(&uri), error = %e, "snapshot poll failed"),
         }
         tokio::select! {
             _ = stopped.changed() => return,
@@ -168,11 +168,11 @@ async fn fetch(
             .await
             .map_err(|e| {
                 shared.metrics.swap_failed(Source::Poll.as_str());
-                format!("{uri}: download failed: {e}")
+                format!("{}: download failed: {e}", loggable(uri))
             })?;
             Ok(Fetched::Body(body.to_bytes().to_vec(), tag))
         }
-        status => Err(format!("{uri} answered {status}")),
+        status => Err(format!("{} answered {status}", loggable(uri))),
     }
 }
 
@@ -190,7 +190,7 @@ async fn follow_manifest(
         Ok(m) => m,
         Err(e) => {
             shared.metrics.swap_failed(Source::Poll.as_str());
-            tracing::warn!(url = %manifest_uri, error = %e, "the store's manifest is refused");
+            tracing::warn!(url = %loggable(manifest_uri), error = %e, "the store's manifest is refused");
             return true;
         }
     };
@@ -244,7 +244,7 @@ async fn follow_manifest(
         }
         Ok(Fetched::NotModified) => false,
         Err(e) => {
-            tracing::warn!(url = %uri, error = %e, "cannot fetch the snapshot");
+            tracing::warn!(url = %loggable(&uri), error = %e, "cannot fetch the snapshot");
             false
         }
     }

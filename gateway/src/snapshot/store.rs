@@ -109,7 +109,23 @@ impl StoreClient {
         self.client
             .request(req)
             .await
-            .map_err(|e| format!("{e:#}: {}", source_chain(&e)))
+            .map_err(|e| format!("{}: {e:#}: {}", loggable(uri), source_chain(&e)))
+    }
+}
+
+/// `uri` as it may be logged: without its query, which for a presigned
+/// S3 or GCS URL is a credential.
+pub fn loggable(uri: &http::Uri) -> String {
+    let shown = format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path()
+    );
+    if uri.query().is_some() {
+        format!("{shown}?…")
+    } else {
+        shown
     }
 }
 
@@ -123,4 +139,19 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     out.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_presigned_urls_signature_is_not_logged() {
+        let uri: http::Uri =
+            "https://bucket.s3.amazonaws.com/p/latest.json?X-Amz-Signature=abc&X-Amz-Credential=k"
+                .parse()
+                .unwrap_or_default();
+        let shown = loggable(&uri);
+        assert_eq!(shown, "https://bucket.s3.amazonaws.com/p/latest.json?…");
+    }
 }
