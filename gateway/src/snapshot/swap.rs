@@ -499,20 +499,35 @@ impl Swapper {
     }
 
     /// Signature policy: what `snapshot.trusted_keys` and
-    /// `snapshot.require_signature` allow.
-    fn check_signature(&self, bytes: &[u8]) -> Result<(), SwapError> {
+    /// `snapshot.require_signature` allow, for a snapshot or a delta
+    /// (`verify` checks the one or the other's signature against the
+    /// trusted keys).
+    fn check_signature(
+        &self,
+        verify: impl FnOnce(&[VerifyingKey]) -> Result<Option<VerifyingKey>, SignatureError>,
+    ) -> Result<(), SwapError> {
         if self.trusted.is_empty() && !self.require_signature {
             return Ok(());
         }
-        // The header's signature only: loading checks the body against the
-        // signed hash in every instance anyway.
-        match signature::verify_header(bytes, &self.trusted) {
+        match verify(&self.trusted) {
             Ok(Some(_)) => Ok(()),
             Ok(None) if !self.require_signature => Ok(()),
             Ok(None) => Err(SwapError::Signature(SignatureError::Unsigned)),
             Err(SignatureError::Decode(e)) => Err(SwapError::Header(e)),
+            Err(SignatureError::Delta(e)) => Err(SwapError::Delta(e)),
             Err(e) => Err(SwapError::Signature(e)),
         }
+    }
+
+    /// `snapshot.max_bytes`, for a snapshot or a delta.
+    fn check_size(&self, bytes: &[u8]) -> Result<(), SwapError> {
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(SwapError::TooLarge {
+                size: bytes.len() as u64,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// The engine pool.
@@ -535,17 +550,14 @@ impl Swapper {
         source: Source,
         force: bool,
     ) -> Result<Installed, SwapError> {
-        if bytes.len() as u64 > self.max_bytes {
-            return Err(SwapError::TooLarge {
-                size: bytes.len() as u64,
-                max: self.max_bytes,
-            });
-        }
+        self.check_size(&bytes)?;
         let header = Header::parse(&bytes)?;
         if header.is_view() {
             return Err(SwapError::View);
         }
-        self.check_signature(&bytes)?;
+        // The header's signature only: loading checks the body against the
+        // signed hash anyway.
+        self.check_signature(|trusted| signature::verify_header(&bytes, trusted))?;
         // One install at a time, so the revision check below stays true
         // until the swap.
         let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -563,14 +575,9 @@ impl Swapper {
         source: Source,
         force: bool,
     ) -> Result<Installed, SwapError> {
-        if bytes.len() as u64 > self.max_bytes {
-            return Err(SwapError::TooLarge {
-                size: bytes.len() as u64,
-                max: self.max_bytes,
-            });
-        }
+        self.check_size(&bytes)?;
         let header = DeltaHeader::parse(&bytes).map_err(SwapError::Delta)?;
-        self.check_delta_signature(&bytes)?;
+        self.check_signature(|trusted| signature::verify_delta(&bytes, trusted))?;
         let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(base) = self.current.load_full() else {
             return Err(SwapError::NoBase);
@@ -586,20 +593,6 @@ impl Swapper {
         drop(base);
         let target_header = Header::parse(&target)?;
         self.install_locked(&one, target, target_header, source, force, true)
-    }
-
-    /// [`Swapper::check_signature`] for a delta.
-    fn check_delta_signature(&self, bytes: &[u8]) -> Result<(), SwapError> {
-        if self.trusted.is_empty() && !self.require_signature {
-            return Ok(());
-        }
-        match signature::verify_delta(bytes, &self.trusted) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) if !self.require_signature => Ok(()),
-            Ok(None) => Err(SwapError::Signature(SignatureError::Unsigned)),
-            Err(SignatureError::Delta(e)) => Err(SwapError::Delta(e)),
-            Err(e) => Err(SwapError::Signature(e)),
-        }
     }
 
     /// The rest of an install, under the install lock: revision order,
