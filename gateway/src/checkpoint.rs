@@ -152,6 +152,7 @@ pub(crate) fn check<'s>(
         allowed: verdict.allowed,
         reason: &verdict.reason,
         revision: Some(verdict.revision),
+        delta: verdict.delta,
         shadow,
         status: refusal.as_ref().map(Refusal::status),
         ..base
@@ -211,6 +212,7 @@ pub(crate) fn question(
         allowed: decided.verdict.allowed,
         reason: &decided.verdict.reason,
         revision: Some(decided.verdict.revision),
+        delta: decided.verdict.delta,
         ..base
     });
     Ok(decided)
@@ -228,6 +230,7 @@ fn blank(method: &Method, started: Instant) -> Logged<'_> {
         allowed: false,
         reason: "",
         revision: None,
+        delta: false,
         started,
         shadow: false,
         status: None,
@@ -273,6 +276,7 @@ fn who(
             principal,
             reason: refusal.reason(),
             revision,
+            delta: generation.is_some_and(|g| g.delta),
             status: Some(refusal.status()),
             ..*base
         });
@@ -316,6 +320,7 @@ fn who(
             principal: Some(principal),
             reason: "unknown_api_key",
             revision: Some(verdict.revision),
+            delta: verdict.delta,
             status: Some(refusal.status()),
             ..*base
         });

@@ -133,11 +133,7 @@ impl Shared {
             decision: if l.allowed { "allow" } else { "deny" },
             reason: l.reason,
             revision: l.revision,
-            delta: l.revision.is_some_and(|r| {
-                self.swapper
-                    .current()
-                    .is_some_and(|g| g.revision == r && g.delta)
-            }),
+            delta: l.delta,
             latency_us: latency.as_micros() as u64,
             shadow: l.shadow,
             status: l.status.map(|s| s.as_u16()),
@@ -171,6 +167,8 @@ pub(crate) struct Logged<'a> {
     pub(crate) allowed: bool,
     pub(crate) reason: &'a str,
     pub(crate) revision: Option<u64>,
+    /// The revision came as a delta.
+    pub(crate) delta: bool,
     pub(crate) started: Instant,
     pub(crate) shadow: bool,
     pub(crate) status: Option<StatusCode>,

@@ -26,6 +26,8 @@ pub struct Verdict {
     pub acting_as: Option<String>,
     /// The revision that decided.
     pub revision: u64,
+    /// That revision came as a delta to the one before it.
+    pub delta: bool,
 }
 
 impl Verdict {
@@ -63,6 +65,7 @@ pub fn decide(
                     message: String::new(),
                     acting_as: None,
                     revision: d.revision,
+                    delta: generation.delta,
                 });
             }
         }
@@ -73,6 +76,7 @@ pub fn decide(
             message: e.message,
             acting_as: e.acting_as,
             revision: e.revision,
+            delta: generation.delta,
         })
     })
 }
