@@ -138,8 +138,6 @@ async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<boo
     }
 }
 
-type PollClient = StoreClient;
-
 enum Fetched {
     NotModified,
     Body(Vec<u8>, Option<header::HeaderValue>),
@@ -148,7 +146,7 @@ enum Fetched {
 /// One GET from the store (at most `snapshot.max_bytes`, within a minute).
 async fn fetch(
     shared: &Shared,
-    client: &PollClient,
+    client: &StoreClient,
     uri: &http::Uri,
     etag: Option<&header::HeaderValue>,
 ) -> Result<Fetched, String> {
@@ -182,7 +180,7 @@ async fn fetch(
 /// read (try again next period).
 async fn follow_manifest(
     shared: &Arc<Shared>,
-    client: &PollClient,
+    client: &StoreClient,
     manifest_uri: &http::Uri,
     body: &[u8],
 ) -> bool {
@@ -207,46 +205,47 @@ async fn follow_manifest(
     if let Some(chain) = serving.as_ref().and_then(|(r, sha)| m.chain(*r, sha)) {
         let mut applied = true;
         for d in chain {
-            let got = match beside(manifest_uri, &d.path) {
-                Ok(uri) => fetch(shared, client, &uri, None).await,
-                Err(e) => Err(e),
-            };
-            let ok = match got {
-                Ok(Fetched::Body(bytes, _)) => {
-                    shared.install(bytes, Source::Poll, false).await.is_ok()
+            match fetch_and_install(shared, client, manifest_uri, &d.path).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    applied = false;
+                    break;
                 }
-                Ok(Fetched::NotModified) => false,
                 Err(e) => {
                     tracing::warn!(path = %d.path, error = %e, "cannot fetch a delta; fetching the snapshot");
-                    false
+                    applied = false;
+                    break;
                 }
-            };
-            if !ok {
-                applied = false;
-                break;
             }
         }
         if applied {
             return true;
         }
     }
-    let uri = match beside(manifest_uri, &m.snapshot) {
-        Ok(uri) => uri,
+    match fetch_and_install(shared, client, manifest_uri, &m.snapshot).await {
+        Ok(_) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "the manifest's snapshot has no URL");
-            return true;
-        }
-    };
-    match fetch(shared, client, &uri, None).await {
-        Ok(Fetched::Body(bytes, _)) => {
-            let _ = shared.install(bytes, Source::Poll, false).await;
-            true
-        }
-        Ok(Fetched::NotModified) => false,
-        Err(e) => {
-            tracing::warn!(url = %loggable(&uri), error = %e, "cannot fetch the snapshot");
+            tracing::warn!(path = %m.snapshot, error = %e, "cannot fetch the snapshot");
             false
         }
+    }
+}
+
+/// Fetches the file `name` beside the manifest and installs it: whether it
+/// was installed, or why the store could not be read.
+async fn fetch_and_install(
+    shared: &Arc<Shared>,
+    client: &StoreClient,
+    manifest_uri: &http::Uri,
+    name: &str,
+) -> Result<bool, String> {
+    let uri = beside(manifest_uri, name)?;
+    match fetch(shared, client, &uri, None).await? {
+        Fetched::Body(bytes, _) => Ok(shared.install(bytes, Source::Poll, false).await.is_ok()),
+        Fetched::NotModified => Err(format!(
+            "{} answered 304 to an unconditional request",
+            loggable(&uri)
+        )),
     }
 }
 
