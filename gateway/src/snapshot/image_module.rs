@@ -19,21 +19,20 @@ use wasmparser::{DataKind, Operator, Parser, Payload};
 /// The prefix of the exports added for mutable globals.
 const GLOBAL_EXPORT: &str = "__portcullis_global_";
 
-/// A module ready to be instantiated fresh or from an image.
+/// What the host must do for the rewritten module that instantiation no
+/// longer does.
 pub(crate) struct ImageModule {
-    /// The rewritten module.
-    pub wasm: Vec<u8>,
     /// The active data segments: (offset in memory 0, bytes).
     pub segments: Vec<(usize, Vec<u8>)>,
     /// The exports naming the module's mutable globals.
     pub globals: Vec<String>,
 }
 
-/// Rewrites `wasm`. Refused: modules that import anything (the policy
+/// Rewrites `wasm`: the module to compile, and its layout. Refused: modules that import anything (the policy
 /// module's host provides no imports), have a start function (it would run
 /// again over a loaded image), define more than one memory, or place a data
 /// segment at an offset that is not a constant.
-pub(crate) fn prepare(wasm: &[u8]) -> Result<ImageModule, String> {
+pub(crate) fn prepare(wasm: &[u8]) -> Result<(Vec<u8>, ImageModule), String> {
     let mut out = wasm_encoder::Module::new();
     let mut segments = Vec::new();
     let mut globals = Vec::new();
@@ -111,11 +110,7 @@ pub(crate) fn prepare(wasm: &[u8]) -> Result<ImageModule, String> {
             "the policy module exports nothing (it must export its memory and functions)".into(),
         );
     }
-    Ok(ImageModule {
-        wasm: out.finish(),
-        segments,
-        globals,
-    })
+    Ok((out.finish(), ImageModule { segments, globals }))
 }
 
 fn section_bytes(wasm: &[u8], range: std::ops::Range<usize>) -> Result<&[u8], String> {
@@ -149,11 +144,11 @@ mod tests {
                  (func (export "f") (result i32) (global.get $sp)))"#,
         )
         .unwrap_or_default();
-        let m = prepare(&wasm).unwrap_or_else(|e| panic!("{e}"));
+        let (rewritten, m) = prepare(&wasm).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.segments, vec![(16, b"hello".to_vec())]);
         assert_eq!(m.globals, vec![format!("{GLOBAL_EXPORT}0")]);
         let mut active = 0;
-        for p in Parser::new(0).parse_all(&m.wasm) {
+        for p in Parser::new(0).parse_all(&rewritten) {
             if let Ok(Payload::DataSection(s)) = p {
                 for d in s.into_iter().flatten() {
                     if matches!(d.kind, DataKind::Active { .. }) {

@@ -102,7 +102,7 @@ pub struct PolicyModule {
     engine: Engine,
     pre: InstancePre<HostState>,
     /// The data segments a fresh instance gets and the mutable globals an
-    /// image records (the rewritten module itself is compiled and dropped).
+    /// image records.
     layout: Arc<ImageModule>,
 }
 
@@ -141,7 +141,7 @@ impl PolicyModule {
     }
 
     fn build(wasm: &[u8], cache: Option<wasmtime::Cache>) -> Result<Self, HostError> {
-        let mut layout = image_module::prepare(wasm).map_err(HostError::Compile)?;
+        let (rewritten, layout) = image_module::prepare(wasm).map_err(HostError::Compile)?;
         let mut config = Config::new();
         // Every instance's memory is ours to map (fresh, or an image of a
         // loaded snapshot); wasmtime's own copy-on-write initialization
@@ -156,8 +156,7 @@ impl PolicyModule {
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| HostError::Compile(format!("{e:#}")))?;
         let module =
-            Module::new(&engine, &layout.wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
-        layout.wasm = Vec::new();
+            Module::new(&engine, &rewritten).map_err(|e| HostError::Compile(format!("{e:#}")))?;
         // The module imports nothing: no clock, no I/O.
         let linker = Linker::new(&engine);
         let pre = linker
@@ -392,7 +391,8 @@ impl PolicyInstance {
     ///
     /// The body's SHA-256 is computed here, natively (`sha2` uses the
     /// CPU's SHA extensions), and handed to the module with the snapshot:
-    /// in WebAssembly it was the larger part of a load.
+    /// in WebAssembly it took about a quarter of a load (35 ms of 150 on
+    /// the large directory).
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), HostError> {
         let digest = portcullis_snapshots::header::Header::parse(bytes)
             .ok()
