@@ -37,8 +37,13 @@ pub fn signed_message(header: &[u8]) -> Vec<u8> {
 /// The signer's public key and the signature of a signed snapshot, if its
 /// trailer is there.
 pub fn signature_trailer(snapshot: &[u8], header: &Header) -> Option<([u8; 32], [u8; 64])> {
-    let at = header.body_range().end;
-    let t = snapshot.get(at..at.checked_add(SIGNATURE_LEN)?)?;
+    trailer_at(snapshot, header.body_range().end)
+}
+
+/// The signer's public key and the signature in the trailer starting at
+/// byte `at` (a snapshot's or a delta's), if it is there.
+pub fn trailer_at(bytes: &[u8], at: usize) -> Option<([u8; 32], [u8; 64])> {
+    let t = bytes.get(at..at.checked_add(SIGNATURE_LEN)?)?;
     let (k, s) = t.split_first_chunk::<32>()?;
     Some((*k, *s.first_chunk::<64>()?))
 }

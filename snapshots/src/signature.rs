@@ -23,7 +23,7 @@ use thiserror::Error;
 use crate::codec::body_digest;
 use crate::delta::{DELTA_HEADER_LEN, DELTA_SIGNATURE_CONTEXT, DeltaError, DeltaHeader};
 use crate::error::DecodeError;
-use crate::header::{FLAG_SIGNED, HEADER_LEN, Header, SIGNATURE_LEN};
+use crate::header::{FLAG_SIGNED, HEADER_LEN, Header};
 
 /// Why a snapshot's signature is not accepted.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -220,18 +220,32 @@ pub fn verify_delta(
     delta: &[u8],
     trusted: &[VerifyingKey],
 ) -> Result<Option<VerifyingKey>, SignatureError> {
+    let Some((key, signature)) = delta_trailer(delta)? else {
+        return Ok(None);
+    };
+    let message = [DELTA_SIGNATURE_CONTEXT, &delta[..DELTA_HEADER_LEN]].concat();
+    trusted_signer(key, signature, &message, trusted).map(Some)
+}
+
+/// The signer's public key, if the delta is signed (not verified).
+pub fn delta_signer(delta: &[u8]) -> Result<Option<VerifyingKey>, DeltaError> {
+    Ok(delta_trailer(delta)?.and_then(|(key, _)| VerifyingKey::from_bytes(&key).ok()))
+}
+
+/// A signature trailer: the signer's public key and the signature.
+type Trailer = ([u8; 32], [u8; 64]);
+
+/// The trailer of a delta whose header says it is signed.
+fn delta_trailer(delta: &[u8]) -> Result<Option<Trailer>, DeltaError> {
     let header = DeltaHeader::parse(delta)?;
     if !header.is_signed() {
         return Ok(None);
     }
-    let at = header.body_range().end;
-    let (key, signature) = delta
-        .get(at..at + SIGNATURE_LEN)
-        .and_then(|t| t.split_first_chunk::<32>())
-        .and_then(|(k, s)| Some((*k, *s.first_chunk::<64>()?)))
-        .ok_or(SignatureError::BadSignature)?;
-    let message = [DELTA_SIGNATURE_CONTEXT, &delta[..DELTA_HEADER_LEN]].concat();
-    trusted_signer(key, signature, &message, trusted).map(Some)
+    // Its length was checked by `DeltaHeader::parse`; refused all the same
+    // if it were not there.
+    crate::header::trailer_at(delta, header.body_range().end)
+        .map(Some)
+        .ok_or_else(|| DeltaError::Format("the signature trailer is cut off".into()))
 }
 
 fn message(header: &[u8]) -> Vec<u8> {
