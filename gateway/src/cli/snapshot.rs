@@ -451,14 +451,14 @@ fn sign_delta_with(key_file: &Path, path: &Path, bytes: &[u8]) -> Result<Vec<u8>
     })
 }
 
-/// Reads a delta, refusing it unless signed by one of `trust` (when given).
-fn read_delta(path: &Path, trust: &[PathBuf]) -> Result<delta::Delta, CliError> {
-    let bytes = read_bytes(path)?;
+/// The delta in `bytes` (read from `path`), refused unless signed by one
+/// of `trust` (when given).
+fn read_delta(path: &Path, bytes: &[u8], trust: &[PathBuf]) -> Result<delta::Delta, CliError> {
     let as_delta = |source| CliError::Delta {
         path: path.to_path_buf(),
         source,
     };
-    let d = delta::decode_delta(&bytes).map_err(as_delta)?;
+    let d = delta::decode_delta(bytes).map_err(as_delta)?;
     if !trust.is_empty() {
         let keys = trust
             .iter()
@@ -467,7 +467,7 @@ fn read_delta(path: &Path, trust: &[PathBuf]) -> Result<delta::Delta, CliError> 
                     .map_err(|e| CliError::Usage(format!("{}: {e}", k.display())))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        match signature::verify_delta(&bytes, &keys) {
+        match signature::verify_delta(bytes, &keys) {
             Ok(Some(_)) => {}
             Ok(None) => {
                 return Err(CliError::Usage(format!(
@@ -487,7 +487,7 @@ fn apply_cmd(
     output: &Path,
     trust: &[PathBuf],
 ) -> Result<(), CliError> {
-    let d = read_delta(delta, trust)?;
+    let d = read_delta(delta, &read_bytes(delta)?, trust)?;
     let base = read_bytes(deployed)?;
     let out = d.apply_to(&base).map_err(|source| CliError::Delta {
         path: delta.to_path_buf(),
@@ -698,12 +698,10 @@ fn inspect_delta(path: &Path, bytes: &[u8], json: bool) -> Result<(), CliError> 
     })?;
     let h = d.header;
     let (removed, inserted) = d.body.edits();
-    let signer = signature::verify_delta(bytes, &[])
-        .err()
-        .and_then(|e| match e {
-            signature::SignatureError::UntrustedKey { fingerprint } => Some(fingerprint),
-            _ => None,
-        });
+    let signer = signature::delta_signer(bytes)
+        .ok()
+        .flatten()
+        .map(|k| signature::fingerprint(&k));
     if json {
         let out = json!({
             "file": path.display().to_string(),
@@ -833,37 +831,35 @@ fn publish(snapshot: &Path, dir: &Path, keep: usize, sign: Option<&Path>) -> Res
 }
 
 /// Loads a snapshot or a directory source as a directory, with its revision.
-fn load_any(path: &Path) -> Result<Directory, CliError> {
-    let bytes = read_bytes(path)?;
+fn load_any(path: &Path, bytes: &[u8]) -> Result<Directory, CliError> {
     if bytes.starts_with(&MAGIC) {
-        let snap = decode_file(path, &bytes)?;
+        let snap = decode_file(path, bytes)?;
         return Ok(source::decompile(&snap.body, Some(snap.header.revision)));
     }
-    let text = String::from_utf8(bytes).map_err(|_| {
+    let text = std::str::from_utf8(bytes).map_err(|_| {
         CliError::Usage(format!(
             "{}: neither a snapshot nor UTF-8 directory JSON",
             path.display()
         ))
     })?;
-    Ok(compile_text(path, &text, false)?.0)
+    Ok(compile_text(path, text, false)?.0)
 }
 
 fn diff_cmd(old: &Path, new: &Path, json: bool) -> Result<(), CliError> {
-    let o = load_any(old)?;
+    let old_bytes = read_bytes(old)?;
+    let o = load_any(old, &old_bytes)?;
     let new_bytes = read_bytes(new)?;
     // A delta as NEW: what it changes in OLD (the snapshot it applies to).
     let n = if delta::is_delta(&new_bytes) {
-        let d = read_delta(new, &[])?;
-        let applied = d
-            .apply_to(&read_bytes(old)?)
-            .map_err(|source| CliError::Delta {
-                path: new.to_path_buf(),
-                source,
-            })?;
+        let d = read_delta(new, &new_bytes, &[])?;
+        let applied = d.apply_to(&old_bytes).map_err(|source| CliError::Delta {
+            path: new.to_path_buf(),
+            source,
+        })?;
         let snap = decode_file(new, &applied)?;
         source::decompile(&snap.body, Some(snap.header.revision))
     } else {
-        load_any(new)?
+        load_any(new, &new_bytes)?
     };
     let d = diff::diff(&o, &n);
     if json {

@@ -20,11 +20,11 @@ use super::splice::{self, Remap, Splice};
 use super::{DeltaBody, DeltaError, MemberEdit, TableLens};
 
 /// Keys made unique: the n-th occurrence of a key is its own key.
-fn unique<K: Hash + Eq + Clone>(keys: Vec<K>) -> Vec<(K, u32)> {
-    let mut seen: HashMap<K, u32> = HashMap::with_capacity(keys.len());
-    keys.into_iter()
+fn unique<K: Hash + Eq>(keys: &[K]) -> Vec<(&K, u32)> {
+    let mut seen: HashMap<&K, u32> = HashMap::with_capacity(keys.len());
+    keys.iter()
         .map(|k| {
-            let n = seen.entry(k.clone()).or_insert(0);
+            let n = seen.entry(k).or_insert(0);
             *n += 1;
             (k, *n)
         })
@@ -39,7 +39,7 @@ struct Aligned {
 }
 
 impl Aligned {
-    fn of<K: Hash + Eq + Clone>(old: Vec<K>, new: Vec<K>) -> Aligned {
+    fn of<K: Hash + Eq>(old: &[K], new: &[K]) -> Aligned {
         let (old_len, new_len) = (old.len(), new.len());
         Aligned {
             pairs: splice::align(&unique(old), &unique(new)),
@@ -74,23 +74,24 @@ impl Aligned {
 
 /// The delta from `old` to `new` (bodies of directory snapshots).
 pub fn compute(old: &Body, new: &Body) -> Result<DeltaBody, DeltaError> {
-    let s = |b: &Body, x: Str| b.str(x).to_string();
-    let strings = Aligned::of(
-        (0..old.strings.len())
-            .map(|i| s(old, Str(i as u32)))
-            .collect(),
-        (0..new.strings.len())
-            .map(|i| s(new, Str(i as u32)))
-            .collect(),
-    );
-    let ids = |b: &Body, f: &dyn Fn(&Body) -> Vec<Str>| -> Vec<String> {
-        f(b).into_iter().map(|x| s(b, x)).collect()
+    let texts = |b: &Body| -> Vec<String> {
+        (0..b.strings.len())
+            .map(|i| b.str(Str(i as u32)).to_string())
+            .collect()
     };
+    let (old_strings, new_strings) = (texts(old), texts(new));
+    let strings = Aligned::of(old_strings.as_slice(), new_strings.as_slice());
     macro_rules! by_id {
         ($table:ident, $field:ident) => {
             Aligned::of(
-                ids(old, &|b| b.$table.iter().map(|r| r.$field).collect()),
-                ids(new, &|b| b.$table.iter().map(|r| r.$field).collect()),
+                &old.$table
+                    .iter()
+                    .map(|r| old.str(r.$field))
+                    .collect::<Vec<_>>(),
+                &new.$table
+                    .iter()
+                    .map(|r| new.str(r.$field))
+                    .collect::<Vec<_>>(),
             )
         };
     }
@@ -117,7 +118,7 @@ pub fn compute(old: &Body, new: &Body) -> Result<DeltaBody, DeltaError> {
             })
             .collect()
     };
-    let grants = Aligned::of(grant_keys(old), grant_keys(new));
+    let grants = Aligned::of(&grant_keys(old), &grant_keys(new));
     let permission_keys = |b: &Body| -> Vec<String> {
         b.permissions
             .iter()
@@ -136,7 +137,7 @@ pub fn compute(old: &Body, new: &Body) -> Result<DeltaBody, DeltaError> {
             })
             .collect()
     };
-    let permissions = Aligned::of(permission_keys(old), permission_keys(new));
+    let permissions = Aligned::of(&permission_keys(old), &permission_keys(new));
 
     let m = Maps {
         strings: strings.remap("strings")?,
@@ -150,13 +151,6 @@ pub fn compute(old: &Body, new: &Body) -> Result<DeltaBody, DeltaError> {
         teams: teams.remap("teams")?,
         roles: roles.remap("custom_roles")?,
     };
-
-    let old_strings: Vec<String> = (0..old.strings.len())
-        .map(|i| s(old, Str(i as u32)))
-        .collect();
-    let new_strings: Vec<String> = (0..new.strings.len())
-        .map(|i| s(new, Str(i as u32)))
-        .collect();
 
     // Groups and teams: a change of members only is a member edit.
     let mut group_members = Vec::new();
@@ -231,6 +225,6 @@ pub fn compute(old: &Body, new: &Body) -> Result<DeltaBody, DeltaError> {
 
 /// Splices turning a (renumbered) member list into the new one.
 fn member_splices<T: Hash + Eq + Clone>(old: &[T], new: &[T]) -> Vec<Splice<T>> {
-    let pairs = splice::align(&unique(old.to_vec()), &unique(new.to_vec()));
+    let pairs = splice::align(&unique(old), &unique(new));
     splice::splices(old.len(), new, &pairs, |_, _| true)
 }
