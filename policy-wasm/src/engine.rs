@@ -59,6 +59,42 @@ impl Engine {
         }
     }
 
+    /// Applies a delta to this engine in place, as if it had loaded the
+    /// snapshot the delta makes (revision `revision`, built at
+    /// `created_at`). `removed_grants` are the base snapshot's grants at
+    /// the rows the delta removes, in order (the engine keeps no grant
+    /// table). A delta that needs a full load, or does not fit, is refused
+    /// and the engine is unchanged: `policy-wasm/src/patch.rs`.
+    ///
+    /// The delta's authenticity and the target's content hash are the
+    /// caller's to check (`snapshots::delta`): this only edits.
+    #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
+    pub fn apply_delta(
+        &mut self,
+        delta: &portcullis_snapshots::delta::DeltaBody,
+        removed_grants: &[portcullis_snapshots::body::GrantRec],
+        revision: u64,
+        created_at: i64,
+    ) -> Result<(), crate::PatchError> {
+        self.facts.patch(delta, removed_grants)?;
+        self.revision = revision;
+        self.created_at = created_at;
+        Ok(())
+    }
+
+    /// What the engine holds, as text that is the same for two engines
+    /// that answer alike however they were built (a full load, or deltas
+    /// applied in place). For tests; not a stable format.
+    #[doc(hidden)]
+    pub fn logical_state(&self) -> String {
+        format!(
+            "revision {} created {}\n{}",
+            self.revision,
+            self.created_at,
+            self.facts.logical_state()
+        )
+    }
+
     /// The snapshot revision.
     pub fn revision(&self) -> u64 {
         self.revision

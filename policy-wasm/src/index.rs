@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use portcullis_snapshots::view::ViewFacts;
 
 use crate::facts::{Facts, Grant};
+use crate::lists::Lists;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::tree::Tree;
 
@@ -92,61 +93,95 @@ impl Csr {
     }
 }
 
+/// A grant in a principal's list, with its row in the snapshot's grant
+/// table: lists are in row order, and a delta names grants by row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) grant: Grant,
+    pub(crate) row: u32,
+}
+
 /// Grants of each principal kind, stored contiguously per principal so a
 /// check reads one short run of memory instead of scattered records.
-struct GrantsByPrincipal {
-    users: (Vec<u32>, Vec<Grant>),
-    services: (Vec<u32>, Vec<Grant>),
-    groups: (Vec<u32>, Vec<Grant>),
+pub(crate) struct GrantsByPrincipal {
+    pub(crate) users: Lists<Held>,
+    pub(crate) services: Lists<Held>,
+    pub(crate) groups: Lists<Held>,
 }
 
 impl GrantsByPrincipal {
     fn build(b: &Body, grants: &[GrantRec]) -> Self {
-        let by = ByPrincipal::build(b, grants.iter().map(|g| g.principal));
-        let copy = |csr: Csr| {
-            let items = csr
-                .items
-                .iter()
-                .map(|&i| {
-                    let g = &grants[i as usize];
-                    Grant {
-                        role: g.role,
-                        on: g.on,
-                    }
-                })
-                .collect();
-            (csr.offsets, items)
+        let held = |want: fn(PrincipalRef) -> Option<u32>, keys: usize| {
+            Lists::build(
+                keys,
+                grants.iter().enumerate().filter_map(move |(row, g)| {
+                    want(g.principal).map(|k| {
+                        (
+                            k,
+                            Held {
+                                grant: Grant {
+                                    role: g.role,
+                                    on: g.on,
+                                },
+                                row: row as u32,
+                            },
+                        )
+                    })
+                }),
+            )
         };
         GrantsByPrincipal {
-            users: copy(by.users),
-            services: copy(by.services),
-            groups: copy(by.groups),
+            users: held(
+                |p| match p {
+                    PrincipalRef::User(u) => Some(u),
+                    _ => None,
+                },
+                b.users.len(),
+            ),
+            services: held(
+                |p| match p {
+                    PrincipalRef::Service(s) => Some(s),
+                    _ => None,
+                },
+                b.service_accounts.len(),
+            ),
+            groups: held(
+                |p| match p {
+                    PrincipalRef::Group(g) => Some(g),
+                    _ => None,
+                },
+                b.groups.len(),
+            ),
         }
     }
 
-    fn get(&self, p: PrincipalRef) -> &[Grant] {
-        let ((offsets, items), k) = match p {
-            PrincipalRef::User(u) => (&self.users, u),
-            PrincipalRef::Service(s) => (&self.services, s),
-            PrincipalRef::Group(g) => (&self.groups, g),
-        };
-        let k = k as usize;
-        match (offsets.get(k), offsets.get(k + 1)) {
-            (Some(&a), Some(&b)) => &items[a as usize..b as usize],
-            _ => &[],
+    /// The list of `p` and its key in it.
+    pub(crate) fn of_mut(&mut self, p: PrincipalRef) -> (&mut Lists<Held>, u32) {
+        match p {
+            PrincipalRef::User(u) => (&mut self.users, u),
+            PrincipalRef::Service(s) => (&mut self.services, s),
+            PrincipalRef::Group(g) => (&mut self.groups, g),
+        }
+    }
+
+    pub(crate) fn get(&self, p: PrincipalRef) -> &[Held] {
+        match p {
+            PrincipalRef::User(u) => self.users.get(u),
+            PrincipalRef::Service(s) => self.services.get(s),
+            PrincipalRef::Group(g) => self.groups.get(g),
         }
     }
 }
 
 /// Grants or permissions of each principal kind.
-struct ByPrincipal {
+pub(crate) struct ByPrincipal {
     users: Csr,
     services: Csr,
     groups: Csr,
 }
 
 impl ByPrincipal {
-    fn build(b: &Body, principals: impl Iterator<Item = PrincipalRef> + Clone) -> Self {
+    pub(crate) fn build(b: &Body, principals: impl Iterator<Item = PrincipalRef> + Clone) -> Self {
         let pick = |want: fn(PrincipalRef) -> Option<u32>| {
             principals
                 .clone()
@@ -189,32 +224,32 @@ impl ByPrincipal {
 
 /// A body with its indexes.
 pub struct Indexed {
-    body: Body,
+    pub(crate) body: Body,
     users: Lookup,
     services: Lookup,
-    api_keys: HashTable<u32>,
+    pub(crate) api_keys: HashTable<u32>,
     orgs: Lookup,
     envs: Lookup,
     catalogs: Lookup,
     objects: Lookup,
     teams: Lookup,
-    grants: GrantsByPrincipal,
-    permissions: ByPrincipal,
-    user_groups: Csr,
-    service_groups: Csr,
+    pub(crate) grants: GrantsByPrincipal,
+    pub(crate) permissions: ByPrincipal,
+    pub(crate) user_groups: Lists<u32>,
+    pub(crate) service_groups: Lists<u32>,
     /// Teams of each user (member or owner), sorted.
-    user_teams: Csr,
+    pub(crate) user_teams: Lists<u32>,
     /// Euler-tour entry and exit numbers of each org.
     org_in: Vec<u32>,
     org_out: Vec<u32>,
-    team_occupied: Vec<bool>,
-    owners: usize,
+    pub(crate) team_occupied: Vec<bool>,
+    pub(crate) owners: usize,
     /// What a view states about the whole directory, if this is a view.
-    view: Option<ViewFacts>,
+    pub(crate) view: Option<ViewFacts>,
     /// Children of every node, built the first time a view is cut (the
     /// WebAssembly builds never cut views).
     #[cfg(not(target_arch = "wasm32"))]
-    tree: OnceLock<Tree>,
+    pub(crate) tree: OnceLock<Tree>,
 }
 
 /// Compares two key hashes in time independent of where they differ, so
@@ -232,6 +267,17 @@ fn key_hash(k: &[u8; 32]) -> u64 {
     u64::from_le_bytes(h)
 }
 
+/// API key index by the key's SHA-256.
+pub(crate) fn api_key_table(b: &Body) -> HashTable<u32> {
+    let mut api_keys = HashTable::with_capacity(b.api_keys.len());
+    for (i, k) in b.api_keys.iter().enumerate() {
+        api_keys.insert_unique(key_hash(&k.sha256), i as u32, |&j| {
+            key_hash(&b.api_keys[j as usize].sha256)
+        });
+    }
+    api_keys
+}
+
 impl Indexed {
     /// Indexes a decoded (integrity-checked) body. The body's grant table
     /// moves into the per-principal index (it is the largest table; keeping
@@ -246,12 +292,7 @@ impl Indexed {
         let catalogs = Lookup::build(b, b.catalogs.iter().map(|x| x.id));
         let objects = Lookup::build(b, b.objects.iter().map(|x| x.id));
         let teams = Lookup::build(b, b.teams.iter().map(|x| x.id));
-        let mut api_keys = HashTable::with_capacity(b.api_keys.len());
-        for (i, k) in b.api_keys.iter().enumerate() {
-            api_keys.insert_unique(key_hash(&k.sha256), i as u32, |&j| {
-                key_hash(&b.api_keys[j as usize].sha256)
-            });
-        }
+        let api_keys = api_key_table(b);
         let grants = GrantsByPrincipal::build(b, &grant_table);
         drop(grant_table);
         let permissions = ByPrincipal::build(b, b.permissions.iter().map(|p| p.principal));
@@ -260,21 +301,21 @@ impl Indexed {
             .iter()
             .enumerate()
             .flat_map(|(g, grp)| grp.members.iter().map(move |m| (*m, g as u32)));
-        let user_groups = Csr::build(
+        let user_groups = Lists::build(
             b.users.len(),
             memberships.clone().filter_map(|(m, g)| match m {
                 PrincipalRef::User(u) => Some((u, g)),
                 _ => None,
             }),
         );
-        let service_groups = Csr::build(
+        let service_groups = Lists::build(
             b.service_accounts.len(),
             memberships.filter_map(|(m, g)| match m {
                 PrincipalRef::Service(s) => Some((s, g)),
                 _ => None,
             }),
         );
-        let user_teams = Csr::build(
+        let user_teams = Lists::build(
             b.users.len(),
             b.teams.iter().enumerate().flat_map(|(t, team)| {
                 let owner = team.owner;
@@ -326,7 +367,56 @@ impl Indexed {
 
     /// Number of role grants (the body's table moved into the index).
     pub(crate) fn grant_count(&self) -> usize {
-        self.grants.users.1.len() + self.grants.services.1.len() + self.grants.groups.1.len()
+        self.grants.users.count() + self.grants.services.count() + self.grants.groups.count()
+    }
+
+    /// Everything the index holds, as text, list by list in key order
+    /// (not where each list sits in memory): two indexes that answer
+    /// alike print alike. For tests of edits in place (`patch.rs`).
+    pub(crate) fn logical_state(&self) -> String {
+        use std::fmt::Write;
+        let b = &self.body;
+        let mut out = format!("{b:?}\n");
+        let lists = |out: &mut String, name: &str, l: &Lists<u32>| {
+            for k in 0..l.keys() as u32 {
+                let _ = writeln!(out, "{name} {k} {:?}", l.get(k));
+            }
+        };
+        lists(&mut out, "user_groups", &self.user_groups);
+        lists(&mut out, "service_groups", &self.service_groups);
+        lists(&mut out, "user_teams", &self.user_teams);
+        for (name, l) in [
+            ("grants user", &self.grants.users),
+            ("grants service", &self.grants.services),
+            ("grants group", &self.grants.groups),
+        ] {
+            for k in 0..l.keys() as u32 {
+                let _ = writeln!(out, "{name} {k} {:?}", l.get(k));
+            }
+        }
+        for (i, k) in b.api_keys.iter().enumerate() {
+            let _ = writeln!(out, "api key {i} {:?}", self.api_key(&k.sha256));
+        }
+        for (kind, n) in [
+            (0, b.users.len()),
+            (1, b.service_accounts.len()),
+            (2, b.groups.len()),
+        ] {
+            for k in 0..n as u32 {
+                let p = match kind {
+                    0 => PrincipalRef::User(k),
+                    1 => PrincipalRef::Service(k),
+                    _ => PrincipalRef::Group(k),
+                };
+                let _ = writeln!(out, "permissions {p:?} {:?}", self.permissions.get(p));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "owners {} occupied {:?} in {:?} out {:?}",
+            self.owners, self.team_occupied, self.org_in, self.org_out
+        );
+        out
     }
 
     /// The facts a view states, if this body is a principal's view.
@@ -433,7 +523,7 @@ impl Facts for Indexed {
     }
 
     fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = Grant> + '_ {
-        self.grants.get(p).iter().copied()
+        self.grants.get(p).iter().map(|h| h.grant)
     }
 
     fn permissions_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_ {

@@ -25,6 +25,9 @@ mod engine;
 mod explain;
 mod facts;
 mod index;
+mod lists;
+#[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
+mod patch;
 #[cfg(any(not(target_arch = "wasm32"), feature = "browser"))]
 mod question;
 mod request;
@@ -38,6 +41,8 @@ pub mod wire;
 pub use decision::{Basis, Decision, Obligation, Reason, Via};
 pub use engine::{Engine, LoadError, check_reference};
 pub use explain::Explanation;
+#[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
+pub use patch::PatchError;
 #[cfg(any(not(target_arch = "wasm32"), feature = "browser"))]
 pub use question::{Asking, Credentials, Question, QuestionContext, QuestionError, parse_time};
 pub use request::{Context, OwnedRequest, Request};

@@ -7,7 +7,10 @@
     reason = "`depth` has one entry per organization, and every parent index is range-checked before the walk"
 )]
 
-use crate::body::{Body, NodeRef, PrincipalRef, RoleRef, Str};
+use crate::body::{
+    ApiKeyRec, Body, GrantRec, GroupRec, NodeRef, PermissionRec, PrincipalRef, RoleRef, Str,
+    TeamRec, UserRec,
+};
 use crate::error::DecodeError;
 
 fn bad(msg: String) -> DecodeError {
@@ -64,13 +67,7 @@ pub fn check_body(b: &Body) -> Result<(), DecodeError> {
         }
     }
     for u in &b.users {
-        for v in [u.username, u.email] {
-            s("user field", v)?;
-        }
-        for v in u.optional_strings() {
-            opt("user field", v.get())?;
-        }
-        in_range("user org", u.org, b.orgs.len())?;
+        check_user(b, u)?;
     }
     for a in &b.service_accounts {
         s("service account id", a.id)?;
@@ -79,30 +76,13 @@ pub fn check_body(b: &Body) -> Result<(), DecodeError> {
         in_range("service account org", a.org, b.orgs.len())?;
     }
     for k in &b.api_keys {
-        s("api key id", k.id)?;
-        opt("api key name", k.name)?;
-        in_range("api key creator", k.creator, b.users.len())?;
+        check_api_key(b, k)?;
     }
     for g in &b.groups {
-        for v in [g.id, g.name, g.code] {
-            s("group field", v)?;
-        }
-        opt("group description", g.description)?;
-        for m in &g.members {
-            match *m {
-                PrincipalRef::Group(_) => return Err(bad("a group is a member of a group".into())),
-                other => principal(b, other)?,
-            }
-        }
+        check_group(b, g)?;
     }
     for t in &b.teams {
-        s("team id", t.id)?;
-        opt("team name", t.name)?;
-        in_range("team org", t.org, b.orgs.len())?;
-        in_range("team owner", t.owner, b.users.len())?;
-        for &m in &t.members {
-            in_range("team member", m, b.users.len())?;
-        }
+        check_team(b, t)?;
     }
     for r in &b.custom_roles {
         s("custom role id", r.id)?;
@@ -113,33 +93,105 @@ pub fn check_body(b: &Body) -> Result<(), DecodeError> {
         }
     }
     for g in &b.grants {
-        principal(b, g.principal)?;
-        node(b, g.on)?;
-        match g.role {
-            RoleRef::Builtin(role) => {
-                if !role.exists_at(g.on.kind()) {
-                    return Err(bad(format!("role {role:?} granted on a {:?}", g.on.kind())));
-                }
+        check_grant(b, g)?;
+    }
+    for p in &b.permissions {
+        check_permission(b, p)?;
+    }
+    Ok(())
+}
+
+fn strs(b: &Body, what: &str, v: Str) -> Result<(), DecodeError> {
+    in_range(what, v.0, b.strings.len())
+}
+
+fn opt_str(b: &Body, what: &str, v: Option<Str>) -> Result<(), DecodeError> {
+    match v {
+        Some(v) => strs(b, what, v),
+        None => Ok(()),
+    }
+}
+
+// One check per kind of row, against the tables of `b`: what `check_body`
+// runs on every row, and what a delta applied in place runs on the rows it
+// brings (`policy-wasm`'s patch).
+
+/// A user's references.
+pub fn check_user(b: &Body, u: &UserRec) -> Result<(), DecodeError> {
+    for v in [u.username, u.email] {
+        strs(b, "user field", v)?;
+    }
+    for v in u.optional_strings() {
+        opt_str(b, "user field", v.get())?;
+    }
+    in_range("user org", u.org, b.orgs.len())
+}
+
+/// An API key's references.
+pub fn check_api_key(b: &Body, k: &ApiKeyRec) -> Result<(), DecodeError> {
+    strs(b, "api key id", k.id)?;
+    opt_str(b, "api key name", k.name)?;
+    in_range("api key creator", k.creator, b.users.len())
+}
+
+/// A group's references and members (users and service accounts only).
+pub fn check_group(b: &Body, g: &GroupRec) -> Result<(), DecodeError> {
+    for v in [g.id, g.name, g.code] {
+        strs(b, "group field", v)?;
+    }
+    opt_str(b, "group description", g.description)?;
+    for m in &g.members {
+        match *m {
+            PrincipalRef::Group(_) => return Err(bad("a group is a member of a group".into())),
+            other => principal(b, other)?,
+        }
+    }
+    Ok(())
+}
+
+/// A team's references, owner and members.
+pub fn check_team(b: &Body, t: &TeamRec) -> Result<(), DecodeError> {
+    strs(b, "team id", t.id)?;
+    opt_str(b, "team name", t.name)?;
+    in_range("team org", t.org, b.orgs.len())?;
+    in_range("team owner", t.owner, b.users.len())?;
+    for &m in &t.members {
+        in_range("team member", m, b.users.len())?;
+    }
+    Ok(())
+}
+
+/// A role grant: holder, node, and a role that exists there.
+pub fn check_grant(b: &Body, g: &GrantRec) -> Result<(), DecodeError> {
+    principal(b, g.principal)?;
+    node(b, g.on)?;
+    match g.role {
+        RoleRef::Builtin(role) => {
+            if !role.exists_at(g.on.kind()) {
+                return Err(bad(format!("role {role:?} granted on a {:?}", g.on.kind())));
             }
-            RoleRef::Custom(i) => {
-                in_range("custom role", i, b.custom_roles.len())?;
-                if !matches!(g.on, NodeRef::Org(_) | NodeRef::Team(_)) {
-                    return Err(bad("custom role granted outside an org or team".into()));
-                }
+        }
+        RoleRef::Custom(i) => {
+            in_range("custom role", i, b.custom_roles.len())?;
+            if !matches!(g.on, NodeRef::Org(_) | NodeRef::Team(_)) {
+                return Err(bad("custom role granted outside an org or team".into()));
             }
         }
     }
-    for p in &b.permissions {
-        principal(b, p.principal)?;
-        if let Some(org) = p.org {
-            in_range("permission org", org, b.orgs.len())?;
-        }
-        if p.permission.needs_entity() != p.entity.is_some() {
-            return Err(bad(format!(
-                "permission {:?} with entity {:?}",
-                p.permission, p.entity
-            )));
-        }
+    Ok(())
+}
+
+/// An individual permission: holder, organization, entity.
+pub fn check_permission(b: &Body, p: &PermissionRec) -> Result<(), DecodeError> {
+    principal(b, p.principal)?;
+    if let Some(org) = p.org {
+        in_range("permission org", org, b.orgs.len())?;
+    }
+    if p.permission.needs_entity() != p.entity.is_some() {
+        return Err(bad(format!(
+            "permission {:?} with entity {:?}",
+            p.permission, p.entity
+        )));
     }
     Ok(())
 }

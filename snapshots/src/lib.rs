@@ -20,7 +20,7 @@ mod error;
 mod exact_vec;
 pub mod fingerprint;
 pub mod header;
-mod integrity;
+pub mod integrity;
 pub mod view;
 pub mod vocabulary;
 

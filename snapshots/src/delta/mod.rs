@@ -31,10 +31,9 @@ pub use format::{
     DELTA_HEADER_LEN, DELTA_MAGIC, DELTA_SIGNATURE_CONTEXT, DELTA_VERSION, Delta, DeltaHeader,
     decode_delta, encode_delta, is_delta,
 };
-pub use splice::Splice;
+pub use splice::{Remap, Splice, apply as apply_splices};
 
 use renumber::{Maps, Renumber};
-use splice::Remap;
 
 /// Why a delta was refused. Whatever is serving keeps serving.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -88,7 +87,8 @@ pub enum DeltaError {
 }
 
 impl DeltaError {
-    fn apply(table: &'static str, reason: &'static str) -> DeltaError {
+    /// The delta does not fit its base: `reason`, in `table`.
+    pub fn apply(table: &'static str, reason: &'static str) -> DeltaError {
         DeltaError::DoesNotApply { table, reason }
     }
 }

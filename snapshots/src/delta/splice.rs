@@ -27,7 +27,7 @@ pub struct Splice<T> {
 
 /// Old row index → new row index, as a table's splices move them.
 #[derive(Clone, Debug)]
-pub(crate) struct Remap {
+pub struct Remap {
     /// Per splice: where it starts, how many rows it removes and inserts,
     /// and the shift of the rows before it.
     spans: Vec<Span>,
@@ -48,7 +48,7 @@ struct Span {
 impl Remap {
     /// The remap of `splices` over a table of `old_len` rows; refused when
     /// they are out of order, overlap, or reach past the table.
-    pub(crate) fn new<T>(
+    pub fn new<T>(
         table: &'static str,
         splices: &[Splice<T>],
         old_len: u32,
@@ -95,9 +95,14 @@ impl Remap {
         })
     }
 
+    /// Whether every old row keeps its index.
+    pub fn is_identity(&self) -> bool {
+        self.identity
+    }
+
     /// Where old row `i` is in the new table; `None` when it was removed
     /// (or never existed).
-    pub(crate) fn get(&self, i: u32) -> Option<u32> {
+    pub fn get(&self, i: u32) -> Option<u32> {
         if i >= self.old_len {
             return None;
         }
@@ -123,7 +128,7 @@ impl Remap {
 
 /// Applies `splices` to `old`, carrying every row outside them through
 /// `carry` (which renumbers its references; `None` refuses the delta).
-pub(crate) fn apply<T: Clone>(
+pub fn apply<T: Clone>(
     table: &'static str,
     old: &[T],
     splices: &[Splice<T>],

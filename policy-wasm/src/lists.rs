@@ -1,0 +1,157 @@
+//! Per-key lists (a user's groups, a principal's grants) that a delta can
+//! edit in place.
+//!
+//! Built like compressed sparse rows — every list contiguous, in key
+//! order — but each key keeps its own `[start, end)` span instead of
+//! sharing its neighbours' offsets. A removal closes up within the list; a
+//! list that must grow moves to the end of the items (unless it is already
+//! there), leaving a hole. So an edit costs the length of one list, not of
+//! the directory, and touches a few pages of memory rather than shifting
+//! everything after it: what keeps a one-user delta small in every
+//! worker's copy-on-write image (`gateway/src/snapshot/memory_image.rs`).
+//! Holes are reclaimed by the next full load.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "spans are built from the items and kept within them by every edit; keys are indices checked when the body was decoded"
+)]
+
+/// Lists of `T`, one per key.
+pub(crate) struct Lists<T> {
+    spans: Vec<[u32; 2]>,
+    items: Vec<T>,
+}
+
+impl<T: Copy> Lists<T> {
+    /// `keys` lists holding `pairs` (key, item), each list in the order of
+    /// `pairs`.
+    pub(crate) fn build(keys: usize, pairs: impl Iterator<Item = (u32, T)> + Clone) -> Self {
+        let mut offsets = vec![0u32; keys + 1];
+        let mut first = None;
+        for (k, v) in pairs.clone() {
+            offsets[k as usize + 1] += 1;
+            first.get_or_insert(v);
+        }
+        for i in 0..keys {
+            offsets[i + 1] += offsets[i];
+        }
+        let total = offsets[keys] as usize;
+        // Room for the lists deltas move to the end, so that they rarely
+        // reallocate (and rewrite) the whole table.
+        let mut items = Vec::with_capacity(total + total / 32 + 64);
+        if let Some(fill) = first {
+            items.resize(total, fill);
+        }
+        let mut fill = offsets.clone();
+        for (k, v) in pairs {
+            let at = &mut fill[k as usize];
+            items[*at as usize] = v;
+            *at += 1;
+        }
+        let spans = offsets.windows(2).map(|w| [w[0], w[1]]).collect();
+        Lists { spans, items }
+    }
+
+    /// The list of key `k` (empty for a key out of range).
+    pub(crate) fn get(&self, k: u32) -> &[T] {
+        match self.spans.get(k as usize) {
+            Some(&[a, b]) => &self.items[a as usize..b as usize],
+            None => &[],
+        }
+    }
+
+    /// Inserts `v` at position `at` of key `k`'s list.
+    pub(crate) fn insert(&mut self, k: u32, at: usize, v: T) {
+        let [a, b] = self.spans[k as usize];
+        let (a, b) = (a as usize, b as usize);
+        let at = at.min(b - a);
+        if b == self.items.len() {
+            // The last list grows in place.
+            self.items.insert(a + at, v);
+            self.spans[k as usize][1] += 1;
+        } else {
+            let start = self.items.len();
+            self.items.extend_from_within(a..a + at);
+            self.items.push(v);
+            self.items.extend_from_within(a + at..b);
+            self.spans[k as usize] = [start as u32, self.items.len() as u32];
+        }
+    }
+
+    /// Removes position `at` of key `k`'s list.
+    pub(crate) fn remove(&mut self, k: u32, at: usize) {
+        let [a, b] = self.spans[k as usize];
+        let (a, b) = (a as usize, b as usize);
+        if a + at < b {
+            self.items.copy_within(a + at + 1..b, a + at);
+            self.spans[k as usize][1] -= 1;
+        }
+    }
+
+    /// Every item slot, holes included, for edits that rewrite items
+    /// wherever they are (renumbering).
+    pub(crate) fn items_mut(&mut self) -> &mut [T] {
+        &mut self.items
+    }
+
+    /// Items in all lists (holes not counted).
+    pub(crate) fn count(&self) -> usize {
+        self.spans.iter().map(|&[a, b]| (b - a) as usize).sum()
+    }
+
+    /// Number of keys.
+    pub(crate) fn keys(&self) -> usize {
+        self.spans.len()
+    }
+}
+
+impl<T: Copy + Ord> Lists<T> {
+    /// Adds `v` to key `k`'s sorted list, after any equal item.
+    pub(crate) fn insert_sorted(&mut self, k: u32, v: T) {
+        let at = self.get(k).partition_point(|x| *x <= v);
+        self.insert(k, at, v);
+    }
+
+    /// Removes one `v` from key `k`'s sorted list; false if it holds none.
+    pub(crate) fn remove_sorted(&mut self, k: u32, v: T) -> bool {
+        match self.get(k).binary_search(&v) {
+            Ok(at) => {
+                self.remove(k, at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lists;
+
+    fn all(l: &Lists<u32>) -> Vec<Vec<u32>> {
+        (0..l.keys() as u32).map(|k| l.get(k).to_vec()).collect()
+    }
+
+    #[test]
+    fn edits_in_place_read_like_a_fresh_build() {
+        let pairs = [(0, 1), (2, 5), (0, 3), (2, 7), (3, 9)];
+        let mut l = Lists::build(4, pairs.iter().copied());
+        assert_eq!(all(&l), vec![vec![1, 3], vec![], vec![5, 7], vec![9]]);
+        l.insert_sorted(0, 2);
+        l.insert_sorted(3, 10);
+        l.insert_sorted(1, 4);
+        assert!(l.remove_sorted(2, 5));
+        assert!(!l.remove_sorted(2, 5));
+        l.insert_sorted(0, 0);
+        assert_eq!(
+            all(&l),
+            vec![vec![0, 1, 2, 3], vec![4], vec![7], vec![9, 10]]
+        );
+        assert_eq!(l.count(), 8);
+        let empty: Lists<u32> = Lists::build(2, std::iter::empty());
+        assert_eq!(all(&empty), vec![Vec::<u32>::new(), vec![]]);
+        let mut empty = empty;
+        empty.insert_sorted(1, 3);
+        empty.insert_sorted(0, 2);
+        assert_eq!(all(&empty), vec![vec![2], vec![3]]);
+    }
+}

@@ -1,0 +1,399 @@
+//! A delta applied to a loaded engine in place, instead of loading the
+//! snapshot it makes.
+//!
+//! A delta's usual change — a user's grants, group and team memberships,
+//! a changed user record, API keys, individual permissions — edits a few
+//! records and the per-principal lists that index them ([`Lists`]), in
+//! time and memory that follow the change rather than the directory. A
+//! delta that inserts or removes rows other tables refer to (users,
+//! groups, organizations …), changes strings, or renames what a lookup
+//! finds is refused with [`PatchError::NotInPlace`]: its caller loads the
+//! target snapshot in full. Everything is checked before anything changes,
+//! so a refused delta leaves the engine as it was. The rows a delta brings
+//! pass the same checks as a decoded body's (`snapshots::integrity`).
+//!
+//! The engine keeps no grant table (its grants live in the per-principal
+//! lists, each grant with its row number), so whoever applies a delta
+//! passes the base's grants that it removes, read from the base snapshot;
+//! each must be exactly the grant the engine holds at that row.
+//!
+//! `policy-wasm/tests/patch.rs` checks that an engine patched this way is
+//! indistinguishable from one that loaded the target.
+#![allow(
+    clippy::indexing_slicing,
+    reason = "rows are checked against the tables (Remap::new, in_place) before any is used, and the body's indices were checked when it was decoded"
+)]
+
+use std::collections::BTreeMap;
+
+use portcullis_snapshots::DecodeError;
+use portcullis_snapshots::body::{GrantRec, GroupRec, PrincipalRef, TeamRec, UserRec};
+use portcullis_snapshots::delta::{DeltaBody, DeltaError, Remap, Splice, TableLens, apply_splices};
+use portcullis_snapshots::integrity;
+use portcullis_snapshots::vocabulary::AdminRole;
+use thiserror::Error;
+
+use crate::facts::Grant;
+use crate::index::{ByPrincipal, Held, Indexed, api_key_table};
+
+/// Why a delta was not applied in place. The engine is unchanged.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PatchError {
+    /// The delta changes what cannot be edited in place: load the full
+    /// snapshot it makes (`Delta::apply_to`) instead.
+    #[error("this delta cannot be applied in place ({0}); load the snapshot it makes instead")]
+    NotInPlace(&'static str),
+    /// The delta does not fit the loaded snapshot.
+    #[error(transparent)]
+    Refused(#[from] DeltaError),
+    /// A row the delta brings breaks an invariant of snapshots.
+    #[error("a row the delta brings is refused: {0}")]
+    Row(#[from] DecodeError),
+}
+
+/// Everything a delta changes, checked and built before anything changes.
+struct Plan {
+    users: Vec<(u32, UserRec)>,
+    groups: BTreeMap<u32, GroupRec>,
+    teams: BTreeMap<u32, TeamRec>,
+    api_keys: Option<Vec<portcullis_snapshots::body::ApiKeyRec>>,
+    permissions: Option<Vec<portcullis_snapshots::body::PermissionRec>>,
+    /// Grants removed: holder and base row.
+    grants_removed: Vec<(PrincipalRef, u32)>,
+    /// Grants inserted: target row and record.
+    grants_added: Vec<(u32, GrantRec)>,
+    grant_rows: Remap,
+}
+
+/// The rows of `splices` if every splice replaces rows one for one: the
+/// only edit of a table others refer to that keeps every reference valid.
+fn in_place<'a, T>(
+    table: &'static str,
+    splices: &'a [Splice<T>],
+    len: usize,
+) -> Result<Vec<(u32, &'a T)>, PatchError> {
+    Remap::new(table, splices, len as u32)?;
+    let mut rows = Vec::new();
+    for s in splices {
+        if s.remove as usize != s.insert.len() || s.at as usize + s.insert.len() > len {
+            return Err(PatchError::NotInPlace(table));
+        }
+        rows.extend(
+            s.insert
+                .iter()
+                .enumerate()
+                .map(|(k, r)| (s.at + k as u32, r)),
+        );
+    }
+    Ok(rows)
+}
+
+fn unchanged<T>(splices: &[Splice<T>], what: &'static str) -> Result<(), PatchError> {
+    if splices.is_empty() {
+        Ok(())
+    } else {
+        Err(PatchError::NotInPlace(what))
+    }
+}
+
+/// Old and new entries of a multiset: what to remove, what to add.
+fn diff<T: Ord + Copy>(mut old: Vec<T>, mut new: Vec<T>) -> (Vec<T>, Vec<T>) {
+    old.sort_unstable();
+    new.sort_unstable();
+    let (mut gone, mut came) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a < b => {
+                gone.push(*a);
+                i += 1;
+            }
+            (Some(a), None) => {
+                gone.push(*a);
+                i += 1;
+            }
+            (_, Some(b)) => {
+                came.push(*b);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (gone, came)
+}
+
+/// A team's (user, team) entries, as `Indexed::new` lists them.
+fn team_entries(t: &TeamRec) -> Vec<u32> {
+    std::iter::once(t.owner)
+        .chain(t.members.iter().copied().filter(|&m| m != t.owner))
+        .collect()
+}
+
+impl Indexed {
+    /// The base table lengths this index was built from.
+    fn lens(&self) -> TableLens {
+        let mut lens = TableLens::of(&self.body);
+        lens.grants = self.grant_count() as u32;
+        lens
+    }
+
+    fn plan(&self, d: &DeltaBody, removed: &[GrantRec]) -> Result<Plan, PatchError> {
+        let b = &self.body;
+        if self.view.is_some() {
+            return Err(PatchError::NotInPlace("a principal's view"));
+        }
+        if self.lens() != d.base {
+            return Err(DeltaError::apply(
+                "(all)",
+                "the base's tables are not the lengths the delta was made from",
+            )
+            .into());
+        }
+        unchanged(&d.strings, "strings")?;
+        unchanged(&d.orgs, "organizations")?;
+        unchanged(&d.envs, "environments")?;
+        unchanged(&d.catalogs, "catalogs")?;
+        unchanged(&d.objects, "objects")?;
+        unchanged(&d.service_accounts, "service accounts")?;
+        unchanged(&d.custom_roles, "custom roles")?;
+        if d.domain != b.domain {
+            return Err(PatchError::NotInPlace("the domain organization"));
+        }
+
+        let mut users = Vec::new();
+        for (i, u) in in_place("users", &d.users, b.users.len())? {
+            // The username lookup is not edited: a renamed user is a
+            // full load.
+            if u.username != b.users[i as usize].username {
+                return Err(PatchError::NotInPlace("a username"));
+            }
+            integrity::check_user(b, u)?;
+            users.push((i, u.clone()));
+        }
+
+        let mut groups: BTreeMap<u32, GroupRec> = in_place("groups", &d.groups, b.groups.len())?
+            .into_iter()
+            .map(|(i, g)| (i, g.clone()))
+            .collect();
+        for e in &d.group_members {
+            let Some(base) = b.groups.get(e.row as usize) else {
+                return Err(DeltaError::apply("group_members", "no such group").into());
+            };
+            let g = groups.entry(e.row).or_insert_with(|| base.clone());
+            g.members = apply_splices("group_members", &g.members, &e.splices, |&p| Some(p))?;
+        }
+        for g in groups.values() {
+            integrity::check_group(b, g)?;
+        }
+
+        let mut teams: BTreeMap<u32, TeamRec> = BTreeMap::new();
+        for (i, t) in in_place("teams", &d.teams, b.teams.len())? {
+            if t.id != b.teams[i as usize].id {
+                return Err(PatchError::NotInPlace("a team's id"));
+            }
+            teams.insert(i, t.clone());
+        }
+        for e in &d.team_members {
+            let Some(base) = b.teams.get(e.row as usize) else {
+                return Err(DeltaError::apply("team_members", "no such team").into());
+            };
+            let t = teams.entry(e.row).or_insert_with(|| base.clone());
+            t.members = apply_splices("team_members", &t.members, &e.splices, |&u| Some(u))?;
+        }
+        for t in teams.values() {
+            integrity::check_team(b, t)?;
+        }
+
+        let api_keys = if d.api_keys.is_empty() {
+            None
+        } else {
+            for s in &d.api_keys {
+                for k in &s.insert {
+                    integrity::check_api_key(b, k)?;
+                }
+            }
+            Some(apply_splices("api_keys", &b.api_keys, &d.api_keys, |k| {
+                Some(k.clone())
+            })?)
+        };
+        let permissions = if d.permissions.is_empty() {
+            None
+        } else {
+            for s in &d.permissions {
+                for p in &s.insert {
+                    integrity::check_permission(b, p)?;
+                }
+            }
+            Some(apply_splices(
+                "permissions",
+                &b.permissions,
+                &d.permissions,
+                |p| Some(*p),
+            )?)
+        };
+
+        let grant_rows = Remap::new("grants", &d.grants, d.base.grants)?;
+        let removing: usize = d.grants.iter().map(|s| s.remove as usize).sum();
+        if removed.len() != removing {
+            return Err(DeltaError::apply(
+                "grants",
+                "the grants given as removed are not the ones the delta removes",
+            )
+            .into());
+        }
+        let mut grants_removed = Vec::with_capacity(removing);
+        let mut grants_added = Vec::new();
+        let mut removed = removed.iter();
+        let mut shift = 0i64;
+        for s in &d.grants {
+            for row in s.at..s.at + s.remove {
+                let Some(g) = removed.next() else { break };
+                let held = self.grants.get(g.principal);
+                let found = held
+                    .binary_search_by_key(&row, |h| h.row)
+                    .ok()
+                    .and_then(|k| held.get(k))
+                    .is_some_and(|h| {
+                        h.grant
+                            == Grant {
+                                role: g.role,
+                                on: g.on,
+                            }
+                    });
+                if !found {
+                    return Err(DeltaError::apply(
+                        "grants",
+                        "a grant given as removed is not the base's grant at that row",
+                    )
+                    .into());
+                }
+                grants_removed.push((g.principal, row));
+            }
+            for (k, g) in s.insert.iter().enumerate() {
+                integrity::check_grant(b, g)?;
+                let row = i64::from(s.at) + shift + k as i64;
+                let row = u32::try_from(row)
+                    .map_err(|_| DeltaError::apply("grants", "a row number out of range"))?;
+                grants_added.push((row, *g));
+            }
+            shift += s.insert.len() as i64 - i64::from(s.remove);
+        }
+        Ok(Plan {
+            users,
+            groups,
+            teams,
+            api_keys,
+            permissions,
+            grants_removed,
+            grants_added,
+            grant_rows,
+        })
+    }
+
+    /// Applies `d` in place; `removed` are the base's grants at the rows
+    /// the delta removes, in row order. On error nothing has changed.
+    pub(crate) fn patch(&mut self, d: &DeltaBody, removed: &[GrantRec]) -> Result<(), PatchError> {
+        let plan = self.plan(d, removed)?;
+        for (i, u) in plan.users {
+            let old = &mut self.body.users[i as usize];
+            let owner = |u: &UserRec| u.admin_role == Some(AdminRole::Owner);
+            match (owner(old), owner(&u)) {
+                (true, false) => self.owners -= 1,
+                (false, true) => self.owners += 1,
+                _ => {}
+            }
+            *old = u;
+        }
+        for (g, new) in plan.groups {
+            let old = &self.body.groups[g as usize];
+            let (gone, came) = diff(old.members.clone(), new.members.clone());
+            for m in gone {
+                match m {
+                    PrincipalRef::User(u) => self.user_groups.remove_sorted(u, g),
+                    PrincipalRef::Service(s) => self.service_groups.remove_sorted(s, g),
+                    PrincipalRef::Group(_) => false,
+                };
+            }
+            for m in came {
+                match m {
+                    PrincipalRef::User(u) => self.user_groups.insert_sorted(u, g),
+                    PrincipalRef::Service(s) => self.service_groups.insert_sorted(s, g),
+                    PrincipalRef::Group(_) => {}
+                }
+            }
+            self.body.groups[g as usize] = new;
+        }
+        for (t, new) in plan.teams {
+            let old = &self.body.teams[t as usize];
+            let (gone, came) = diff(team_entries(old), team_entries(&new));
+            for u in gone {
+                self.user_teams.remove_sorted(u, t);
+            }
+            for u in came {
+                self.user_teams.insert_sorted(u, t);
+            }
+            let objects = self.body.objects.iter().any(
+                |o| matches!(o.parent, portcullis_snapshots::body::NodeRef::Team(x) if x == t),
+            );
+            self.team_occupied[t as usize] = objects || new.members.iter().any(|&m| m != new.owner);
+            self.body.teams[t as usize] = new;
+        }
+        if let Some(keys) = plan.api_keys {
+            self.body.api_keys = keys;
+            self.api_keys = api_key_table(&self.body);
+        }
+        if let Some(permissions) = plan.permissions {
+            self.body.permissions = permissions;
+            let b = &self.body;
+            self.permissions = ByPrincipal::build(b, b.permissions.iter().map(|p| p.principal));
+        }
+        for (p, row) in plan.grants_removed {
+            let (lists, k) = self.grants.of_mut(p);
+            if let Ok(at) = lists.get(k).binary_search_by_key(&row, |h| h.row) {
+                lists.remove(k, at);
+            }
+        }
+        if !plan.grant_rows.is_identity() {
+            let remap = &plan.grant_rows;
+            for lists in [
+                &mut self.grants.users,
+                &mut self.grants.services,
+                &mut self.grants.groups,
+            ] {
+                // Holes are renumbered too: harmless, and cheaper than
+                // telling them apart.
+                for h in lists.items_mut() {
+                    if let Some(row) = remap.get(h.row) {
+                        h.row = row;
+                    }
+                }
+            }
+        }
+        for (row, g) in plan.grants_added {
+            let (lists, k) = self.grants.of_mut(g.principal);
+            let at = lists.get(k).partition_point(|h| h.row < row);
+            lists.insert(
+                k,
+                at,
+                Held {
+                    grant: Grant {
+                        role: g.role,
+                        on: g.on,
+                    },
+                    row,
+                },
+            );
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            // Users may have moved organization, teams changed: the tree
+            // for views is built again when next needed.
+            self.tree = std::sync::OnceLock::new();
+        }
+        Ok(())
+    }
+}
