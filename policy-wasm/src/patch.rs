@@ -88,14 +88,6 @@ fn in_place<'a, T>(
     Ok(rows)
 }
 
-fn unchanged<T>(splices: &[Splice<T>], what: &'static str) -> Result<(), PatchError> {
-    if splices.is_empty() {
-        Ok(())
-    } else {
-        Err(PatchError::NotInPlace(what))
-    }
-}
-
 /// Old and new entries of a multiset: what to remove, what to add.
 fn diff<T: Ord + Copy>(mut old: Vec<T>, mut new: Vec<T>) -> (Vec<T>, Vec<T>) {
     old.sort_unstable();
@@ -153,13 +145,7 @@ impl Indexed {
             )
             .into());
         }
-        unchanged(&d.strings, "strings")?;
-        unchanged(&d.orgs, "organizations")?;
-        unchanged(&d.envs, "environments")?;
-        unchanged(&d.catalogs, "catalogs")?;
-        unchanged(&d.objects, "objects")?;
-        unchanged(&d.service_accounts, "service accounts")?;
-        unchanged(&d.custom_roles, "custom roles")?;
+        d.in_place().map_err(PatchError::NotInPlace)?;
         if d.domain != b.domain {
             return Err(PatchError::NotInPlace("the domain organization"));
         }

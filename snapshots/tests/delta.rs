@@ -9,7 +9,7 @@
     reason = "a test, bench or example: a failed unwrap is a failed run"
 )]
 
-use portcullis_snapshots::delta::{self, DeltaError, decode_delta, encode_delta};
+use portcullis_snapshots::delta::{self, DeltaError, Layout, decode_delta, encode_delta};
 use portcullis_snapshots::generate::random_directory;
 use portcullis_snapshots::source::*;
 use portcullis_snapshots::{Header, decode, encode};
@@ -106,12 +106,51 @@ fn snapshot(dir: &Directory, revision: u64) -> Option<Vec<u8>> {
     Some(encode(&body, revision, 1_700_000_000 + revision as i64).unwrap())
 }
 
-/// The delta from `a` to `b`, written, read back and applied.
+/// The delta from `a` to `b`, written, read back and applied — in full,
+/// and to the bytes in place when it allows.
 fn through_delta(a: &[u8], b: &[u8]) -> Vec<u8> {
     let (sa, sb) = (decode(a).unwrap(), decode(b).unwrap());
     let d = delta::compute(&sa.body, &sb.body).unwrap();
     let bytes = encode_delta(&sa.header, &sb.header, &d).unwrap();
-    decode_delta(&bytes).unwrap().apply_to(a).unwrap()
+    let delta = decode_delta(&bytes).unwrap();
+    let full = delta.apply_to(a).unwrap();
+    in_place_agrees(&delta, a, &Layout::of(a).unwrap(), &full);
+    full
+}
+
+/// Applied in place (when the delta allows), `delta` gives `full` and the
+/// layout a walk of `full` gives, and names the grants it removes.
+fn in_place_agrees(
+    delta: &delta::Delta,
+    base: &[u8],
+    layout: &Layout,
+    full: &[u8],
+) -> Option<Layout> {
+    match delta.apply_in_place(base, layout) {
+        Ok(applied) => {
+            assert!(delta.body.in_place().is_ok());
+            assert_eq!(applied.snapshot, full);
+            assert_eq!(applied.layout, Layout::of(full).unwrap());
+            let grants = decode(base).unwrap().body.grants;
+            let removed: Vec<_> = delta
+                .body
+                .grants
+                .iter()
+                .flat_map(|s| {
+                    grants[s.at as usize..(s.at + s.remove) as usize]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            assert_eq!(applied.removed_grants, removed);
+            Some(applied.layout)
+        }
+        Err(DeltaError::NotInPlace(_)) => {
+            assert!(delta.body.in_place().is_err());
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
 }
 
 proptest! {
@@ -233,5 +272,89 @@ fn a_delta_whose_result_is_not_its_target_is_refused() {
     assert!(matches!(
         d.apply_to(&base),
         Err(DeltaError::DoesNotApply { .. })
+    ));
+}
+
+/// Grants and memberships only: what a delta applied in place carries.
+fn mutate_in_place(dir: &Directory, seed: u64) -> Directory {
+    let rng = &mut ChaCha8Rng::seed_from_u64(seed);
+    let mut d = dir.clone();
+    for _ in 0..rng.random_range(1..5usize) {
+        match rng.random_range(0..4) {
+            0 if !d.grants.is_empty() => {
+                let i = rng.random_range(0..d.grants.len());
+                d.grants.remove(i);
+            }
+            1 if !d.grants.is_empty() => {
+                let g = d.grants[rng.random_range(0..d.grants.len())].clone();
+                let at = rng.random_range(0..=d.grants.len());
+                d.grants.insert(at, g);
+            }
+            2 => {
+                if let Some(g) = d.groups.iter_mut().find(|g| !g.members.is_empty()) {
+                    let i = rng.random_range(0..g.members.len());
+                    g.members.remove(i);
+                }
+            }
+            _ if !d.users.is_empty() && !d.teams.is_empty() => {
+                let u = d.users[rng.random_range(0..d.users.len())].username.clone();
+                let t = rng.random_range(0..d.teams.len());
+                if !d.teams[t].members.contains(&u) {
+                    d.teams[t].members.push(u);
+                }
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+#[test]
+fn chains_of_deltas_apply_to_bytes_in_place() {
+    let mut applied = 0;
+    for seed in 0..32u64 {
+        let mut dir = random_directory(seed, 5);
+        let Some(mut base) = snapshot(&dir, 1) else {
+            continue;
+        };
+        let mut layout = Layout::of(&base).unwrap();
+        for step in 0..3u64 {
+            let next = mutate_in_place(&dir, seed * 7 + step);
+            let Some(target) = snapshot(&next, step + 2) else {
+                continue;
+            };
+            let (sa, sb) = (decode(&base).unwrap(), decode(&target).unwrap());
+            let d = delta::compute(&sa.body, &sb.body).unwrap();
+            let delta = decode_delta(&encode_delta(&sa.header, &sb.header, &d).unwrap()).unwrap();
+            // The layout carried from the delta before, not walked again.
+            layout = in_place_agrees(&delta, &base, &layout, &target).unwrap();
+            applied += 1;
+            base = target;
+            dir = next;
+        }
+    }
+    assert!(applied >= 64, "{applied}");
+}
+
+#[test]
+fn a_delta_in_place_that_misses_its_target_is_refused() {
+    let dir = random_directory(5, 5);
+    let base = snapshot(&dir, 1).unwrap();
+    let mut next = dir.clone();
+    next.grants.pop();
+    let target = snapshot(&next, 2).unwrap();
+    let (sa, mut sb) = (decode(&base).unwrap(), decode(&target).unwrap());
+    let d = delta::compute(&sa.body, &sb.body).unwrap();
+    sb.header.body_sha256[0] ^= 1;
+    let delta = decode_delta(&encode_delta(&sa.header, &sb.header, &d).unwrap()).unwrap();
+    let layout = Layout::of(&base).unwrap();
+    assert!(matches!(
+        delta.apply_in_place(&base, &layout),
+        Err(DeltaError::TargetMismatch { .. })
+    ));
+    // A layout of another snapshot is not used.
+    assert!(matches!(
+        delta.apply_in_place(&base, &Layout::of(&target).unwrap()),
+        Err(DeltaError::NotInPlace(_))
     ));
 }

@@ -12,6 +12,7 @@
 //! result is checked against the target's hash. Format: `snapshots/FORMAT.md`
 //! ("Deltas").
 
+mod bytes;
 mod compute;
 mod format;
 mod renumber;
@@ -26,6 +27,7 @@ use crate::body::{
 };
 use crate::error::DecodeError;
 
+pub use bytes::{Applied, Layout};
 pub use compute::compute;
 pub use format::{
     DELTA_HEADER_LEN, DELTA_MAGIC, DELTA_SIGNATURE_CONTEXT, DELTA_VERSION, Delta, DeltaHeader,
@@ -81,6 +83,11 @@ pub enum DeltaError {
         /// The SHA-256 obtained, hex.
         got: String,
     },
+    /// The delta changes tables that other tables refer to by index
+    /// (`.0` names which): it cannot be applied to bytes or to a loaded
+    /// engine in place. Apply it in full ([`Delta::apply_to`]).
+    #[error("this delta cannot be applied in place ({0}); apply it in full")]
+    NotInPlace(&'static str),
     /// The result could not be encoded.
     #[error("the result could not be encoded: {0}")]
     Encode(String),
