@@ -5,7 +5,6 @@
 //! so counting a request is an atomic increment, not a map lookup.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -97,6 +96,7 @@ pub struct Metrics {
     failed_swaps: Family<SourceLabels, Counter>,
     swap_seconds: Histogram,
     swap_cpu_seconds: Histogram,
+    deltas_in_place: Counter,
     fetched_bytes: Family<SourceLabels, Counter>,
     image_bytes: Gauge,
     traps: Counter,
@@ -197,6 +197,12 @@ impl Metrics {
             "CPU time of the same, whatever the number of workers",
             swap_cpu_seconds.clone(),
         );
+        let deltas_in_place = Counter::default();
+        registry.register(
+            "snapshot_deltas_in_place",
+            "Deltas applied to the loaded engine in place (the others in kind=\"delta\" had their target loaded in full)",
+            deltas_in_place.clone(),
+        );
         let fetched_bytes = Family::<SourceLabels, Counter>::default();
         registry.register(
             "snapshot_received_bytes",
@@ -251,6 +257,7 @@ impl Metrics {
             failed_swaps,
             swap_seconds,
             swap_cpu_seconds,
+            deltas_in_place,
             fetched_bytes,
             image_bytes,
             traps,
@@ -312,15 +319,9 @@ impl Metrics {
 
     /// Records a successful swap: its revision, what it took, and the
     /// memory of its image.
-    pub fn swapped(
-        &self,
-        source: &str,
-        delta: bool,
-        revision: u64,
-        took: Duration,
-        cpu: Duration,
-        image: u64,
-    ) {
+    pub fn swapped(&self, source: &str, done: &crate::snapshot::swap::Installed) {
+        let (delta, in_place, revision) = (done.delta, done.in_place, done.revision);
+        let (took, cpu, image) = (done.took, done.cpu, done.image_bytes);
         self.swaps
             .get_or_create(&SwapLabels {
                 source: source.to_string(),
@@ -331,6 +332,9 @@ impl Metrics {
             .set(i64::try_from(revision).unwrap_or(i64::MAX));
         self.swap_seconds.observe(took.as_secs_f64());
         self.swap_cpu_seconds.observe(cpu.as_secs_f64());
+        if in_place {
+            self.deltas_in_place.inc();
+        }
         self.image_bytes
             .set(i64::try_from(image).unwrap_or(i64::MAX));
     }

@@ -97,14 +97,7 @@ impl Shared {
             )))),
         };
         match &result {
-            Ok(done) => self.metrics.swapped(
-                source.as_str(),
-                done.delta,
-                done.revision,
-                done.took,
-                done.cpu,
-                done.image_bytes,
-            ),
+            Ok(done) => self.metrics.swapped(source.as_str(), done),
             Err(e) => {
                 self.metrics.swap_failed(source.as_str());
                 tracing::warn!(source = source.as_str(), error = %e, "candidate snapshot refused; the current one keeps serving");

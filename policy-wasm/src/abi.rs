@@ -116,6 +116,39 @@ fn load(s: &mut State, len: u32, hashed: bool) -> i32 {
     }
 }
 
+/// Applies the delta in the first `len` input bytes (a postcard
+/// [`crate::wire::PatchInput`]) to the loaded engine in place. On failure
+/// (`NOT_APPLIED`, with the reason in the result; `NO_SNAPSHOT`;
+/// `MALFORMED_INPUT`) the engine is unchanged: load the delta's target
+/// instead. The host checks the delta and its target's hash; this only
+/// edits (`policy-wasm/src/patch.rs`).
+#[unsafe(no_mangle)]
+pub extern "C" fn pc_apply_delta(len: u32) -> i32 {
+    STATE.with_borrow_mut(|s| {
+        let Some(bytes) = s.input.get(..len as usize) else {
+            return status::BAD_INPUT;
+        };
+        let Ok(input) = postcard::from_bytes::<crate::wire::PatchInput>(bytes) else {
+            return status::MALFORMED_INPUT;
+        };
+        let Some(engine) = s.engine.as_mut() else {
+            return status::NO_SNAPSHOT;
+        };
+        match engine.apply_delta(
+            &input.delta,
+            &input.removed_grants,
+            input.revision,
+            input.created_at,
+        ) {
+            Ok(()) => 0,
+            Err(e) => {
+                s.result = e.to_string().into_bytes();
+                status::NOT_APPLIED
+            }
+        }
+    })
+}
+
 /// Runs `f` over the engine and the decoded input, encoding its output.
 fn call<'x, I: serde::Deserialize<'x>, O: serde::Serialize>(
     s: &'x mut State,

@@ -93,41 +93,34 @@ impl Csr {
     }
 }
 
-/// A grant in a principal's list, with its row in the snapshot's grant
-/// table: lists are in row order, and a delta names grants by row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Held {
-    pub(crate) grant: Grant,
-    pub(crate) row: u32,
-}
-
 /// Grants of each principal kind, stored contiguously per principal so a
-/// check reads one short run of memory instead of scattered records.
+/// check reads one short run of memory instead of scattered records. Each
+/// is tagged with its row in the snapshot's grant table: lists are in row
+/// order, and a delta names grants by row.
 pub(crate) struct GrantsByPrincipal {
-    pub(crate) users: Lists<Held>,
-    pub(crate) services: Lists<Held>,
-    pub(crate) groups: Lists<Held>,
+    pub(crate) users: Lists<Grant>,
+    pub(crate) services: Lists<Grant>,
+    pub(crate) groups: Lists<Grant>,
 }
 
 impl GrantsByPrincipal {
     fn build(b: &Body, grants: &[GrantRec]) -> Self {
         let held = |want: fn(PrincipalRef) -> Option<u32>, keys: usize| {
-            Lists::build(
+            Lists::build_tagged(
                 keys,
                 grants.iter().enumerate().filter_map(move |(row, g)| {
                     want(g.principal).map(|k| {
                         (
                             k,
-                            Held {
-                                grant: Grant {
-                                    role: g.role,
-                                    on: g.on,
-                                },
-                                row: row as u32,
+                            Grant {
+                                role: g.role,
+                                on: g.on,
                             },
+                            row as u32,
                         )
                     })
                 }),
+                true,
             )
         };
         GrantsByPrincipal {
@@ -156,7 +149,16 @@ impl GrantsByPrincipal {
     }
 
     /// The list of `p` and its key in it.
-    pub(crate) fn of_mut(&mut self, p: PrincipalRef) -> (&mut Lists<Held>, u32) {
+    pub(crate) fn of(&self, p: PrincipalRef) -> (&Lists<Grant>, u32) {
+        match p {
+            PrincipalRef::User(u) => (&self.users, u),
+            PrincipalRef::Service(s) => (&self.services, s),
+            PrincipalRef::Group(g) => (&self.groups, g),
+        }
+    }
+
+    /// The list of `p` and its key in it, to edit.
+    pub(crate) fn of_mut(&mut self, p: PrincipalRef) -> (&mut Lists<Grant>, u32) {
         match p {
             PrincipalRef::User(u) => (&mut self.users, u),
             PrincipalRef::Service(s) => (&mut self.services, s),
@@ -164,12 +166,9 @@ impl GrantsByPrincipal {
         }
     }
 
-    pub(crate) fn get(&self, p: PrincipalRef) -> &[Held] {
-        match p {
-            PrincipalRef::User(u) => self.users.get(u),
-            PrincipalRef::Service(s) => self.services.get(s),
-            PrincipalRef::Group(g) => self.groups.get(g),
-        }
+    pub(crate) fn get(&self, p: PrincipalRef) -> &[Grant] {
+        let (lists, k) = self.of(p);
+        lists.get(k)
     }
 }
 
@@ -391,7 +390,7 @@ impl Indexed {
             ("grants group", &self.grants.groups),
         ] {
             for k in 0..l.keys() as u32 {
-                let _ = writeln!(out, "{name} {k} {:?}", l.get(k));
+                let _ = writeln!(out, "{name} {k} {:?} rows {:?}", l.get(k), l.tags(k));
             }
         }
         for (i, k) in b.api_keys.iter().enumerate() {
@@ -523,7 +522,7 @@ impl Facts for Indexed {
     }
 
     fn grants_of(&self, p: PrincipalRef) -> impl Iterator<Item = Grant> + '_ {
-        self.grants.get(p).iter().map(|h| h.grant)
+        self.grants.get(p).iter().copied()
     }
 
     fn permissions_of(&self, p: PrincipalRef) -> impl Iterator<Item = u32> + '_ {

@@ -15,19 +15,33 @@
     reason = "spans are built from the items and kept within them by every edit; keys are indices checked when the body was decoded"
 )]
 
-/// Lists of `T`, one per key.
+/// Lists of `T`, one per key; each item may carry a tag (a grant's row)
+/// kept apart from the items, so that rewriting every tag touches the
+/// tags' pages only.
 pub(crate) struct Lists<T> {
     spans: Vec<[u32; 2]>,
     items: Vec<T>,
+    /// One per item slot when `tagged`, else empty.
+    tags: Vec<u32>,
+    tagged: bool,
 }
 
 impl<T: Copy> Lists<T> {
     /// `keys` lists holding `pairs` (key, item), each list in the order of
     /// `pairs`.
     pub(crate) fn build(keys: usize, pairs: impl Iterator<Item = (u32, T)> + Clone) -> Self {
+        Self::build_tagged(keys, pairs.map(|(k, v)| (k, v, 0)), false)
+    }
+
+    /// [`Lists::build`] with a tag for each item (`tagged`), or none.
+    pub(crate) fn build_tagged(
+        keys: usize,
+        triples: impl Iterator<Item = (u32, T, u32)> + Clone,
+        tagged: bool,
+    ) -> Self {
         let mut offsets = vec![0u32; keys + 1];
         let mut first = None;
-        for (k, v) in pairs.clone() {
+        for (k, v, _) in triples.clone() {
             offsets[k as usize + 1] += 1;
             first.get_or_insert(v);
         }
@@ -41,14 +55,27 @@ impl<T: Copy> Lists<T> {
         if let Some(fill) = first {
             items.resize(total, fill);
         }
+        let mut tags = Vec::new();
+        if tagged {
+            tags.reserve_exact(items.capacity());
+            tags.resize(total, 0);
+        }
         let mut fill = offsets.clone();
-        for (k, v) in pairs {
+        for (k, v, tag) in triples {
             let at = &mut fill[k as usize];
             items[*at as usize] = v;
+            if tagged {
+                tags[*at as usize] = tag;
+            }
             *at += 1;
         }
         let spans = offsets.windows(2).map(|w| [w[0], w[1]]).collect();
-        Lists { spans, items }
+        Lists {
+            spans,
+            items,
+            tags,
+            tagged,
+        }
     }
 
     /// The list of key `k` (empty for a key out of range).
@@ -59,20 +86,36 @@ impl<T: Copy> Lists<T> {
         }
     }
 
-    /// Inserts `v` at position `at` of key `k`'s list.
-    pub(crate) fn insert(&mut self, k: u32, at: usize, v: T) {
+    /// The tags of key `k`'s list (empty for untagged lists).
+    pub(crate) fn tags(&self, k: u32) -> &[u32] {
+        match self.spans.get(k as usize) {
+            Some(&[a, b]) if self.tagged => &self.tags[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// Inserts `v` (tagged `tag`) at position `at` of key `k`'s list.
+    pub(crate) fn insert(&mut self, k: u32, at: usize, v: T, tag: u32) {
         let [a, b] = self.spans[k as usize];
         let (a, b) = (a as usize, b as usize);
         let at = at.min(b - a);
         if b == self.items.len() {
             // The last list grows in place.
             self.items.insert(a + at, v);
+            if self.tagged {
+                self.tags.insert(a + at, tag);
+            }
             self.spans[k as usize][1] += 1;
         } else {
             let start = self.items.len();
             self.items.extend_from_within(a..a + at);
             self.items.push(v);
             self.items.extend_from_within(a + at..b);
+            if self.tagged {
+                self.tags.extend_from_within(a..a + at);
+                self.tags.push(tag);
+                self.tags.extend_from_within(a + at..b);
+            }
             self.spans[k as usize] = [start as u32, self.items.len() as u32];
         }
     }
@@ -83,14 +126,17 @@ impl<T: Copy> Lists<T> {
         let (a, b) = (a as usize, b as usize);
         if a + at < b {
             self.items.copy_within(a + at + 1..b, a + at);
+            if self.tagged {
+                self.tags.copy_within(a + at + 1..b, a + at);
+            }
             self.spans[k as usize][1] -= 1;
         }
     }
 
-    /// Every item slot, holes included, for edits that rewrite items
-    /// wherever they are (renumbering).
-    pub(crate) fn items_mut(&mut self) -> &mut [T] {
-        &mut self.items
+    /// Every tag slot, holes included, for edits that rewrite tags
+    /// wherever they are (renumbering rows).
+    pub(crate) fn tags_mut(&mut self) -> &mut [u32] {
+        &mut self.tags
     }
 
     /// Items in all lists (holes not counted).
@@ -108,7 +154,7 @@ impl<T: Copy + Ord> Lists<T> {
     /// Adds `v` to key `k`'s sorted list, after any equal item.
     pub(crate) fn insert_sorted(&mut self, k: u32, v: T) {
         let at = self.get(k).partition_point(|x| *x <= v);
-        self.insert(k, at, v);
+        self.insert(k, at, v, 0);
     }
 
     /// Removes one `v` from key `k`'s sorted list; false if it holds none.

@@ -34,7 +34,7 @@ use portcullis_snapshots::vocabulary::AdminRole;
 use thiserror::Error;
 
 use crate::facts::Grant;
-use crate::index::{ByPrincipal, Held, Indexed, api_key_table};
+use crate::index::{ByPrincipal, Indexed, api_key_table};
 
 /// Why a delta was not applied in place. The engine is unchanged.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -238,17 +238,17 @@ impl Indexed {
         for s in &d.grants {
             for row in s.at..s.at + s.remove {
                 let Some(g) = removed.next() else { break };
-                let held = self.grants.get(g.principal);
-                let found = held
-                    .binary_search_by_key(&row, |h| h.row)
+                let (lists, k) = self.grants.of(g.principal);
+                let found = lists
+                    .tags(k)
+                    .binary_search(&row)
                     .ok()
-                    .and_then(|k| held.get(k))
+                    .and_then(|at| lists.get(k).get(at))
                     .is_some_and(|h| {
-                        h.grant
-                            == Grant {
-                                role: g.role,
-                                on: g.on,
-                            }
+                        *h == Grant {
+                            role: g.role,
+                            on: g.on,
+                        }
                     });
                 if !found {
                     return Err(DeltaError::apply(
@@ -339,7 +339,7 @@ impl Indexed {
         }
         for (p, row) in plan.grants_removed {
             let (lists, k) = self.grants.of_mut(p);
-            if let Ok(at) = lists.get(k).binary_search_by_key(&row, |h| h.row) {
+            if let Ok(at) = lists.tags(k).binary_search(&row) {
                 lists.remove(k, at);
             }
         }
@@ -352,26 +352,26 @@ impl Indexed {
             ] {
                 // Holes are renumbered too: harmless, and cheaper than
                 // telling them apart.
-                for h in lists.items_mut() {
-                    if let Some(row) = remap.get(h.row) {
-                        h.row = row;
+                for tag in lists.tags_mut() {
+                    if let Some(row) = remap.get(*tag)
+                        && row != *tag
+                    {
+                        *tag = row;
                     }
                 }
             }
         }
         for (row, g) in plan.grants_added {
             let (lists, k) = self.grants.of_mut(g.principal);
-            let at = lists.get(k).partition_point(|h| h.row < row);
+            let at = lists.tags(k).partition_point(|&r| r < row);
             lists.insert(
                 k,
                 at,
-                Held {
-                    grant: Grant {
-                        role: g.role,
-                        on: g.on,
-                    },
-                    row,
+                Grant {
+                    role: g.role,
+                    on: g.on,
                 },
+                row,
             );
         }
         #[cfg(not(target_arch = "wasm32"))]

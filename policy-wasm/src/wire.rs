@@ -38,6 +38,24 @@ pub type ListResult = Result<Vec<String>, Reason>;
 /// Input of `pc_check_batch`.
 pub type Batch<'a> = Vec<Request<'a>>;
 
+/// Input of `pc_apply_delta`: the delta's target revision and creation
+/// time, the base's grants at the rows it removes, and the delta's body
+/// ([`crate::Engine::apply_delta`]). A host may encode it as the tuple
+/// `(revision, created_at, &[GrantRec], &DeltaBody)`: postcard writes a
+/// struct as its fields in order.
+#[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchInput {
+    /// The target's revision.
+    pub revision: u64,
+    /// The target's creation time.
+    pub created_at: i64,
+    /// The base's grants at the rows the delta removes, in order.
+    pub removed_grants: Vec<portcullis_snapshots::body::GrantRec>,
+    /// The delta.
+    pub delta: portcullis_snapshots::delta::DeltaBody,
+}
+
 /// Encodes `value` into `buf` (replacing its contents), reusing its
 /// capacity. postcard's writer flavours push byte by byte; encoding into a
 /// slice is several times faster, and this is on every check's path.
@@ -77,4 +95,7 @@ pub mod status {
     pub const LOAD_FAILED: i32 = -4;
     /// The result could not be encoded.
     pub const ENCODE_FAILED: i32 = -5;
+    /// `pc_apply_delta` did not apply the delta (the engine is unchanged);
+    /// the result buffer holds the reason (UTF-8). Load the target instead.
+    pub const NOT_APPLIED: i32 = -6;
 }

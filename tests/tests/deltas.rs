@@ -80,6 +80,10 @@ async fn a_delta_is_applied_to_the_revision_serving() {
     assert_eq!(a.body["previous"], 1);
     assert_eq!(a.body["delta"], true);
     assert_eq!(
+        a.body["in_place"], true,
+        "a user's status is edited in place"
+    );
+    assert_eq!(
         a.body["sha256"],
         hex::encode(Header::parse(&two).unwrap().body_sha256),
         "the delta's result is exactly the full build's body"
@@ -98,6 +102,10 @@ async fn a_delta_is_applied_to_the_revision_serving() {
     let (_, metrics) = gw.admin_get("/-/metrics").await;
     assert!(
         metrics.contains("portcullis_snapshot_swaps_total{source=\"push\",kind=\"delta\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_snapshot_deltas_in_place_total 1"),
         "{metrics}"
     );
 
@@ -241,6 +249,175 @@ async fn a_worker_that_traps_after_a_delta_is_rebuilt_on_the_deltas_revision() {
     // Rebuilt from the delta's result: pat is still disabled.
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
     assert_eq!(a.body["revision"], 2);
+}
+
+/// The example at `n` with `change` made to its source.
+fn example_with(n: u64, change: impl Fn(&mut Value)) -> Vec<u8> {
+    example_snapshot(|v| {
+        v["revision"] = json!(n);
+        change(v);
+    })
+    .expect("example builds")
+}
+
+/// Every user and service account × every catalog, org and user × a few
+/// actions, through `POST /-/authz/v1/check`, against a native engine
+/// that loaded `target`.
+async fn decides_like(gw: &Gw, target: &[u8]) {
+    let engine = policy_wasm::Engine::load(target).unwrap();
+    let dir: Value = serde_json::from_str(portcullis_gateway::demo::EXAMPLE_DIRECTORY).unwrap();
+    let names = |key: &str, field: &str, prefix: &str| -> Vec<String> {
+        dir[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x[field].as_str().map(|s| format!("{prefix}/{s}")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut principals = names("users", "username", "user");
+    principals.extend(names("service_accounts", "id", "service"));
+    let mut resources = names("catalogs", "id", "catalog");
+    resources.extend(names("organizations", "id", "org"));
+    resources.extend(names("teams", "id", "team"));
+    resources.extend(names("users", "username", "user").into_iter().take(6));
+    assert!(principals.len() > 20 && resources.len() > 10);
+    let mut batch = Vec::new();
+    for p in &principals {
+        for r in &resources {
+            for action in [
+                "read",
+                "write",
+                "catalog:delete",
+                "user:update",
+                "team:add_member",
+            ] {
+                batch.push(json!({"principal": p, "action": action, "resource": r}));
+            }
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for checks in batch.chunks(1000) {
+        let a = send(
+            &gw.client,
+            Method::POST,
+            &format!("{}/-/authz/v1/check/batch", gw.base),
+            &[],
+            json!({ "checks": checks }).to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        let answers = a.body["results"].as_array().expect("results");
+        assert_eq!(answers.len(), checks.len());
+        for (q, got) in checks.iter().zip(answers) {
+            let req = policy_wasm::Request {
+                principal: q["principal"].as_str().unwrap(),
+                action: q["action"].as_str().unwrap(),
+                resource: q["resource"].as_str().unwrap(),
+                context: policy_wasm::Context {
+                    now,
+                    ..Default::default()
+                },
+            };
+            let want = engine.check(&req);
+            assert_eq!(got["allowed"], want.allowed, "{q} {got}");
+            assert_eq!(got["reason"], want.reason.code(), "{q} {got}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_applied_in_place_decide_exactly_like_their_targets() {
+    let gw = gateway_with(Some(example(1, false)), |c, _| c.server.workers = Some(2)).await;
+    // Grants removed, added and moved; memberships of groups and teams;
+    // a user disabled — each a delta the engine applies in place.
+    fn grant(p: &str, role: &str, on: &str) -> Value {
+        json!({"principal": p, "role": role, "on": on})
+    }
+    let steps: [fn(&mut Value); 3] = [
+        |v| {
+            let grants = v["grants"].as_array_mut().unwrap();
+            grants.remove(0);
+            grants.insert(5, grant("user/pat", "writer", "catalog/sales"));
+        },
+        |v| {
+            v["groups"][0]["members"] = json!(["user/carol", "user/bob", "service/ci-bot"]);
+            v["teams"][0]["members"] = json!(["kim", "nina", "pat"]);
+        },
+        |v| {
+            let grants = v["grants"].as_array_mut().unwrap();
+            grants.push(grant("group/auditors", "reader", "org/acme"));
+            grants.swap(1, 7);
+            for u in v["users"].as_array_mut().unwrap() {
+                if u["username"] == "carol" {
+                    u["status"] = json!("disabled");
+                }
+            }
+        },
+    ];
+    let mut base = example(1, false);
+    let mut changes: Vec<fn(&mut Value)> = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        changes.push(step);
+        let n = i as u64 + 2;
+        let target = example_with(n, |v| changes.iter().for_each(|c| c(v)));
+        let a = patch(&gw, delta(&base, &target)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["in_place"], true, "step {i}: {}", a.body);
+        assert_eq!(
+            a.body["sha256"],
+            hex::encode(Header::parse(&target).unwrap().body_sha256)
+        );
+        decides_like(&gw, &target).await;
+        base = target;
+    }
+    // A delta that needs a full load (a new user: new strings) works from
+    // an image made by deltas, and the next in-place one after it.
+    let newcomer = example_with(5, |v| {
+        changes.iter().for_each(|c| c(v));
+        let mut u = v["users"][11].clone();
+        u["username"] = json!("newcomer");
+        u["email"] = json!("newcomer@acme.example");
+        v["users"].as_array_mut().unwrap().push(u);
+    });
+    let a = patch(&gw, delta(&base, &newcomer)).await;
+    assert_eq!(
+        (a.status, a.body["in_place"].clone()),
+        (StatusCode::OK, json!(false)),
+        "{}",
+        a.body
+    );
+    decides_like(&gw, &newcomer).await;
+    // And a worker that traps is rebuilt from the image a delta made.
+    let last = example_with(6, |v| {
+        changes.iter().for_each(|c| c(v));
+        let mut u = v["users"][11].clone();
+        u["username"] = json!("newcomer");
+        u["email"] = json!("newcomer@acme.example");
+        v["users"].as_array_mut().unwrap().push(u);
+        v["grants"].as_array_mut().unwrap().pop();
+    });
+    let a = patch(&gw, delta(&newcomer, &last)).await;
+    assert_eq!(a.body["in_place"], true, "{}", a.body);
+    gw.running.interrupt_next_decisions();
+    let pat = bearer("pat");
+    let _ = gw.get(TABLE, &[("authorization", &pat)]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.get(TABLE, &[("authorization", &pat)]).await.status == StatusCode::SERVICE_UNAVAILABLE
+    {
+        assert!(Instant::now() < deadline, "the instance was not rebuilt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    decides_like(&gw, &last).await;
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_snapshot_deltas_in_place_total 4"),
+        "{metrics}"
+    );
 }
 
 /// A store: the files of a directory over HTTP, with ETags; counts the

@@ -136,7 +136,7 @@ async fn install_pushed(
     match shared.install(bytes, Source::Push, force).await {
         Ok(done) => Ok(json_response(
             StatusCode::OK,
-            &json!({"revision": done.revision, "previous": done.previous, "sha256": done.sha256, "delta": done.delta}),
+            &json!({"revision": done.revision, "previous": done.previous, "sha256": done.sha256, "delta": done.delta, "in_place": done.in_place}),
         )),
         Err(e) => {
             let message = e.to_string();

@@ -34,12 +34,46 @@ use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType, Val};
 
 /// A loaded instance's linear memory and mutable globals, ready to start
-/// any number of instances from.
+/// any number of instances from: a sealed base file, and for an image made
+/// by a delta, an overlay of the pages the delta changed.
 pub struct MemoryImage {
-    file: OwnedFd,
+    base: Arc<OwnedFd>,
+    base_len: usize,
+    overlay: Option<Overlay>,
     len: usize,
+    /// Whether instances map every page up front (full loads), rather than
+    /// on first touch (images made by deltas: most of their pages are
+    /// already in memory, and a swap must cost little per worker).
+    populate: bool,
     /// The module's mutable globals, in the order of `ImageModule::globals`.
     pub(crate) globals: Vec<Val>,
+}
+
+/// Pages that replace the base's, in a sealed file of their own.
+struct Overlay {
+    file: OwnedFd,
+    runs: Vec<Run>,
+}
+
+/// `pages` pages from page `page` of the memory, at page `at` of the
+/// overlay file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    page: usize,
+    pages: usize,
+    at: usize,
+}
+
+/// What a delta's image cost: the pages it wrote, and whether it wrote
+/// the whole memory again (the overlay had grown past its bound).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Derived {
+    /// Pages the delta changed (written by the instance that applied it).
+    pub dirty_pages: usize,
+    /// Pages of the new image's overlay.
+    pub overlay_pages: usize,
+    /// Whether the image was written whole instead.
+    pub compacted: bool,
 }
 
 impl MemoryImage {
@@ -54,11 +88,159 @@ impl MemoryImage {
     }
 
     /// Memory the image itself holds: the file's pages the load wrote
-    /// (pages it never touched take none). Shared by every instance, and
-    /// not in any process's RSS once the loading instance is gone.
+    /// (pages it never touched take none) and its overlay's. Shared by
+    /// every instance, and not in any process's RSS once the loading
+    /// instance is gone. An image made by a delta shares its base with
+    /// the images before it: count it once.
     pub fn resident_bytes(&self) -> u64 {
-        rustix::fs::fstat(&self.file).map_or(0, |st| st.st_blocks as u64 * 512)
+        let blocks = |f: &OwnedFd| rustix::fs::fstat(f).map_or(0, |st| st.st_blocks as u64 * 512);
+        blocks(&self.base) + self.overlay.as_ref().map_or(0, |o| blocks(&o.file))
     }
+
+    /// Pages of this image that replace its base's.
+    fn overlay_pages(&self) -> impl Iterator<Item = usize> + '_ {
+        self.overlay
+            .iter()
+            .flat_map(|o| o.runs.iter())
+            .flat_map(|r| r.page..r.page + r.pages)
+    }
+}
+
+fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// An overlay bigger than this share of the memory, or in more pieces
+/// than this, is not worth its mappings: the image is written whole.
+const OVERLAY_MAX_SHARE: usize = 4;
+const OVERLAY_MAX_RUNS: usize = 4096;
+
+/// The image of `memory` (the linear memory of an instance started from
+/// `from`, which applied a delta): `from`'s base with an overlay of every
+/// page that differs from it — those the instance wrote, and those
+/// `from`'s own overlay held. Linux finds the written pages in
+/// `/proc/self/pagemap` (a private mapping's written page is anonymous);
+/// elsewhere, or when the overlay would grow past its bound, the whole
+/// memory is written to a new base.
+pub(crate) fn derive(
+    from: &MemoryImage,
+    memory: &[u8],
+    globals: Vec<Val>,
+) -> io::Result<(MemoryImage, Derived)> {
+    let ps = page_size();
+    let pages = memory.len().div_ceil(ps);
+    let dirty = written_pages(memory, ps);
+    let mut stats = Derived {
+        dirty_pages: dirty
+            .as_ref()
+            .map_or(pages, |d| d.iter().filter(|&&x| x).count()),
+        ..Derived::default()
+    };
+    let whole = |stats: &mut Derived| -> io::Result<(MemoryImage, Derived)> {
+        let file = new_file()?;
+        write_at(&file, memory, 0)?;
+        let mut image = seal(file, memory.len(), globals.clone())?;
+        image.populate = false;
+        stats.compacted = true;
+        Ok((image, *stats))
+    };
+    let Some(mut dirty) = dirty else {
+        return whole(&mut stats);
+    };
+    for p in from.overlay_pages() {
+        if let Some(d) = dirty.get_mut(p) {
+            *d = true;
+        }
+    }
+    let mut runs = Vec::new();
+    let mut at = 0;
+    let mut p = 0;
+    while p < pages {
+        if dirty.get(p).copied().unwrap_or(false) {
+            let start = p;
+            while dirty.get(p).copied().unwrap_or(false) {
+                p += 1;
+            }
+            runs.push(Run {
+                page: start,
+                pages: p - start,
+                at,
+            });
+            at += p - start;
+        } else {
+            p += 1;
+        }
+    }
+    stats.overlay_pages = at;
+    if at * OVERLAY_MAX_SHARE > pages || runs.len() > OVERLAY_MAX_RUNS {
+        return whole(&mut stats);
+    }
+    let file = new_file()?;
+    rustix::fs::ftruncate(&*file, (at * ps) as u64)?;
+    for r in &runs {
+        let bytes = memory
+            .get(r.page * ps..((r.page + r.pages) * ps).min(memory.len()))
+            .unwrap_or_default();
+        write_at(&file, bytes, (r.at * ps) as u64)?;
+    }
+    let file =
+        Arc::try_unwrap(file).map_err(|_| io::Error::other("the overlay file is still shared"))?;
+    #[cfg(target_os = "linux")]
+    rustix::fs::fcntl_add_seals(
+        &file,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+    )?;
+    Ok((
+        MemoryImage {
+            base: Arc::clone(&from.base),
+            base_len: from.base_len,
+            overlay: Some(Overlay { file, runs }),
+            len: memory.len(),
+            populate: false,
+            globals,
+        },
+        stats,
+    ))
+}
+
+fn write_at(file: &OwnedFd, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = rustix::io::pwrite(file, bytes, offset)?;
+        if n == 0 {
+            return Err(io::Error::other("the image file takes no more bytes"));
+        }
+        bytes = bytes.get(n..).unwrap_or_default();
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Which pages of `memory` (a private mapping of an image) its instance
+/// wrote: present and anonymous in `/proc/self/pagemap` (bit 63 present,
+/// bit 61 file-backed). `None` where that cannot be read.
+#[cfg(target_os = "linux")]
+fn written_pages(memory: &[u8], ps: usize) -> Option<Vec<bool>> {
+    use std::os::unix::fs::FileExt;
+    let pages = memory.len().div_ceil(ps);
+    let first = memory.as_ptr() as usize / ps;
+    let file = std::fs::File::open("/proc/self/pagemap").ok()?;
+    let mut raw = vec![0u8; pages * 8];
+    file.read_exact_at(&mut raw, (first * 8) as u64).ok()?;
+    Some(
+        raw.chunks_exact(8)
+            .map(|e| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(e);
+                let e = u64::from_le_bytes(b);
+                e & (1 << 63) != 0 && e & (1 << 61) == 0
+            })
+            .collect(),
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn written_pages(_memory: &[u8], _ps: usize) -> Option<Vec<bool>> {
+    None
 }
 
 /// What the next memory created on this thread is backed by.
@@ -129,7 +311,14 @@ pub(crate) fn seal(file: Arc<OwnedFd>, len: usize, globals: Vec<Val>) -> io::Res
         &file,
         SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
     )?;
-    Ok(MemoryImage { file, len, globals })
+    Ok(MemoryImage {
+        base: Arc::new(file),
+        base_len: len,
+        overlay: None,
+        len,
+        populate: true,
+        globals,
+    })
 }
 
 /// The engine-wide creator of every instance's linear memory.
@@ -211,20 +400,56 @@ impl Mapping {
                         image.len
                     )));
                 }
-                if image.len > 0 {
+                let from_base = image.base_len.min(image.len);
+                if from_base > 0 {
                     // SAFETY: replaces the start of our own reservation
                     // (MAP_FIXED within it) with a private mapping of the
                     // sealed image.
                     unsafe {
                         rustix::mm::mmap(
                             base,
-                            image.len,
+                            from_base,
                             ProtFlags::READ | ProtFlags::WRITE,
                             MapFlags::PRIVATE | MapFlags::FIXED,
-                            &image.file,
+                            &*image.base,
                             0,
                         )?;
                     }
+                }
+                if image.len > from_base {
+                    // Memory the instance grew past the base: zero but for
+                    // the overlay's pages.
+                    // SAFETY: reserved pages of our own mapping, within it.
+                    unsafe {
+                        rustix::mm::mprotect(
+                            base.cast::<u8>().add(from_base).cast(),
+                            image.len - from_base,
+                            MprotectFlags::READ | MprotectFlags::WRITE,
+                        )?;
+                    }
+                }
+                if let Some(overlay) = &image.overlay {
+                    let ps = page_size();
+                    for r in &overlay.runs {
+                        if (r.page + r.pages) * ps > reserved {
+                            return Err(io::Error::other("an overlay page lies past the memory"));
+                        }
+                        // SAFETY: replaces pages of our own reservation
+                        // (checked above) with a private mapping of the
+                        // sealed overlay.
+                        unsafe {
+                            rustix::mm::mmap(
+                                base.cast::<u8>().add(r.page * ps).cast(),
+                                r.pages * ps,
+                                ProtFlags::READ | ProtFlags::WRITE,
+                                MapFlags::PRIVATE | MapFlags::FIXED,
+                                &overlay.file,
+                                (r.at * ps) as u64,
+                            )?;
+                        }
+                    }
+                }
+                if image.populate && image.len > 0 {
                     // Map the image's pages now, read-only and shared, on
                     // the installing thread: otherwise each would cost its
                     // first request a page fault. Writes still copy.

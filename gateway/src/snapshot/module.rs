@@ -209,6 +209,31 @@ impl PolicyModule {
         Ok(Arc::new(image))
     }
 
+    /// Applies a delta to the engine in `image` (the base's), in an
+    /// instance started from it, and keeps the result as a new image: the
+    /// base's pages and an overlay of those the delta changed
+    /// (`memory_image::derive`). `input` is a postcard
+    /// [`policy_wasm::wire::PatchInput`]. Fails, changing nothing, when the
+    /// engine does not apply it (the caller then loads the target).
+    pub fn patch_image(
+        &self,
+        image: &Arc<MemoryImage>,
+        input: &[u8],
+        limits: InstanceLimits,
+    ) -> Result<(Arc<MemoryImage>, memory_image::Derived), HostError> {
+        let mut patcher = self.instantiate_image(image, limits)?;
+        patcher.apply_delta(input)?;
+        let globals = patcher
+            .globals
+            .iter()
+            .map(|g| g.get(&mut patcher.store))
+            .collect();
+        let memory = patcher.memory.data(&patcher.store);
+        let (image, derived) = memory_image::derive(image, memory, globals)
+            .map_err(|e| HostError::Instantiate(format!("cannot write a memory image: {e}")))?;
+        Ok((Arc::new(image), derived))
+    }
+
     /// An instance that starts with `image` in its memory: the snapshot
     /// is loaded, and the memory is the image's pages until written.
     pub fn instantiate_image(
@@ -273,6 +298,9 @@ impl PolicyModule {
             load_hashed: inst
                 .get_typed_func::<u32, i32>(&mut store, "pc_load_hashed")
                 .ok(),
+            apply_delta: inst
+                .get_typed_func::<u32, i32>(&mut store, "pc_apply_delta")
+                .ok(),
             check: get64(&mut store, "pc_check")?,
             batch: get64(&mut store, "pc_check_batch")?,
             explain: get64(&mut store, "pc_explain")?,
@@ -312,6 +340,8 @@ pub struct PolicyInstance {
     load: TypedFunc<u32, i32>,
     /// `pc_load_hashed`, when the module has it (a test's module may not).
     load_hashed: Option<TypedFunc<u32, i32>>,
+    /// `pc_apply_delta`, when the module has it.
+    apply_delta: Option<TypedFunc<u32, i32>>,
     check: TypedFunc<u32, i64>,
     batch: TypedFunc<u32, i64>,
     explain: TypedFunc<u32, i64>,
@@ -427,6 +457,30 @@ impl PolicyInstance {
         match rc? {
             0 => Ok(()),
             status::LOAD_FAILED => {
+                let len = self.result_len.call(&mut self.store, ()).map_err(trap)?;
+                let msg = String::from_utf8_lossy(self.result_bytes(len)?).into_owned();
+                Err(HostError::Load(msg))
+            }
+            other => Err(HostError::Status(other)),
+        }
+    }
+
+    /// Applies a delta in place (`input`: a postcard
+    /// [`policy_wasm::wire::PatchInput`]); on failure the engine is
+    /// unchanged and the error says why.
+    pub fn apply_delta(&mut self, input: &[u8]) -> Result<(), HostError> {
+        let apply = self
+            .apply_delta
+            .clone()
+            .ok_or_else(|| HostError::Load("this module cannot apply deltas".into()))?;
+        self.write_input(input)?;
+        self.store.set_epoch_deadline(self.limits.load_ticks);
+        match apply
+            .call(&mut self.store, input.len() as u32)
+            .map_err(trap)?
+        {
+            0 => Ok(()),
+            status::NOT_APPLIED => {
                 let len = self.result_len.call(&mut self.store, ()).map_err(trap)?;
                 let msg = String::from_utf8_lossy(self.result_bytes(len)?).into_owned();
                 Err(HostError::Load(msg))

@@ -21,14 +21,14 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use portcullis_snapshots::DecodeError;
-use portcullis_snapshots::delta::{DeltaError, DeltaHeader, decode_delta};
+use portcullis_snapshots::delta::{Delta, DeltaError, DeltaHeader, Layout, decode_delta};
 use portcullis_snapshots::header::Header;
 use portcullis_snapshots::signature::{self, SignatureError, VerifyingKey};
 use thiserror::Error;
 
 use crate::snapshot::revision_state::{AcceptedRevision, RevisionState};
 
-use crate::snapshot::memory_image::MemoryImage;
+use crate::snapshot::memory_image::{Derived, MemoryImage};
 use crate::snapshot::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
 use crate::snapshot::views::Views;
 
@@ -177,6 +177,10 @@ pub struct Generation {
     /// Whether it came as a delta to the generation before it.
     pub delta: bool,
     bytes: Arc<[u8]>,
+    /// Where the rows of its editable tables are, so that a delta can be
+    /// applied to its bytes in place: carried from the delta that made
+    /// it, or walked once after a full snapshot is swapped in.
+    layout: std::sync::OnceLock<Arc<Layout>>,
     /// The loaded snapshot every instance starts from.
     image: Arc<MemoryImage>,
     slots: Box<[Slot]>,
@@ -411,6 +415,16 @@ impl EnginePool {
         self.module.load_image(bytes, self.limits)
     }
 
+    /// Applies a delta (`input`, a postcard `PatchInput`) to a copy of
+    /// `image`'s engine: the new image.
+    fn patch_image(
+        &self,
+        image: &Arc<MemoryImage>,
+        input: &[u8],
+    ) -> Result<(Arc<MemoryImage>, Derived), HostError> {
+        self.module.patch_image(image, input, self.limits)
+    }
+
     fn instance_from(&self, image: &Arc<MemoryImage>) -> Result<PolicyInstance, HostError> {
         self.module.instantiate_image(image, self.limits)
     }
@@ -433,6 +447,9 @@ pub struct Installed {
     pub sha256: String,
     /// Whether it came as a delta.
     pub delta: bool,
+    /// Whether that delta was applied to the loaded engine in place
+    /// (rather than its target loaded in full).
+    pub in_place: bool,
     /// Browser views kept over the swap, when browsers had been served.
     pub views: Option<super::views::Carried>,
     /// Wall time from the checked header to the swap (the load, the
@@ -561,7 +578,12 @@ impl Swapper {
         // One install at a time, so the revision check below stays true
         // until the swap.
         let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.install_locked(&one, bytes, header, source, force, false)
+        let how = Load::Full {
+            delta: false,
+            started: std::time::Instant::now(),
+            cpu_started: super::cpu_time::thread(),
+        };
+        self.install_locked(&one, bytes, header, source, force, how)
     }
 
     /// Validates a delta — its header, signature (as for snapshots), that
@@ -589,10 +611,43 @@ impl Swapper {
             ));
         }
         let delta = decode_delta(&bytes).map_err(SwapError::Delta)?;
+        let started = std::time::Instant::now();
+        let cpu_started = super::cpu_time::thread();
+        if let Some(layout) = base.layout.get() {
+            match delta.apply_in_place(&base.bytes, layout) {
+                Ok(applied) => {
+                    let header = Header::parse(&applied.snapshot)?;
+                    let how = Load::Patch {
+                        from: Arc::clone(&base.image),
+                        input: patch_input(&delta, &applied.removed_grants)?,
+                        layout: Arc::new(applied.layout),
+                        started,
+                        cpu_started,
+                    };
+                    drop(base);
+                    return self.install_locked(&one, applied.snapshot, header, source, force, how);
+                }
+                Err(DeltaError::NotInPlace(why)) => {
+                    tracing::info!(why, "the delta is applied in full");
+                }
+                Err(e) => return Err(SwapError::Delta(e)),
+            }
+        }
         let target = delta.apply_to(&base.bytes).map_err(SwapError::Delta)?;
         drop(base);
         let target_header = Header::parse(&target)?;
-        self.install_locked(&one, target, target_header, source, force, true)
+        self.install_locked(
+            &one,
+            target,
+            target_header,
+            source,
+            force,
+            Load::Full {
+                delta: true,
+                started,
+                cpu_started,
+            },
+        )
     }
 
     /// The rest of an install, under the install lock: revision order,
@@ -604,7 +659,7 @@ impl Swapper {
         header: Header,
         source: Source,
         force: bool,
-        delta: bool,
+        how: Load,
     ) -> Result<Installed, SwapError> {
         let previous = self.current.load().as_ref().map(|g| g.revision);
         if let Some(current) = previous
@@ -631,9 +686,40 @@ impl Swapper {
             });
         }
         let bytes: Arc<[u8]> = bytes.into();
-        let started = std::time::Instant::now();
-        let cpu_started = super::cpu_time::thread();
-        let image = self.pool.load_image(&bytes).map_err(SwapError::Load)?;
+        let (started, cpu_started) = how.clock();
+        let delta = how.is_delta();
+        let (image, layout, in_place) = match how {
+            Load::Full { .. } => (
+                self.pool.load_image(&bytes).map_err(SwapError::Load)?,
+                None,
+                false,
+            ),
+            Load::Patch {
+                from,
+                input,
+                layout,
+                ..
+            } => match self.pool.patch_image(&from, &input) {
+                Ok((image, derived)) => {
+                    tracing::debug!(
+                        dirty_pages = derived.dirty_pages,
+                        overlay_pages = derived.overlay_pages,
+                        compacted = derived.compacted,
+                        "delta applied in place"
+                    );
+                    (image, Some(layout), true)
+                }
+                // The target's bytes are checked: load them instead.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the engine did not apply the delta in place; loading its target in full");
+                    (
+                        self.pool.load_image(&bytes).map_err(SwapError::Load)?,
+                        Some(layout),
+                        false,
+                    )
+                }
+            },
+        };
         let slots = (0..self.pool.instances)
             .map(|_| self.pool.instance_from(&image).map(|i| Mutex::new(Some(i))))
             .collect::<Result<Vec<_>, _>>()
@@ -651,7 +737,11 @@ impl Swapper {
             image,
             views: Arc::new(Views::new(Arc::clone(&bytes), self.view_cache_bytes)),
             bytes,
+            layout: std::sync::OnceLock::new(),
         };
+        if let Some(layout) = layout {
+            let _ = generation.layout.set(layout);
+        }
         let generation = Arc::new(generation);
         let replaced = self.current.swap(Some(Arc::clone(&generation)));
         let load_ms = started.elapsed().as_millis() as u64;
@@ -680,11 +770,24 @@ impl Swapper {
             tracing::error!(error = %e, "cannot record the accepted revision");
         }
         let (took, cpu) = (started.elapsed(), super::cpu_time::thread() - cpu_started);
+        // After the swap and off the clock: where the rows are, for the
+        // deltas to come (about a decode's walk, once per full snapshot).
+        if generation.layout.get().is_none() {
+            match Layout::of(&generation.bytes) {
+                Ok(layout) => {
+                    let _ = generation.layout.set(Arc::new(layout));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lay out the snapshot's rows; deltas to it are applied in full");
+                }
+            }
+        }
         tracing::info!(
             revision = header.revision,
             previous = ?previous,
             source = source.as_str(),
             delta,
+            in_place,
             forced = force && previous.is_some_and(|p| header.revision <= p),
             load_ms,
             swap_ms = took.as_millis() as u64,
@@ -699,10 +802,71 @@ impl Swapper {
             previous,
             sha256,
             delta,
+            in_place,
             views: carried,
             took,
             cpu,
             image_bytes,
         })
     }
+}
+
+/// How an admitted candidate becomes an image.
+enum Load {
+    /// Loaded in full (a snapshot, or a delta's target).
+    Full {
+        delta: bool,
+        started: std::time::Instant,
+        cpu_started: Duration,
+    },
+    /// A delta applied to the serving engine in place.
+    Patch {
+        from: Arc<MemoryImage>,
+        /// The module's `PatchInput`.
+        input: Vec<u8>,
+        /// The target's layout.
+        layout: Arc<Layout>,
+        started: std::time::Instant,
+        cpu_started: Duration,
+    },
+}
+
+impl Load {
+    /// When the install started (wall clock, the thread's CPU).
+    fn clock(&self) -> (std::time::Instant, Duration) {
+        match self {
+            Load::Full {
+                started,
+                cpu_started,
+                ..
+            }
+            | Load::Patch {
+                started,
+                cpu_started,
+                ..
+            } => (*started, *cpu_started),
+        }
+    }
+
+    fn is_delta(&self) -> bool {
+        match self {
+            Load::Full { delta, .. } => *delta,
+            Load::Patch { .. } => true,
+        }
+    }
+}
+
+/// The module's `PatchInput` for `delta` (postcard writes the tuple as
+/// the struct).
+fn patch_input(
+    delta: &Delta,
+    removed: &[portcullis_snapshots::body::GrantRec],
+) -> Result<Vec<u8>, SwapError> {
+    postcard::to_allocvec(&(
+        delta.header.target_revision,
+        delta.header.target_created_at,
+        removed,
+        &delta.body,
+    ))
+    .map_err(|e| SwapError::Delta(DeltaError::Encode(e.to_string())))
 }
