@@ -6,7 +6,8 @@
 //! `cargo bench -p portcullis-gateway --bench swap` — prints a Markdown
 //! table for `docs/BENCHMARKS.md`. `PORTCULLIS_BIG_SNAP` reads the snapshot
 //! from a file (`portcullis snapshot generate` writes the same one);
-//! `PORTCULLIS_SWAPS` sets the swaps per row (5).
+//! `PORTCULLIS_SWAPS` sets the swaps per row (5);
+//! `PORTCULLIS_SWAP_ROWS=delta` runs the delta rows only.
 //!
 //! CPU is the process's CPU time around `Swapper::install` (median of the
 //! swaps). Memory is what the process's anonymous memory grew by (its
@@ -44,14 +45,15 @@ fn main() {
         Err(_) => encode(&compile(&dir).expect("valid"), 1, 0).expect("encode"),
     };
     let owned = requests::request_mix(&dir, params);
-    // One user's change, as a delta from revision 1 (what part 2 of the
-    // issue measures: applying it in the gateway).
-    let delta = one_user_delta(&dir);
-    drop(dir);
     let swaps: usize = std::env::var("PORTCULLIS_SWAPS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    // One user's change after another, each a delta from the revision
+    // before (what part 2 of the issue measures: applying one in the
+    // gateway, in the steady state of a stream of deltas).
+    let deltas = one_user_deltas(&dir, swaps + 1);
+    drop(dir);
     let module = PolicyModule::new().expect("compile");
     let limits = InstanceLimits::default();
 
@@ -59,7 +61,9 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     let mut now = Vec::new();
     let mut before = Vec::new();
-    for workers in [1usize, 2, 4, 8] {
+    // `PORTCULLIS_SWAP_ROWS=delta` measures the delta rows only.
+    let full_rows = std::env::var("PORTCULLIS_SWAP_ROWS").map_or(true, |r| r != "delta");
+    for workers in [1usize, 2, 4, 8].into_iter().filter(|_| full_rows) {
         // Now: the swapper loads once and starts every worker's instance
         // from the image.
         let base = memory();
@@ -126,29 +130,78 @@ fn main() {
         before.push((median(&mut cpu), used.pss));
         drop(instances);
     }
-    // A delta: the gateway applies it to the serving snapshot (natively)
-    // and loads the result once.
+    // Deltas: each applied to the serving snapshot's bytes and, in one
+    // instance, to its engine; the workers map the new image (base +
+    // overlay) lazily. The first requests after it pay for faulting in the
+    // pages they touch: counted as the CPU of the workers' first pass over
+    // the request mix, less the same pass after a full install.
     for workers in [1usize, 8] {
         let pool = EnginePool::new(module.clone(), limits, workers).expect("pool");
         let swapper = Swapper::new(Arc::clone(&pool), 1 << 30);
-        let (mut cpu, mut wall) = (Vec::new(), Vec::new());
-        for _ in 0..swaps {
-            swapper
-                .install(with_revision(&bytes, 1), Source::Push, true)
-                .expect("base");
+        let (mut cpu, mut wall, mut extra) = (Vec::new(), Vec::new(), Vec::new());
+        let mut in_place = true;
+        let pass = |swapper: &Swapper| {
+            let generation = swapper.current().expect("installed");
+            let c = cpu_time::process();
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(|| {
+                        for r in owned.iter().take(2_048) {
+                            generation
+                                .with_instance(&pool, |i| i.check(&r.as_request()))
+                                .expect("decides");
+                        }
+                    });
+                }
+            });
+            cpu_time::process() - c
+        };
+        swapper
+            .install(with_revision(&bytes, 1), Source::Push, true)
+            .expect("base");
+        // Its layout is walked in the background after a full swap: not
+        // a delta's cost.
+        swapper
+            .current()
+            .expect("installed")
+            .layout()
+            .expect("layout");
+        let after_full = pass(&swapper);
+        for (k, delta) in deltas.iter().enumerate() {
             let (c, w) = (cpu_time::process(), Instant::now());
-            swapper
+            let done = swapper
                 .install_delta(delta.clone(), Source::Push, false)
                 .expect("applies");
-            cpu.push(cpu_time::process() - c);
-            wall.push(w.elapsed());
+            let (c, w) = (cpu_time::process() - c, w.elapsed());
+            in_place &= done.in_place;
+            let after_delta = pass(&swapper);
+            // The first delta replaces the full swap's generation (every
+            // page mapped up front in every worker); the others are the
+            // steady state.
+            if k > 0 {
+                cpu.push(c);
+                wall.push(w);
+                extra.push(after_delta.saturating_sub(after_full));
+            }
         }
         println!(
-            "| {workers} | a one-user delta ({} bytes): applied, then loaded once | {:.0} ms | {:.0} ms | | |",
-            delta.len(),
+            "| {workers} | a one-user delta ({} bytes), {} | {:.1} ms | {:.1} ms | | |",
+            deltas[1].len(),
+            if in_place {
+                "applied in place"
+            } else {
+                "applied, then loaded once"
+            },
             median(&mut cpu).as_secs_f64() * 1e3,
             median(&mut wall).as_secs_f64() * 1e3,
         );
+        println!(
+            "| {workers} | … and its workers' first 2,048 requests each, more than after a full swap | {:.1} ms | | | |",
+            median(&mut extra).as_secs_f64() * 1e3,
+        );
+    }
+    if !full_rows {
+        return;
     }
     let ratio = |v: &[(Duration, u64)], cpu: bool| {
         let (first, last) = (v[0], v[v.len() - 1]);
@@ -178,42 +231,50 @@ fn row(workers: usize, how: &str, cpu: &mut [Duration], wall: &mut [Duration], u
     );
 }
 
-/// user42 loses its grants and gets three new ones, leaves two groups and
-/// joins two: the delta from revision 1 to revision 2 of that change.
-fn one_user_delta(dir: &portcullis_snapshots::source::Directory) -> Vec<u8> {
+/// `n` deltas, each from the revision before: user 42 + k loses its
+/// grants and gets three new ones, leaves two groups and joins two.
+fn one_user_deltas(dir: &portcullis_snapshots::source::Directory, n: usize) -> Vec<Vec<u8>> {
+    let mut before = encode(&compile(dir).expect("valid"), 1, 0).expect("encode");
     let mut d = dir.clone();
-    let user = "user/user42".to_string();
-    d.grants.retain(|g| g.principal != user);
-    for (i, at) in [1_000usize, 200_000, 400_000].into_iter().enumerate() {
-        d.grants.insert(
-            at,
-            portcullis_snapshots::source::Grant {
-                principal: user.clone(),
-                role: "reader".into(),
-                on: format!("catalog/{}", d.catalogs[i * 7].id),
-            },
+    let mut out = Vec::new();
+    for k in 0..n {
+        let user = format!("user/user{}", 42 + k);
+        d.grants.retain(|g| g.principal != user);
+        for (i, at) in [1_000usize, 200_000, 400_000].into_iter().enumerate() {
+            d.grants.insert(
+                at + k,
+                portcullis_snapshots::source::Grant {
+                    principal: user.clone(),
+                    role: "reader".into(),
+                    on: format!("catalog/{}", d.catalogs[i * 7 + k].id),
+                },
+            );
+        }
+        let mut left = 0;
+        for g in d.groups.iter_mut() {
+            if left < 2 && g.members.contains(&user) {
+                g.members.retain(|m| *m != user);
+                left += 1;
+            }
+        }
+        for g in [11usize + k, 1_500 + k] {
+            if !d.groups[g].members.contains(&user) {
+                d.groups[g].members.push(user.clone());
+            }
+        }
+        let after = encode(&compile(&d).expect("valid"), k as u64 + 2, 0).expect("encode");
+        let (sa, sb) = (
+            portcullis_snapshots::decode(&before).expect("decode"),
+            portcullis_snapshots::decode(&after).expect("decode"),
         );
+        let body = portcullis_snapshots::delta::compute(&sa.body, &sb.body).expect("delta");
+        out.push(
+            portcullis_snapshots::delta::encode_delta(&sa.header, &sb.header, &body)
+                .expect("encode"),
+        );
+        before = after;
     }
-    let mut left = 0;
-    for g in d.groups.iter_mut() {
-        if left < 2 && g.members.contains(&user) {
-            g.members.retain(|m| *m != user);
-            left += 1;
-        }
-    }
-    for g in [11usize, 1_500] {
-        if !d.groups[g].members.contains(&user) {
-            d.groups[g].members.push(user.clone());
-        }
-    }
-    let a = encode(&compile(dir).expect("valid"), 1, 0).expect("encode");
-    let b = encode(&compile(&d).expect("valid"), 2, 0).expect("encode");
-    let (sa, sb) = (
-        portcullis_snapshots::decode(&a).expect("decode"),
-        portcullis_snapshots::decode(&b).expect("decode"),
-    );
-    let body = portcullis_snapshots::delta::compute(&sa.body, &sb.body).expect("delta");
-    portcullis_snapshots::delta::encode_delta(&sa.header, &sb.header, &body).expect("encode")
+    out
 }
 
 fn median(v: &mut [Duration]) -> Duration {

@@ -16,10 +16,6 @@ use crate::snapshot::swap::{Installed, Source, SwapError, Swapper};
 use crate::snapshot::view_builder::ViewBuilder;
 use crate::static_site::StaticSite;
 
-/// How far below the workers a snapshot loads (nice value). Measured in
-/// docs/BENCHMARKS.md ("One load per swap").
-const SWAP_NICENESS: i32 = 5;
-
 /// State shared by every connection.
 pub(crate) struct Shared {
     /// The configuration, compiled.
@@ -77,7 +73,10 @@ impl Shared {
         let spawned = std::thread::Builder::new()
             .name("portcullis-swap".into())
             .spawn(move || {
-                crate::snapshot::priority::lower(SWAP_NICENESS, "the snapshot loader");
+                crate::snapshot::priority::lower(
+                    crate::snapshot::priority::SWAP_NICENESS,
+                    "the snapshot loader",
+                );
                 // A delta or a whole snapshot, by its magic bytes.
                 let done = if portcullis_snapshots::delta::is_delta(&bytes) {
                     swapper.install_delta(bytes, source, force)

@@ -250,8 +250,10 @@ pub(crate) enum Backing {
     /// This file, mapped shared and grown with the memory: the instance
     /// that loads a snapshot writes its image.
     Writable(Arc<OwnedFd>),
-    /// A private copy-on-write mapping of an image.
-    Image(Arc<MemoryImage>),
+    /// A private copy-on-write mapping of an image; its pages mapped up
+    /// front if the image asks for it and `lazy` is false (an instance
+    /// that runs one call, to apply a delta, touches few of them).
+    Image { image: Arc<MemoryImage>, lazy: bool },
 }
 
 thread_local! {
@@ -393,7 +395,7 @@ impl Mapping {
                 memory.file = Some(file);
                 memory.grow(minimum)?;
             }
-            Backing::Image(image) => {
+            Backing::Image { image, lazy } => {
                 if image.len < minimum || image.len > reserved {
                     return Err(io::Error::other(format!(
                         "an image of {} bytes does not fit a memory of {minimum}..{reserved} bytes",
@@ -449,7 +451,7 @@ impl Mapping {
                         }
                     }
                 }
-                if image.populate && image.len > 0 {
+                if image.populate && !lazy && image.len > 0 {
                     // Map the image's pages now, read-only and shared, on
                     // the installing thread: otherwise each would cost its
                     // first request a page fault. Writes still copy.

@@ -221,7 +221,7 @@ impl PolicyModule {
         input: &[u8],
         limits: InstanceLimits,
     ) -> Result<(Arc<MemoryImage>, memory_image::Derived), HostError> {
-        let mut patcher = self.instantiate_image(image, limits)?;
+        let mut patcher = self.instantiate_mapped(image, limits, true)?;
         patcher.apply_delta(input)?;
         let globals = patcher
             .globals
@@ -241,7 +241,20 @@ impl PolicyModule {
         image: &Arc<MemoryImage>,
         limits: InstanceLimits,
     ) -> Result<PolicyInstance, HostError> {
-        let mut instance = self.instantiate_backed(Backing::Image(Arc::clone(image)), limits)?;
+        self.instantiate_mapped(image, limits, false)
+    }
+
+    fn instantiate_mapped(
+        &self,
+        image: &Arc<MemoryImage>,
+        limits: InstanceLimits,
+        lazy: bool,
+    ) -> Result<PolicyInstance, HostError> {
+        let backing = Backing::Image {
+            image: Arc::clone(image),
+            lazy,
+        };
+        let mut instance = self.instantiate_backed(backing, limits)?;
         if instance.globals.len() != image.globals.len() {
             return Err(HostError::Instantiate(
                 "the image was taken from another module".into(),

@@ -3,6 +3,10 @@
 //! the workers keep the CPU and the background work takes longer; on an
 //! idle machine nothing changes.
 
+/// How far below the workers a snapshot loads (nice value). Measured in
+/// docs/BENCHMARKS.md ("One load per swap").
+pub const SWAP_NICENESS: i32 = 5;
+
 /// Lowers the calling thread's priority by `niceness` (Linux nice values:
 /// each step is about 1.25× less CPU under contention). Unprivileged, it
 /// cannot be raised again: call it on a thread of its own. A failure only

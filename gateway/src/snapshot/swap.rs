@@ -176,11 +176,11 @@ pub struct Generation {
     pub source: Source,
     /// Whether it came as a delta to the generation before it.
     pub delta: bool,
-    bytes: Arc<[u8]>,
+    bytes: Arc<Vec<u8>>,
     /// Where the rows of its editable tables are, so that a delta can be
     /// applied to its bytes in place: carried from the delta that made
     /// it, or walked once after a full snapshot is swapped in.
-    layout: std::sync::OnceLock<Arc<Layout>>,
+    layout: std::sync::OnceLock<Option<Arc<Layout>>>,
     /// The loaded snapshot every instance starts from.
     image: Arc<MemoryImage>,
     slots: Box<[Slot]>,
@@ -314,6 +314,21 @@ impl Generation {
     /// The loaded snapshot every instance of this generation starts from.
     pub fn image(&self) -> &Arc<MemoryImage> {
         &self.image
+    }
+
+    /// Where the rows of this snapshot's editable tables are (walked on
+    /// first use; `None` if the bytes cannot be walked, and then deltas
+    /// are applied in full).
+    pub fn layout(&self) -> Option<Arc<Layout>> {
+        self.layout
+            .get_or_init(|| match Layout::of(&self.bytes) {
+                Ok(layout) => Some(Arc::new(layout)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lay out the snapshot's rows; deltas to it are applied in full");
+                    None
+                }
+            })
+            .clone()
     }
 
     /// The browser views of this generation.
@@ -613,8 +628,8 @@ impl Swapper {
         let delta = decode_delta(&bytes).map_err(SwapError::Delta)?;
         let started = std::time::Instant::now();
         let cpu_started = super::cpu_time::thread();
-        if let Some(layout) = base.layout.get() {
-            match delta.apply_in_place(&base.bytes, layout) {
+        if let Some(layout) = base.layout() {
+            match delta.apply_in_place(&base.bytes, &layout) {
                 Ok(applied) => {
                     let header = Header::parse(&applied.snapshot)?;
                     let how = Load::Patch {
@@ -685,7 +700,8 @@ impl Swapper {
                 accepted: floor.revision,
             });
         }
-        let bytes: Arc<[u8]> = bytes.into();
+        // An `Arc<[u8]>` would copy the bytes again.
+        let bytes = Arc::new(bytes);
         let (started, cpu_started) = how.clock();
         let delta = how.is_delta();
         let (image, layout, in_place) = match how {
@@ -740,7 +756,7 @@ impl Swapper {
             layout: std::sync::OnceLock::new(),
         };
         if let Some(layout) = layout {
-            let _ = generation.layout.set(layout);
+            let _ = generation.layout.set(Some(layout));
         }
         let generation = Arc::new(generation);
         let replaced = self.current.swap(Some(Arc::clone(&generation)));
@@ -770,16 +786,19 @@ impl Swapper {
             tracing::error!(error = %e, "cannot record the accepted revision");
         }
         let (took, cpu) = (started.elapsed(), super::cpu_time::thread() - cpu_started);
-        // After the swap and off the clock: where the rows are, for the
-        // deltas to come (about a decode's walk, once per full snapshot).
+        // Where the rows are, for the deltas to come: walked once per
+        // full snapshot (about a decode), in the background, at the
+        // loader's priority; a delta that comes first waits for it.
         if generation.layout.get().is_none() {
-            match Layout::of(&generation.bytes) {
-                Ok(layout) => {
-                    let _ = generation.layout.set(Arc::new(layout));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot lay out the snapshot's rows; deltas to it are applied in full");
-                }
+            let g = Arc::clone(&generation);
+            let spawned = std::thread::Builder::new()
+                .name("portcullis-layout".into())
+                .spawn(move || {
+                    super::priority::lower(super::priority::SWAP_NICENESS, "the snapshot layout");
+                    let _ = g.layout();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start the layout thread; the first delta lays the snapshot out");
             }
         }
         tracing::info!(

@@ -98,7 +98,7 @@ struct Loaded {
 
 /// The views of one generation.
 pub struct Views {
-    snapshot: Arc<[u8]>,
+    snapshot: Arc<Vec<u8>>,
     loaded: OnceLock<Result<Arc<Loaded>, String>>,
     cache: quick_cache::sync::Cache<String, Arc<View>, Weight>,
 }
@@ -115,7 +115,7 @@ pub struct Carried {
 impl Views {
     /// Views of the snapshot `snapshot` (already validated by the swap),
     /// keeping up to `cache_bytes` of them.
-    pub fn new(snapshot: Arc<[u8]>, cache_bytes: u64) -> Self {
+    pub fn new(snapshot: Arc<Vec<u8>>, cache_bytes: u64) -> Self {
         let items = (cache_bytes / ENTRY_WEIGHT).clamp(16, 1 << 16) as usize;
         // Few shards: each holds an equal share of the bytes, and views
         // range from a kilobyte to megabytes (an owner's), so many small

@@ -100,6 +100,26 @@ impl Remap {
         self.identity
     }
 
+    /// The shift of every old row in `first..=last`, when no splice starts
+    /// or reaches into that range (`None` otherwise): what lets a caller
+    /// renumber many rows without a search each.
+    pub fn uniform_shift(&self, first: u32, last: u32) -> Option<i64> {
+        if self.identity {
+            return Some(0);
+        }
+        let k = self.spans.partition_point(|s| s.at <= first);
+        if self.spans.get(k).is_some_and(|next| next.at <= last) {
+            return None;
+        }
+        match k.checked_sub(1).and_then(|k| self.spans.get(k)) {
+            None => Some(0),
+            Some(span) if first >= span.at.saturating_add(span.remove) => {
+                Some(span.shift_before + i64::from(span.insert) - i64::from(span.remove))
+            }
+            Some(_) => None,
+        }
+    }
+
     /// Where old row `i` is in the new table; `None` when it was removed
     /// (or never existed).
     pub fn get(&self, i: u32) -> Option<u32> {
@@ -243,6 +263,16 @@ mod tests {
         let r = Remap::new("t", &s, old.len() as u32).unwrap_or_else(|e| panic!("{e}"));
         for &(i, j) in &pairs {
             assert_eq!(r.get(i), Some(j));
+        }
+        // Every range that says it shifts uniformly does, row by row.
+        for first in 0..old.len() as u32 {
+            for last in first..old.len() as u32 {
+                if let Some(shift) = r.uniform_shift(first, last) {
+                    for i in first..=last {
+                        assert_eq!(r.get(i), u32::try_from(i64::from(i) + shift).ok());
+                    }
+                }
+            }
         }
         let got = apply("t", old, &s, |x| Some(*x)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got, new);
