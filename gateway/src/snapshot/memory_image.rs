@@ -359,8 +359,84 @@ struct Mapping {
     mapped: usize,
     /// The shared file this memory writes through, if any.
     file: Option<Arc<OwnedFd>>,
+    /// What it maps, when it maps an image: what makes it reusable for
+    /// the next image on the same base.
+    reuse: Option<Reuse>,
 }
 
+/// An image mapping's base and overlay, for reuse.
+struct Reuse {
+    /// The base file; dead once no image on it is left.
+    base: std::sync::Weak<OwnedFd>,
+    base_len: usize,
+    /// Where an overlay file is mapped over the base.
+    runs: Vec<Run>,
+    /// How many instances have used this mapping before.
+    uses: u32,
+}
+
+/// Mappings of instances that are gone, kept — page tables and all — to
+/// start the next instances on images of the same base.
+///
+/// A delta's image differs from the one before it by a few pages, but a
+/// fresh mapping of it has no page mapped: every worker would fault in
+/// every page its requests touch again (about 1.3 ms per worker after a
+/// one-user delta on the large directory), and unmapping the old ones
+/// costs as much again. A spare is reset instead: the pages its instance
+/// wrote are dropped (`MADV_DONTNEED` gives a private file mapping its
+/// file's pages back), its old overlay is replaced by the base, and the
+/// new overlay is mapped over it; every other page stays mapped. Linux
+/// only (the written pages come from `/proc/self/pagemap`).
+static SPARES: std::sync::Mutex<Vec<Mapping>> = std::sync::Mutex::new(Vec::new());
+/// Spares kept at most (beyond, mappings are unmapped).
+const MAX_SPARES: usize = 64;
+/// Uses of one mapping at most: each overlay splits its mapping's areas,
+/// and a mapping unmapped now and then starts whole again.
+const MAX_USES: u32 = 64;
+
+fn spares() -> std::sync::MutexGuard<'static, Vec<Mapping>> {
+    SPARES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A spare for `image` (same base, same reservation), if any; spares
+/// whose base is gone are unmapped on the way.
+fn take_spare(image: &MemoryImage, reserved: usize, mapped: usize) -> Option<Mapping> {
+    let mut found = None;
+    let stale: Vec<Mapping> = {
+        let mut all = spares();
+        let mut stale = Vec::new();
+        let mut i = 0;
+        while i < all.len() {
+            let base = all
+                .get(i)
+                .and_then(|m| m.reuse.as_ref())
+                .map(|r| r.base.clone());
+            let dead = base.as_ref().is_none_or(|b| b.strong_count() == 0);
+            let fits = all
+                .get(i)
+                .is_some_and(|m| m.capacity == reserved && m.mapped == mapped)
+                && base.is_some_and(|b| std::sync::Weak::ptr_eq(&b, &Arc::downgrade(&image.base)));
+            if dead {
+                stale.push(all.swap_remove(i));
+            } else if fits && found.is_none() {
+                found = Some(all.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        stale
+    };
+    unmap_all(stale);
+    found
+}
+
+/// Unmaps `mappings` (not kept as spares).
+fn unmap_all(mappings: Vec<Mapping>) {
+    for mut m in mappings {
+        m.reuse = None;
+        drop(m);
+    }
+}
 // SAFETY: the mapping is owned by one wasmtime memory; wasmtime serializes
 // access to it through its store.
 unsafe impl Send for Mapping {}
@@ -372,6 +448,20 @@ impl Mapping {
         let mapped = reserved
             .checked_add(guard)
             .ok_or_else(|| io::Error::other("reservation overflows"))?;
+        // Not for an instance that applies one delta (`lazy`): it maps
+        // few pages, and writes many.
+        if let Backing::Image { image, lazy: false } = &backing
+            && image.len >= minimum
+            && let Some(mut spare) = take_spare(image, reserved, mapped)
+        {
+            match spare.reset_to(image) {
+                Ok(()) => return Ok(spare),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reuse a spare mapping; mapping the image afresh");
+                    unmap_all(vec![spare]);
+                }
+            }
+        }
         // SAFETY: a new private reservation at an address the kernel picks;
         // nothing else refers to it.
         let base = unsafe {
@@ -388,6 +478,7 @@ impl Mapping {
             capacity: reserved,
             mapped,
             file: None,
+            reuse: None,
         };
         match backing {
             Backing::Fresh => memory.grow(minimum)?,
@@ -463,6 +554,19 @@ impl Mapping {
                     };
                 }
                 memory.size = image.len;
+                #[cfg(target_os = "linux")]
+                if !lazy {
+                    memory.reuse = Some(Reuse {
+                        base: Arc::downgrade(&image.base),
+                        base_len: image.base_len,
+                        runs: image
+                            .overlay
+                            .as_ref()
+                            .map(|o| o.runs.clone())
+                            .unwrap_or_default(),
+                        uses: 0,
+                    });
+                }
             }
         }
         Ok(memory)
@@ -505,8 +609,165 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Makes this spare (a mapping of an image on the same base) exactly
+    /// `image`: see [`SPARES`].
+    fn reset_to(&mut self, image: &MemoryImage) -> io::Result<()> {
+        let Some(old) = self.reuse.take() else {
+            return Err(io::Error::other("not a mapping of an image"));
+        };
+        if image.len > self.capacity || old.base_len != image.base_len {
+            return Err(io::Error::other("the image does not fit this mapping"));
+        }
+        let ps = page_size();
+        let at = |page: usize| -> *mut c_void {
+            // SAFETY: callers pass pages within the reservation.
+            unsafe { self.base.add(page * ps) }.cast()
+        };
+        let base_pages = image.base_len / ps;
+        // The old overlay's pages: the base's again (anonymous zeros past it).
+        for r in &old.runs {
+            for (from, to, file) in [
+                (r.page, (r.page + r.pages).min(base_pages), true),
+                (r.page.max(base_pages), r.page + r.pages, false),
+            ] {
+                if from >= to || to * ps > self.capacity {
+                    continue;
+                }
+                // SAFETY: pages of our own reservation (checked above),
+                // replaced in place (MAP_FIXED).
+                unsafe {
+                    if file {
+                        rustix::mm::mmap(
+                            at(from),
+                            (to - from) * ps,
+                            ProtFlags::READ | ProtFlags::WRITE,
+                            MapFlags::PRIVATE | MapFlags::FIXED,
+                            &*image.base,
+                            (from * ps) as u64,
+                        )?;
+                    } else {
+                        rustix::mm::mmap_anonymous(
+                            at(from),
+                            (to - from) * ps,
+                            ProtFlags::READ | ProtFlags::WRITE,
+                            MapFlags::PRIVATE | MapFlags::FIXED,
+                        )?;
+                    }
+                }
+            }
+        }
+        // The pages its instance wrote: the base's (or zeros) again.
+        // SAFETY: the accessible part of our own mapping.
+        let memory = unsafe { std::slice::from_raw_parts(self.base, self.size) };
+        let written = written_pages(memory, ps)
+            .ok_or_else(|| io::Error::other("cannot read which pages were written"))?;
+        let mut p = 0;
+        while p < written.len() {
+            if written.get(p).copied().unwrap_or(false) {
+                let start = p;
+                while written.get(p).copied().unwrap_or(false) {
+                    p += 1;
+                }
+                // SAFETY: accessible pages of our own private mapping;
+                // dropping them gives back the file's pages (or zeros).
+                unsafe {
+                    rustix::mm::madvise(at(start), (p - start) * ps, rustix::mm::Advice::DontNeed)?;
+                }
+            } else {
+                p += 1;
+            }
+        }
+        if image.len > self.size {
+            // SAFETY: reserved pages of our own mapping (image.len is
+            // within the capacity, checked above).
+            unsafe {
+                rustix::mm::mprotect(
+                    self.base.add(self.size).cast(),
+                    image.len - self.size,
+                    MprotectFlags::READ | MprotectFlags::WRITE,
+                )?;
+            }
+        } else if image.len < self.size {
+            // SAFETY: as above; the pages past the image become reserved
+            // and empty again.
+            unsafe {
+                let tail = self.base.add(image.len).cast();
+                rustix::mm::madvise(tail, self.size - image.len, rustix::mm::Advice::DontNeed)?;
+                rustix::mm::mprotect(tail, self.size - image.len, MprotectFlags::empty())?;
+            }
+        }
+        if let Some(overlay) = &image.overlay {
+            for r in &overlay.runs {
+                if (r.page + r.pages) * ps > self.capacity {
+                    return Err(io::Error::other("an overlay page lies past the memory"));
+                }
+                // SAFETY: pages of our own reservation (checked above).
+                unsafe {
+                    rustix::mm::mmap(
+                        at(r.page),
+                        r.pages * ps,
+                        ProtFlags::READ | ProtFlags::WRITE,
+                        MapFlags::PRIVATE | MapFlags::FIXED,
+                        &overlay.file,
+                        (r.at * ps) as u64,
+                    )?;
+                }
+            }
+        }
+        self.size = image.len;
+        self.reuse = Some(Reuse {
+            base: Arc::downgrade(&image.base),
+            base_len: image.base_len,
+            runs: image
+                .overlay
+                .as_ref()
+                .map(|o| o.runs.clone())
+                .unwrap_or_default(),
+            uses: old.uses + 1,
+        });
+        Ok(())
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Kept as a spare while its base lives (and it has not been used
+        // too often): the next instance on that base starts from it.
+        let keep = self
+            .reuse
+            .as_ref()
+            .is_some_and(|r| r.uses < MAX_USES && r.base.strong_count() > 0);
+        if keep {
+            let mut all = spares();
+            if all.len() < MAX_SPARES {
+                all.push(Mapping {
+                    base: std::mem::replace(&mut self.base, std::ptr::null_mut()),
+                    size: self.size,
+                    capacity: self.capacity,
+                    mapped: self.mapped,
+                    file: None,
+                    reuse: self.reuse.take(),
+                });
+                return;
+            }
+        }
+        if self.base.is_null() {
+            return;
+        }
+        if self.reuse.take().is_some() {
+            // The last instances of a base going: its spares go too (they
+            // keep the base's pages in memory).
+            let dead: Vec<Mapping> = {
+                let mut all = spares();
+                let (dead, live) = std::mem::take(&mut *all)
+                    .into_iter()
+                    .partition(|m| m.reuse.as_ref().is_none_or(|r| r.base.strong_count() == 0));
+                *all = live;
+                dead
+            };
+            unmap_all(dead);
+        }
         // SAFETY: the whole mapping made in `new`; wasmtime drops a memory
         // only when no instance can reach it.
         if let Err(e) = unsafe { rustix::mm::munmap(self.base.cast(), self.mapped) } {
