@@ -358,3 +358,54 @@ fn a_delta_in_place_that_misses_its_target_is_refused() {
         Err(DeltaError::NotInPlace(_))
     ));
 }
+
+/// A body of several hash checkpoints (64 KiB each): each delta in place
+/// is hashed from the last checkpoint before its first change, and must
+/// still give the full build's bytes, SHA-256 and checkpoints.
+#[test]
+fn deltas_in_place_rehash_only_from_their_first_change() {
+    use portcullis_snapshots::generate::{GenerateParams, generate};
+    let params = GenerateParams {
+        users: 3_000,
+        groups: 60,
+        orgs: 20,
+        envs: 20,
+        catalogs: 100,
+        grants: 15_000,
+        seed: 7,
+    };
+    let mut dir = generate(params);
+    let mut base = snapshot(&dir, 1).unwrap();
+    assert!(base.len() > 4 * 65_536, "{} bytes", base.len());
+    let mut layout = Layout::of(&base).unwrap();
+    let rng = &mut ChaCha8Rng::seed_from_u64(7);
+    for step in 0..6u64 {
+        let mut next = dir.clone();
+        match step % 3 {
+            // Near the end (the last grants), in the middle, at the start
+            // of the grants.
+            0 => {
+                next.grants.pop();
+            }
+            1 => {
+                let i = rng.random_range(0..next.grants.len());
+                let g = next.grants[i].clone();
+                next.grants
+                    .insert(rng.random_range(0..next.grants.len()), g);
+            }
+            _ => {
+                if let Some(g) = next.groups.iter_mut().find(|g| !g.members.is_empty()) {
+                    g.members.pop();
+                }
+                next.grants.remove(0);
+            }
+        }
+        let target = snapshot(&next, step + 2).unwrap();
+        let (sa, sb) = (decode(&base).unwrap(), decode(&target).unwrap());
+        let d = delta::compute(&sa.body, &sb.body).unwrap();
+        let delta = decode_delta(&encode_delta(&sa.header, &sb.header, &d).unwrap()).unwrap();
+        layout = in_place_agrees(&delta, &base, &layout, &target).expect("in place");
+        base = target;
+        dir = next;
+    }
+}

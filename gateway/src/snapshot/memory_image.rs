@@ -216,14 +216,35 @@ fn write_at(file: &OwnedFd, mut bytes: &[u8], mut offset: u64) -> io::Result<()>
 }
 
 /// Which pages of `memory` (a private mapping of an image) its instance
-/// wrote: present and anonymous in `/proc/self/pagemap` (bit 63 present,
-/// bit 61 file-backed). `None` where that cannot be read.
+/// wrote: present and anonymous (a written page of a private file mapping
+/// is a private copy). Asked of the kernel with the `PAGEMAP_SCAN` ioctl
+/// (Linux 6.7+: ranges, a few µs), else read from `/proc/self/pagemap`
+/// (bit 63 present, bit 61 file-backed; a walk of every page). `None`
+/// where neither can be read.
 #[cfg(target_os = "linux")]
 fn written_pages(memory: &[u8], ps: usize) -> Option<Vec<bool>> {
+    let pages = memory.len().div_ceil(ps);
+    let start = memory.as_ptr() as usize;
+    let file = std::fs::File::open("/proc/self/pagemap").ok()?;
+    if let Ok(ranges) = pagemap_scan::anonymous(&file, start, pages * ps) {
+        let mut written = vec![false; pages];
+        for (from, to) in ranges {
+            let (a, b) = ((from - start) / ps, (to - start).div_ceil(ps));
+            for w in written.get_mut(a..b.min(pages)).unwrap_or_default() {
+                *w = true;
+            }
+        }
+        return Some(written);
+    }
+    read_pagemap(&file, memory, ps)
+}
+
+/// [`written_pages`] from the entries of `/proc/self/pagemap`.
+#[cfg(target_os = "linux")]
+fn read_pagemap(file: &std::fs::File, memory: &[u8], ps: usize) -> Option<Vec<bool>> {
     use std::os::unix::fs::FileExt;
     let pages = memory.len().div_ceil(ps);
     let first = memory.as_ptr() as usize / ps;
-    let file = std::fs::File::open("/proc/self/pagemap").ok()?;
     let mut raw = vec![0u8; pages * 8];
     file.read_exact_at(&mut raw, (first * 8) as u64).ok()?;
     Some(
@@ -236,6 +257,91 @@ fn written_pages(memory: &[u8], ps: usize) -> Option<Vec<bool>> {
             })
             .collect(),
     )
+}
+
+/// The `PAGEMAP_SCAN` ioctl of `/proc/<pid>/pagemap` (linux/fs.h).
+#[cfg(target_os = "linux")]
+mod pagemap_scan {
+    use std::io;
+
+    use rustix::ioctl::{Opcode, Updater, opcode};
+
+    #[repr(C)]
+    struct PmScanArg {
+        size: u64,
+        flags: u64,
+        start: u64,
+        end: u64,
+        walk_end: u64,
+        vec: u64,
+        vec_len: u64,
+        max_pages: u64,
+        category_inverted: u64,
+        category_mask: u64,
+        category_anyof_mask: u64,
+        return_mask: u64,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct PageRegion {
+        start: u64,
+        end: u64,
+        categories: u64,
+    }
+
+    const PAGE_IS_FILE: u64 = 1 << 2;
+    const PAGE_IS_PRESENT: u64 = 1 << 3;
+    const PAGEMAP_SCAN: Opcode = opcode::read_write::<PmScanArg>(b'f', 16);
+
+    /// The ranges of `[start, start + len)` whose pages are present and not
+    /// file-backed. An error on kernels without the ioctl.
+    pub(super) fn anonymous(
+        pagemap: &std::fs::File,
+        start: usize,
+        len: usize,
+    ) -> io::Result<Vec<(usize, usize)>> {
+        let mut out = Vec::new();
+        let mut regions = vec![PageRegion::default(); 512];
+        let end = (start + len) as u64;
+        let mut at = start as u64;
+        while at < end {
+            regions.fill(PageRegion::default());
+            let mut arg = PmScanArg {
+                size: std::mem::size_of::<PmScanArg>() as u64,
+                flags: 0,
+                start: at,
+                end,
+                walk_end: 0,
+                vec: regions.as_mut_ptr() as u64,
+                vec_len: regions.len() as u64,
+                max_pages: 0,
+                // "Not file-backed" and "present", both required.
+                category_inverted: PAGE_IS_FILE,
+                category_mask: PAGE_IS_FILE | PAGE_IS_PRESENT,
+                category_anyof_mask: 0,
+                return_mask: PAGE_IS_FILE | PAGE_IS_PRESENT,
+            };
+            // SAFETY: PAGEMAP_SCAN takes a `pm_scan_arg` (laid out above,
+            // its size passed in it) and writes at most `vec_len` regions
+            // to `vec`, which holds that many.
+            unsafe {
+                rustix::ioctl::ioctl(pagemap, Updater::<PAGEMAP_SCAN, PmScanArg>::new(&mut arg))?;
+            }
+            // The regions it filled come first; the rest stay empty.
+            out.extend(
+                regions
+                    .iter()
+                    .take_while(|r| r.end > r.start)
+                    .map(|r| (r.start as usize, r.end as usize)),
+            );
+            if arg.walk_end <= at {
+                break;
+            }
+            at = arg.walk_end;
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -625,12 +731,41 @@ impl Mapping {
             unsafe { self.base.add(page * ps) }.cast()
         };
         let base_pages = image.base_len / ps;
-        // The old overlay's pages: the base's again (anonymous zeros past it).
+        // Pages the new overlay maps over whatever is there: nothing to
+        // undo under them.
+        let mut covered = vec![false; self.size.max(image.len).div_ceil(ps)];
+        for r in image.overlay.iter().flat_map(|o| o.runs.iter()) {
+            for c in covered
+                .get_mut(r.page..r.page + r.pages)
+                .unwrap_or_default()
+            {
+                *c = true;
+            }
+        }
+        let uncovered = |from: usize, to: usize| {
+            let mut spans = Vec::new();
+            let mut p = from;
+            while p < to {
+                if covered.get(p).copied().unwrap_or(false) {
+                    p += 1;
+                    continue;
+                }
+                let start = p;
+                while p < to && !covered.get(p).copied().unwrap_or(false) {
+                    p += 1;
+                }
+                spans.push((start, p));
+            }
+            spans
+        };
+        // The old overlay's other pages: the base's again (anonymous
+        // zeros past it).
         for r in &old.runs {
-            for (from, to, file) in [
-                (r.page, (r.page + r.pages).min(base_pages), true),
-                (r.page.max(base_pages), r.page + r.pages, false),
-            ] {
+            let spans = uncovered(r.page, r.page + r.pages);
+            for (from, to, file) in spans
+                .into_iter()
+                .flat_map(|(a, b)| [(a, b.min(base_pages), true), (a.max(base_pages), b, false)])
+            {
                 if from >= to || to * ps > self.capacity {
                     continue;
                 }
@@ -660,8 +795,11 @@ impl Mapping {
         // The pages its instance wrote: the base's (or zeros) again.
         // SAFETY: the accessible part of our own mapping.
         let memory = unsafe { std::slice::from_raw_parts(self.base, self.size) };
-        let written = written_pages(memory, ps)
+        let mut written = written_pages(memory, ps)
             .ok_or_else(|| io::Error::other("cannot read which pages were written"))?;
+        for (w, c) in written.iter_mut().zip(&covered) {
+            *w &= !c;
+        }
         let mut p = 0;
         while p < written.len() {
             if written.get(p).copied().unwrap_or(false) {
@@ -672,7 +810,11 @@ impl Mapping {
                 // SAFETY: accessible pages of our own private mapping;
                 // dropping them gives back the file's pages (or zeros).
                 unsafe {
-                    rustix::mm::madvise(at(start), (p - start) * ps, rustix::mm::Advice::DontNeed)?;
+                    rustix::mm::madvise(
+                        at(start),
+                        (p - start) * ps,
+                        rustix::mm::Advice::LinuxDontNeed,
+                    )?;
                 }
             } else {
                 p += 1;
@@ -693,7 +835,11 @@ impl Mapping {
             // and empty again.
             unsafe {
                 let tail = self.base.add(image.len).cast();
-                rustix::mm::madvise(tail, self.size - image.len, rustix::mm::Advice::DontNeed)?;
+                rustix::mm::madvise(
+                    tail,
+                    self.size - image.len,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )?;
                 rustix::mm::mprotect(tail, self.size - image.len, MprotectFlags::empty())?;
             }
         }
@@ -793,5 +939,129 @@ unsafe impl LinearMemory for Mapping {
 
     fn as_ptr(&self) -> *mut u8 {
         self.base
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test")]
+    use super::*;
+
+    /// The pages an instance wrote, found both ways, on a private mapping
+    /// of a file: the ones written, not the ones only read.
+    #[test]
+    fn written_pages_are_the_private_copies() {
+        let ps = page_size();
+        let file = new_file().unwrap();
+        write_at(&file, &vec![7u8; 64 * ps], 0).unwrap();
+        // SAFETY: a new private mapping of our own file, unmapped below.
+        let base = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                64 * ps,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+                &*file,
+                0,
+            )
+            .unwrap()
+        }
+        .cast::<u8>();
+        // SAFETY: within the mapping.
+        let memory = unsafe { std::slice::from_raw_parts_mut(base, 64 * ps) };
+        let mut sum = 0u64;
+        for p in [0, 1, 2, 20, 63] {
+            sum += u64::from(memory[p * ps]);
+        }
+        for p in [3, 10, 11, 12, 40, 63] {
+            memory[p * ps + 5] = 1;
+        }
+        assert_eq!(sum, 35);
+        let want: Vec<bool> = (0..64)
+            .map(|p| [3, 10, 11, 12, 40, 63].contains(&p))
+            .collect();
+        assert_eq!(written_pages(memory, ps).unwrap(), want);
+        let pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+        assert_eq!(read_pagemap(&pagemap, memory, ps).unwrap(), want);
+        // Kernels before 6.7 have no PAGEMAP_SCAN: the read above serves.
+        if let Ok(ranges) = pagemap_scan::anonymous(&pagemap, base as usize, 64 * ps) {
+            let at = |p: usize| base as usize + p * ps;
+            assert_eq!(
+                ranges,
+                vec![
+                    (at(3), at(4)),
+                    (at(10), at(13)),
+                    (at(40), at(41)),
+                    (at(63), at(64))
+                ]
+            );
+        }
+        // SAFETY: the mapping made above.
+        unsafe { rustix::mm::munmap(base.cast(), 64 * ps).unwrap() };
+    }
+
+    fn contents(m: &Mapping) -> Vec<u8> {
+        let ps = page_size();
+        // SAFETY: the accessible part of the mapping.
+        let bytes = unsafe { std::slice::from_raw_parts(m.base, m.size) };
+        bytes.chunks(ps).map(|p| p[0]).collect()
+    }
+
+    fn write(m: &Mapping, page: usize, value: u8) {
+        // SAFETY: within the accessible part of the mapping.
+        unsafe { *m.base.add(page * page_size()) = value };
+    }
+
+    /// Images made by deltas (an overlay on the base), and spare mappings
+    /// reset from one image to another — forward, backward, grown — read
+    /// exactly as each image, whatever their last instance wrote.
+    #[test]
+    fn spare_mappings_reset_to_any_image_on_their_base() {
+        let ps = page_size();
+        let (reserved, guard) = (64 * ps, 16 * ps);
+        let file = new_file().unwrap();
+        let pages: Vec<u8> = (0..16u8).flat_map(|i| vec![i; ps]).collect();
+        write_at(&file, &pages, 0).unwrap();
+        let a = Arc::new(seal(file, 16 * ps, Vec::new()).unwrap());
+        let image = |im: &Arc<MemoryImage>| Backing::Image {
+            image: Arc::clone(im),
+            lazy: false,
+        };
+        let m = Mapping::new(image(&a), 16 * ps, reserved, guard).unwrap();
+        assert_eq!(contents(&m), (0..16).collect::<Vec<u8>>());
+        // A "delta": pages 3 and 9 written, the memory grown by 2 pages.
+        write(&m, 3, 103);
+        write(&m, 9, 109);
+        let mut m = m;
+        m.grow(18 * ps).unwrap();
+        write(&m, 17, 117);
+        // SAFETY: the accessible part of the mapping.
+        let memory = unsafe { std::slice::from_raw_parts(m.base, m.size) };
+        let (b, stats) = derive(&a, memory, Vec::new()).unwrap();
+        let b = Arc::new(b);
+        assert!(!stats.compacted);
+        drop(m);
+        let want_b = {
+            let mut v: Vec<u8> = (0..18).collect();
+            v[3] = 103;
+            v[9] = 109;
+            v[16] = 0;
+            v[17] = 117;
+            v
+        };
+        // A spare (the mapping just dropped) reset to b.
+        let m = Mapping::new(image(&b), 16 * ps, reserved, guard).unwrap();
+        assert_eq!(contents(&m), want_b);
+        write(&m, 5, 205);
+        write(&m, 17, 217);
+        drop(m);
+        // Back to a: the overlay and the writes undone, the growth gone.
+        let m = Mapping::new(image(&a), 16 * ps, reserved, guard).unwrap();
+        assert_eq!(contents(&m), (0..16).collect::<Vec<u8>>());
+        write(&m, 9, 1);
+        drop(m);
+        // And to b again.
+        let m = Mapping::new(image(&b), 16 * ps, reserved, guard).unwrap();
+        assert_eq!(contents(&m), want_b);
     }
 }

@@ -22,8 +22,66 @@ use crate::body::{
     ApiKeyRec, CatalogRec, CustomRoleRec, EnvRec, GrantRec, GroupRec, ObjectRec, OrgRec,
     PermissionRec, ServiceAccountRec, StringTable, TeamRec, UserRec,
 };
-use crate::codec::body_digest;
 use crate::header::{HEADER_LEN, Header};
+use sha2::{Digest, Sha256};
+
+/// Bytes between two hash checkpoints.
+const CHECKPOINT: usize = 64 * 1024;
+
+/// Hasher states at every [`CHECKPOINT`] bytes of a body.
+#[derive(Clone, Default)]
+struct Checkpoints(Vec<Sha256>);
+
+impl Checkpoints {
+    /// The states of `hasher` (which has hashed `done` bytes of `body`,
+    /// a multiple of [`CHECKPOINT`]) over the rest of `body`, after
+    /// `kept`; and the body's SHA-256.
+    fn extend(
+        mut kept: Vec<Sha256>,
+        mut hasher: Sha256,
+        body: &[u8],
+        done: usize,
+    ) -> (Checkpoints, [u8; 32]) {
+        for piece in body.get(done..).unwrap_or_default().chunks(CHECKPOINT) {
+            hasher.update(piece);
+            if piece.len() == CHECKPOINT {
+                kept.push(hasher.clone());
+            }
+        }
+        (Checkpoints(kept), hasher.finalize().into())
+    }
+
+    /// The SHA-256 of `body` (whose first `unchanged` bytes are those of
+    /// the body these checkpoints were taken on), hashed from the last
+    /// checkpoint before `unchanged`; and the new checkpoints.
+    fn rehash(&self, body: &[u8], unchanged: usize) -> (Checkpoints, [u8; 32]) {
+        let k = (unchanged / CHECKPOINT).min(self.0.len());
+        let hasher = match k.checked_sub(1).and_then(|i| self.0.get(i)) {
+            Some(h) => h.clone(),
+            None => Sha256::new(),
+        };
+        let kept = self.0.get(..k).unwrap_or_default().to_vec();
+        Self::extend(kept, hasher, body, k * CHECKPOINT)
+    }
+
+    fn digests(&self) -> Vec<[u8; 32]> {
+        self.0.iter().map(|h| h.clone().finalize().into()).collect()
+    }
+}
+
+impl PartialEq for Checkpoints {
+    fn eq(&self, other: &Self) -> bool {
+        self.digests() == other.digests()
+    }
+}
+
+impl Eq for Checkpoints {}
+
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} checkpoints", self.0.len())
+    }
+}
 
 /// Where the rows of one table are, as offsets into the body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,6 +113,10 @@ impl Table {
 pub struct Layout {
     /// The body it describes.
     body_sha256: [u8; 32],
+    /// The SHA-256 of the body's first `CHECKPOINT × (k + 1)` bytes, as
+    /// the hasher's state: a target whose first change is at byte `x` is
+    /// hashed from the last checkpoint before `x`, not from the start.
+    checkpoints: Checkpoints,
     users: Table,
     api_keys: Table,
     groups: Table,
@@ -135,8 +197,13 @@ impl Layout {
         skip::<CustomRoleRec>(body, at, "custom roles")?;
         let grants = table::<GrantRec>(body, at, "grants")?;
         let permissions = table::<PermissionRec>(body, at, "permissions")?;
+        let (checkpoints, sha) = Checkpoints::extend(Vec::new(), Sha256::new(), body, 0);
+        if sha != header.body_sha256 {
+            return Err(DeltaError::Base(crate::DecodeError::HashMismatch));
+        }
         Ok(Layout {
             body_sha256: header.body_sha256,
+            checkpoints,
             users,
             api_keys,
             groups,
@@ -148,17 +215,18 @@ impl Layout {
 
     /// Memory it holds.
     pub fn heap_bytes(&self) -> usize {
-        [
-            &self.users,
-            &self.api_keys,
-            &self.groups,
-            &self.teams,
-            &self.grants,
-            &self.permissions,
-        ]
-        .iter()
-        .map(|t| t.rows.capacity() * 4)
-        .sum()
+        self.checkpoints.0.capacity() * std::mem::size_of::<Sha256>()
+            + [
+                &self.users,
+                &self.api_keys,
+                &self.groups,
+                &self.teams,
+                &self.grants,
+                &self.permissions,
+            ]
+            .iter()
+            .map(|t| t.rows.capacity() * 4)
+            .sum::<usize>()
     }
 }
 
@@ -201,7 +269,9 @@ fn edits<T: Serialize>(splices: &[Splice<T>]) -> Result<Vec<Edit>, DeltaError> {
         .collect()
 }
 
-/// Writes `t` (from `base`) with `edits` applied into `out`; its new layout.
+/// Writes `t` (from `base`) with `edits` applied into `out`: its new
+/// layout, and the first byte of the body that may differ from the base's
+/// (`None` when the table is unchanged).
 /// Offsets in `out` count from `HEADER_LEN` (where the body starts).
 fn write_table(
     out: &mut Vec<u8>,
@@ -209,7 +279,7 @@ fn write_table(
     t: &Table,
     edits: &[Edit],
     table_name: &'static str,
-) -> Result<Table, DeltaError> {
+) -> Result<(Table, Option<u32>), DeltaError> {
     let old_len = t.rows.len();
     let mut new_len = old_len as i64;
     for e in edits {
@@ -249,11 +319,21 @@ fn write_table(
         pos = e.at as usize + e.remove as usize;
     }
     carry(out, &mut rows, pos, old_len);
-    Ok(Table {
-        len_at,
-        rows,
-        end: here(out),
-    })
+    let first_change = edits.first().map(|e| {
+        if new_len as usize == old_len {
+            t.row_start(e.at as usize)
+        } else {
+            len_at
+        }
+    });
+    Ok((
+        Table {
+            len_at,
+            rows,
+            end: here(out),
+        },
+        first_change,
+    ))
 }
 
 impl DeltaBody {
@@ -420,9 +500,9 @@ impl Delta {
             b.extend_from_slice(body.get(from as usize..to as usize).unwrap_or_default());
         };
         gap(&mut b, 0, layout.users.len_at);
-        let users = write_table(&mut b, body, &layout.users, &edits(&d.users)?, "users")?;
+        let (users, c1) = write_table(&mut b, body, &layout.users, &edits(&d.users)?, "users")?;
         gap(&mut b, layout.users.end, layout.api_keys.len_at);
-        let api_keys = write_table(
+        let (api_keys, c2) = write_table(
             &mut b,
             body,
             &layout.api_keys,
@@ -430,13 +510,13 @@ impl Delta {
             "api_keys",
         )?;
         gap(&mut b, layout.api_keys.end, layout.groups.len_at);
-        let groups = write_table(&mut b, body, &layout.groups, &groups, "groups")?;
+        let (groups, c3) = write_table(&mut b, body, &layout.groups, &groups, "groups")?;
         gap(&mut b, layout.groups.end, layout.teams.len_at);
-        let teams = write_table(&mut b, body, &layout.teams, &teams, "teams")?;
+        let (teams, c4) = write_table(&mut b, body, &layout.teams, &teams, "teams")?;
         gap(&mut b, layout.teams.end, layout.grants.len_at);
-        let grants = write_table(&mut b, body, &layout.grants, &edits(&d.grants)?, "grants")?;
+        let (grants, c5) = write_table(&mut b, body, &layout.grants, &edits(&d.grants)?, "grants")?;
         gap(&mut b, layout.grants.end, layout.permissions.len_at);
-        let permissions = write_table(
+        let (permissions, c6) = write_table(
             &mut b,
             body,
             &layout.permissions,
@@ -445,7 +525,16 @@ impl Delta {
         )?;
         gap(&mut b, layout.permissions.end, body.len() as u32);
 
-        let sha = body_digest(b.get(HEADER_LEN..).unwrap_or_default());
+        // Everything before the first change is the base's: hashed from
+        // the base's last checkpoint before it.
+        let unchanged = [c1, c2, c3, c4, c5, c6]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(body.len() as u32) as usize;
+        let (checkpoints, sha) = layout
+            .checkpoints
+            .rehash(b.get(HEADER_LEN..).unwrap_or_default(), unchanged);
         if sha != self.header.target_sha256 {
             return Err(DeltaError::TargetMismatch {
                 want: hex::encode(self.header.target_sha256),
@@ -467,6 +556,7 @@ impl Delta {
             snapshot: b,
             layout: Layout {
                 body_sha256: sha,
+                checkpoints,
                 users,
                 api_keys,
                 groups,
