@@ -489,6 +489,10 @@ pub struct Swapper {
     floor: Option<AcceptedRevision>,
     /// Bytes of browser views each generation keeps.
     view_cache_bytes: u64,
+    /// Whether a delta has come: full snapshots are then laid out for the
+    /// next one ahead of time (a gateway fed whole snapshots never pays
+    /// for it).
+    deltas_seen: AtomicBool,
 }
 
 impl Swapper {
@@ -504,6 +508,7 @@ impl Swapper {
             state: None,
             floor: None,
             view_cache_bytes: 256 << 20,
+            deltas_seen: AtomicBool::new(false),
         }
     }
 
@@ -615,6 +620,7 @@ impl Swapper {
         self.check_size(&bytes)?;
         let header = DeltaHeader::parse(&bytes).map_err(SwapError::Delta)?;
         self.check_signature(|trusted| signature::verify_delta(&bytes, trusted))?;
+        self.deltas_seen.store(true, Ordering::Relaxed);
         let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(base) = self.current.load_full() else {
             return Err(SwapError::NoBase);
@@ -788,8 +794,9 @@ impl Swapper {
         let (took, cpu) = (started.elapsed(), super::cpu_time::thread() - cpu_started);
         // Where the rows are, for the deltas to come: walked once per
         // full snapshot (about a decode), in the background, at the
-        // loader's priority; a delta that comes first waits for it.
-        if generation.layout.get().is_none() {
+        // loader's priority, once deltas are in use; a delta that comes
+        // first waits for it (or walks it).
+        if generation.layout.get().is_none() && self.deltas_seen.load(Ordering::Relaxed) {
             let g = Arc::clone(&generation);
             let spawned = std::thread::Builder::new()
                 .name("portcullis-layout".into())

@@ -119,20 +119,50 @@ pub fn rehash_delta(data: &[u8]) -> Vec<u8> {
 /// this with what a push or a store sends. Refused or applied, never a
 /// panic; an applied result is the target it promised, and loads.
 pub fn delta_apply(data: &[u8]) {
-    use portcullis_snapshots::delta::decode_delta;
+    use portcullis_snapshots::delta::{DeltaError, Layout, decode_delta};
     let base = example();
+    let layout = Layout::of(base).expect("the example lays out");
     for bytes in [data.to_vec(), rehash_delta(data)] {
         let Ok(delta) = decode_delta(&bytes) else {
             continue;
         };
-        if let Ok(out) = delta.apply_to(base) {
-            let header =
-                portcullis_snapshots::Header::parse(&out).expect("an applied delta parses");
+        let full = delta.apply_to(base);
+        if let Ok(out) = &full {
+            let header = portcullis_snapshots::Header::parse(out).expect("an applied delta parses");
             assert_eq!(header.body_sha256, delta.header.target_sha256);
             assert!(
-                policy_wasm::Engine::load(&out).is_ok(),
+                policy_wasm::Engine::load(out).is_ok(),
                 "an applied delta loads"
             );
+        }
+        // In place, to the bytes: the same snapshot as in full, or refused.
+        let applied = match delta.apply_in_place(base, &layout) {
+            Ok(applied) => applied,
+            Err(DeltaError::NotInPlace(_)) => continue,
+            Err(e) => {
+                assert!(full.is_err(), "refused in place ({e}), applied in full");
+                continue;
+            }
+        };
+        if let Ok(out) = &full {
+            assert_eq!(&applied.snapshot, out, "in place and in full differ");
+        }
+        // And to a loaded engine: exactly a load of the target, or refused
+        // with the engine unchanged.
+        let mut engine = policy_wasm::Engine::load(base).expect("the example loads");
+        let before = engine.logical_state();
+        match engine.apply_delta(
+            &delta.body,
+            &applied.removed_grants,
+            delta.header.target_revision,
+            delta.header.target_created_at,
+        ) {
+            Ok(()) => {
+                let target = policy_wasm::Engine::load(&applied.snapshot)
+                    .expect("a delta the engine took loads in full");
+                assert_eq!(engine.logical_state(), target.logical_state());
+            }
+            Err(_) => assert_eq!(engine.logical_state(), before),
         }
     }
 }
