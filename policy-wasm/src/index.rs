@@ -158,6 +158,7 @@ impl GrantsByPrincipal {
     }
 
     /// The list of `p` and its key in it, to edit.
+    #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
     pub(crate) fn of_mut(&mut self, p: PrincipalRef) -> (&mut Lists<Grant>, u32) {
         match p {
             PrincipalRef::User(u) => (&mut self.users, u),

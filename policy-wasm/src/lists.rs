@@ -94,6 +94,7 @@ impl<T: Copy> Lists<T> {
         }
     }
 
+    #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
     /// Inserts `v` (tagged `tag`) at position `at` of key `k`'s list.
     pub(crate) fn insert(&mut self, k: u32, at: usize, v: T, tag: u32) {
         let [a, b] = self.spans[k as usize];
@@ -120,6 +121,7 @@ impl<T: Copy> Lists<T> {
         }
     }
 
+    #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
     /// Removes position `at` of key `k`'s list.
     pub(crate) fn remove(&mut self, k: u32, at: usize) {
         let [a, b] = self.spans[k as usize];
@@ -133,6 +135,7 @@ impl<T: Copy> Lists<T> {
         }
     }
 
+    #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
     /// Every tag slot, holes included, for edits that rewrite tags
     /// wherever they are (renumbering rows).
     pub(crate) fn tags_mut(&mut self) -> &mut [u32] {
@@ -150,6 +153,8 @@ impl<T: Copy> Lists<T> {
     }
 }
 
+// The browser build applies no deltas: it never edits lists.
+#[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
 impl<T: Copy + Ord> Lists<T> {
     /// Adds `v` to key `k`'s sorted list, after any equal item.
     pub(crate) fn insert_sorted(&mut self, k: u32, v: T) {

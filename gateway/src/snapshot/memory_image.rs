@@ -13,11 +13,11 @@
 //!
 //! A delta applied in place changes a few pages of that memory: the
 //! instance that applies it starts from the serving image, and the pages it
-//! writes become an **overlay** on the same base file ([`derive`]). Workers
+//! writes become an **overlay** on the same base file (`derive`). Workers
 //! do not map the new image afresh (every page would fault in again): the
 //! mapping of each gone instance is kept as a **spare** and reset to the
 //! next image on its base — only its written pages and the overlays'
-//! pages change ([`SPARES`]).
+//! pages change (`SPARES`).
 //!
 //! wasmtime builds each instance's memory through one [`MemoryCreator`] per
 //! engine, which is not told which instance it is building for: the caller
