@@ -5,6 +5,8 @@
 //! compiles exactly what `serve` would run.
 
 use portcullis_snapshots::signature::{SigningKey, VerifyingKey};
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use crate::config::{ConfigError, GatewayConfig, Tokens};
@@ -12,6 +14,7 @@ use crate::snapshot::store::StoreClient;
 use crate::stage::forward::UpstreamSpecs;
 use crate::stage::identity::Identity;
 use crate::stage::route_table::{PathRules, RouteTable};
+use crate::tls::Tls;
 
 /// Why a configuration cannot run.
 #[derive(Debug, Error)]
@@ -42,6 +45,19 @@ pub struct CompiledConfig {
     pub browser_signer: Option<SigningKey>,
     /// The client for `snapshot.poll_url` (TLS roots and headers read).
     pub store: Option<StoreClient>,
+    /// TLS of the proxy, admin and decision listeners, certificates loaded.
+    pub tls: TlsListeners,
+}
+
+/// Each listener's TLS, when it has a `tls` section.
+#[derive(Clone, Default)]
+pub struct TlsListeners {
+    /// `[server.tls]`.
+    pub proxy: Option<Arc<Tls>>,
+    /// `[admin.tls]`.
+    pub admin: Option<Arc<Tls>>,
+    /// `[decision.tls]`.
+    pub decision: Option<Arc<Tls>>,
 }
 
 impl CompiledConfig {
@@ -82,6 +98,19 @@ impl CompiledConfig {
             .ok(),
             None => Some(None),
         };
+        let mut tls = TlsListeners::default();
+        for (listener, settings, slot) in [
+            ("proxy", &config.server.tls, &mut tls.proxy),
+            ("admin", &config.admin.tls, &mut tls.admin),
+            ("decision", &config.decision.tls, &mut tls.decision),
+        ] {
+            if let Some(settings) = settings {
+                match Tls::new(listener, settings) {
+                    Ok(t) => *slot = Some(Arc::new(t)),
+                    Err(p) => problems.extend(p),
+                }
+            }
+        }
         let (
             Some(routes),
             Some(identity),
@@ -116,6 +145,7 @@ impl CompiledConfig {
             trusted_keys,
             browser_signer,
             store,
+            tls,
         })
     }
 }

@@ -106,6 +106,57 @@ pub struct ServerConfig {
     /// three headers are stripped, so an upstream that honours them
     /// cannot be sent a method the route table never saw.
     pub allow_method_override: bool,
+    /// `[server.tls]`: terminate TLS on the proxy listener.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`, `[admin.tls]`, `[decision.tls]`: TLS on a listener
+/// (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`; `docs/gateway.md`, "TLS").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chains and their keys (PEM). A client's SNI picks the
+    /// one whose certificate names it (DNS names, wildcards one label
+    /// deep); the first serves clients that send no name or another one.
+    /// Reloaded when the files change; a bad new pair is refused and the
+    /// old ones keep serving.
+    pub certificates: Vec<CertificatePair>,
+    /// CA certificates (PEM) that client certificates must chain to: asks
+    /// every client for one (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: `required` (the default; a client without a
+    /// valid certificate is refused in the handshake) or `optional`.
+    #[serde(default)]
+    pub client_certificates: ClientCertificates,
+    /// Time allowed for a handshake.
+    #[serde(default = "default_handshake_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_handshake_ms() -> u64 {
+    10_000
+}
+
+/// One certificate chain and its private key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatePair {
+    /// The chain, leaf first (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Whether a TLS listener with `client_ca` requires client certificates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertificates {
+    /// A client without a valid certificate is refused.
+    #[default]
+    Required,
+    /// A client may present none; one it presents must be valid.
+    Optional,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +172,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 30_000,
             allow_path_parameters: false,
             allow_method_override: false,
+            tls: None,
         }
     }
 }
@@ -136,6 +188,8 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// File holding that token (instead of `token`).
     pub token_file: Option<PathBuf>,
+    /// `[admin.tls]`: TLS on the admin listener.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for AdminConfig {
@@ -144,6 +198,7 @@ impl Default for AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token: None,
             token_file: None,
+            tls: None,
         }
     }
 }
@@ -166,6 +221,8 @@ pub struct DecisionConfig {
     pub token_file: Option<PathBuf>,
     /// Most checks in one `/v1/check/batch` request.
     pub max_batch: usize,
+    /// `[decision.tls]`: TLS on the decision listener.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for DecisionConfig {
@@ -176,6 +233,7 @@ impl Default for DecisionConfig {
             token: None,
             token_file: None,
             max_batch: 1000,
+            tls: None,
         }
     }
 }
@@ -379,6 +437,30 @@ impl GatewayConfig {
     /// `CompiledConfig::compile`, which reports its problems with these.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
+        for (name, tls) in [
+            ("server.tls", &self.server.tls),
+            ("admin.tls", &self.admin.tls),
+            ("decision.tls", &self.decision.tls),
+        ] {
+            if let Some(t) = tls {
+                if t.certificates.is_empty() {
+                    problems.push(format!(
+                        "{name}.certificates: name at least one certificate and key"
+                    ));
+                }
+                if t.handshake_timeout_ms == 0 {
+                    problems.push(format!(
+                        "{name}.handshake_timeout_ms: must be greater than 0"
+                    ));
+                }
+                if t.client_certificates == ClientCertificates::Optional && t.client_ca.is_none() {
+                    problems.push(format!("{name}.client_certificates: needs client_ca (the CAs client certificates must chain to)"));
+                }
+            }
+        }
+        if self.decision.tls.is_some() && self.decision.listen.is_none() {
+            problems.push("decision.tls: needs decision.listen (the decision endpoint on the proxy listener uses server.tls)".into());
+        }
         let s = &self.server;
         if s.workers == Some(0) {
             problems.push("server.workers: must be at least 1 (or left out: one per core)".into());

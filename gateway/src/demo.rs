@@ -208,6 +208,7 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
             listen: opts.admin_listen,
             token: Some(DEMO_ADMIN_TOKEN.into()),
             token_file: None,
+            tls: None,
         },
         snapshot: SnapshotConfig::default(),
         engine: Default::default(),
@@ -287,6 +288,7 @@ pub async fn echo_upstream(addr: SocketAddr) -> std::io::Result<SocketAddr> {
                         "x-portcullis-revision": h("x-portcullis-revision"),
                         "x-forwarded-for": h("x-forwarded-for"),
                         "x-forwarded-host": h("x-forwarded-host"),
+                        "x-forwarded-proto": h("x-forwarded-proto"),
                     });
                     Ok::<_, std::convert::Infallible>(json_response(StatusCode::OK, &seen))
                 });

@@ -31,3 +31,4 @@ pub mod snapshot;
 mod sources;
 pub mod stage;
 pub mod static_site;
+pub mod tls;

@@ -83,9 +83,71 @@ struct SwapLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TlsReloadLabels {
+    listener: String,
+    /// `ok` or `refused`.
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    listener: String,
+    certificate: String,
+}
+
+/// The TLS listeners' metrics, handed to the task that reloads their
+/// certificates.
+#[derive(Clone, Default)]
+pub struct TlsMetrics {
+    reloads: Family<TlsReloadLabels, Counter>,
+    handshake_failures: Family<ListenerLabels, Counter>,
+    expiry: Family<CertificateLabels, Gauge>,
+}
+
+impl TlsMetrics {
+    /// Counts a reload of `listener`'s certificates, served or refused.
+    pub fn reloaded(&self, listener: &str, ok: bool) {
+        self.reloads
+            .get_or_create(&TlsReloadLabels {
+                listener: listener.to_string(),
+                result: if ok { "ok" } else { "refused" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// The certificates `listener` serves now: (file, end of validity).
+    pub fn serving(&self, listener: &str, certificates: &[(String, i64)]) {
+        self.expiry.clear();
+        for (certificate, not_after) in certificates {
+            self.expiry
+                .get_or_create(&CertificateLabels {
+                    listener: listener.to_string(),
+                    certificate: certificate.clone(),
+                })
+                .set(*not_after);
+        }
+    }
+
+    /// Counts a handshake on `listener` that failed or timed out.
+    pub fn handshake_failed(&self, listener: &str) {
+        self.handshake_failures
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .inc();
+    }
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
+    tls: TlsMetrics,
     by_route: Vec<[Counter; OUTCOMES.len()]>,
     unrouted: [Counter; 2],
     decision_seconds: Histogram,
@@ -197,6 +259,22 @@ impl Metrics {
             "CPU time of the same, whatever the number of workers",
             swap_cpu_seconds.clone(),
         );
+        let tls = TlsMetrics::default();
+        registry.register(
+            "tls_reloads",
+            "Reloads of a TLS listener's certificates after their files changed: ok, or refused (the previous ones keep serving)",
+            tls.reloads.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by listener",
+            tls.handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When each certificate a TLS listener serves expires (Unix seconds)",
+            tls.expiry.clone(),
+        );
         let deltas_in_place = Counter::default();
         registry.register(
             "snapshot_deltas_in_place",
@@ -258,6 +336,7 @@ impl Metrics {
             swap_seconds,
             swap_cpu_seconds,
             deltas_in_place,
+            tls,
             fetched_bytes,
             image_bytes,
             traps,
@@ -290,6 +369,11 @@ impl Metrics {
     /// Counts a request that matched no route.
     pub fn no_route(&self) {
         self.unrouted[0].inc();
+    }
+
+    /// The TLS listeners' metrics.
+    pub fn tls(&self) -> TlsMetrics {
+        self.tls.clone()
     }
 
     /// Counts a request with a malformed path.

@@ -19,6 +19,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
+
+use crate::tls::MaybeTls;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -357,6 +359,16 @@ async fn start_full(
         Listener::Admin,
         stopped.clone(),
     ))];
+    for tls in [
+        &shared.compiled.tls.proxy,
+        &shared.compiled.tls.admin,
+        &shared.compiled.tls.decision,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        crate::tls::watch(Arc::clone(tls), shared.metrics.tls(), stopped.clone());
+    }
     crate::sources::spawn(&shared, stopped);
     tracing::info!(%proxy_addr, %admin_addr, ?decision_addr, workers, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");
     Ok(Running {
@@ -485,6 +497,12 @@ async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) {
     let builder = builder(shared.config());
+    let tls = match &kind {
+        Listener::Proxy(_) => shared.compiled.tls.proxy.clone(),
+        Listener::Admin => shared.compiled.tls.admin.clone(),
+        Listener::Decision => shared.compiled.tls.decision.clone(),
+    };
+    let tls_metrics = shared.metrics.tls();
     let header_timeout = ms(shared.config().server.header_read_timeout_ms);
     let max_head = shared.config().server.max_header_bytes;
     let graceful = GracefulShutdown::new();
@@ -545,6 +563,8 @@ async fn serve(
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let tls_metrics = tls_metrics.clone();
         tokio::spawn(async move {
             // hyper's header read timeout only starts once the protocol is
             // known, and telling HTTP/1 from HTTP/2 waits for the first
@@ -555,6 +575,25 @@ async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
+            let stream = match tls {
+                None => MaybeTls::Plain(stream),
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    match tokio::time::timeout(tls.handshake_timeout, handshake).await {
+                        Ok(Ok(s)) => MaybeTls::Tls(Box::new(s)),
+                        Ok(Err(e)) => {
+                            tls_metrics.handshake_failed(tls.listener);
+                            tracing::debug!(listener = tls.listener, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tls_metrics.handshake_failed(tls.listener);
+                            tracing::debug!(listener = tls.listener, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             let conn = builder
                 .serve_connection(
                     TokioIo::new(Framed::new(stream, framing, max_head)),

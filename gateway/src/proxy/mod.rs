@@ -123,6 +123,7 @@ async fn pass(
                 host: host.as_deref(),
                 api_key_header: shared.compiled.identity.api_key_header(),
                 keep_method_override: server.allow_method_override,
+                tls: shared.compiled.tls.proxy.is_some(),
             },
         )
         .await;

@@ -162,6 +162,8 @@ pub struct Vouch<'a> {
     pub api_key_header: &'a HeaderName,
     /// Forward the method-override headers (`server.allow_method_override`).
     pub keep_method_override: bool,
+    /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
 }
 
 /// Every configured upstream with its connection pool.
@@ -240,7 +242,11 @@ impl Upstreams {
             _ => vouch.peer.ip().to_string(),
         };
         set(headers, "x-forwarded-for", &forwarded_for);
-        set(headers, "x-forwarded-proto", "http");
+        set(
+            headers,
+            "x-forwarded-proto",
+            if vouch.tls { "https" } else { "http" },
+        );
         // Without a host of the client's (HTTP/1.0), no X-Forwarded-Host at
         // all: the client's own was removed above.
         if let Some(h) = vouch.host {

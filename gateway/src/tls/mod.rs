@@ -1,0 +1,215 @@
+//! TLS on the gateway's listeners (rustls, through tokio-rustls).
+//!
+//! Each listener with a `tls` section gets a [`Tls`]: a rustls server
+//! configuration — TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, the
+//! certificate picked by the client's SNI (`sni.rs`), client certificates
+//! verified against `client_ca` when it is set — held in an `ArcSwap`, so
+//! that [`watch`] can replace it when the files change. A new set that does
+//! not load (a key that is not the certificate's, an expired certificate,
+//! an unreadable file) is refused, logged and counted, and the old one
+//! keeps serving. Handshakes that fail or time out are counted too.
+//!
+//! The `ring` provider, as for the store client (`snapshot/store.rs`):
+//! aws-lc-rs would add a C and assembly build to every CI run for
+//! primitives ring has.
+
+mod certs;
+mod sni;
+mod stream;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use tokio::sync::{mpsc, watch as watch_channel};
+
+use crate::config::{ClientCertificates, TlsConfig};
+use crate::metrics::TlsMetrics;
+
+pub use certs::Loaded;
+pub use stream::MaybeTls;
+
+/// TLS on one listener.
+pub struct Tls {
+    /// Which listener (`proxy`, `admin`, `decision`), for logs and metrics.
+    pub listener: &'static str,
+    settings: TlsConfig,
+    current: ArcSwap<ServerConfig>,
+    /// The certificates serving now, for metrics.
+    loaded: ArcSwap<Vec<Loaded>>,
+    /// Time allowed for a handshake.
+    pub handshake_timeout: Duration,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A rustls configuration for `settings`, and what it serves.
+fn build(settings: &TlsConfig, name: &str) -> Result<(ServerConfig, Vec<Loaded>), Vec<String>> {
+    let loaded = certs::load_all(&settings.certificates, now()).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|p| format!("{name}.certificates: {p}"))
+            .collect::<Vec<_>>()
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| vec![format!("{name}: {e}")])?;
+    let builder = match &settings.client_ca {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in certs::read_chain(path).map_err(|e| vec![format!("{name}.client_ca: {e}")])? {
+                roots
+                    .add(ca)
+                    .map_err(|e| vec![format!("{name}.client_ca: {}: {e}", path.display())])?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = match settings.client_certificates {
+                ClientCertificates::Required => verifier,
+                ClientCertificates::Optional => verifier.allow_unauthenticated(),
+            }
+            .build()
+            .map_err(|e| vec![format!("{name}.client_ca: {e}")])?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(sni::BySni::new(&loaded)));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((config, loaded))
+}
+
+impl Tls {
+    /// Loads `settings` for the listener `listener`; every problem named.
+    pub fn new(listener: &'static str, settings: &TlsConfig) -> Result<Tls, Vec<String>> {
+        let name = match listener {
+            "proxy" => "server.tls",
+            "admin" => "admin.tls",
+            _ => "decision.tls",
+        };
+        let (config, loaded) = build(settings, name)?;
+        Ok(Tls {
+            listener,
+            settings: settings.clone(),
+            current: ArcSwap::from_pointee(config),
+            loaded: ArcSwap::from_pointee(loaded),
+            handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
+        })
+    }
+
+    /// The acceptor for the next connection (the configuration serving now).
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.current.load_full())
+    }
+
+    /// The certificates serving now.
+    pub fn serving(&self) -> Arc<Vec<Loaded>> {
+        self.loaded.load_full()
+    }
+
+    /// Reads the files again: the new set serves if it loads, and the old
+    /// one keeps serving if not (the problems returned).
+    pub fn reload(&self) -> Result<(), Vec<String>> {
+        let (config, loaded) = build(&self.settings, self.listener)?;
+        self.current.store(Arc::new(config));
+        self.loaded.store(Arc::new(loaded));
+        Ok(())
+    }
+
+    /// (file, end of validity) of each certificate serving.
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        self.serving()
+            .iter()
+            .map(|l| (l.origin.clone(), l.not_after))
+            .collect()
+    }
+
+    /// Every file it reads.
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self
+            .settings
+            .certificates
+            .iter()
+            .flat_map(|p| [p.cert.clone(), p.key.clone()])
+            .collect();
+        files.extend(self.settings.client_ca.clone());
+        files
+    }
+}
+
+/// Reloads `tls` whenever one of its files changes (watching their
+/// directories: certificate managers replace files by rename, and
+/// Kubernetes swaps a symlink), until `stopped`.
+pub fn watch(tls: Arc<Tls>, metrics: TlsMetrics, mut stopped: watch_channel::Receiver<bool>) {
+    use notify::{RecursiveMode, Watcher};
+    metrics.serving(tls.listener, &tls.expiries());
+    let files = tls.files();
+    let mut dirs: Vec<PathBuf> = files
+        .iter()
+        .map(|f| match f.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let names: Vec<_> = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
+        .collect();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !event.kind.is_access()
+            && event.paths.iter().any(|p| {
+                // A file of ours, or Kubernetes' `..data` symlink swap.
+                p.file_name()
+                    .is_some_and(|n| names.iter().any(|m| m == n) || n == "..data")
+            })
+        {
+            let _ = tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(listener = tls.listener, error = %e, "cannot watch the TLS files; certificates will not be reloaded");
+            return;
+        }
+    };
+    for dir in &dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::error!(listener = tls.listener, dir = %dir.display(), error = %e, "cannot watch a TLS directory; changes there will not be reloaded");
+        }
+    }
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                change = rx.recv() => if change.is_none() { return },
+            }
+            // A renewal writes a certificate and a key: let both land.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+            match tls.reload() {
+                Ok(()) => {
+                    metrics.reloaded(tls.listener, true);
+                    metrics.serving(tls.listener, &tls.expiries());
+                    tracing::info!(listener = tls.listener, "TLS certificates reloaded");
+                }
+                Err(problems) => {
+                    metrics.reloaded(tls.listener, false);
+                    tracing::error!(listener = tls.listener, problems = ?problems, "new TLS certificates refused; the previous ones keep serving");
+                }
+            }
+        }
+    });
+}

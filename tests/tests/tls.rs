@@ -1,0 +1,447 @@
+//! TLS on the gateway's listeners (issue #15, part 1), with real clients —
+//! curl and Python's `ssl` — against a test CA: the certificate a client
+//! names by SNI, the default one for a name none carries, ALPN `h2`, TLS
+//! 1.2 and 1.3 only, certificates reloaded when their files change (a bad
+//! new pair refused while the old one serves, counted), an expired
+//! certificate refused at start, client certificates (mTLS) from the
+//! configured CA only, and TLS on the admin listener.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use portcullis_gateway::config::{CertificatePair, ClientCertificates, GatewayConfig, TlsConfig};
+use portcullis_gateway::demo::DEMO_ADMIN_TOKEN;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, date_time_ymd};
+
+const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
+
+/// A certificate authority that issues server and client certificates.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            issuer: Issuer::new(params, key),
+            pem: cert.pem(),
+        }
+    }
+
+    /// (certificate PEM, key PEM) for `names`, valid now unless `expired`.
+    fn issue(&self, names: &[&str], expired: bool) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        if expired {
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    // Written aside and renamed in, as certificate managers do.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// A pair written into `dir` as `<name>.pem` and `<name>.key`.
+fn pair(dir: &Path, name: &str, (cert, key): &(String, String)) -> CertificatePair {
+    CertificatePair {
+        cert: write(dir, &format!("{name}.pem"), cert),
+        key: write(dir, &format!("{name}.key"), key),
+    }
+}
+
+fn tls(certificates: Vec<CertificatePair>) -> TlsConfig {
+    TlsConfig {
+        certificates,
+        client_ca: None,
+        client_certificates: ClientCertificates::Required,
+        handshake_timeout_ms: 5_000,
+    }
+}
+
+/// curl's answer: (exit code, `%{http_code} %{http_version}`).
+fn curl(args: &[&str]) -> (i32, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+        ])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Python's `ssl` against `port`: prints the names of the certificate the
+/// server sent (or the error), for `server_name`, TLS versions between
+/// `min` and `max`.
+fn python_tls(ca: &Path, port: u16, server_name: &str, min: &str, max: &str) -> String {
+    let script = format!(
+        r#"
+import socket, ssl
+ctx = ssl.create_default_context(cafile={ca:?})
+ctx.minimum_version = ssl.TLSVersion.{min}
+ctx.maximum_version = ssl.TLSVersion.{max}
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+try:
+    with socket.create_connection(("127.0.0.1", {port}), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname={server_name:?}) as s:
+            names = sorted(v for k, v in s.getpeercert()["subjectAltName"] if k == "DNS")
+            print("ok", s.version(), s.selected_alpn_protocol(), ",".join(names))
+except Exception as e:
+    print("error", type(e).__name__, e)
+"#,
+        ca = ca.display().to_string(),
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct TlsGw {
+    gw: Gw,
+    ca: PathBuf,
+    port: u16,
+}
+
+async fn tls_gateway(ca: &Ca, tweak: impl FnOnce(&mut GatewayConfig, &Path)) -> TlsGw {
+    let ca_pem = ca.pem.clone();
+    let mut ca_path = PathBuf::new();
+    let gw = gateway_with(Some(revision(1)), |c, dir| {
+        ca_path = write(dir, "ca.pem", &ca_pem);
+        tweak(c, dir);
+    })
+    .await;
+    let port = gw.running.proxy_addr.port();
+    TlsGw {
+        gw,
+        ca: ca_path,
+        port,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_the_certificate_each_client_names() {
+    let ca = Ca::new("Portcullis test CA");
+    let default = ca.issue(&["api.test", "localhost"], false);
+    let admin = ca.issue(&["*.admin.test"], false);
+    let t = tls_gateway(&ca, |c, dir| {
+        c.server.tls = Some(tls(vec![
+            pair(dir, "api", &default),
+            pair(dir, "admin", &admin),
+        ]));
+    })
+    .await;
+    let (ca_file, port) = (t.ca.display().to_string(), t.port);
+    let token = format!("authorization: {}", bearer("pat"));
+    let url = |host: &str| format!("https://{host}:{port}{TABLE}");
+    let resolve = |host: &str| format!("{host}:{port}:127.0.0.1");
+    // curl to `host` (resolved to the gateway), trusting the test CA.
+    let to = |host: &str, extra: &[&str]| {
+        let (resolved, url, token) = (resolve(host), url(host), token.clone());
+        let mut args = vec!["--cacert", &ca_file, "--resolve", &resolved];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--no-token") {
+            args.extend(["-H", &token]);
+        }
+        args.retain(|a| *a != "--no-token");
+        args.push(&url);
+        curl(&args)
+    };
+
+    // HTTP/2 by ALPN, and HTTP/1.1 when asked; the request is authorized
+    // as over plain HTTP.
+    assert_eq!(to("api.test", &[]), (0, "200 2".into()));
+    assert_eq!(to("api.test", &["--http1.1"]), (0, "200 1.1".into()));
+    assert_eq!(
+        to("api.test", &["--no-token"]),
+        (0, "401 2".into()),
+        "no token: denied as ever"
+    );
+
+    // The second certificate for its (wildcard) name.
+    assert_eq!(to("ops.admin.test", &[]).0, 0);
+    assert_eq!(
+        python_tls(&t.ca, port, "ops.admin.test", "TLSv1_2", "TLSv1_3"),
+        "ok TLSv1.3 h2 *.admin.test"
+    );
+    // A name no certificate carries gets the first one — which the client
+    // then refuses for the name it wanted (curl: 60, peer certificate).
+    assert_eq!(
+        python_tls(&t.ca, port, "api.test", "TLSv1_2", "TLSv1_3"),
+        "ok TLSv1.3 h2 api.test,localhost"
+    );
+    assert_eq!(
+        to("other.test", &[]).0,
+        60,
+        "the wrong name is the client's to refuse"
+    );
+    // Not trusted without the CA.
+    let (code, _) = curl(&["--resolve", &resolve("api.test"), &url("api.test")]);
+    assert_eq!(code, 60);
+
+    // TLS 1.2 and 1.3 only.
+    assert!(python_tls(&t.ca, port, "api.test", "TLSv1_2", "TLSv1_2").starts_with("ok TLSv1.2 h2"));
+    let old = python_tls(&t.ca, port, "api.test", "TLSv1", "TLSv1_1");
+    assert!(old.starts_with("error"), "{old}");
+
+    // The upstream is told the client came over TLS.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &ca_file,
+            "--resolve",
+            &resolve("api.test"),
+            "-H",
+            &token,
+            &url("api.test"),
+        ])
+        .output()
+        .unwrap();
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["x-forwarded-proto"], "https", "{seen}");
+
+    // Plain HTTP on a TLS listener is a failed handshake, counted.
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{port}{TABLE}")]);
+    assert_ne!(code, 0);
+    let (_, metrics) = t.gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_tls_handshake_failures_total{listener=\"proxy\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_tls_certificate_expiry_timestamp_seconds{listener=\"proxy\""),
+        "{metrics}"
+    );
+}
+
+/// The DNS names of the certificate served for `name`, once they are
+/// `want` (polling: the reload follows a file event).
+fn served_eventually(ca: &Path, port: u16, name: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = python_tls(ca, port, name, "TLSv1_2", "TLSv1_3");
+        if got.ends_with(want) || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `n` reloads of the proxy's certificates have been refused.
+async fn refused(gw: &Gw, n: u32) {
+    let want = format!("portcullis_tls_reloads_total{{listener=\"proxy\",result=\"refused\"}} {n}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = gw.admin_get("/-/metrics").await;
+        if metrics.contains(&want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refusal {n} not counted: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_reloaded_and_a_bad_pair_keeps_the_old_one_serving() {
+    let ca = Ca::new("Portcullis test CA");
+    let first = ca.issue(&["first.test"], false);
+    let mut dir_path = PathBuf::new();
+    let t = tls_gateway(&ca, |c, dir| {
+        dir_path = dir.to_path_buf();
+        c.server.tls = Some(tls(vec![pair(dir, "site", &first)]));
+    })
+    .await;
+    assert!(python_tls(&t.ca, t.port, "first.test", "TLSv1_2", "TLSv1_3").ends_with("first.test"));
+
+    // Renewed: the new pair serves without a restart.
+    let second = ca.issue(&["second.test"], false);
+    pair(&dir_path, "site", &second);
+    assert!(
+        served_eventually(&t.ca, t.port, "second.test", "second.test").ends_with("second.test")
+    );
+
+    // An expired certificate, then a key that is not the certificate's:
+    // refused, counted, and the second pair keeps serving.
+    pair(&dir_path, "site", &ca.issue(&["expired.test"], true));
+    refused(&t.gw, 1).await;
+    assert!(
+        python_tls(&t.ca, t.port, "second.test", "TLSv1_2", "TLSv1_3").ends_with("second.test")
+    );
+    let other_key = ca.issue(&["third.test"], false).1;
+    write(&dir_path, "site.pem", &ca.issue(&["third.test"], false).0);
+    write(&dir_path, "site.key", &other_key);
+    refused(&t.gw, 2).await;
+    assert!(
+        python_tls(&t.ca, t.port, "second.test", "TLSv1_2", "TLSv1_3").ends_with("second.test")
+    );
+    let (_, metrics) = t.gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_tls_reloads_total{listener=\"proxy\",result=\"ok\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// `config` does not start, and says all of `said`.
+async fn refused_start(config: GatewayConfig, said: &[&str]) {
+    let err = portcullis_gateway::server::start(config, Some(revision(1)))
+        .await
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(said.iter().all(|s| msg.contains(s)), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_mismatched_certificate_stops_the_start() {
+    let ca = Ca::new("Portcullis test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = demo_gateway_config(dir.path()).await;
+    config.server.tls = Some(tls(vec![pair(
+        dir.path(),
+        "old",
+        &ca.issue(&["old.test"], true),
+    )]));
+    refused_start(config, &["server.tls.certificates", "expired"]).await;
+
+    let mut config = demo_gateway_config(dir.path()).await;
+    let (cert, _) = ca.issue(&["a.test"], false);
+    let (_, key) = ca.issue(&["b.test"], false);
+    config.admin.tls = Some(tls(vec![pair(dir.path(), "mixed", &(cert, key))]));
+    refused_start(config, &["admin.tls", "does not belong"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_from_another_ca_are_refused() {
+    let ca = Ca::new("Portcullis test CA");
+    let clients = Ca::new("Clients CA");
+    let strangers = Ca::new("Another CA");
+    let server = ca.issue(&["api.test"], false);
+    let clients_pem = clients.pem.clone();
+    let mut dir_path = PathBuf::new();
+    let t = tls_gateway(&ca, |c, dir| {
+        dir_path = dir.to_path_buf();
+        let mut settings = tls(vec![pair(dir, "api", &server)]);
+        settings.client_ca = Some(write(dir, "clients.pem", &clients_pem));
+        c.server.tls = Some(settings);
+    })
+    .await;
+    let (ca_file, port) = (t.ca.display().to_string(), t.port);
+    let resolve = format!("api.test:{port}:127.0.0.1");
+    let url = format!("https://api.test:{port}{TABLE}");
+    let token = format!("authorization: {}", bearer("pat"));
+    let mine = pair(
+        &dir_path,
+        "client",
+        &clients.issue(&["billing.svc.test"], false),
+    );
+    let theirs = pair(
+        &dir_path,
+        "stranger",
+        &strangers.issue(&["billing.svc.test"], false),
+    );
+    let with = |p: &CertificatePair| {
+        curl(&[
+            "--cacert",
+            &ca_file,
+            "--resolve",
+            &resolve,
+            "-H",
+            &token,
+            "--cert",
+            &p.cert.display().to_string(),
+            "--key",
+            &p.key.display().to_string(),
+            &url,
+        ])
+    };
+    assert_eq!(with(&mine), (0, "200 2".to_string()));
+    let (code, _) = with(&theirs);
+    assert_ne!(
+        code, 0,
+        "a certificate from another CA is refused in the handshake"
+    );
+    let (code, _) = curl(&[
+        "--cacert",
+        &ca_file,
+        "--resolve",
+        &resolve,
+        "-H",
+        &token,
+        &url,
+    ]);
+    assert_ne!(
+        code, 0,
+        "no certificate: refused (client_certificates = required)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_speaks_tls_too() {
+    let ca = Ca::new("Portcullis test CA");
+    let cert = ca.issue(&["admin.test"], false);
+    let t = tls_gateway(&ca, |c, dir| {
+        c.admin.tls = Some(tls(vec![pair(dir, "admin", &cert)]));
+    })
+    .await;
+    let port = t.gw.running.admin_addr.port();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--cacert",
+            &t.ca.display().to_string(),
+            "--resolve",
+            &format!("admin.test:{port}:127.0.0.1"),
+            "-H",
+            &format!("authorization: Bearer {DEMO_ADMIN_TOKEN}"),
+            &format!("https://admin.test:{port}/-/readyz"),
+        ])
+        .output()
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+    // The proxy listener is still plain HTTP.
+    let a = t.gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
+    assert_eq!(a.status, http::StatusCode::OK);
+}
