@@ -30,8 +30,10 @@ use crate::stage::route_table::{Rejection, Resolved};
 /// Who is asking, as the caller presents it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Asker<'a> {
-    /// Credentials in headers (a bearer token or an API key), verified.
-    Credentials(&'a HeaderMap),
+    /// Credentials in headers (a bearer token or an API key), verified;
+    /// failing those, the service account of the connection's client
+    /// certificate, if the listener maps it.
+    Credentials(&'a HeaderMap, Option<&'a str>),
     /// A principal the caller vouches for (the decision endpoint's
     /// `principal`, behind its own token).
     Principal(&'a str),
@@ -66,13 +68,16 @@ pub(crate) fn unauthenticated(e: &Unauthenticated) -> Refusal {
 }
 
 /// Runs one request through route → identity → decision. `path` is the raw
-/// request path (no query); `host` the client's host, already parsed.
+/// request path (no query); `host` the client's host, already parsed;
+/// `certificate` the service account of the connection's client
+/// certificate, when the listener maps one.
 pub(crate) fn check<'s>(
     shared: &'s Shared,
     method: &Method,
     host: Option<&str>,
     path: &str,
     headers: &HeaderMap,
+    certificate: Option<&str>,
     started: Instant,
 ) -> Result<Passed<'s>, Refusal> {
     let logged = blank(method, started);
@@ -119,7 +124,7 @@ pub(crate) fn check<'s>(
     let decided = match who(
         shared,
         None,
-        Asker::Credentials(headers),
+        Asker::Credentials(headers, certificate),
         resolved.action,
         &resolved.resource,
         at,
@@ -284,10 +289,14 @@ fn who(
     };
     let credential = match asker {
         Asker::Principal(p) => Credential::Token(p.to_string()),
-        Asker::Credentials(headers) => {
-            match shared.compiled.identity.authenticate(headers, at.clock) {
-                Ok(c) => c,
-                Err(e) => return Err(refuse(unauthenticated(&e), None)),
+        Asker::Credentials(headers, certificate) => {
+            match (
+                shared.compiled.identity.authenticate(headers, at.clock),
+                certificate,
+            ) {
+                (Ok(c), _) => c,
+                (Err(Unauthenticated::Missing), Some(p)) => Credential::Certificate(p.to_string()),
+                (Err(e), _) => return Err(refuse(unauthenticated(&e), None)),
             }
         }
     };

@@ -132,6 +132,13 @@ pub struct TlsConfig {
     /// Time allowed for a handshake.
     #[serde(default = "default_handshake_ms")]
     pub handshake_timeout_ms: u64,
+    /// The proxy listener only, with `client_ca`: which client
+    /// certificates are which service accounts — a URI SAN (a SPIFFE ID,
+    /// `spiffe://…`) or a DNS SAN → `service/<id>`. A request with no
+    /// bearer token or API key on such a connection is that service
+    /// account; a certificate the map does not name identifies nobody.
+    #[serde(default)]
+    pub client_principals: BTreeMap<String, String>,
 }
 
 fn default_handshake_ms() -> u64 {
@@ -455,6 +462,23 @@ impl GatewayConfig {
                 }
                 if t.client_certificates == ClientCertificates::Optional && t.client_ca.is_none() {
                     problems.push(format!("{name}.client_certificates: needs client_ca (the CAs client certificates must chain to)"));
+                }
+                if !t.client_principals.is_empty() {
+                    if name != "server.tls" {
+                        problems.push(format!("{name}.client_principals: only the proxy listener ([server.tls]) maps client certificates to principals"));
+                    }
+                    if t.client_ca.is_none() {
+                        problems.push(format!("{name}.client_principals: needs client_ca (only verified certificates are mapped)"));
+                    }
+                    for (san, principal) in &t.client_principals {
+                        let id = principal.strip_prefix("service/").unwrap_or("");
+                        if id.is_empty() || id.contains('/') {
+                            problems.push(format!("{name}.client_principals.{san:?}: {principal:?} is not a service account (`service/<id>`)"));
+                        }
+                        if san.is_empty() {
+                            problems.push(format!("{name}.client_principals: an empty SAN"));
+                        }
+                    }
                 }
             }
         }

@@ -532,9 +532,17 @@ async fn serve(
         let kind = kind.clone();
         let framing = FramingLog::new();
         let seen = framing.clone();
-        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        // The service account of the client's certificate (TLS listeners
+        // with client_principals), known once the handshake is done.
+        let certified: Arc<std::sync::OnceLock<Arc<str>>> = Arc::default();
+        let certificate = Arc::clone(&certified);
+        let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let shared = Arc::clone(&shared);
             let kind = kind.clone();
+            if let Some(p) = certificate.get() {
+                req.extensions_mut()
+                    .insert(crate::tls::ClientPrincipal(Arc::clone(p)));
+            }
             // HTTP/1 requests reach the service in the order they were
             // sent, so the n-th one asks about the n-th head on the wire.
             let ambiguous =
@@ -580,7 +588,17 @@ async fn serve(
                 Some(tls) => {
                     let handshake = tls.acceptor().accept(stream);
                     match tokio::time::timeout(tls.handshake_timeout, handshake).await {
-                        Ok(Ok(s)) => MaybeTls::Tls(Box::new(s)),
+                        Ok(Ok(s)) => {
+                            if let Some(p) = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| tls.principal_of(c))
+                            {
+                                let _ = certified.set(p);
+                            }
+                            MaybeTls::Tls(Box::new(s))
+                        }
                         Ok(Err(e)) => {
                             tls_metrics.handshake_failed(tls.listener);
                             tracing::debug!(listener = tls.listener, %peer, error = %e, "TLS handshake failed");

@@ -47,6 +47,17 @@ impl Ca {
         }
     }
 
+    /// (certificate PEM, key PEM) with the URI SAN `uri` (a SPIFFE ID).
+    fn issue_uri(&self, uri: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI(uri.try_into().unwrap()));
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// (certificate PEM, key PEM) for `names`, valid now unless `expired`.
     fn issue(&self, names: &[&str], expired: bool) -> (String, String) {
         let key = KeyPair::generate().unwrap();
@@ -85,6 +96,7 @@ fn tls(certificates: Vec<CertificatePair>) -> TlsConfig {
         client_ca: None,
         client_certificates: ClientCertificates::Required,
         handshake_timeout_ms: 5_000,
+        client_principals: Default::default(),
     }
 }
 
@@ -397,6 +409,10 @@ async fn client_certificates_from_another_ca_are_refused() {
         ])
     };
     assert_eq!(with(&mine), (0, "200 2".to_string()));
+    // Never implicit: without client_principals a verified certificate
+    // only opens the connection; the request still needs credentials.
+    let unmapped = fetch_with(&ca_file, &resolve, &url, &mine, &[]);
+    assert_eq!(unmapped["status"], "401", "{unmapped}");
     let (code, _) = with(&theirs);
     assert_ne!(
         code, 0,
@@ -444,4 +460,126 @@ async fn the_admin_listener_speaks_tls_too() {
     // The proxy listener is still plain HTTP.
     let a = t.gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
     assert_eq!(a.status, http::StatusCode::OK);
+}
+
+/// `GET url` over TLS with a client certificate (and the headers given):
+/// the status and what the upstream was told.
+fn fetch_with(
+    ca: &str,
+    resolve: &str,
+    url: &str,
+    cert: &CertificatePair,
+    headers: &[&str],
+) -> serde_json::Value {
+    let (cert, key) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let mut args = vec![
+        "-sS",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+        ca,
+        "--resolve",
+        resolve,
+    ];
+    args.extend(["--cert", &cert, "--key", &key]);
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.push(url);
+    let out = Command::new("curl").args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    let mut v: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    if !v.is_object() {
+        v = serde_json::json!({});
+    }
+    v["status"] = serde_json::json!(status);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_service_accounts_only_where_mapped() {
+    let ca = Ca::new("Portcullis test CA");
+    let clients = Ca::new("Clients CA");
+    let server = ca.issue(&["api.test"], false);
+    let clients_pem = clients.pem.clone();
+    let mut dir_path = PathBuf::new();
+    let t = tls_gateway(&ca, |c, dir| {
+        dir_path = dir.to_path_buf();
+        let mut settings = tls(vec![pair(dir, "api", &server)]);
+        settings.client_ca = Some(write(dir, "clients.pem", &clients_pem));
+        settings.client_certificates = ClientCertificates::Optional;
+        settings.client_principals = [
+            ("spiffe://test/ns/prod/sa/etl", "service/etl-loader"),
+            ("ci.svc.test", "service/ci-bot"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        c.server.tls = Some(settings);
+    })
+    .await;
+    let (ca_file, port) = (t.ca.display().to_string(), t.port);
+    let resolve = format!("api.test:{port}:127.0.0.1");
+    let url = format!("https://api.test:{port}{TABLE}");
+    let etl = pair(
+        &dir_path,
+        "etl",
+        &clients.issue_uri("spiffe://test/ns/prod/sa/etl"),
+    );
+    let ci = pair(&dir_path, "ci", &clients.issue(&["ci.svc.test"], false));
+    let nobody = pair(
+        &dir_path,
+        "nobody",
+        &clients.issue(&["other.svc.test"], false),
+    );
+    let get = |cert: &CertificatePair, headers: &[&str]| {
+        fetch_with(&ca_file, &resolve, &url, cert, headers)
+    };
+
+    // A SPIFFE ID and a DNS name, each mapped: that service account.
+    let a = get(&etl, &[]);
+    assert_eq!(a["status"], "200", "{a}");
+    assert_eq!(a["x-portcullis-principal"], "service/etl-loader");
+    let a = get(&ci, &[]);
+    assert_eq!(a["status"], "200", "{a}");
+    assert_eq!(a["x-portcullis-principal"], "service/ci-bot");
+    // Credentials in the request come first.
+    let token = format!("authorization: {}", bearer("pat"));
+    let a = get(&etl, &[&token]);
+    assert_eq!(a["x-portcullis-principal"], "user/pat", "{a}");
+    // A valid certificate the map does not name is nobody: 401, and a
+    // forged identity header changes nothing.
+    let a = get(&nobody, &["x-portcullis-principal: service/etl-loader"]);
+    assert_eq!(a["status"], "401", "{a}");
+    // A look-alike header does not pass for the certificate's principal
+    // (nor reach the upstream).
+    let a = get(&etl, &["X_Portcullis_Principal: user/olivia"]);
+    assert_eq!(
+        (a["status"].as_str(), a["x-portcullis-principal"].as_str()),
+        (Some("200"), Some("service/etl-loader")),
+        "{a}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_principals_name_service_accounts_on_the_proxy_only() {
+    let ca = Ca::new("Portcullis test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let server = pair(dir.path(), "api", &ca.issue(&["api.test"], false));
+    let mut settings = tls(vec![server]);
+    settings.client_principals = [("ci.svc.test".to_string(), "user/pat".to_string())].into();
+    let mut config = demo_gateway_config(dir.path()).await;
+    config.server.tls = Some(settings.clone());
+    refused_start(config, &["is not a service account", "needs client_ca"]).await;
+    let mut config = demo_gateway_config(dir.path()).await;
+    config.admin.tls = Some(settings);
+    refused_start(
+        config,
+        &["admin.tls.client_principals: only the proxy listener"],
+    )
+    .await;
 }

@@ -172,6 +172,8 @@ pub(crate) fn handle(
                 host.as_deref(),
                 &original.path,
                 &parts.headers,
+                // The client's certificate is the fronting proxy's to check.
+                None,
                 started,
             )
         });

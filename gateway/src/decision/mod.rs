@@ -222,7 +222,7 @@ fn answer<'r>(
                         "credentials hold characters not allowed in a header",
                     )
                 })?;
-            Asker::Credentials(&headers)
+            Asker::Credentials(&headers, None)
         }
     };
     let Decided {

@@ -44,7 +44,7 @@ async fn view(
     let revision = generation.as_ref().map(|g| g.revision);
     let clock = unix_now();
     let principal = match shared.compiled.identity.authenticate(&parts.headers, clock) {
-        Ok(Credential::Token(p)) => p,
+        Ok(Credential::Token(p) | Credential::Certificate(p)) => p,
         Ok(Credential::ApiKey(_)) => {
             return Err(Refusal::denied(
                 "bearer_token_required",

@@ -82,12 +82,17 @@ async fn pass(
     } else {
         parts.method.clone()
     };
+    let certificate = parts
+        .extensions
+        .get::<crate::tls::ClientPrincipal>()
+        .map(|c| std::sync::Arc::clone(&c.0));
     let passed = crate::checkpoint::check(
         shared,
         &method,
         host.as_deref(),
         parts.uri.path(),
         &parts.headers,
+        certificate.as_deref(),
         started,
     )?;
     let (route, resolved, verdict) = (passed.resolved.route, &passed.resolved, &passed.verdict);

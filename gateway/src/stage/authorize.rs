@@ -56,7 +56,10 @@ pub fn decide(
         context: Context { now, bulk },
     };
     generation.with_instance(pool, |instance| {
-        if matches!(credential, Credential::Token(_)) {
+        if matches!(
+            credential,
+            Credential::Token(_) | Credential::Certificate(_)
+        ) {
             let d = instance.check(&request)?;
             if d.allowed {
                 return Ok(Verdict {

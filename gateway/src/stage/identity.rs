@@ -237,13 +237,16 @@ pub enum Credential {
     /// From an API key: `apikey/<sha256 hex>`; the engine resolves the
     /// user it acts as.
     ApiKey(String),
+    /// From the connection's client certificate, mapped by the TLS
+    /// listener's `client_principals`: `service/…`.
+    Certificate(String),
 }
 
 impl Credential {
     /// The principal reference to check.
     pub fn principal(&self) -> &str {
         match self {
-            Credential::Token(p) | Credential::ApiKey(p) => p,
+            Credential::Token(p) | Credential::ApiKey(p) | Credential::Certificate(p) => p,
         }
     }
 }

@@ -30,6 +30,11 @@ use crate::config::{ClientCertificates, TlsConfig};
 use crate::metrics::TlsMetrics;
 
 pub use certs::Loaded;
+
+/// The service account the connection's client certificate is
+/// (`client_principals`), put in each request's extensions by the server.
+#[derive(Clone, Debug)]
+pub struct ClientPrincipal(pub Arc<str>);
 pub use stream::MaybeTls;
 
 /// TLS on one listener.
@@ -129,6 +134,39 @@ impl Tls {
             .iter()
             .map(|l| (l.origin.clone(), l.not_after))
             .collect()
+    }
+
+    /// The service account a verified client certificate chain is, by the
+    /// first SAN of its leaf that `client_principals` names (URI SANs, then
+    /// DNS names); `None` when none is named, or when two name different
+    /// accounts.
+    pub fn principal_of(&self, chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<Arc<str>> {
+        use x509_parser::extensions::GeneralName;
+        let map = &self.settings.client_principals;
+        if map.is_empty() {
+            return None;
+        }
+        let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
+        let san = leaf.subject_alternative_name().ok()??;
+        let mut found: Option<&String> = None;
+        for name in &san.value.general_names {
+            let key = match name {
+                GeneralName::URI(uri) => (*uri).to_string(),
+                GeneralName::DNSName(dns) => dns.to_ascii_lowercase(),
+                _ => continue,
+            };
+            if let Some(p) = map.get(&key) {
+                if found.is_some_and(|f| f != p) {
+                    tracing::warn!(
+                        listener = self.listener,
+                        "a client certificate names two service accounts in client_principals; it identifies neither"
+                    );
+                    return None;
+                }
+                found = Some(p);
+            }
+        }
+        found.map(|p| Arc::from(p.as_str()))
     }
 
     /// Every file it reads.
