@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
@@ -22,7 +22,6 @@ use crate::config::{
 };
 use crate::response::{Body, empty, full, json_response};
 use crate::server::{Running, start_with_site};
-use crate::stage::forward::{HttpClient, http_client};
 use crate::stage::identity::{IdentityConfig, JwtConfig, KeyConfig, ServiceAccountMapping};
 use crate::stage::route_table::RouteSpec;
 use crate::static_site::StaticSite;
@@ -54,6 +53,9 @@ pub struct DemoOptions {
     /// `server.header_read_timeout_ms`: how long a client may take to send
     /// a request head (and how long an idle connection is kept).
     pub header_read_timeout_ms: u64,
+    /// HTTPS on the proxy listener, with a CA and certificate made in
+    /// `work_dir` (`demo --tls`).
+    pub tls: bool,
 }
 
 impl DemoOptions {
@@ -70,6 +72,7 @@ impl DemoOptions {
             work_dir: work_dir.to_path_buf(),
             browser_pkg: None,
             header_read_timeout_ms: ServerConfig::default().header_read_timeout_ms,
+            tls: false,
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Demo {
     pub v2_path: PathBuf,
     /// Tokens by username.
     pub tokens: BTreeMap<&'static str, String>,
+    /// With `--tls`: the CA certificate clients trust.
+    pub ca: Option<PathBuf>,
 }
 
 /// Builds the example directory as a snapshot; `edit` may change the JSON
@@ -401,7 +406,14 @@ pub async fn start_demo(opts: DemoOptions) -> Result<Demo, String> {
         tokens.insert(user, demo_token(user)?);
     }
     let site = demo_site(&tokens, opts.browser_pkg.as_deref())?;
-    let gateway = start_with_site(demo_config(&opts, upstream), Some(v1), Some(site))
+    let mut config = demo_config(&opts, upstream);
+    let mut ca = None;
+    if opts.tls {
+        let tls = crate::demo_tls::make(&opts.work_dir)?;
+        config.server.tls = Some(tls.config);
+        ca = Some(tls.ca);
+    }
+    let gateway = start_with_site(config, Some(v1), Some(site))
         .await
         .map_err(|e| e.to_string())?;
     Ok(Demo {
@@ -409,10 +421,16 @@ pub async fn start_demo(opts: DemoOptions) -> Result<Demo, String> {
         upstream,
         v2_path,
         tokens,
+        ca,
     })
 }
 
 impl Demo {
+    /// `https` with `--tls`.
+    fn scheme(&self) -> &'static str {
+        if self.ca.is_some() { "https" } else { "http" }
+    }
+
     fn token(&self, user: &str) -> &str {
         self.tokens.get(user).map_or("", |t| t.as_str())
     }
@@ -422,49 +440,57 @@ impl Demo {
         let gw = self.gateway.proxy_addr;
         let admin = self.gateway.admin_addr;
         let v2 = self.v2_path.display();
+        let scheme = self.scheme();
+        let trust = match &self.ca {
+            Some(ca) => format!(
+                "\n# HTTPS with a CA made for this run (not for production): curl trusts it with\nexport CURL_CA_BUNDLE={}\n",
+                ca.display()
+            ),
+            None => String::new(),
+        };
         format!(
-            r#"Portcullis demo: gateway on http://{gw}, admin API on http://{admin}, demo upstream on http://{up}
+            r#"Portcullis demo: gateway on {scheme}://{gw}, admin API on http://{admin}, demo upstream on http://{up}
 Directory: snapshots/examples/acme.json (revision 1), decided in the WebAssembly engine.
-
+{trust}
 # Demo credentials (HS256 tokens valid for a week, and sam's API key):
 export PAT={pat}
 export ADAM={adam}
 export KEY={key}
 
 # 1. Allowed: pat reads the sales catalog (group analysts holds reader on env/prod).
-curl -s http://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
+curl -s {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
 
 # 2. Denied, with the reason: pat may not write there.
-curl -s -X PUT http://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
+curl -s -X PUT {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
 
 # 3. Denied by a rule no grant overrides: an administrator cannot act on an owner.
-curl -s -X PATCH http://{gw}/users/olivia -H "Authorization: Bearer $ADAM"
+curl -s -X PATCH {scheme}://{gw}/users/olivia -H "Authorization: Bearer $ADAM"
 
 # 4. 401: no credentials (see the WWW-Authenticate header).
-curl -si http://{gw}/envs/prod/catalogs/sales/tables/orders
+curl -si {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders
 
 # 5. An API key acts as its creator; a forged identity header is stripped.
-curl -s http://{gw}/orgs/acme/sso -H "X-API-Key: $KEY" -H "X-Portcullis-Principal: user/olivia"
+curl -s {scheme}://{gw}/orgs/acme/sso -H "X-API-Key: $KEY" -H "X-Portcullis-Principal: user/olivia"
 
 # 6. Path tricks are normalized before matching or refused (this one is 400).
-curl -s --path-as-is "http://{gw}/envs/prod/catalogs/sales%2Ftables/orders" -H "Authorization: Bearer $PAT"
+curl -s --path-as-is "{scheme}://{gw}/envs/prod/catalogs/sales%2Ftables/orders" -H "Authorization: Bearer $PAT"
 
 # 7. Push revision 2 (pat becomes a writer on catalog/sales), then repeat step 2: now allowed.
 curl -s -X PUT --data-binary @{v2} http://{admin}/-/snapshot -H "Authorization: Bearer {tok}"
 #    (or: portcullis snapshot push {v2} --to http://{admin} --token {tok})
-curl -s -X PUT http://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
+curl -s -X PUT {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
 
 # 8. The decision endpoint, for services that ask before they act (and the
 #    nginx auth_request / Traefik / Envoy adapters beside it: docs/gateway.md).
-curl -s http://{gw}/-/authz/v1/check -d '{{"principal": "user/adam", "action": "user:update", "resource": "user/olivia"}}'
-curl -s -o /dev/null -w '%{{http_code}}\n' http://{gw}/-/authz/v1/nginx -H "X-Original-Method: GET" \
+curl -s {scheme}://{gw}/-/authz/v1/check -d '{{"principal": "user/adam", "action": "user:update", "resource": "user/olivia"}}'
+curl -s -o /dev/null -w '%{{http_code}}\n' {scheme}://{gw}/-/authz/v1/nginx -H "X-Original-Method: GET" \
      -H "X-Original-URI: /envs/prod/catalogs/sales/tables/orders" -H "Authorization: Bearer $PAT"
 
 # Operations: readiness, metrics, the serving snapshot.
 curl -s http://{admin}/-/readyz; curl -s http://{admin}/-/metrics | grep portcullis_requests; curl -s http://{admin}/-/snapshot
 
 # In a browser: permission hints from the same engine, compiled to WebAssembly.
-#    http://{gw}/-/demo/   (sign in as a demo user; push revision 2 and press Refresh)
+#    {scheme}://{gw}/-/demo/   (sign in as a demo user; push revision 2 and press Refresh)
 
 Every decision is logged below as one JSON line. Ctrl-C stops the demo.
 "#,
@@ -479,8 +505,8 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
     /// Runs the demo's steps against the live gateway and checks each
     /// answer; returns a report, or the first step that went wrong.
     pub async fn walkthrough(&self) -> Result<String, String> {
-        let client = http_client(Duration::from_secs(2), 4);
-        let gw = format!("http://{}", self.gateway.proxy_addr);
+        let client = crate::demo_tls::walk_client(self.ca.as_deref())?;
+        let gw = format!("{}://{}", self.scheme(), self.gateway.proxy_addr);
         let admin = format!("http://{}", self.gateway.admin_addr);
         let pat = format!("Bearer {}", self.token("pat"));
         let adam = format!("Bearer {}", self.token("adam"));
@@ -606,7 +632,7 @@ type Step<'a> = (
 );
 
 async fn send(
-    client: &HttpClient,
+    client: &crate::demo_tls::WalkClient,
     method: Method,
     url: &str,
     headers: &[(&str, &str)],

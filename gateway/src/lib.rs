@@ -21,6 +21,7 @@ pub mod config;
 pub mod decision;
 pub mod decision_log;
 pub mod demo;
+pub mod demo_tls;
 pub mod framing;
 pub mod metrics;
 pub mod proxy;

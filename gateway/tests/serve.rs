@@ -32,6 +32,25 @@ fn demo_walkthrough_answers_every_step() {
 }
 
 #[test]
+fn demo_walkthrough_answers_every_step_over_tls() {
+    // `demo --tls`: the proxy over HTTPS with a CA made for the run, which
+    // the walkthrough's client trusts (and nothing else).
+    let o = portcullis(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--walkthrough",
+        "--tls",
+    ]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("every step answered as expected"), "{out}");
+    assert!(out.contains(r#""x-forwarded-proto":"https""#), "{out}");
+}
+
+#[test]
 fn a_bad_config_is_one_clear_error_listing_every_problem() {
     let dir = workdir("badconfig");
     let config = dir.join("gateway.toml");

@@ -42,6 +42,11 @@ pub struct DemoArgs {
     /// idle connection is kept, in milliseconds (slowloris protection).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     header_read_timeout_ms: u64,
+    /// Serve the proxy over HTTPS, with a certificate for 127.0.0.1 and
+    /// localhost from a CA made for this run (printed: trust it with
+    /// `curl --cacert` or CURL_CA_BUNDLE).
+    #[arg(long)]
+    tls: bool,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -114,6 +119,7 @@ pub fn demo(a: DemoArgs) -> Result<(), CliError> {
             work_dir: std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id())),
             browser_pkg: Some(a.browser_pkg),
             header_read_timeout_ms: a.header_read_timeout_ms,
+            tls: a.tls,
         })
         .await
         .map_err(CliError::Start)?;
