@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -14,6 +14,7 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::config::{CertificatePair, ClientCertificates, TlsConfig};
 use crate::response::Body;
+use crate::snapshot::store::https_connector;
 
 /// The demo's CA (to trust) and the TLS settings of its proxy listener.
 pub struct DemoTls {
@@ -81,13 +82,5 @@ pub fn walk_client(ca: Option<&Path>) -> Result<WalkClient, String> {
     .map_err(|e| e.to_string())?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    Ok(Client::builder(TokioExecutor::new()).build(https_connector(tls)))
 }

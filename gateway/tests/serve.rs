@@ -15,19 +15,28 @@ use std::time::{Duration, Instant};
 mod common;
 use common::*;
 
-#[test]
-fn demo_walkthrough_answers_every_step() {
-    let o = portcullis(&[
+/// `portcullis demo --walkthrough` with `extra` arguments: its output,
+/// once it reported every step as expected.
+fn walkthrough(extra: &[&str]) -> String {
+    let mut args = vec![
         "demo",
         "--listen",
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
         "--walkthrough",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = portcullis(&args);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     let out = text(&o.stdout);
     assert!(out.contains("every step answered as expected"), "{out}");
+    out
+}
+
+#[test]
+fn demo_walkthrough_answers_every_step() {
+    let out = walkthrough(&[]);
     assert!(out.contains("administrator_over_owner"), "{out}");
 }
 
@@ -35,18 +44,7 @@ fn demo_walkthrough_answers_every_step() {
 fn demo_walkthrough_answers_every_step_over_tls() {
     // `demo --tls`: the proxy over HTTPS with a CA made for the run, which
     // the walkthrough's client trusts (and nothing else).
-    let o = portcullis(&[
-        "demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--walkthrough",
-        "--tls",
-    ]);
-    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
-    let out = text(&o.stdout);
-    assert!(out.contains("every step answered as expected"), "{out}");
+    let out = walkthrough(&["--tls"]);
     assert!(out.contains(r#""x-forwarded-proto":"https""#), "{out}");
 }
 

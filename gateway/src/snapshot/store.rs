@@ -35,6 +35,20 @@ impl std::fmt::Debug for StoreClient {
     }
 }
 
+/// A connector for `http://` and `https://` URLs, HTTP/1.1 and HTTP/2,
+/// TLS by `tls`.
+pub fn https_connector(tls: rustls::ClientConfig) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.enforce_http(false);
+    HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http)
+}
+
 impl StoreClient {
     /// A client trusting the CAs in `ca_file` (PEM), or the system's roots
     /// without one, sending `headers` with every request.
@@ -68,15 +82,7 @@ impl StoreClient {
                 .map_err(|e| format!("cannot read the system's CA certificates: {e}"))?
                 .with_no_client_auth(),
         };
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let connector = https_connector(tls);
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             let n = HeaderName::try_from(name.as_str())
