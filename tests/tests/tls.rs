@@ -21,7 +21,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_gateway::config::{CertificatePair, ClientCertificates, GatewayConfig, TlsConfig};
-use portcullis_gateway::demo::DEMO_ADMIN_TOKEN;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, date_time_ymd};
 
 const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
@@ -434,29 +433,44 @@ async fn client_certificates_from_another_ca_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_listener_speaks_tls_too() {
+async fn the_admin_and_decision_listeners_speak_tls_too() {
     let ca = Ca::new("Portcullis test CA");
-    let cert = ca.issue(&["admin.test"], false);
+    let admin = ca.issue(&["admin.test"], false);
+    let decision = ca.issue(&["decide.test"], false);
     let t = tls_gateway(&ca, |c, dir| {
-        c.admin.tls = Some(tls(vec![pair(dir, "admin", &cert)]));
+        c.admin.tls = Some(tls(vec![pair(dir, "admin", &admin)]));
+        c.decision.listen = Some(local());
+        c.decision.tls = Some(tls(vec![pair(dir, "decide", &decision)]));
     })
     .await;
-    let port = t.gw.running.admin_addr.port();
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--cacert",
-            &t.ca.display().to_string(),
-            "--resolve",
-            &format!("admin.test:{port}:127.0.0.1"),
-            "-H",
-            &format!("authorization: Bearer {DEMO_ADMIN_TOKEN}"),
-            &format!("https://admin.test:{port}/-/readyz"),
-        ])
-        .output()
-        .unwrap();
-    let ready: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ca_file = t.ca.display().to_string();
+    let https = |host: &str, port: u16, path: &str, extra: &[&str]| {
+        let (resolved, url) = (
+            format!("{host}:{port}:127.0.0.1"),
+            format!("https://{host}:{port}{path}"),
+        );
+        let mut args = vec!["-sS", "--cacert", &ca_file, "--resolve", &resolved];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let out = Command::new("curl").args(&args).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let admin_port = t.gw.running.admin_addr.port();
+    let ready = https("admin.test", admin_port, "/-/readyz", &[]);
     assert_eq!(ready["ready"], true, "{ready}");
+    let decision_port =
+        t.gw.running
+            .decision_addr
+            .expect("decision listener")
+            .port();
+    let body = r#"{"principal": "user/pat", "action": "read", "resource": "catalog/sales"}"#;
+    let answer = https(
+        "decide.test",
+        decision_port,
+        "/v1/check",
+        &["-H", "content-type: application/json", "-d", body],
+    );
+    assert_eq!(answer["decision"], "allow", "{answer}");
     // The proxy listener is still plain HTTP.
     let a = t.gw.get(TABLE, &[("authorization", &bearer("pat"))]).await;
     assert_eq!(a.status, http::StatusCode::OK);
