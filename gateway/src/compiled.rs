@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::config::{ConfigError, GatewayConfig, Tokens};
 use crate::snapshot::store::StoreClient;
+use crate::stage::assertion::Assertions;
 use crate::stage::forward::UpstreamSpecs;
 use crate::stage::identity::Identity;
 use crate::stage::route_table::{PathRules, RouteTable};
@@ -47,6 +48,8 @@ pub struct CompiledConfig {
     pub store: Option<StoreClient>,
     /// TLS of the proxy, admin and decision listeners, certificates loaded.
     pub tls: TlsListeners,
+    /// `[assertion]`, keys loaded.
+    pub assertions: Option<Assertions>,
 }
 
 /// Each listener's TLS, when it has a `tls` section.
@@ -98,6 +101,16 @@ impl CompiledConfig {
             .ok(),
             None => Some(None),
         };
+        let assertions = match &config.assertion {
+            Some(a) => match Assertions::new(a) {
+                Ok(a) => Some(a),
+                Err(p) => {
+                    problems.extend(p);
+                    None
+                }
+            },
+            None => None,
+        };
         let mut tls = TlsListeners::default();
         for (listener, settings, slot) in [
             ("proxy", &config.server.tls, &mut tls.proxy),
@@ -146,6 +159,7 @@ impl CompiledConfig {
             browser_signer,
             store,
             tls,
+            assertions,
         })
     }
 }

@@ -74,6 +74,51 @@ pub struct GatewayConfig {
     /// The decision endpoint for other gateways and services.
     #[serde(default)]
     pub decision: DecisionConfig,
+    /// `[assertion]`: the keys that sign `X-Portcullis-Assertion` for
+    /// routes with `assertion = true`.
+    #[serde(default)]
+    pub assertion: Option<AssertionConfig>,
+}
+
+/// `[assertion]`: identity the upstream can verify (`docs/gateway.md`,
+/// "Signed identity").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionConfig {
+    /// `iss` of every assertion.
+    #[serde(default = "default_assertion_issuer")]
+    pub issuer: String,
+    /// Lifetime of an assertion, in seconds (`exp` − `iat`).
+    #[serde(default = "default_assertion_ttl")]
+    pub ttl_s: u64,
+    /// Ed25519 keys, by `kid`. The first with a `private_key` signs; every
+    /// one is published at `/.well-known/jwks.json` on the admin listener,
+    /// so that assertions signed by a key being retired still verify.
+    pub keys: Vec<AssertionKey>,
+}
+
+fn default_assertion_issuer() -> String {
+    "portcullis".into()
+}
+
+fn default_assertion_ttl() -> u64 {
+    60
+}
+
+/// One assertion key: a private key (PKCS#8 PEM, `portcullis snapshot
+/// keygen` writes one) that can sign, or a public key (SPKI PEM) that is
+/// only published.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionKey {
+    /// The key's `kid`.
+    pub kid: String,
+    /// A private key: this one can sign.
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
+    /// A public key: published only.
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
 }
 
 /// `[server]`: the public listener.
@@ -482,6 +527,41 @@ impl GatewayConfig {
                 }
             }
         }
+        match &self.assertion {
+            Some(a) => {
+                if !(1..=3600).contains(&a.ttl_s) {
+                    problems.push("assertion.ttl_s: between 1 and 3600 seconds (an assertion is for one request)".into());
+                }
+                if !a.keys.iter().any(|k| k.private_key.is_some()) {
+                    problems.push(
+                        "assertion.keys: at least one needs a private_key to sign with".into(),
+                    );
+                }
+                let mut kids = std::collections::BTreeSet::new();
+                for k in &a.keys {
+                    if k.kid.is_empty() || !kids.insert(k.kid.as_str()) {
+                        problems.push(format!(
+                            "assertion.keys: kid {:?} is empty or used twice",
+                            k.kid
+                        ));
+                    }
+                    if k.private_key.is_some() == k.public_key.is_some() {
+                        problems.push(format!(
+                            "assertion.keys.{}: give a private_key or a public_key (one of them)",
+                            k.kid
+                        ));
+                    }
+                }
+            }
+            None => {
+                for r in self.routes.iter().filter(|r| r.assertion) {
+                    problems.push(format!(
+                        "routes: {} has assertion = true, but there is no [assertion] section with a key to sign with",
+                        r.label()
+                    ));
+                }
+            }
+        }
         if self.decision.tls.is_some() && self.decision.listen.is_none() {
             problems.push("decision.tls: needs decision.listen (the decision endpoint on the proxy listener uses server.tls)".into());
         }
@@ -658,6 +738,13 @@ fn read_key<K, E: std::fmt::Display>(
 ) -> Result<K, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads an assertion key's public key (SPKI PEM).
+pub fn read_public_key(
+    path: &Path,
+) -> Result<portcullis_snapshots::signature::VerifyingKey, String> {
+    read_key(path, portcullis_snapshots::signature::read_public)
 }
 
 /// Reads one of `snapshot.trusted_keys`.

@@ -153,6 +153,7 @@ pub fn demo_routes() -> Vec<RouteSpec> {
             action: action.into(),
             resource: resource.into(),
             shadow: false,
+            assertion: false,
         };
     vec![
         route(
@@ -261,6 +262,7 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
         log: LogConfig {
             decisions: opts.decision_log.clone(),
         },
+        assertion: None,
     }
 }
 
@@ -294,6 +296,7 @@ pub async fn echo_upstream(addr: SocketAddr) -> std::io::Result<SocketAddr> {
                         "x-forwarded-for": h("x-forwarded-for"),
                         "x-forwarded-host": h("x-forwarded-host"),
                         "x-forwarded-proto": h("x-forwarded-proto"),
+                        "x-portcullis-assertion": h("x-portcullis-assertion"),
                     });
                     Ok::<_, std::convert::Infallible>(json_response(StatusCode::OK, &seen))
                 });

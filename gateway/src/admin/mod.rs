@@ -25,6 +25,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/-/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (Method::GET, "/.well-known/jwks.json") => match &shared.compiled.assertions {
+            Some(a) => json_response(StatusCode::OK, a.jwks()),
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"reason": "no_assertion_keys", "message": "no [assertion] section: the gateway signs no assertions"}),
+            ),
+        },
         (Method::GET, "/-/readyz") => readyz(&shared),
         (Method::GET, "/-/metrics") => metrics(&shared),
         (Method::GET, "/-/snapshot") => match shared.swapper.current() {

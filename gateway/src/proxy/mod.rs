@@ -113,6 +113,32 @@ async fn pass(
     }
     let body: Body =
         Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync();
+    let assertion = match (&shared.compiled.assertions, route.assertion) {
+        (Some(signer), true) => {
+            let label = route.label();
+            let statement = crate::stage::assertion::Statement {
+                principal: passed.credential.principal(),
+                acting_as: verdict.acting_as.as_deref(),
+                upstream: &route.upstream,
+                route: &label,
+                action: resolved.action,
+                resource: &resolved.resource,
+                revision: verdict.revision,
+            };
+            match signer.sign(&statement, crate::shared::unix_now()) {
+                Ok(token) => Some(token),
+                // Fail closed: the upstream counts on it.
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sign an assertion");
+                    return Err(Refusal::unavailable(
+                        "assertion_unavailable",
+                        "the gateway cannot sign the identity assertion this route sends",
+                    ));
+                }
+            }
+        }
+        _ => None,
+    };
     let upstream_started = Instant::now();
     let forwarded = upstreams
         .forward(
@@ -129,6 +155,7 @@ async fn pass(
                 api_key_header: shared.compiled.identity.api_key_header(),
                 keep_method_override: server.allow_method_override,
                 tls: shared.compiled.tls.proxy.is_some(),
+                assertion: assertion.as_deref(),
             },
         )
         .await;

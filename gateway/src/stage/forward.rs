@@ -164,6 +164,8 @@ pub struct Vouch<'a> {
     pub keep_method_override: bool,
     /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
+    /// `X-Portcullis-Assertion`, on routes that send one.
+    pub assertion: Option<&'a str>,
 }
 
 /// Every configured upstream with its connection pool.
@@ -257,6 +259,9 @@ impl Upstreams {
             set(headers, ACTING_AS, a);
         }
         set(headers, REVISION, &vouch.revision.to_string());
+        if let Some(a) = vouch.assertion {
+            set(headers, "x-portcullis-assertion", a);
+        }
         headers.insert(header::HOST, up.host_header.clone());
 
         let mut req = Request::from_parts(parts, body);

@@ -4,6 +4,7 @@
 //! [`authorize`] (→ decision in the engine), [`forward`] (→ upstream).
 //! `crate::checkpoint` and the proxy handler compose them.
 
+pub mod assertion;
 pub mod authorize;
 pub mod forward;
 pub mod host;

@@ -33,6 +33,12 @@ pub struct RouteSpec {
     /// Log denials but forward anyway (for rollouts).
     #[serde(default)]
     pub shadow: bool,
+    /// Send the upstream an `X-Portcullis-Assertion`: a short-lived JWT
+    /// the gateway signs (`[assertion]`) saying who asked, for what, on
+    /// which revision — identity the upstream can verify, where the other
+    /// `X-Portcullis-*` headers are only as trustworthy as the network.
+    #[serde(default)]
+    pub assertion: bool,
 }
 
 /// Why the route table could not be built.
@@ -486,6 +492,7 @@ mod tests {
                     action: action.into(),
                     resource: resource.into(),
                     shadow: false,
+                    assertion: false,
                 }
             };
         RouteTable::new(vec![
@@ -689,6 +696,7 @@ mod tests {
             action: "read".into(),
             resource: resource.into(),
             shadow: false,
+            assertion: false,
         };
         assert!(matches!(
             RouteTable::new(vec![spec("/a/*/b", "x")]),
