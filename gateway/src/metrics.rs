@@ -144,10 +144,37 @@ impl TlsMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    /// `ok` or `failed`.
+    result: String,
+}
+
+/// The identity provider's key refreshes, handed to the task that fetches
+/// them.
+#[derive(Clone, Default)]
+pub struct JwksMetrics {
+    fetches: Family<ResultLabels, Counter>,
+    keys: Gauge,
+}
+
+impl JwksMetrics {
+    /// Counts a fetch of the provider's keys; `keys` serve now.
+    pub fn fetched(&self, ok: bool, keys: usize) {
+        self.fetches
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "failed" }.to_string(),
+            })
+            .inc();
+        self.keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
+    }
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
     tls: TlsMetrics,
+    jwks: JwksMetrics,
     by_route: Vec<[Counter; OUTCOMES.len()]>,
     unrouted: [Counter; 2],
     decision_seconds: Histogram,
@@ -275,6 +302,17 @@ impl Metrics {
             "When each certificate a TLS listener serves expires (Unix seconds)",
             tls.expiry.clone(),
         );
+        let jwks = JwksMetrics::default();
+        registry.register(
+            "jwks_fetches",
+            "Fetches of the identity provider's keys (jwks_url, oidc_issuer): ok, or failed (the last good keys keep serving)",
+            jwks.fetches.clone(),
+        );
+        registry.register(
+            "jwks_keys",
+            "Keys from the identity provider serving now",
+            jwks.keys.clone(),
+        );
         let deltas_in_place = Counter::default();
         registry.register(
             "snapshot_deltas_in_place",
@@ -337,6 +375,7 @@ impl Metrics {
             swap_cpu_seconds,
             deltas_in_place,
             tls,
+            jwks,
             fetched_bytes,
             image_bytes,
             traps,
@@ -369,6 +408,11 @@ impl Metrics {
     /// Counts a request that matched no route.
     pub fn no_route(&self) {
         self.unrouted[0].inc();
+    }
+
+    /// The identity provider's key refreshes.
+    pub fn jwks(&self) -> JwksMetrics {
+        self.jwks.clone()
     }
 
     /// The TLS listeners' metrics.

@@ -267,6 +267,17 @@ async fn start_full(
         view_builds,
     ));
 
+    // The identity provider's keys: fetched now, or no start.
+    if let Some(remote) = shared.compiled.identity.remote_keys() {
+        let n = tokio::time::timeout(Duration::from_secs(15), remote.fetch())
+            .await
+            .map_err(|_| format!("{}: no answer in 15 s", remote.origin()))
+            .and_then(|r| r)
+            .map_err(|e| StartError::Other(format!("identity provider keys: {e}")))?;
+        shared.metrics.jwks().fetched(true, n);
+        tracing::info!(from = %remote.origin(), keys = n, "identity provider keys fetched");
+    }
+
     // The initial snapshot: refused → start-up error (nothing would serve).
     let initial = match (initial, &shared.config().snapshot.file) {
         (Some(bytes), _) => Some((bytes, Source::Embedded, "(embedded)".to_string())),
@@ -368,6 +379,9 @@ async fn start_full(
     .flatten()
     {
         crate::tls::watch(Arc::clone(tls), shared.metrics.tls(), stopped.clone());
+    }
+    if let Some(remote) = shared.compiled.identity.remote_keys() {
+        tokio::spawn(Arc::clone(remote).run(shared.metrics.jwks(), stopped.clone()));
     }
     crate::sources::spawn(&shared, stopped);
     tracing::info!(%proxy_addr, %admin_addr, ?decision_addr, workers, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");

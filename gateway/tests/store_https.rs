@@ -11,6 +11,9 @@
     reason = "a test, bench or example: a failed unwrap is a failed run"
 )]
 
+mod common;
+use common::https_listener;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +25,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis_gateway::demo::{DemoOptions, demo_config, echo_upstream, example_snapshot};
 use portcullis_gateway::server::{Running, start};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 
 const KEY: &str = "store-key-4711";
@@ -32,29 +33,7 @@ const KEY: &str = "store-key-4711";
 /// it, serving a snapshot at `/directory.snap` to requests that carry
 /// `x-store-key`; counts the requests it refused.
 async fn https_store() -> (String, SocketAddr, Arc<AtomicUsize>) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(server_cert.der().to_vec())],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (ca, acceptor, listener) = https_listener(&["localhost", "127.0.0.1"]).await;
     let addr = listener.local_addr().unwrap();
     let refused = Arc::new(AtomicUsize::new(0));
     let snapshot = example_snapshot(|v| v["revision"] = json!(7)).unwrap();
@@ -88,7 +67,7 @@ async fn https_store() -> (String, SocketAddr, Arc<AtomicUsize>) {
             });
         }
     });
-    (ca_cert.pem(), addr, refused)
+    (ca, addr, refused)
 }
 
 async fn gateway(

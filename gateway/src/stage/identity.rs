@@ -73,6 +73,37 @@ pub struct JwtConfig {
     /// A JWKS file (`{"keys": [...]}`).
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// The identity provider's keys at a URL (its `jwks_uri`), fetched at
+    /// start, refreshed every `jwks_refresh_s` and on a token with an
+    /// unknown `kid` (at most once per `jwks_min_refresh_s`); the last good
+    /// set is kept while the provider is unreachable.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// OIDC discovery: the provider's issuer URL; its
+    /// `/.well-known/openid-configuration` names the `jwks_uri` (and the
+    /// issuer is accepted as `iss`).
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// CA certificates (PEM) for the provider's HTTPS; default: the
+    /// system's roots.
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Seconds between refreshes of remote keys (default 3600).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_s: u64,
+    /// Least seconds between two fetches, however many unknown `kid`s
+    /// arrive (default 30): a flood of forged tokens cannot hammer the
+    /// provider.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh_s: u64,
+}
+
+fn default_jwks_refresh() -> u64 {
+    3600
+}
+
+fn default_jwks_min_refresh() -> u64 {
+    30
 }
 
 /// Tokens that name service accounts: from one issuer (or any accepted
@@ -189,6 +220,9 @@ pub enum IdentityConfigError {
         /// What is wrong.
         problem: String,
     },
+    /// `jwks_url` or `oidc_issuer` is unusable.
+    #[error("{0}")]
+    Remote(String),
     /// The JWKS file is unreadable or invalid.
     #[error("JWKS file {path}: {problem}")]
     Jwks {
@@ -251,7 +285,8 @@ impl Credential {
     }
 }
 
-struct Key {
+#[derive(Clone)]
+pub(crate) struct Key {
     kid: Option<String>,
     alg: Algorithm,
     key: DecodingKey,
@@ -264,6 +299,8 @@ struct Verified {
     principal: String,
     exp: i64,
     nbf: Option<i64>,
+    /// The provider's key set it was verified against (`RemoteKeys`).
+    keys: u64,
 }
 
 /// Tokens remembered after verification. Clients reuse a token for many
@@ -275,6 +312,8 @@ const TOKEN_CACHE: usize = 65_536;
 /// Verifies credentials. Built once from the configuration.
 pub struct Identity {
     keys: Vec<Key>,
+    /// Keys fetched from the provider (`jwks_url`, `oidc_issuer`).
+    remote: Option<std::sync::Arc<super::jwks::RemoteKeys>>,
     jwt: Option<JwtConfig>,
     api_key_header: http::HeaderName,
     verified: quick_cache::sync::Cache<String, Verified>,
@@ -378,12 +417,30 @@ impl Identity {
                     index: 0,
                     problem: format!("api_key_header {:?}: {e}", config.api_key_header),
                 })?;
+        let remote = match &config.jwt {
+            Some(jwt) => super::jwks::RemoteKeys::new(jwt).map_err(IdentityConfigError::Remote)?,
+            None => None,
+        };
+        let mut jwt = config.jwt;
+        // A discovered issuer is the one accepted, unless others are named.
+        if let Some(j) = jwt.as_mut()
+            && let Some(issuer) = &j.oidc_issuer
+            && j.issuers.is_empty()
+        {
+            j.issuers.push(issuer.clone());
+        }
         Ok(Identity {
             keys,
-            jwt: config.jwt,
+            remote,
+            jwt,
             api_key_header,
             verified: quick_cache::sync::Cache::new(TOKEN_CACHE),
         })
+    }
+
+    /// The identity provider's keys, when they come from a URL.
+    pub fn remote_keys(&self) -> Option<&std::sync::Arc<super::jwks::RemoteKeys>> {
+        self.remote.as_ref()
     }
 
     /// The header API keys arrive in.
@@ -435,11 +492,15 @@ impl Identity {
     /// Verifies a JWT and returns the principal its claim names.
     pub fn verify(&self, token: &str, now: i64) -> Result<String, Unauthenticated> {
         let jwt = self.jwt.as_ref().ok_or(Unauthenticated::JwtDisabled)?;
-        if let Some(v) = self.verified.get(token) {
+        let keys = self.remote.as_ref().map_or(0, |r| r.generation());
+        if let Some(v) = self.verified.get(token)
+            && v.keys == keys
+        {
             check_times(jwt, v.exp, v.nbf, now)?;
             return Ok(v.principal);
         }
-        let v = self.verify_uncached(jwt, token, now)?;
+        let mut v = self.verify_uncached(jwt, token, now)?;
+        v.keys = keys;
         let principal = v.principal.clone();
         self.verified.insert(token.to_string(), v);
         Ok(principal)
@@ -455,19 +516,22 @@ impl Identity {
             decode_header(token).map_err(|e| Unauthenticated::InvalidToken(e.to_string()))?;
         // Keys are pinned to one algorithm: a token's `alg` only selects
         // among keys that were configured for it.
+        let remote = self.remote.as_ref().map(|r| r.keys());
+        let all = self.keys.iter().chain(remote.iter().flat_map(|r| r.iter()));
         let candidates: Vec<&Key> = match &header.kid {
-            Some(kid) => self
-                .keys
-                .iter()
+            Some(kid) => all
                 .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
                 .collect(),
-            None => self
-                .keys
-                .iter()
+            None => all
                 .filter(|k| k.kid.is_none() && k.alg == header.alg)
                 .collect(),
         };
         if candidates.is_empty() {
+            // Perhaps the provider rotated: ask for its keys again (rate
+            // limited), for the next request.
+            if let Some(r) = &self.remote {
+                r.unknown_kid();
+            }
             return Err(Unauthenticated::UnknownKey);
         }
         let mut last = Unauthenticated::UnknownKey;
@@ -545,6 +609,7 @@ fn check_claims(
         principal: principal_of(jwt, c, iss, value)?,
         exp,
         nbf,
+        keys: 0,
     })
 }
 
@@ -616,12 +681,21 @@ fn principal_of(
 }
 
 fn load_jwks(path: &PathBuf) -> Result<Vec<Key>, IdentityConfigError> {
-    let bad = |problem: String| IdentityConfigError::Jwks {
+    let text = std::fs::read_to_string(path).map_err(|e| IdentityConfigError::Jwks {
+        path: path.clone(),
+        problem: e.to_string(),
+    })?;
+    keys_of_jwks(&text).map_err(|problem| IdentityConfigError::Jwks {
         path: path.clone(),
         problem,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    })
+}
+
+/// The keys of a JWK Set (RSA, EC P-256, Ed25519; each pinned to its
+/// algorithm).
+pub(crate) fn keys_of_jwks(text: &str) -> Result<Vec<Key>, String> {
+    let bad = |problem: String| problem;
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     let mut keys = Vec::new();
     for (i, jwk) in set.keys.iter().enumerate() {
         let alg = match &jwk.algorithm {

@@ -9,4 +9,5 @@ pub mod authorize;
 pub mod forward;
 pub mod host;
 pub mod identity;
+pub mod jwks;
 pub mod route_table;
