@@ -170,6 +170,23 @@ impl JwksMetrics {
     }
 }
 
+/// What a successful swap did, as the metrics count it.
+#[derive(Clone, Copy, Debug)]
+pub struct Swapped {
+    /// It came as a delta.
+    pub delta: bool,
+    /// The delta was applied in place.
+    pub in_place: bool,
+    /// The new revision.
+    pub revision: u64,
+    /// Wall time of the swap.
+    pub took: std::time::Duration,
+    /// CPU time of the swap.
+    pub cpu: std::time::Duration,
+    /// Memory of the new image.
+    pub image_bytes: u64,
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -447,7 +464,7 @@ impl Metrics {
 
     /// Records a successful swap: its revision, what it took, and the
     /// memory of its image.
-    pub fn swapped(&self, source: &str, done: &crate::snapshot::swap::Installed) {
+    pub fn swapped(&self, source: &str, done: &Swapped) {
         let (delta, in_place, revision) = (done.delta, done.in_place, done.revision);
         let (took, cpu, image) = (done.took, done.cpu, done.image_bytes);
         self.swaps

@@ -381,7 +381,10 @@ async fn start_full(
         crate::tls::watch(Arc::clone(tls), shared.metrics.tls(), stopped.clone());
     }
     if let Some(remote) = shared.compiled.identity.remote_keys() {
-        tokio::spawn(Arc::clone(remote).run(shared.metrics.jwks(), stopped.clone()));
+        let metrics = shared.metrics.jwks();
+        tokio::spawn(
+            Arc::clone(remote).run(move |ok, keys| metrics.fetched(ok, keys), stopped.clone()),
+        );
     }
     crate::sources::spawn(&shared, stopped);
     tracing::info!(%proxy_addr, %admin_addr, ?decision_addr, workers, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");

@@ -96,7 +96,17 @@ impl Shared {
             )))),
         };
         match &result {
-            Ok(done) => self.metrics.swapped(source.as_str(), done),
+            Ok(done) => self.metrics.swapped(
+                source.as_str(),
+                &crate::metrics::Swapped {
+                    delta: done.delta,
+                    in_place: done.in_place,
+                    revision: done.revision,
+                    took: done.took,
+                    cpu: done.cpu,
+                    image_bytes: done.image_bytes,
+                },
+            ),
             Err(e) => {
                 self.metrics.swap_failed(source.as_str());
                 tracing::warn!(source = source.as_str(), error = %e, "candidate snapshot refused; the current one keeps serving");

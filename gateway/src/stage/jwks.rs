@@ -15,7 +15,6 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::{Notify, watch};
 
 use super::identity::{JwtConfig, Key, keys_of_jwks};
-use crate::metrics::JwksMetrics;
 use crate::snapshot::store::{StoreClient, loggable};
 
 /// Where the keys are.
@@ -183,7 +182,12 @@ impl RemoteKeys {
 
     /// Refreshes until `stopped`: every `jwks_refresh_s`, and when a token
     /// names an unknown `kid` (at most once per `jwks_min_refresh_s`).
-    pub async fn run(self: Arc<Self>, metrics: JwksMetrics, mut stopped: watch::Receiver<bool>) {
+    /// `fetched` hears of each attempt (succeeded, keys serving).
+    pub async fn run(
+        self: Arc<Self>,
+        fetched: impl Fn(bool, usize) + Send + 'static,
+        mut stopped: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 _ = stopped.changed() => return,
@@ -202,11 +206,11 @@ impl RemoteKeys {
             }
             match self.fetch().await {
                 Ok(n) => {
-                    metrics.fetched(true, n);
+                    fetched(true, n);
                     tracing::info!(from = %self.origin(), keys = n, "identity provider keys refreshed");
                 }
                 Err(e) => {
-                    metrics.fetched(false, self.keys().len());
+                    fetched(false, self.keys().len());
                     tracing::error!(from = %self.origin(), error = %e, "cannot refresh the identity provider's keys; the last good ones keep serving");
                 }
             }
