@@ -23,29 +23,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use portcullis_gateway::demo::{
-    DEMO_API_KEY, DemoOptions, demo_config, demo_token, echo_upstream, example_snapshot,
-};
+use portcullis_gateway::demo::{DEMO_API_KEY, demo_token};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Debian's nginx; installed here when missing (CI runs as root).
 fn nginx_binary() -> PathBuf {
-    let path = PathBuf::from("/usr/sbin/nginx");
-    if !path.exists() {
-        let installed = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "nginx"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-        assert!(
-            path.exists(),
-            "nginx is missing and could not be installed ({installed:?}); run `apt-get install -y nginx`"
-        );
-    }
-    path
+    debian_binary("/usr/sbin/nginx", "nginx")
 }
 
 /// nginx serving `http` (the inside of an `http {}` block) from its own
@@ -92,29 +78,10 @@ impl Drop for Nginx {
     }
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = workdir(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    dir
-}
-
 #[test]
 fn nginx_auth_request_with_the_documented_snippet() {
     let dir = fresh_dir("nginx-auth");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let (running, app) = runtime.block_on(async {
-        let app = echo_upstream(local).await.expect("upstream");
-        let mut config = demo_config(&DemoOptions::for_tests(&dir), app);
-        config.decision.listen = Some(local);
-        config.decision.path_prefix = None;
-        let snapshot = example_snapshot(|_| {}).expect("example");
-        let running = portcullis_gateway::server::start(config, Some(snapshot))
-            .await
-            .expect("gateway starts");
-        (running, app)
-    });
+    let (running, app, _runtime) = decision_gateway(&dir);
     let decision = running.decision_addr.expect("decision listener");
 
     // The snippet from the docs, with only its addresses replaced.

@@ -56,7 +56,7 @@ fn the_docs_quote_the_tested_snippets_verbatim() {
     for (doc, names) in [
         (
             "gateway.md",
-            &["nginx.conf", "traefik.yaml", "envoy.yaml"][..],
+            &["nginx.conf", "traefik.yaml", "envoy.yaml", "Caddyfile"][..],
         ),
         ("DEPLOYMENT.md", &["replica.toml", "portcullis.service"][..]),
     ] {

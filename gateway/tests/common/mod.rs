@@ -142,3 +142,56 @@ pub async fn https_listener(
         listener,
     )
 }
+
+/// The Debian package `package`'s binary at `path`, installed when missing
+/// (CI runs as root).
+pub fn debian_binary(path: &str, package: &str) -> PathBuf {
+    let path = PathBuf::from(path);
+    if !path.exists() {
+        let installed = Command::new("apt-get")
+            .args(["install", "-y", "-qq", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        assert!(
+            path.exists(),
+            "{package} is missing and could not be installed ({installed:?}); run `apt-get install -y {package}`"
+        );
+    }
+    path
+}
+
+/// An empty work directory for one test.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = workdir(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+/// The demo gateway with its decision endpoint on a listener of its own
+/// (as the proxies in front of it are configured), in front of a new echo
+/// application: the gateway, the application's address, and the runtime
+/// they run on.
+pub fn decision_gateway(
+    dir: &Path,
+) -> (
+    portcullis_gateway::server::Running,
+    SocketAddr,
+    tokio::runtime::Runtime,
+) {
+    use portcullis_gateway::demo::{DemoOptions, demo_config, echo_upstream, example_snapshot};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let (running, app) = runtime.block_on(async {
+        let app = echo_upstream(local).await.expect("upstream");
+        let mut config = demo_config(&DemoOptions::for_tests(dir), app);
+        config.decision.listen = Some(local);
+        config.decision.path_prefix = None;
+        let snapshot = example_snapshot(|_| {}).expect("example");
+        let running = portcullis_gateway::server::start(config, Some(snapshot))
+            .await
+            .expect("gateway starts");
+        (running, app)
+    });
+    (running, app, runtime)
+}
