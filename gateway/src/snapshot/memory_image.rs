@@ -635,27 +635,7 @@ impl Mapping {
                         )?;
                     }
                 }
-                if let Some(overlay) = &image.overlay {
-                    let ps = page_size();
-                    for r in &overlay.runs {
-                        if (r.page + r.pages) * ps > reserved {
-                            return Err(io::Error::other("an overlay page lies past the memory"));
-                        }
-                        // SAFETY: replaces pages of our own reservation
-                        // (checked above) with a private mapping of the
-                        // sealed overlay.
-                        unsafe {
-                            rustix::mm::mmap(
-                                base.cast::<u8>().add(r.page * ps).cast(),
-                                r.pages * ps,
-                                ProtFlags::READ | ProtFlags::WRITE,
-                                MapFlags::PRIVATE | MapFlags::FIXED,
-                                &overlay.file,
-                                (r.at * ps) as u64,
-                            )?;
-                        }
-                    }
-                }
+                memory.map_overlay(&image)?;
                 if image.populate && !lazy && image.len > 0 {
                     // Map the image's pages now, read-only and shared, on
                     // the installing thread: otherwise each would cost its
@@ -670,16 +650,7 @@ impl Mapping {
                 memory.size = image.len;
                 #[cfg(target_os = "linux")]
                 if !lazy {
-                    memory.reuse = Some(Reuse {
-                        base: Arc::downgrade(&image.base),
-                        base_len: image.base_len,
-                        runs: image
-                            .overlay
-                            .as_ref()
-                            .map(|o| o.runs.clone())
-                            .unwrap_or_default(),
-                        uses: 0,
-                    });
+                    memory.reuse = Some(Reuse::of(&image, 0));
                 }
             }
         }
@@ -723,7 +694,49 @@ impl Mapping {
     }
 }
 
+impl Reuse {
+    /// What a mapping of `image` maps, used `uses` times before.
+    fn of(image: &MemoryImage, uses: u32) -> Reuse {
+        Reuse {
+            base: Arc::downgrade(&image.base),
+            base_len: image.base_len,
+            runs: image
+                .overlay
+                .as_ref()
+                .map(|o| o.runs.clone())
+                .unwrap_or_default(),
+            uses,
+        }
+    }
+}
+
 impl Mapping {
+    /// Maps `image`'s overlay over this mapping's pages.
+    fn map_overlay(&self, image: &MemoryImage) -> io::Result<()> {
+        let Some(overlay) = &image.overlay else {
+            return Ok(());
+        };
+        let ps = page_size();
+        for r in &overlay.runs {
+            if (r.page + r.pages) * ps > self.capacity {
+                return Err(io::Error::other("an overlay page lies past the memory"));
+            }
+            // SAFETY: replaces pages of our own reservation (checked
+            // above) with a private mapping of the sealed overlay.
+            unsafe {
+                rustix::mm::mmap(
+                    self.base.add(r.page * ps).cast(),
+                    r.pages * ps,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::PRIVATE | MapFlags::FIXED,
+                    &overlay.file,
+                    (r.at * ps) as u64,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes this spare (a mapping of an image on the same base) exactly
     /// `image`: see [`SPARES`].
     fn reset_to(&mut self, image: &MemoryImage) -> io::Result<()> {
@@ -851,35 +864,9 @@ impl Mapping {
                 rustix::mm::mprotect(tail, self.size - image.len, MprotectFlags::empty())?;
             }
         }
-        if let Some(overlay) = &image.overlay {
-            for r in &overlay.runs {
-                if (r.page + r.pages) * ps > self.capacity {
-                    return Err(io::Error::other("an overlay page lies past the memory"));
-                }
-                // SAFETY: pages of our own reservation (checked above).
-                unsafe {
-                    rustix::mm::mmap(
-                        at(r.page),
-                        r.pages * ps,
-                        ProtFlags::READ | ProtFlags::WRITE,
-                        MapFlags::PRIVATE | MapFlags::FIXED,
-                        &overlay.file,
-                        (r.at * ps) as u64,
-                    )?;
-                }
-            }
-        }
+        self.map_overlay(image)?;
         self.size = image.len;
-        self.reuse = Some(Reuse {
-            base: Arc::downgrade(&image.base),
-            base_len: image.base_len,
-            runs: image
-                .overlay
-                .as_ref()
-                .map(|o| o.runs.clone())
-                .unwrap_or_default(),
-            uses: old.uses + 1,
-        });
+        self.reuse = Some(Reuse::of(image, old.uses + 1));
         Ok(())
     }
 }
