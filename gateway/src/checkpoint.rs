@@ -37,6 +37,9 @@ pub(crate) enum Asker<'a> {
     /// A principal the caller vouches for (the decision endpoint's
     /// `principal`, behind its own token).
     Principal(&'a str),
+    /// Credentials verified earlier on this connection (an upgraded
+    /// connection's, re-checked after a swap).
+    Established(&'a Credential),
 }
 
 /// A request the checkpoint lets through: allowed, or denied on a route in
@@ -181,6 +184,93 @@ pub(crate) fn check<'s>(
     })
 }
 
+/// What an upgraded connection (a WebSocket) was allowed as when it
+/// opened: asked again after every swap, and closed when the answer
+/// changes.
+pub(crate) struct Standing {
+    /// Who opened it.
+    pub credential: Credential,
+    /// The upgrade request's method.
+    pub method: Method,
+    /// The normalized path.
+    pub path: String,
+    /// The route's label.
+    pub route: String,
+    /// The action allowed.
+    pub action: String,
+    /// The resource it was allowed on.
+    pub resource: String,
+    /// The route only logs denials.
+    pub shadow: bool,
+}
+
+impl Standing {
+    /// The standing of a request the checkpoint passed.
+    pub(crate) fn of(passed: &Passed<'_>, method: &Method) -> Self {
+        Standing {
+            credential: passed.credential.clone(),
+            method: method.clone(),
+            path: passed.resolved.path.clone(),
+            route: passed.resolved.route.label(),
+            action: passed.resolved.action.to_string(),
+            resource: passed.resolved.resource.clone(),
+            shadow: passed.resolved.route.shadow,
+        }
+    }
+}
+
+/// Asks again, on the snapshot serving now, whether `standing` still
+/// holds: the same principal (its credentials are not re-read: a token
+/// that expires mid-connection does not close it), action and resource.
+/// Logged like any decision. A denial on a shadow route is logged and
+/// passes.
+pub(crate) fn recheck(shared: &Shared, standing: &Standing) -> Result<Verdict, Refusal> {
+    let base = Logged {
+        path: &standing.path,
+        route: Some(&standing.route),
+        action: Some(&standing.action),
+        resource: Some(&standing.resource),
+        ..blank(&standing.method, Instant::now())
+    };
+    let clock = unix_now();
+    let at = Moment {
+        clock,
+        now: clock,
+        bulk: false,
+    };
+    let Decided {
+        credential,
+        verdict,
+    } = who(
+        shared,
+        None,
+        Asker::Established(&standing.credential),
+        &standing.action,
+        &standing.resource,
+        at,
+        &base,
+    )?;
+    let shadow = !verdict.allowed && standing.shadow;
+    shared.log_decision(Logged {
+        principal: Some(credential.principal()),
+        acting_as: verdict.acting_as.as_deref(),
+        allowed: verdict.allowed,
+        reason: &verdict.reason,
+        revision: Some(verdict.revision),
+        delta: verdict.delta,
+        shadow,
+        ..base
+    });
+    if verdict.allowed || shadow {
+        Ok(verdict)
+    } else {
+        Err(
+            Refusal::denied(verdict.reason.clone(), verdict.message.clone())
+                .at(Some(verdict.revision)),
+        )
+    }
+}
+
 /// Answers one question of the decision endpoint on `generation` (kept by
 /// the caller, so a batch is answered on one snapshot): identity →
 /// decision at `now` (the gateway's clock when `None`), logged under
@@ -289,6 +379,7 @@ fn who(
     };
     let credential = match asker {
         Asker::Principal(p) => Credential::Token(p.to_string()),
+        Asker::Established(c) => c.clone(),
         Asker::Credentials(headers, certificate) => {
             match (
                 shared.compiled.identity.authenticate(headers, at.clock),

@@ -153,6 +153,15 @@ pub struct ServerConfig {
     pub allow_method_override: bool,
     /// `[server.tls]`: terminate TLS on the proxy listener.
     pub tls: Option<TlsConfig>,
+    /// Protocols a client may switch to with `Upgrade` (HTTP/1.1) after
+    /// its upgrade request was authorized like any other (default
+    /// `["websocket"]`; `[]` refuses every upgrade). `h2c` is never
+    /// allowed: a cleartext HTTP/2 connection to the upstream would carry
+    /// requests the gateway never sees.
+    pub upgrades: Vec<String>,
+    /// How long a revoked WebSocket may take to reach a frame boundary
+    /// before its connection is cut without a close frame.
+    pub revoke_grace_ms: u64,
 }
 
 /// `[server.tls]`, `[admin.tls]`, `[decision.tls]`: TLS on a listener
@@ -225,6 +234,8 @@ impl Default for ServerConfig {
             allow_path_parameters: false,
             allow_method_override: false,
             tls: None,
+            upgrades: vec!["websocket".to_string()],
+            revoke_grace_ms: 5_000,
         }
     }
 }
@@ -378,8 +389,24 @@ impl Default for EngineConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// Base URL, `http://host:port` (a path prefix is allowed).
+    /// Base URL, `http://host:port` or `https://host:port` (a path prefix
+    /// is allowed).
     pub url: String,
+    /// `http1` (the default) or `http2`: HTTP/2 by ALPN over `https://`,
+    /// by prior knowledge (h2c) over `http://`. gRPC needs `http2`;
+    /// WebSockets need `http1`.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// `https://` only: the CA certificates (PEM) the upstream's
+    /// certificate must chain to; the system's roots without it. The
+    /// certificate is always verified.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `https://` only: the name sent in SNI and verified in the
+    /// upstream's certificate, when it is not the URL's host (an upstream
+    /// reached by IP address).
+    #[serde(default)]
+    pub server_name: Option<String>,
     /// Time to connect.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
@@ -393,6 +420,17 @@ pub struct UpstreamConfig {
     /// never forwarded: the upstream gets the principal instead).
     #[serde(default = "yes")]
     pub forward_authorization: bool,
+}
+
+/// The HTTP version spoken to an upstream.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 only (gRPC).
+    Http2,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -572,6 +610,13 @@ impl GatewayConfig {
         if s.max_header_bytes < 8192 {
             problems.push("server.max_header_bytes: must be at least 8192".into());
         }
+        for p in &s.upgrades {
+            if p.eq_ignore_ascii_case("h2c") || p.to_ascii_lowercase().starts_with("h2c/") {
+                problems.push("server.upgrades: h2c cannot be allowed: a cleartext HTTP/2 connection to the upstream would carry requests the gateway never authorizes".into());
+            } else if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                problems.push(format!("server.upgrades: {p:?} is not a protocol name (as in an Upgrade header: websocket)"));
+            }
+        }
         for (name, v) in [
             ("server.header_read_timeout_ms", s.header_read_timeout_ms),
             (
@@ -682,6 +727,19 @@ impl GatewayConfig {
             }
             if u.timeout_ms == 0 || u.connect_timeout_ms == 0 {
                 problems.push(format!("upstreams.{name}: timeouts must be greater than 0"));
+            }
+            let https = u.url.starts_with("https://");
+            if !https && (u.ca_file.is_some() || u.server_name.is_some()) {
+                problems.push(format!(
+                    "upstreams.{name}: ca_file and server_name are for https:// upstreams"
+                ));
+            }
+            if let Some(n) = &u.server_name
+                && rustls_pki_types::ServerName::try_from(n.as_str()).is_err()
+            {
+                problems.push(format!(
+                    "upstreams.{name}.server_name: {n:?} is not a DNS name or IP address"
+                ));
             }
         }
         if self.routes.is_empty() {
@@ -857,10 +915,10 @@ pub fn parse_http_url(url: &str) -> Result<http::Uri, String> {
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
+        Some("http" | "https") => {}
         Some(other) => {
             return Err(format!(
-                "{url:?}: scheme {other:?} is not supported; use http:// (terminate TLS in front of or behind the gateway)"
+                "{url:?}: scheme {other:?} is not supported; use http:// or https://"
             ));
         }
         None => {

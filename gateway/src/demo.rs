@@ -257,6 +257,9 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
             "app".to_string(),
             UpstreamConfig {
                 url: format!("http://{upstream}"),
+                protocol: Default::default(),
+                ca_file: None,
+                server_name: None,
                 connect_timeout_ms: 2_000,
                 timeout_ms: 30_000,
                 pool_max_idle: 64,

@@ -170,6 +170,43 @@ impl JwksMetrics {
     }
 }
 
+/// Upgraded connections (WebSockets): open now, and closed by the gateway.
+#[derive(Clone, Default)]
+pub struct TunnelMetrics {
+    open: Gauge,
+    opened: Counter,
+    revoked: Counter,
+    rechecks: Counter,
+}
+
+impl TunnelMetrics {
+    /// An upgraded connection opened; the guard counts it closed.
+    pub fn opened(&self) -> OpenTunnel {
+        self.opened.inc();
+        self.open.inc();
+        OpenTunnel(self.open.clone())
+    }
+
+    /// One re-check after a swap.
+    pub fn rechecked(&self) {
+        self.rechecks.inc();
+    }
+
+    /// One connection closed because its principal lost access.
+    pub fn revoked(&self) {
+        self.revoked.inc();
+    }
+}
+
+/// Counts an upgraded connection as open until dropped.
+pub struct OpenTunnel(Gauge);
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// What a successful swap did, as the metrics count it.
 #[derive(Clone, Copy, Debug)]
 pub struct Swapped {
@@ -192,6 +229,7 @@ pub struct Metrics {
     registry: Registry,
     tls: TlsMetrics,
     jwks: JwksMetrics,
+    tunnels: TunnelMetrics,
     by_route: Vec<[Counter; OUTCOMES.len()]>,
     unrouted: [Counter; 2],
     decision_seconds: Histogram,
@@ -376,7 +414,29 @@ impl Metrics {
                     .clone()
             })
         });
+        let tunnels = TunnelMetrics::default();
+        registry.register(
+            "upgraded_connections_open",
+            "Upgraded connections (WebSockets) open now",
+            tunnels.open.clone(),
+        );
+        registry.register(
+            "upgraded_connections",
+            "Upgraded connections (WebSockets) opened",
+            tunnels.opened.clone(),
+        );
+        registry.register(
+            "upgraded_connections_rechecked",
+            "Decisions re-checked for open upgraded connections after snapshot swaps",
+            tunnels.rechecks.clone(),
+        );
+        registry.register(
+            "upgraded_connections_revoked",
+            "Upgraded connections closed after a swap because their principal lost access (WebSocket close 1008)",
+            tunnels.revoked.clone(),
+        );
         Metrics {
+            tunnels,
             api_checks,
             views_built,
             registry,
@@ -430,6 +490,11 @@ impl Metrics {
     /// The identity provider's key refreshes.
     pub fn jwks(&self) -> JwksMetrics {
         self.jwks.clone()
+    }
+
+    /// The upgraded connections' metrics.
+    pub fn tunnels(&self) -> TunnelMetrics {
+        self.tunnels.clone()
     }
 
     /// The TLS listeners' metrics.

@@ -333,6 +333,87 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// The gRPC status code this refusal is (`grpc-status`).
+    pub fn grpc_status(&self) -> u8 {
+        match self.status {
+            StatusCode::UNAUTHORIZED => 16, // UNAUTHENTICATED
+            StatusCode::FORBIDDEN => 7,     // PERMISSION_DENIED
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => 3, // INVALID_ARGUMENT
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => 12, // UNIMPLEMENTED
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => 8, // RESOURCE_EXHAUSTED
+            StatusCode::CONFLICT => 10,                                         // ABORTED
+            StatusCode::GATEWAY_TIMEOUT => 4,                                   // DEADLINE_EXCEEDED
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => 14,    // UNAVAILABLE
+            _ => 13,                                                            // INTERNAL
+        }
+    }
+
+    /// The answer to a gRPC client: a trailers-only response (HTTP 200,
+    /// `content-type: application/grpc`, no messages) whose `grpc-status`
+    /// and `grpc-message` say what the HTTP status and body would (gRPC
+    /// clients read nothing else), with the reason header and challenge
+    /// as on any refusal.
+    pub fn into_grpc_response(self) -> Response<Body> {
+        let mut r = Response::new(empty());
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(self.grpc_status())),
+        );
+        let message = match self.revision {
+            Some(rev) => format!("{}: {} (revision {rev})", self.reason, self.message),
+            None => format!("{}: {}", self.reason, self.message),
+        };
+        if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&message)) {
+            h.insert("grpc-message", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.reason) {
+            h.insert(REASON_HEADER, v);
+        }
+        if let Some(c) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            h.insert(header::WWW_AUTHENTICATE, c);
+        }
+        r
+    }
+}
+
+/// `grpc-message`'s encoding (gRPC over HTTP/2, "Responses"): UTF-8,
+/// every byte outside printable ASCII, and `%`, percent-encoded.
+fn grpc_percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Whether a request is a gRPC call (`content-type: application/grpc`,
+/// `application/grpc+proto`, …): its refusals are gRPC statuses.
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.trim_start();
+            v.len() >= 16
+                && v[..16].eq_ignore_ascii_case("application/grpc")
+                && matches!(v.as_bytes().get(16), None | Some(b'+' | b';'))
+        })
+}
+
 impl From<Refusal> for Response<Body> {
     fn from(r: Refusal) -> Self {
         r.into_response()

@@ -116,6 +116,7 @@ impl Running {
     /// period), and returns when every listener is done.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.shared.stopping.send_replace(true);
         for t in self.tasks {
             let _ = t.await;
         }
@@ -545,6 +546,7 @@ async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let slot = crate::proxy::upgrade::ConnectionSlot::new(permit);
         let shared = Arc::clone(&shared);
         let kind = kind.clone();
         let framing = FramingLog::new();
@@ -559,6 +561,11 @@ async fn serve(
             if let Some(p) = certificate.get() {
                 req.extensions_mut()
                     .insert(crate::tls::ClientPrincipal(Arc::clone(p)));
+            }
+            // A connection that may become a tunnel keeps its slot until
+            // the tunnel closes.
+            if req.headers().contains_key(http::header::UPGRADE) {
+                req.extensions_mut().insert(slot.clone());
             }
             // HTTP/1 requests reach the service in the order they were
             // sent, so the n-th one asks about the n-th head on the wire.
@@ -630,13 +637,12 @@ async fn serve(
                 }
             };
             let conn = builder
-                .serve_connection(
+                .serve_connection_with_upgrades(
                     TokioIo::new(Framed::new(stream, framing, max_head)),
                     service,
                 )
                 .into_owned();
             let _ = watcher.watch(conn).await;
-            drop(permit);
         });
     }
     drop(listener);

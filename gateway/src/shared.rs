@@ -30,6 +30,11 @@ pub(crate) struct Shared {
     /// the workers' worth, so a crowd of first requests neither fills
     /// memory nor takes every core from the proxy.
     pub(crate) view_builds: ViewBuilder,
+    /// Counts installed snapshots: upgraded connections re-check their
+    /// standing when it moves.
+    pub(crate) swaps: tokio::sync::watch::Sender<u64>,
+    /// Set when the gateway shuts down: upgraded connections close (1001).
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -48,6 +53,8 @@ impl Shared {
             log,
             site,
             view_builds,
+            swaps: tokio::sync::watch::Sender::new(0),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -95,6 +102,9 @@ impl Shared {
                 "cannot start the loader thread: {e}"
             )))),
         };
+        if result.is_ok() {
+            self.swaps.send_modify(|n| *n += 1);
+        }
         match &result {
             Ok(done) => self.metrics.swapped(
                 source.as_str(),

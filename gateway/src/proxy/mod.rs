@@ -9,6 +9,8 @@
 //! ```
 
 pub mod browser;
+mod frames;
+pub(crate) mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use http::{Response, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::response::{Body, Refusal};
+use crate::response::{Body, Refusal, is_grpc};
 use crate::shared::Shared;
 use crate::stage::forward::{Upstreams, Vouch, method_override};
 use crate::stage::host::request_host;
@@ -32,9 +34,10 @@ pub(crate) async fn handle(
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
+    let grpc = is_grpc(req.headers());
     if let Some(why) = framing_problem(&req) {
         shared.metrics.malformed();
-        return Refusal::ambiguous_request(why).into_response();
+        return answer(Refusal::ambiguous_request(why), grpc);
     }
     if let Some(prefix) = &shared.config().decision.path_prefix
         && let Some(rel) = req.uri().path().strip_prefix(prefix.as_str())
@@ -56,12 +59,21 @@ pub(crate) async fn handle(
     }
     match pass(&shared, upstreams, peer, parts, body, started).await {
         Ok(r) => r,
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => answer(refusal, grpc),
+    }
+}
+
+/// A refusal as the client reads them: a gRPC status for gRPC calls.
+fn answer(refusal: Refusal, grpc: bool) -> Response<Body> {
+    if grpc {
+        refusal.into_grpc_response()
+    } else {
+        refusal.into_response()
     }
 }
 
 async fn pass(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     upstreams: &Upstreams,
     peer: SocketAddr,
     parts: http::request::Parts,
@@ -82,6 +94,17 @@ async fn pass(
     } else {
         parts.method.clone()
     };
+    let mut parts = parts;
+    // An upgrade the gateway passes: the client's side of the switch is
+    // taken now, before the request goes upstream.
+    let upgrade = upgrade::requested(parts.version, &parts.headers, &server.upgrades)
+        .cloned()
+        .and_then(|p| {
+            parts
+                .extensions
+                .remove::<hyper::upgrade::OnUpgrade>()
+                .map(|on| (p, on))
+        });
     let certificate = parts
         .extensions
         .get::<crate::tls::ClientPrincipal>()
@@ -96,6 +119,10 @@ async fn pass(
         started,
     )?;
     let (route, resolved, verdict) = (passed.resolved.route, &passed.resolved, &passed.verdict);
+    let standing = upgrade
+        .as_ref()
+        .map(|_| crate::checkpoint::Standing::of(&passed, &method));
+    let slot = parts.extensions.remove::<upgrade::ConnectionSlot>();
     let revision = Some(verdict.revision);
 
     let max_body = server.max_body_bytes;
@@ -156,12 +183,30 @@ async fn pass(
                 keep_method_override: server.allow_method_override,
                 tls: shared.compiled.tls.proxy.is_some(),
                 assertion: assertion.as_deref(),
+                upgrade: upgrade.as_ref().map(|(p, _)| p),
             },
         )
         .await;
     shared
         .metrics
         .upstream_time(upstream_started.elapsed().as_secs_f64());
+    let forwarded = match (forwarded, upgrade, standing) {
+        (Ok(mut response), Some((protocol, client)), Some(standing))
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS =>
+        {
+            let tunnel = upgrade::Tunnel {
+                shared: Arc::clone(shared),
+                standing,
+                websocket: protocol.as_bytes().eq_ignore_ascii_case(b"websocket"),
+                client,
+                upstream: hyper::upgrade::on(&mut response),
+                slot,
+            };
+            tokio::spawn(tunnel.run());
+            Ok(response)
+        }
+        (forwarded, _, _) => forwarded,
+    };
     forwarded.map_err(|e| {
         let refusal = Refusal::upstream(e.timed_out(), e.to_string()).at(revision);
         shared

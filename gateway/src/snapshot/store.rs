@@ -49,39 +49,44 @@ pub fn https_connector(tls: rustls::ClientConfig) -> HttpsConnector<HttpConnecto
         .wrap_connector(http)
 }
 
+/// A TLS client configuration (ring; TLS 1.2 and 1.3) trusting the CAs in
+/// `ca_file` (PEM) or, without one, the system's roots. `setting` names
+/// the configuration key in errors.
+pub fn client_tls(ca_file: Option<&Path>, setting: &str) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    Ok(match ca_file {
+        Some(path) => {
+            let unreadable =
+                |e: &dyn std::fmt::Display| format!("{setting} {}: {e}", path.display());
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+                roots
+                    .add(cert.map_err(|e| unreadable(&e))?)
+                    .map_err(|e| unreadable(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "{setting} {}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)",
+                    path.display()
+                ));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .with_native_roots()
+            .map_err(|e| format!("cannot read the system's CA certificates: {e}"))?
+            .with_no_client_auth(),
+    })
+}
+
 impl StoreClient {
     /// A client trusting the CAs in `ca_file` (PEM), or the system's roots
     /// without one, sending `headers` with every request.
     pub fn new(ca_file: Option<&Path>, headers: &BTreeMap<String, String>) -> Result<Self, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let tls = match ca_file {
-            Some(path) => {
-                let mut roots = rustls::RootCertStore::empty();
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("snapshot.poll_ca_file {}: {e}", path.display()))?;
-                for cert in certs {
-                    let cert =
-                        cert.map_err(|e| format!("snapshot.poll_ca_file {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("snapshot.poll_ca_file {}: {e}", path.display()))?;
-                }
-                if roots.is_empty() {
-                    return Err(format!(
-                        "snapshot.poll_ca_file {}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)",
-                        path.display()
-                    ));
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
-            }
-            None => builder
-                .with_native_roots()
-                .map_err(|e| format!("cannot read the system's CA certificates: {e}"))?
-                .with_no_client_auth(),
-        };
+        let tls = client_tls(ca_file, "snapshot.poll_ca_file")?;
         let connector = https_connector(tls);
         let mut map = HeaderMap::new();
         for (name, value) in headers {

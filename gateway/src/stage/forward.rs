@@ -1,6 +1,8 @@
 //! Forwarding allowed requests upstream over pooled keep-alive
-//! connections (hyper-util's client), with the identity headers the
-//! upstream may trust and without the ones it must not.
+//! connections (hyper-util's client; `https://` upstreams through rustls
+//! with their certificate verified; HTTP/1.1, or HTTP/2 for gRPC), with
+//! the identity headers the upstream may trust and without the ones it
+//! must not.
 //!
 //! Every client header that could pass for one the gateway sets
 //! (`X-Portcullis-*`, `X-Forwarded-*`, `Forwarded`, also spelt with `_`) is
@@ -16,13 +18,15 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
-use crate::config::{UpstreamConfig, ms, parse_http_url};
+use crate::config::{UpstreamConfig, UpstreamProtocol, ms, parse_http_url};
 use crate::response::{Body, BoxError};
+use crate::snapshot::store::client_tls;
 
 /// The pooled HTTP/1.1 client, shared by upstreams and the snapshot poller.
 pub type HttpClient = Client<HttpConnector, Body>;
@@ -82,9 +86,18 @@ impl ForwardError {
     }
 }
 
-/// One upstream as configured, its URL parsed (once, at compilation).
-#[derive(Clone, Debug)]
+/// The client of one upstream: `http://` or `https://`.
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// One upstream as configured, its URL parsed and its TLS settings read
+/// (once, at compilation).
+#[derive(Clone)]
 pub struct UpstreamSpec {
+    /// Trust for `https://` (for `http://`, an unused one trusting nobody).
+    tls: rustls::ClientConfig,
+    /// The name to send in SNI and verify, when not the URL's host.
+    server_name: Option<rustls_pki_types::ServerName<'static>>,
+    protocol: UpstreamProtocol,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     host_header: HeaderValue,
@@ -93,6 +106,74 @@ pub struct UpstreamSpec {
     connect_timeout: Duration,
     pool_max_idle: usize,
     forward_authorization: bool,
+}
+
+impl std::fmt::Debug for UpstreamSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamSpec")
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("protocol", &self.protocol)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl UpstreamSpec {
+    /// A pooled client for this upstream, for one worker.
+    fn client(&self) -> UpstreamClient {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(self.connect_timeout));
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        http.enforce_http(false);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(self.pool_max_idle);
+        if self.protocol == UpstreamProtocol::Http2 {
+            builder
+                .http2_only(true)
+                .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+                .http2_keep_alive_while_idle(true);
+        }
+        let wants = HttpsConnectorBuilder::new().with_tls_config(self.tls.clone());
+        let wants = if self.scheme == http::uri::Scheme::HTTPS {
+            wants.https_only()
+        } else {
+            wants.https_or_http()
+        };
+        let wants = match &self.server_name {
+            Some(n) => wants.with_server_name_resolver(FixedServerNameResolver::new(n.clone())),
+            None => wants,
+        };
+        let connector = match self.protocol {
+            UpstreamProtocol::Http1 => wants.enable_http1().wrap_connector(http),
+            UpstreamProtocol::Http2 => wants.enable_http2().wrap_connector(http),
+        };
+        builder.build(connector)
+    }
+
+    /// Whether requests go out as HTTP/2.
+    pub fn http2(&self) -> bool {
+        self.protocol == UpstreamProtocol::Http2
+    }
+}
+
+/// The TLS configuration of an `http://` upstream, which never reaches
+/// the connector's TLS half: trusts nobody.
+fn unused_tls() -> Result<rustls::ClientConfig, String> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    )
 }
 
 /// Every configured upstream, parsed.
@@ -119,9 +200,25 @@ impl UpstreamSpecs {
                 .unwrap_or_default();
             let host_header = HeaderValue::from_str(authority.as_str())
                 .map_err(|e| format!("upstreams.{name}.url: {e}"))?;
+            let tls = if scheme == http::uri::Scheme::HTTPS {
+                client_tls(u.ca_file.as_deref(), &format!("upstreams.{name}.ca_file"))?
+            } else {
+                unused_tls()?
+            };
+            let server_name = u
+                .server_name
+                .as_deref()
+                .map(|n| {
+                    rustls_pki_types::ServerName::try_from(n.to_string())
+                        .map_err(|e| format!("upstreams.{name}.server_name: {n:?}: {e}"))
+                })
+                .transpose()?;
             by_name.insert(
                 name.clone(),
                 UpstreamSpec {
+                    tls,
+                    server_name,
+                    protocol: u.protocol,
                     scheme,
                     authority,
                     host_header,
@@ -139,7 +236,7 @@ impl UpstreamSpecs {
 
 struct Upstream {
     spec: UpstreamSpec,
-    client: HttpClient,
+    client: UpstreamClient,
 }
 
 /// Who the gateway vouches for, sent upstream.
@@ -166,6 +263,9 @@ pub struct Vouch<'a> {
     pub tls: bool,
     /// `X-Portcullis-Assertion`, on routes that send one.
     pub assertion: Option<&'a str>,
+    /// The protocol of an authorized `Upgrade` request (`websocket`),
+    /// asked of the upstream in turn; `None` for every other request.
+    pub upgrade: Option<&'a HeaderValue>,
 }
 
 /// Every configured upstream with its connection pool.
@@ -191,7 +291,7 @@ impl Upstreams {
                 (
                     name.clone(),
                     Upstream {
-                        client: http_client(spec.connect_timeout, spec.pool_max_idle),
+                        client: spec.client(),
                         spec: spec.clone(),
                     },
                 )
@@ -232,8 +332,28 @@ impl Upstreams {
             .build()
             .map_err(|e| unreachable(format!("cannot build the upstream URI: {e}")))?;
 
+        if vouch.upgrade.is_some() && up.http2() {
+            return Err(unreachable(
+                "the upstream is configured for HTTP/2 (protocol = \"http2\"); an Upgrade needs an http1 upstream".into(),
+            ));
+        }
         let headers = &mut parts.headers;
+        // `TE: trailers` says the client takes trailers: gRPC servers
+        // refuse requests without it. Every other TE value is hop-by-hop.
+        let trailers = headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
         strip_hop_by_hop(headers);
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        if let Some(protocol) = vouch.upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol.clone());
+        }
         strip_client_identity(headers, vouch.api_key_header, vouch.keep_method_override);
         headers.remove(vouch.api_key_header);
         if !up.forward_authorization {
@@ -262,11 +382,18 @@ impl Upstreams {
         if let Some(a) = vouch.assertion {
             set(headers, "x-portcullis-assertion", a);
         }
-        headers.insert(header::HOST, up.host_header.clone());
+        // Over HTTP/2 the URI's authority is the host (`:authority`).
+        let version = if up.http2() {
+            headers.remove(header::HOST);
+            Version::HTTP_2
+        } else {
+            headers.insert(header::HOST, up.host_header.clone());
+            Version::HTTP_11
+        };
 
         let mut req = Request::from_parts(parts, body);
         *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
+        *req.version_mut() = version;
 
         let response = match tokio::time::timeout(up.timeout, client.request(req)).await {
             Err(_) => {
@@ -279,9 +406,47 @@ impl Upstreams {
             Ok(Ok(r)) => r,
         };
         let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        let switched = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        if switched {
+            // Only to the protocol asked for, and only when one was.
+            match vouch.upgrade {
+                Some(asked) if switched_to(&parts.headers, asked) => {
+                    strip_hop_by_hop(&mut parts.headers);
+                    parts
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    parts.headers.insert(header::UPGRADE, asked.clone());
+                }
+                _ => {
+                    return Err(unreachable(
+                        "the upstream switched protocols to one the client did not ask for".into(),
+                    ));
+                }
+            }
+        } else {
+            strip_hop_by_hop(&mut parts.headers);
+        }
         Ok(Response::from_parts(parts, box_incoming(body)))
     }
+}
+
+/// Whether an upstream's `101` names the protocol asked for (by name,
+/// case-insensitively), and only that one.
+pub fn switched_to(response: &HeaderMap, asked: &HeaderValue) -> bool {
+    let name = |v: &HeaderValue| {
+        v.to_str().ok().map(|s| {
+            s.trim()
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        })
+    };
+    let mut answered = response.get_all(header::UPGRADE).iter();
+    matches!(
+        (answered.next(), answered.next()),
+        (Some(v), None) if name(v).is_some() && name(v) == name(asked)
+    )
 }
 
 fn box_incoming(body: Incoming) -> Body {

@@ -1,0 +1,279 @@
+//! WebSocket (and other `Upgrade`) passthrough, authorized at the upgrade
+//! request like any other request and bound to that decision afterwards.
+//!
+//! ```text
+//! GET + Connection: upgrade + Upgrade: websocket
+//!   → checkpoint (route → identity → decision) → upstream answers 101
+//!   → tunnel: bytes copied both ways, frame boundaries followed
+//!   → after every swap: the same principal, action and resource asked again;
+//!     denied → close frame 1008 with the reason to both ends, connection closed
+//! ```
+//!
+//! Only HTTP/1.1 upgrades to a protocol in `server.upgrades` pass; `h2c`
+//! never does (a cleartext HTTP/2 connection to the upstream would carry
+//! requests the gateway never sees). Any other `Upgrade` header is
+//! removed, and the request forwarded as a plain one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::checkpoint::{Standing, recheck};
+use crate::proxy::frames::{FrameBoundaries, close_frame};
+use crate::shared::Shared;
+
+/// WebSocket close code for a policy violation (RFC 6455 §7.4.1).
+const POLICY_VIOLATION: u16 = 1008;
+/// WebSocket close code for an endpoint going away.
+const GOING_AWAY: u16 = 1001;
+
+/// The protocol an HTTP/1.1 request asks to switch to, when it is one the
+/// gateway passes: `Connection` names `upgrade`, and `Upgrade` names one
+/// protocol of `allowed` (by name, any version: `websocket`, `foo/2`).
+pub(crate) fn requested<'h>(
+    version: http::Version,
+    headers: &'h HeaderMap,
+    allowed: &[String],
+) -> Option<&'h HeaderValue> {
+    if version != http::Version::HTTP_11 {
+        return None;
+    }
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let mut upgrades = headers.get_all(header::UPGRADE).iter();
+    let (Some(value), None) = (upgrades.next(), upgrades.next()) else {
+        return None;
+    };
+    let protocol = value.to_str().ok()?.trim();
+    let name = protocol.split('/').next().unwrap_or_default();
+    let one = !protocol.contains(',') && !protocol.is_empty();
+    (connection_upgrade
+        && one
+        && !name.eq_ignore_ascii_case("h2c")
+        && allowed.iter().any(|a| a.eq_ignore_ascii_case(name)))
+    .then_some(value)
+}
+
+/// Why a tunnel ends early: the close code and reason sent both ways.
+#[derive(Clone, Debug)]
+struct Close {
+    code: u16,
+    reason: String,
+}
+
+/// A client connection's slot under `server.max_connections`, held by
+/// the connection and by the tunnel it becomes: an upgraded connection
+/// counts until it closes.
+#[derive(Clone)]
+pub(crate) struct ConnectionSlot {
+    _held: Arc<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl ConnectionSlot {
+    /// The slot `permit` holds.
+    pub(crate) fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        ConnectionSlot {
+            _held: Arc::new(permit),
+        }
+    }
+}
+
+/// Everything a tunnel needs once both sides have switched protocols.
+pub(crate) struct Tunnel {
+    pub shared: Arc<Shared>,
+    pub standing: Standing,
+    pub websocket: bool,
+    pub client: OnUpgrade,
+    pub upstream: OnUpgrade,
+    pub slot: Option<ConnectionSlot>,
+}
+
+impl Tunnel {
+    /// Copies bytes both ways until either side closes, re-checking the
+    /// standing after every swap.
+    pub(crate) async fn run(self) {
+        let Tunnel {
+            shared,
+            standing,
+            websocket,
+            client,
+            upstream,
+            slot: _slot,
+        } = self;
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!(error = %e, "an upgrade did not complete");
+                return;
+            }
+        };
+        let metrics = shared.metrics.tunnels();
+        let _open = metrics.opened();
+        let grace = Duration::from_millis(shared.config().server.revoke_grace_ms);
+        let (closing, close_rx) = watch::channel(None::<Close>);
+        let (client_read, client_write) = tokio::io::split(TokioIo::<Upgraded>::new(client));
+        let (upstream_read, upstream_write) = tokio::io::split(TokioIo::<Upgraded>::new(upstream));
+        let down = pump(
+            upstream_read,
+            client_write,
+            websocket,
+            None,
+            close_rx.clone(),
+            grace,
+        );
+        let up = pump(
+            client_read,
+            upstream_write,
+            websocket,
+            Some(mask_key()),
+            close_rx,
+            grace,
+        );
+        let mut swaps = shared.swaps.subscribe();
+        let mut stopping = shared.stopping.subscribe();
+        let supervise = async {
+            loop {
+                tokio::select! {
+                    changed = swaps.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        metrics.rechecked();
+                        if let Err(refusal) = recheck(&shared, &standing) {
+                            metrics.revoked();
+                            tracing::info!(
+                                principal = standing.credential.principal(),
+                                route = %standing.route,
+                                reason = refusal.reason(),
+                                "closing an upgraded connection: access revoked"
+                            );
+                            let _ = closing.send(Some(Close {
+                                code: POLICY_VIOLATION,
+                                reason: format!("{}: {}", refusal.reason(), refusal.message()),
+                            }));
+                            break;
+                        }
+                    }
+                    changed = stopping.wait_for(|s| *s) => {
+                        if changed.is_ok() {
+                            let _ = closing.send(Some(Close {
+                                code: GOING_AWAY,
+                                reason: "the gateway is shutting down".into(),
+                            }));
+                        }
+                        break;
+                    }
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = async { tokio::join!(down, up) } => {}
+            _ = supervise => {}
+        }
+    }
+}
+
+/// A masking key for a frame the gateway sends the upstream as a client:
+/// unpredictable (RFC 6455 §5.3), from the standard library's randomly
+/// keyed hasher.
+fn mask_key() -> [u8; 4] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    let bytes = h.finish().to_le_bytes();
+    [bytes[0], bytes[1], bytes[2], bytes[3]]
+}
+
+/// Copies `from` to `to` until `from` ends; when a close is asked for,
+/// finishes the frame in progress (within `grace`), sends the close frame
+/// (masked with `mask` when set) and shuts `to` down.
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    websocket: bool,
+    mask: Option<[u8; 4]>,
+    mut close: watch::Receiver<Option<Close>>,
+    grace: Duration,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut frames = FrameBoundaries::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut asked: Option<Close> = None;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut watching = true;
+    loop {
+        if let Some(c) = &asked
+            && (!websocket || frames.at_boundary())
+        {
+            if websocket {
+                let _ = to.write_all(&close_frame(c.code, &c.reason, mask)).await;
+            }
+            let _ = to.flush().await;
+            let _ = to.shutdown().await;
+            return;
+        }
+        let read = tokio::select! {
+            changed = close.changed(), if watching && asked.is_none() => {
+                match changed {
+                    Ok(()) => {
+                        asked = close.borrow_and_update().clone();
+                        deadline = asked.is_some().then(|| tokio::time::Instant::now() + grace);
+                    }
+                    // The supervisor is gone: copy on.
+                    Err(_) => watching = false,
+                }
+                continue;
+            }
+            _ = sleep_until(deadline) => {
+                // Mid-frame for too long: cut without a close frame.
+                let _ = to.shutdown().await;
+                return;
+            }
+            read = from.read(&mut buf) => read,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(n) => n,
+        };
+        let bytes = &buf[..n];
+        // Once closing, only the rest of the frame in progress goes on.
+        let bytes = if asked.is_some() && websocket {
+            &bytes[..frames.until_boundary(bytes)]
+        } else {
+            if websocket {
+                frames.feed(bytes);
+            }
+            bytes
+        };
+        // Flushed at once: a TLS stream holds written records until then.
+        if to.write_all(bytes).await.is_err() || to.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,220 @@
+//! WebSocket passthrough (issue #15, part 3), with a real client and
+//! server (Python `websockets`): the upgrade request is authorized like
+//! any other (401 without credentials, 403 for a principal without the
+//! grant), messages pass both ways untouched, and after a snapshot swap
+//! the connection of a principal who lost access is closed with 1008 and
+//! the reason — at both ends — while another principal's stays open.
+//! `Upgrade: h2c` is never passed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
+
+mod common;
+use common::*;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use portcullis_gateway::config::UpstreamConfig;
+use portcullis_gateway::demo::example_snapshot;
+use portcullis_gateway::stage::route_table::RouteSpec;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+fn python(script: &str) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR")))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+struct Script {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Script {
+    fn start(mut command: Command) -> Script {
+        let mut child = command.spawn().expect("python3 runs");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Script { child, lines }
+    }
+
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+            .await
+            .expect("the script answers in time")
+            .unwrap()
+            .expect("the script printed a line")
+    }
+
+    async fn json(&mut self) -> Value {
+        let line = self.line().await;
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+}
+
+/// Revision 2 of the example: pat is deactivated.
+fn pat_deactivated() -> Vec<u8> {
+    example_snapshot(|v| {
+        v["revision"] = json!(2);
+        for u in v["users"].as_array_mut().unwrap() {
+            if u["username"] == "pat" {
+                u["status"] = json!("deactivated");
+            }
+        }
+    })
+    .unwrap()
+}
+
+async fn ws_gateway(upstream_port: u16) -> Gw {
+    gateway_with(Some(revision(1)), |c, _| {
+        c.upstreams.insert(
+            "live".into(),
+            UpstreamConfig {
+                url: format!("http://127.0.0.1:{upstream_port}"),
+                protocol: Default::default(),
+                ca_file: None,
+                server_name: None,
+                connect_timeout_ms: 2_000,
+                timeout_ms: 5_000,
+                pool_max_idle: 8,
+                forward_authorization: false,
+            },
+        );
+        c.routes.insert(
+            0,
+            RouteSpec {
+                name: Some("live-table".into()),
+                host: None,
+                methods: vec!["GET".into()],
+                path: "/envs/{env}/catalogs/{catalog}/live".into(),
+                upstream: "live".into(),
+                action: "read".into(),
+                resource: "catalog/{catalog}".into(),
+                shadow: false,
+                assertion: false,
+            },
+        );
+    })
+    .await
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_revoked_on_swap_closes_with_1008() {
+    let mut upstream = Script::start(python("ws_upstream.py"));
+    let port: u16 = upstream.line().await.parse().expect("a port");
+    let gw = ws_gateway(port).await;
+    let url = format!(
+        "ws://{}/envs/prod/catalogs/sales/live",
+        gw.running.proxy_addr
+    );
+    let mut client = Script::start({
+        let mut c = python("ws_client.py");
+        c.args([url, bearer("pat"), bearer("dave"), bearer("gus")]);
+        c
+    });
+
+    // Authorized at the upgrade like any request.
+    let never = client.json().await;
+    assert_eq!(never["status"], 403, "{never}");
+    assert_eq!(never["reason"], "no_grant", "{never}");
+    let anonymous = client.json().await;
+    assert_eq!(anonymous["status"], 401, "{anonymous}");
+
+    // Both open; the upstream saw who, and messages pass both ways.
+    let ready = client.json().await;
+    assert_eq!(ready["step"], "ready", "{ready}");
+    assert_eq!(ready["hello"], json!(["user/pat", "user/dave"]));
+    assert_eq!(ready["echoes"][0], "ping from the one who loses");
+    assert_eq!(ready["echoes"][1], 40_000);
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert_eq!(
+        metric(&metrics, "portcullis_upgraded_connections_open"),
+        Some(2.0),
+        "{metrics}"
+    );
+
+    // pat loses access: pat's connection is closed at both ends, dave's stays.
+    let installed = gw.push(pat_deactivated(), false).await;
+    assert_eq!(installed.status, 200, "{}", installed.body);
+    client
+        .child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"swapped\n")
+        .await
+        .unwrap();
+    let losing = client.json().await;
+    assert_eq!(losing["code"], 1008, "{losing}");
+    let reason = losing["reason"].as_str().unwrap();
+    assert!(reason.starts_with("account_deactivated"), "{reason}");
+    let at_upstream = upstream.json().await;
+    assert_eq!(at_upstream["closed"], 1008, "{at_upstream}");
+    assert_eq!(at_upstream["reason"], reason);
+    let keeping = client.json().await;
+    assert_eq!(keeping["echo"], "still here", "{keeping}");
+
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert_eq!(
+        metric(&metrics, "portcullis_upgraded_connections_revoked_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "portcullis_upgraded_connections_rechecked_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(client.child.wait().await.unwrap().success());
+}
+
+/// A raw HTTP/1.1 exchange with the gateway: the status line and the rest.
+async fn raw(gw: &Gw, request: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(gw.running.proxy_addr)
+        .await
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn h2c_and_unlisted_upgrades_are_never_passed() {
+    // The demo's echo upstream answers any request with what it received:
+    // an upgrade the gateway does not pass arrives as a plain request.
+    let gw = gateway().await;
+    let token = bearer("pat");
+    for upgrade in ["h2c", "foo/1", "websocket, h2c"] {
+        let answer = raw(
+            &gw,
+            &format!(
+                "GET /envs/prod/catalogs/sales/tables/orders HTTP/1.1\r\nHost: a\r\n\
+                 Authorization: {token}\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                 Upgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{upgrade}: {answer}");
+        assert!(answer.contains("\"upstream\":\"demo\""), "{answer}");
+    }
+}
