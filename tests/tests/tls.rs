@@ -20,66 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ca::{Ca, write};
 use portcullis_gateway::config::{CertificatePair, ClientCertificates, GatewayConfig, TlsConfig};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, date_time_ymd};
 
 const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
-
-/// A certificate authority that issues server and client certificates.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            issuer: Issuer::new(params, key),
-            pem: cert.pem(),
-        }
-    }
-
-    /// (certificate PEM, key PEM) with the URI SAN `uri` (a SPIFFE ID).
-    fn issue_uri(&self, uri: &str) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .subject_alt_names
-            .push(rcgen::SanType::URI(uri.try_into().unwrap()));
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// (certificate PEM, key PEM) for `names`, valid now unless `expired`.
-    fn issue(&self, names: &[&str], expired: bool) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        if expired {
-            params.not_before = date_time_ymd(2020, 1, 1);
-            params.not_after = date_time_ymd(2021, 1, 1);
-        }
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    // Written aside and renamed in, as certificate managers do.
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    path
-}
 
 /// A pair written into `dir` as `<name>.pem` and `<name>.key`.
 fn pair(dir: &Path, name: &str, (cert, key): &(String, String)) -> CertificatePair {

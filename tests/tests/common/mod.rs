@@ -3,6 +3,8 @@
 //! a client.
 #![allow(dead_code)] // each test file uses a different part of it
 
+pub mod ca;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
