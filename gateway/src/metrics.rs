@@ -187,6 +187,11 @@ impl TunnelMetrics {
         OpenTunnel(self.open.clone())
     }
 
+    /// Upgraded connections open now.
+    pub fn open_now(&self) -> i64 {
+        self.open.get()
+    }
+
     /// One re-check after a swap.
     pub fn rechecked(&self) {
         self.rechecks.inc();

@@ -647,10 +647,16 @@ async fn serve(
     }
     drop(listener);
     let grace = ms(shared.config().server.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Upgraded connections are told to close (1001) when the gateway
+    // stops; they run on the workers' runtimes, so wait for them too.
+    let tunnels = shared.metrics.tunnels();
+    let drained = async {
+        graceful.shutdown().await;
+        while tunnels.open_now() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             ?grace,
             "grace period over; closing the remaining connections"

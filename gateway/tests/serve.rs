@@ -58,12 +58,17 @@ fn a_bad_config_is_one_clear_error_listing_every_problem() {
 [server]
 listen = "127.0.0.1:0"
 workers = 0
+upgrades = ["websocket", "h2c"]
 
 [admin]
 token = "short"
 
 [upstreams.app]
-url = "https://app.internal"
+url = "ftp://app.internal"
+
+[upstreams.plain]
+url = "http://app.internal"
+ca_file = "ca.pem"
 
 [[routes]]
 path = "/envs/{env}"
@@ -85,6 +90,8 @@ resource = "env/{environment}"
         "server.workers",
         "admin.token",
         "upstreams.app.url",
+        "upstreams.plain: ca_file and server_name are for https://",
+        "server.upgrades: h2c cannot be allowed",
         "upstream \"nowhere\" is not defined",
         "unknown action \"reed\"",
         "{environment}",

@@ -218,3 +218,77 @@ async fn h2c_and_unlisted_upgrades_are_never_passed() {
         assert!(answer.contains("\"upstream\":\"demo\""), "{answer}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_websockets_are_closed_with_1001_on_shutdown() {
+    let mut upstream = Script::start(python("ws_upstream.py"));
+    let port: u16 = upstream.line().await.parse().expect("a port");
+    let gw = ws_gateway(port).await;
+    let url = format!(
+        "ws://{}/envs/prod/catalogs/sales/live",
+        gw.running.proxy_addr
+    );
+    let mut client = Script::start({
+        let mut c = Command::new("python3");
+        c.args([
+            "-c",
+            r#"
+import json, sys
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+with connect(sys.argv[1], additional_headers={"Authorization": sys.argv[2]}) as ws:
+    print(json.dumps({"hello": ws.recv(timeout=5)}), flush=True)
+    try:
+        ws.recv(timeout=20)
+    except ConnectionClosed as e:
+        print(json.dumps({"code": e.rcvd.code if e.rcvd else None, "reason": e.rcvd.reason if e.rcvd else None}), flush=True)
+"#,
+            &url,
+            &bearer("dave"),
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+        c
+    });
+    assert_eq!(client.json().await["hello"], "user/dave");
+    tokio::time::timeout(Duration::from_secs(20), gw.running.shutdown())
+        .await
+        .expect("the gateway stops");
+    let closed = client.json().await;
+    assert_eq!(closed["code"], 1001, "{closed}");
+    assert_eq!(closed["reason"], "the gateway is shutting down");
+    assert_eq!(upstream.json().await["closed"], 1001);
+}
+
+#[tokio::test]
+async fn an_upgrade_to_an_http2_upstream_is_refused_not_downgraded() {
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        let app = c.upstreams["app"].clone();
+        c.upstreams.insert(
+            "h2".into(),
+            UpstreamConfig {
+                protocol: portcullis_gateway::config::UpstreamProtocol::Http2,
+                ..app
+            },
+        );
+        for r in &mut c.routes {
+            r.upstream = "h2".into();
+        }
+    })
+    .await;
+    let token = bearer("pat");
+    let answer = raw(
+        &gw,
+        &format!(
+            "GET /envs/prod/catalogs/sales/tables/orders HTTP/1.1\r\nHost: a\r\n\
+             Authorization: {token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(
+        answer.contains("an Upgrade needs an http1 upstream"),
+        "{answer}"
+    );
+}
