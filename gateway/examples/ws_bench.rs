@@ -47,7 +47,9 @@ fn main() {
             args.get(4).filter(|s| !s.is_empty()).cloned(),
             args.get(5).cloned(),
         )),
-        _ => eprintln!("usage: ws_bench echo ADDR | load URL CONNS SECONDS [CA_FILE] [AUTHORIZATION]"),
+        _ => eprintln!(
+            "usage: ws_bench echo ADDR | load URL CONNS SECONDS [CA_FILE] [AUTHORIZATION]"
+        ),
     }
 }
 

@@ -31,8 +31,8 @@ impl FrameBoundaries {
             return 0;
         }
         let mut taken = 0;
-        while taken < bytes.len() {
-            taken += self.step(&bytes[taken..]);
+        while let Some(rest) = bytes.get(taken..).filter(|r| !r.is_empty()) {
+            taken += self.step(rest);
             if self.at_boundary() {
                 return taken;
             }
@@ -44,7 +44,7 @@ impl FrameBoundaries {
     pub(crate) fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let n = self.step(bytes);
-            bytes = &bytes[n..];
+            bytes = bytes.get(n..).unwrap_or_default();
         }
     }
 
@@ -60,7 +60,10 @@ impl FrameBoundaries {
         }
         let mut taken = 0;
         for &b in bytes {
-            self.header[self.header_len] = b;
+            // A header is whole by 14 bytes, so there is always room.
+            if let Some(slot) = self.header.get_mut(self.header_len) {
+                *slot = b;
+            }
             self.header_len += 1;
             taken += 1;
             if let Some(payload) = self.header_complete() {
@@ -74,7 +77,7 @@ impl FrameBoundaries {
 
     /// The payload length, once the header read so far is whole.
     fn header_complete(&self) -> Option<u64> {
-        let h = &self.header[..self.header_len];
+        let h = self.header.get(..self.header_len)?;
         let second = *h.get(1)?;
         let masked = second & 0x80 != 0;
         let (extended, short) = match second & 0x7f {
@@ -88,7 +91,8 @@ impl FrameBoundaries {
         }
         Some(match short {
             Some(n) => n,
-            None => h[2..2 + extended]
+            None => h
+                .get(2..2 + extended)?
                 .iter()
                 .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
         })
@@ -106,7 +110,7 @@ pub(crate) fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec
     }
     let mut payload = Vec::with_capacity(2 + cut);
     payload.extend_from_slice(&code.to_be_bytes());
-    payload.extend_from_slice(&reason.as_bytes()[..cut]);
+    payload.extend_from_slice(reason.as_bytes().get(..cut).unwrap_or_default());
     let mut frame = Vec::with_capacity(6 + payload.len());
     frame.push(0x88); // FIN, opcode close
     let len = payload.len() as u8; // ≤ 125

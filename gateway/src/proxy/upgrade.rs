@@ -254,10 +254,12 @@ async fn pump<R, W>(
             }
             Ok(n) => n,
         };
-        let bytes = &buf[..n];
+        let bytes = buf.get(..n).unwrap_or_default();
         // Once closing, only the rest of the frame in progress goes on.
         let bytes = if asked.is_some() && websocket {
-            &bytes[..frames.until_boundary(bytes)]
+            bytes
+                .get(..frames.until_boundary(bytes))
+                .unwrap_or_default()
         } else {
             if websocket {
                 frames.feed(bytes);
