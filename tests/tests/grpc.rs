@@ -93,7 +93,16 @@ fn route(host: Option<&str>, upstream: &str) -> RouteSpec {
 }
 
 fn client(gw: &Gw, authority: &str, extra: &[&str]) -> Value {
-    let out = Command::new("python3")
+    client_trusting(gw, authority, extra, None)
+}
+
+/// [`client`], over TLS to the gateway when `ca` is given.
+fn client_trusting(gw: &Gw, authority: &str, extra: &[&str], ca: Option<&PathBuf>) -> Value {
+    let mut command = Command::new("python3");
+    if let Some(ca) = ca {
+        command.env("GRPC_CA", ca);
+    }
+    let out = command
         .arg(script("grpc_client.py"))
         .args([
             gw.running.proxy_addr.to_string(),
@@ -250,4 +259,26 @@ async fn https_upstreams_are_verified_by_the_name_they_are_reached_by() {
         .await;
     assert_eq!(a.status, 502, "{}", a.body);
     assert_eq!(a.body["reason"], "unreachable", "{}", a.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_tls_at_the_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, ca_file) = common::ca::listener_tls(dir.path(), &["edge.test"]);
+    let plain = upstream(None);
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.server.tls = Some(tls);
+        c.upstreams.insert(
+            "plain".into(),
+            grpc_upstream(format!("http://127.0.0.1:{}", plain.1), None, None),
+        );
+        c.routes.insert(0, route(None, "plain"));
+    })
+    .await;
+    let r = client_trusting(&gw, "edge.test", &[], Some(&ca_file));
+    assert_eq!(r["get"]["principal"], "user/pat", "{r}");
+    assert_eq!(r["trailers"]["x-upstream-trailer"], "yes", "{r}");
+    assert_eq!(r["chat"], serde_json::json!(["ONE", "TWO", "THREE"]), "{r}");
+    assert_eq!(r["denied"]["code"], "PERMISSION_DENIED", "{r}");
+    assert_eq!(r["anonymous"]["code"], "UNAUTHENTICATED", "{r}");
 }

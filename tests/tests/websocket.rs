@@ -74,6 +74,21 @@ fn pat_deactivated() -> Vec<u8> {
     .unwrap()
 }
 
+/// The route of the WebSocket upstream: reading a catalog's live feed.
+fn live_route() -> RouteSpec {
+    RouteSpec {
+        name: Some("live-table".into()),
+        host: None,
+        methods: vec!["GET".into()],
+        path: "/envs/{env}/catalogs/{catalog}/live".into(),
+        upstream: "live".into(),
+        action: "read".into(),
+        resource: "catalog/{catalog}".into(),
+        shadow: false,
+        assertion: false,
+    }
+}
+
 async fn ws_gateway(upstream_port: u16) -> Gw {
     gateway_with(Some(revision(1)), |c, _| {
         c.upstreams.insert(
@@ -89,20 +104,7 @@ async fn ws_gateway(upstream_port: u16) -> Gw {
                 forward_authorization: false,
             },
         );
-        c.routes.insert(
-            0,
-            RouteSpec {
-                name: Some("live-table".into()),
-                host: None,
-                methods: vec!["GET".into()],
-                path: "/envs/{env}/catalogs/{catalog}/live".into(),
-                upstream: "live".into(),
-                action: "read".into(),
-                resource: "catalog/{catalog}".into(),
-                shadow: false,
-                assertion: false,
-            },
-        );
+        c.routes.insert(0, live_route());
     })
     .await
 }
@@ -291,4 +293,51 @@ async fn an_upgrade_to_an_http2_upstream_is_refused_not_downgraded() {
         answer.contains("an Upgrade needs an http1 upstream"),
         "{answer}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_over_tls_at_the_edge() {
+    let mut upstream = Script::start(python("ws_upstream.py"));
+    let port: u16 = upstream.line().await.parse().expect("a port");
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, ca_file) = common::ca::listener_tls(dir.path(), &["localhost"]);
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.server.tls = Some(tls);
+        c.upstreams.insert(
+            "live".into(),
+            UpstreamConfig {
+                url: format!("http://127.0.0.1:{port}"),
+                ..c.upstreams["app"].clone()
+            },
+        );
+        c.routes.insert(0, live_route());
+    })
+    .await;
+    let url = format!(
+        "wss://localhost:{}/envs/prod/catalogs/sales/live",
+        gw.running.proxy_addr.port()
+    );
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            r#"
+import json, ssl, sys
+from websockets.sync.client import connect
+context = ssl.create_default_context(cafile=sys.argv[3])
+with connect(sys.argv[1], additional_headers={"Authorization": sys.argv[2]}, ssl=context) as ws:
+    hello = ws.recv(timeout=5)
+    ws.send("over TLS")
+    print(json.dumps({"hello": hello, "echo": ws.recv(timeout=5)}))
+"#,
+            &url,
+            &bearer("dave"),
+            ca_file.to_str().unwrap(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(r["hello"], "user/dave");
+    assert_eq!(r["echo"], "over TLS");
 }

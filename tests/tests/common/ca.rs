@@ -60,3 +60,26 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::rename(&tmp, &path).unwrap();
     path
 }
+
+/// TLS for a gateway listener with a certificate for `names` from a new
+/// CA, its files in `dir`: the listener's configuration and the CA file
+/// clients trust.
+pub fn listener_tls(
+    dir: &Path,
+    names: &[&str],
+) -> (portcullis_gateway::config::TlsConfig, PathBuf) {
+    use portcullis_gateway::config::{CertificatePair, ClientCertificates, TlsConfig};
+    let ca = Ca::new("Edge CA");
+    let (cert, key) = ca.issue(names, false);
+    let tls = TlsConfig {
+        certificates: vec![CertificatePair {
+            cert: write(dir, "edge.pem", &cert),
+            key: write(dir, "edge.key", &key),
+        }],
+        client_ca: None,
+        client_certificates: ClientCertificates::Required,
+        handshake_timeout_ms: 5_000,
+        client_principals: Default::default(),
+    };
+    (tls, write(dir, "edge-ca.pem", &ca.pem))
+}
