@@ -43,16 +43,17 @@ pub(crate) fn requested<'h>(
     if version != http::Version::HTTP_11 {
         return None;
     }
+    // Most requests carry no Upgrade: that is the one lookup they pay.
+    let mut upgrades = headers.get_all(header::UPGRADE).iter();
+    let (Some(value), None) = (upgrades.next(), upgrades.next()) else {
+        return None;
+    };
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    let mut upgrades = headers.get_all(header::UPGRADE).iter();
-    let (Some(value), None) = (upgrades.next(), upgrades.next()) else {
-        return None;
-    };
     let protocol = value.to_str().ok()?.trim();
     let name = protocol.split('/').next().unwrap_or_default();
     let one = !protocol.contains(',') && !protocol.is_empty();
@@ -277,5 +278,63 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(connection: &str, upgrade: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_str(connection).unwrap(),
+        );
+        for u in upgrade {
+            h.append(header::UPGRADE, HeaderValue::from_str(u).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_one_allowed_protocol_on_http_1_1_with_connection_upgrade() {
+        let allowed = vec!["websocket".to_string(), "h2c".to_string()];
+        let v11 = http::Version::HTTP_11;
+        let asked = |c: &str, u: &[&str]| {
+            requested(v11, &headers(c, u), &allowed).map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            asked("Upgrade", &["websocket"]).as_deref(),
+            Some("websocket")
+        );
+        assert_eq!(
+            asked("keep-alive, UPGRADE", &["WebSocket"]).as_deref(),
+            Some("WebSocket")
+        );
+        // h2c never, even when listed (configuration refuses it too).
+        assert_eq!(asked("Upgrade, HTTP2-Settings", &["h2c"]), None);
+        assert_eq!(asked("Upgrade", &["H2C/1"]), None);
+        // A list, two headers, no Connection: upgrade, another protocol.
+        assert_eq!(asked("Upgrade", &["websocket, h2c"]), None);
+        assert_eq!(asked("Upgrade", &["websocket", "websocket"]), None);
+        assert_eq!(asked("keep-alive", &["websocket"]), None);
+        assert_eq!(asked("Upgrade", &["foo"]), None);
+        assert_eq!(
+            requested(
+                http::Version::HTTP_10,
+                &headers("Upgrade", &["websocket"]),
+                &allowed
+            ),
+            None
+        );
+        assert_eq!(
+            requested(
+                http::Version::HTTP_2,
+                &headers("Upgrade", &["websocket"]),
+                &allowed
+            ),
+            None
+        );
     }
 }
