@@ -176,6 +176,7 @@ pub struct TunnelMetrics {
     open: Gauge,
     opened: Counter,
     revoked: Counter,
+    grpc_revoked: Counter,
     rechecks: Counter,
 }
 
@@ -200,6 +201,11 @@ impl TunnelMetrics {
     /// One connection closed because its principal lost access.
     pub fn revoked(&self) {
         self.revoked.inc();
+    }
+
+    /// One gRPC call ended because its principal lost access.
+    pub fn grpc_revoked(&self) {
+        self.grpc_revoked.inc();
     }
 }
 
@@ -432,8 +438,13 @@ impl Metrics {
         );
         registry.register(
             "upgraded_connections_rechecked",
-            "Decisions re-checked for open upgraded connections after snapshot swaps",
+            "Decisions re-checked after snapshot swaps for open upgraded connections and gRPC calls",
             tunnels.rechecks.clone(),
+        );
+        registry.register(
+            "grpc_calls_revoked",
+            "gRPC calls ended after a swap because their principal lost access (PERMISSION_DENIED)",
+            tunnels.grpc_revoked.clone(),
         );
         registry.register(
             "upgraded_connections_revoked",

@@ -388,7 +388,7 @@ impl Refusal {
 
 /// `grpc-message`'s encoding (gRPC over HTTP/2, "Responses"): UTF-8,
 /// every byte outside printable ASCII, and `%`, percent-encoded.
-fn grpc_percent_encode(message: &str) -> String {
+pub fn grpc_percent_encode(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     for b in message.bytes() {
         if (0x20..=0x7e).contains(&b) && b != b'%' {

@@ -282,3 +282,80 @@ async fn grpc_over_tls_at_the_edge() {
     assert_eq!(r["denied"]["code"], "PERMISSION_DENIED", "{r}");
     assert_eq!(r["anonymous"]["code"], "UNAUTHENTICATED", "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_that_revokes_access_ends_open_grpc_streams_with_permission_denied() {
+    use std::io::{BufRead, Write};
+    let plain = upstream(None);
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.upstreams.insert(
+            "plain".into(),
+            grpc_upstream(format!("http://127.0.0.1:{}", plain.1), None, None),
+        );
+        c.routes.insert(0, route(None, "plain"));
+    })
+    .await;
+    let mut client = Command::new("python3")
+        .args([
+            "-c",
+            r#"
+import json, queue, sys, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+def chat(token):
+    outbox = queue.Queue()
+    def requests():
+        while (m := outbox.get()) is not None:
+            yield m
+    replies = channel.stream_stream("/demo.Live/Chat")(requests(), metadata=[("authorization", token)], timeout=30)
+    return outbox, replies
+def next_reply(outbox, replies, message):
+    outbox.put(message)
+    try:
+        return {"reply": next(replies).decode()}
+    except grpc.RpcError as e:
+        return {"code": e.code().name, "details": e.details()}
+losing, keeping = chat(sys.argv[2]), chat(sys.argv[3])
+print(json.dumps([next_reply(*losing, b"before"), next_reply(*keeping, b"before")]), flush=True)
+sys.stdin.readline()
+print(json.dumps([next_reply(*losing, b"after"), next_reply(*keeping, b"after")]), flush=True)
+"#,
+            &gw.running.proxy_addr.to_string(),
+            &bearer("pat"),
+            &bearer("dave"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut line = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let before = line();
+    assert_eq!(
+        before,
+        serde_json::json!([{"reply": "BEFORE"}, {"reply": "BEFORE"}])
+    );
+    let pushed = gw.push(pat_deactivated(), false).await;
+    assert_eq!(pushed.status, 200);
+    client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"swapped\n")
+        .unwrap();
+    let after = line();
+    assert_eq!(after[0]["code"], "PERMISSION_DENIED", "{after}");
+    assert!(
+        after[0]["details"]
+            .as_str()
+            .unwrap()
+            .starts_with("account_deactivated: "),
+        "{after}"
+    );
+    assert_eq!(after[1]["reply"], "AFTER", "{after}");
+    assert!(client.wait().unwrap().success());
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_grpc_calls_revoked_total 1"),
+        "{metrics}"
+    );
+}

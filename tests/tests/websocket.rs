@@ -20,7 +20,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use portcullis_gateway::config::UpstreamConfig;
-use portcullis_gateway::demo::example_snapshot;
 use portcullis_gateway::stage::route_table::RouteSpec;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
@@ -59,19 +58,6 @@ impl Script {
         let line = self.line().await;
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
     }
-}
-
-/// Revision 2 of the example: pat is deactivated.
-fn pat_deactivated() -> Vec<u8> {
-    example_snapshot(|v| {
-        v["revision"] = json!(2);
-        for u in v["users"].as_array_mut().unwrap() {
-            if u["username"] == "pat" {
-                u["status"] = json!("deactivated");
-            }
-        }
-    })
-    .unwrap()
 }
 
 /// The route of the WebSocket upstream: reading a catalog's live feed.

@@ -10,6 +10,7 @@
 
 pub mod browser;
 mod frames;
+mod revocation;
 pub(crate) mod upgrade;
 
 use std::net::SocketAddr;
@@ -119,9 +120,11 @@ async fn pass(
         started,
     )?;
     let (route, resolved, verdict) = (passed.resolved.route, &passed.resolved, &passed.verdict);
-    let standing = upgrade
-        .as_ref()
-        .map(|_| crate::checkpoint::Standing::of(&passed, &method));
+    // Long-lived exchanges are re-checked after swaps: upgrades and gRPC
+    // calls (streams) remember what they were allowed as.
+    let grpc = is_grpc(&parts.headers);
+    let standing =
+        (upgrade.is_some() || grpc).then(|| crate::checkpoint::Standing::of(&passed, &method));
     let slot = parts.extensions.remove::<upgrade::ConnectionSlot>();
     let revision = Some(verdict.revision);
 
@@ -205,6 +208,9 @@ async fn pass(
             tokio::spawn(tunnel.run());
             Ok(response)
         }
+        (Ok(response), None, Some(standing)) if grpc => Ok(response.map(|body| {
+            revocation::Revocable::new(body, Arc::clone(shared), standing).boxed_unsync()
+        })),
         (forwarded, _, _) => forwarded,
     };
     forwarded.map_err(|e| {

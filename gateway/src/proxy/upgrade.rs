@@ -23,8 +23,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::checkpoint::{Standing, recheck};
+use crate::checkpoint::Standing;
 use crate::proxy::frames::{FrameBoundaries, close_frame};
+use crate::proxy::revocation::lost_access;
 use crate::shared::Shared;
 
 /// WebSocket close code for a policy violation (RFC 6455 §7.4.1).
@@ -148,15 +149,8 @@ impl Tunnel {
                         if changed.is_err() {
                             break;
                         }
-                        metrics.rechecked();
-                        if let Err(refusal) = recheck(&shared, &standing) {
+                        if let Some(refusal) = lost_access(&shared, &standing, "an upgraded connection") {
                             metrics.revoked();
-                            tracing::info!(
-                                principal = standing.credential.principal(),
-                                route = %standing.route,
-                                reason = refusal.reason(),
-                                "closing an upgraded connection: access revoked"
-                            );
                             let _ = closing.send(Some(Close {
                                 code: POLICY_VIOLATION,
                                 reason: format!("{}: {}", refusal.reason(), refusal.message()),

@@ -30,6 +30,19 @@ pub fn revision(n: u64) -> Vec<u8> {
     example_snapshot(|v| v["revision"] = json!(n)).expect("example builds")
 }
 
+/// Revision 2 of the example: pat is deactivated.
+pub fn pat_deactivated() -> Vec<u8> {
+    portcullis_gateway::demo::example_snapshot(|v| {
+        v["revision"] = json!(2);
+        for u in v["users"].as_array_mut().unwrap() {
+            if u["username"] == "pat" {
+                u["status"] = json!("deactivated");
+            }
+        }
+    })
+    .unwrap()
+}
+
 pub struct Gw {
     pub running: Running,
     pub client: TestClient,
