@@ -162,6 +162,10 @@ pub struct ServerConfig {
     /// How long a revoked WebSocket may take to reach a frame boundary
     /// before its connection is cut without a close frame.
     pub revoke_grace_ms: u64,
+    /// An upgraded connection on which nothing passed either way for this
+    /// long is closed (WebSocket close 1001), as Envoy's one-hour idle
+    /// timeout does; pings count as traffic.
+    pub upgrade_idle_timeout_ms: u64,
 }
 
 /// `[server.tls]`, `[admin.tls]`, `[decision.tls]`: TLS on a listener
@@ -236,6 +240,7 @@ impl Default for ServerConfig {
             tls: None,
             upgrades: vec!["websocket".to_string()],
             revoke_grace_ms: 5_000,
+            upgrade_idle_timeout_ms: 3_600_000,
         }
     }
 }
@@ -619,6 +624,7 @@ impl GatewayConfig {
         }
         for (name, v) in [
             ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.upgrade_idle_timeout_ms", s.upgrade_idle_timeout_ms),
             (
                 "engine.decision_timeout_ms",
                 self.engine.decision_timeout_ms,

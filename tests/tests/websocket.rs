@@ -76,21 +76,26 @@ fn live_route() -> RouteSpec {
 }
 
 async fn ws_gateway(upstream_port: u16) -> Gw {
+    ws_gateway_with(upstream_port, |_| {}).await
+}
+
+/// The demo gateway with the WebSocket upstream and its route first,
+/// then `tweak`.
+async fn ws_gateway_with(
+    upstream_port: u16,
+    tweak: impl FnOnce(&mut portcullis_gateway::config::GatewayConfig),
+) -> Gw {
     gateway_with(Some(revision(1)), |c, _| {
         c.upstreams.insert(
             "live".into(),
             UpstreamConfig {
                 url: format!("http://127.0.0.1:{upstream_port}"),
-                protocol: Default::default(),
-                ca_file: None,
-                server_name: None,
-                connect_timeout_ms: 2_000,
                 timeout_ms: 5_000,
-                pool_max_idle: 8,
-                forward_authorization: false,
+                ..c.upstreams["app"].clone()
             },
         );
         c.routes.insert(0, live_route());
+        tweak(c);
     })
     .await
 }
@@ -287,18 +292,7 @@ async fn websockets_over_tls_at_the_edge() {
     let port: u16 = upstream.line().await.parse().expect("a port");
     let dir = tempfile::tempdir().unwrap();
     let (tls, ca_file) = common::ca::listener_tls(dir.path(), &["localhost"]);
-    let gw = gateway_with(Some(revision(1)), |c, _| {
-        c.server.tls = Some(tls);
-        c.upstreams.insert(
-            "live".into(),
-            UpstreamConfig {
-                url: format!("http://127.0.0.1:{port}"),
-                ..c.upstreams["app"].clone()
-            },
-        );
-        c.routes.insert(0, live_route());
-    })
-    .await;
+    let gw = ws_gateway_with(port, |c| c.server.tls = Some(tls)).await;
     let url = format!(
         "wss://localhost:{}/envs/prod/catalogs/sales/live",
         gw.running.proxy_addr.port()
@@ -326,4 +320,50 @@ with connect(sys.argv[1], additional_headers={"Authorization": sys.argv[2]}, ssl
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(r["hello"], "user/dave");
     assert_eq!(r["echo"], "over TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_websocket_is_closed_after_the_idle_timeout() {
+    let mut upstream = Script::start(python("ws_upstream.py"));
+    let port: u16 = upstream.line().await.parse().expect("a port");
+    let gw = ws_gateway_with(port, |c| c.server.upgrade_idle_timeout_ms = 600).await;
+    let url = format!(
+        "ws://{}/envs/prod/catalogs/sales/live",
+        gw.running.proxy_addr
+    );
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            r#"
+import json, sys, time
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+# No pings from the client library: only what the test sends.
+with connect(sys.argv[1], additional_headers={"Authorization": sys.argv[2]}, ping_interval=None) as ws:
+    ws.recv(timeout=5)
+    # Traffic every 300 ms keeps it open past the timeout...
+    for i in range(4):
+        time.sleep(0.3)
+        ws.send("still here")
+        ws.recv(timeout=5)
+    started = time.monotonic()
+    try:
+        ws.recv(timeout=10)
+        print(json.dumps({"closed": False}))
+    except ConnectionClosed as e:
+        print(json.dumps({"code": e.rcvd.code, "reason": e.rcvd.reason, "after": time.monotonic() - started}))
+"#,
+            &url,
+            &bearer("dave"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    // ...then silence closes it.
+    assert_eq!(r["code"], 1001, "{r}");
+    assert_eq!(r["reason"], "no traffic for 600 ms");
+    assert!(r["after"].as_f64().unwrap() < 5.0, "{r}");
+    assert_eq!(upstream.json().await["closed"], 1001);
 }

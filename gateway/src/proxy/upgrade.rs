@@ -120,25 +120,36 @@ impl Tunnel {
         };
         let metrics = shared.metrics.tunnels();
         let _open = metrics.opened();
-        let grace = Duration::from_millis(shared.config().server.revoke_grace_ms);
+        // Capped at a year: an Instant plus more would overflow.
+        let year = 365 * 24 * 3600 * 1000;
+        let server = &shared.config().server;
+        let grace = Duration::from_millis(server.revoke_grace_ms.min(year));
+        let idle = Duration::from_millis(server.upgrade_idle_timeout_ms.min(year));
+        let activity = Activity::default();
         let (closing, close_rx) = watch::channel(None::<Close>);
         let (client_read, client_write) = tokio::io::split(TokioIo::<Upgraded>::new(client));
         let (upstream_read, upstream_write) = tokio::io::split(TokioIo::<Upgraded>::new(upstream));
         let down = pump(
             upstream_read,
             client_write,
-            websocket,
-            None,
+            Direction {
+                websocket,
+                mask: None,
+                grace,
+                activity: &activity,
+            },
             close_rx.clone(),
-            grace,
         );
         let up = pump(
             client_read,
             upstream_write,
-            websocket,
-            Some(mask_key()),
+            Direction {
+                websocket,
+                mask: Some(mask_key()),
+                grace,
+                activity: &activity,
+            },
             close_rx,
-            grace,
         );
         let mut swaps = shared.swaps.subscribe();
         let mut stopping = shared.stopping.subscribe();
@@ -154,6 +165,15 @@ impl Tunnel {
                             let _ = closing.send(Some(Close {
                                 code: POLICY_VIOLATION,
                                 reason: format!("{}: {}", refusal.reason(), refusal.message()),
+                            }));
+                            break;
+                        }
+                    }
+                    () = tokio::time::sleep_until(activity.last() + idle) => {
+                        if activity.last().elapsed() >= idle {
+                            let _ = closing.send(Some(Close {
+                                code: GOING_AWAY,
+                                reason: format!("no traffic for {} ms", idle.as_millis()),
                             }));
                             break;
                         }
@@ -193,20 +213,63 @@ fn mask_key() -> [u8; 4] {
     [bytes[0], bytes[1], bytes[2], bytes[3]]
 }
 
+/// When anything last passed through a tunnel, either way.
+struct Activity {
+    started: tokio::time::Instant,
+    /// Milliseconds from `started`.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            started: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.started
+            + Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// How one direction of a tunnel is copied.
+struct Direction<'a> {
+    /// Follow WebSocket frames (and close with a close frame).
+    websocket: bool,
+    /// Mask the close frame (towards the upstream: the gateway is its client).
+    mask: Option<[u8; 4]>,
+    /// How long a close may wait for the frame in progress.
+    grace: Duration,
+    activity: &'a Activity,
+}
+
 /// Copies `from` to `to` until `from` ends; when a close is asked for,
-/// finishes the frame in progress (within `grace`), sends the close frame
-/// (masked with `mask` when set) and shuts `to` down.
+/// finishes the frame in progress (within the grace period), sends the
+/// close frame and shuts `to` down.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
-    websocket: bool,
-    mask: Option<[u8; 4]>,
+    direction: Direction<'_>,
     mut close: watch::Receiver<Option<Close>>,
-    grace: Duration,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let Direction {
+        websocket,
+        mask,
+        grace,
+        activity,
+    } = direction;
     let mut frames = FrameBoundaries::default();
     let mut buf = vec![0u8; 16 * 1024];
     let mut asked: Option<Close> = None;
@@ -249,6 +312,7 @@ async fn pump<R, W>(
             }
             Ok(n) => n,
         };
+        activity.touch();
         let bytes = buf.get(..n).unwrap_or_default();
         // Once closing, only the rest of the frame in progress goes on.
         let bytes = if asked.is_some() && websocket {
