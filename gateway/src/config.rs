@@ -183,6 +183,13 @@ pub struct TlsConfig {
     /// every client for one (mTLS).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: certificate revocation lists (PEM, `-----BEGIN
+    /// X509 CRL-----`) of the client CAs; a client certificate one of them
+    /// lists is refused in the handshake. Reloaded when the file changes.
+    /// Certificates of a CA with no CRL in the file are not checked for
+    /// revocation.
+    #[serde(default)]
+    pub client_crl: Option<PathBuf>,
     /// With `client_ca`: `required` (the default; a client without a
     /// valid certificate is refused in the handshake) or `optional`.
     #[serde(default)]
@@ -550,6 +557,9 @@ impl GatewayConfig {
                 }
                 if t.client_certificates == ClientCertificates::Optional && t.client_ca.is_none() {
                     problems.push(format!("{name}.client_certificates: needs client_ca (the CAs client certificates must chain to)"));
+                }
+                if t.client_crl.is_some() && t.client_ca.is_none() {
+                    problems.push(format!("{name}.client_crl: needs client_ca (revocation lists are checked for client certificates)"));
                 }
                 if !t.client_principals.is_empty() {
                     if name != "server.tls" {

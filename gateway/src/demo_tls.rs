@@ -55,6 +55,7 @@ pub fn make(dir: &Path) -> Result<DemoTls, String> {
         config: TlsConfig {
             certificates: vec![pair],
             client_ca: None,
+            client_crl: None,
             client_certificates: ClientCertificates::Required,
             handshake_timeout_ms: 10_000,
             client_principals: Default::default(),

@@ -37,6 +37,7 @@ fn tls(certificates: Vec<CertificatePair>) -> TlsConfig {
     TlsConfig {
         certificates,
         client_ca: None,
+        client_crl: None,
         client_certificates: ClientCertificates::Required,
         handshake_timeout_ms: 5_000,
         client_principals: Default::default(),
@@ -60,6 +61,14 @@ fn curl(args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// [`curl`] presenting the client certificate `p`.
+fn curl_as(p: &CertificatePair, args: &[&str]) -> (i32, String) {
+    let (cert, key) = (p.cert.display().to_string(), p.key.display().to_string());
+    let mut all = vec!["--cert", &cert, "--key", &key];
+    all.extend_from_slice(args);
+    curl(&all)
 }
 
 /// Python's `ssl` against `port`: prints the names of the certificate the
@@ -337,19 +346,18 @@ async fn client_certificates_from_another_ca_are_refused() {
         &strangers.issue(&["billing.svc.test"], false),
     );
     let with = |p: &CertificatePair| {
-        curl(&[
-            "--cacert",
-            &ca_file,
-            "--resolve",
-            &resolve,
-            "-H",
-            &token,
-            "--cert",
-            &p.cert.display().to_string(),
-            "--key",
-            &p.key.display().to_string(),
-            &url,
-        ])
+        curl_as(
+            p,
+            &[
+                "--cacert",
+                &ca_file,
+                "--resolve",
+                &resolve,
+                "-H",
+                &token,
+                &url,
+            ],
+        )
     };
     assert_eq!(with(&mine), (0, "200 2".to_string()));
     // Never implicit: without client_principals a verified certificate
@@ -374,6 +382,73 @@ async fn client_certificates_from_another_ca_are_refused() {
         code, 0,
         "no certificate: refused (client_certificates = required)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_client_certificates_are_refused_and_the_crl_reloads() {
+    let ca = Ca::new("Portcullis test CA");
+    let clients = Ca::new("Clients CA");
+    let server = ca.issue(&["api.test"], false);
+    let (clients_pem, first_crl) = (clients.pem.clone(), clients.crl(&[7]));
+    let mut dir_path = PathBuf::new();
+    let t = tls_gateway(&ca, |c, dir| {
+        dir_path = dir.to_path_buf();
+        let mut settings = tls(vec![pair(dir, "api", &server)]);
+        settings.client_ca = Some(write(dir, "clients.pem", &clients_pem));
+        settings.client_crl = Some(write(dir, "clients.crl", &first_crl));
+        c.server.tls = Some(settings);
+    })
+    .await;
+    let (ca_file, port) = (t.ca.display().to_string(), t.port);
+    let resolve = format!("api.test:{port}:127.0.0.1");
+    let url = format!("https://api.test:{port}{TABLE}");
+    let token = format!("authorization: {}", bearer("pat"));
+    let seven = pair(
+        &dir_path,
+        "seven",
+        &clients.issue_serial(&["a.svc.test"], 7),
+    );
+    let eight = pair(
+        &dir_path,
+        "eight",
+        &clients.issue_serial(&["b.svc.test"], 8),
+    );
+    let with = |p: &CertificatePair| {
+        curl_as(
+            p,
+            &[
+                "--cacert",
+                &ca_file,
+                "--resolve",
+                &resolve,
+                "-H",
+                &token,
+                &url,
+            ],
+        )
+        .0
+    };
+    assert_ne!(
+        with(&seven),
+        0,
+        "serial 7 is revoked: refused in the handshake"
+    );
+    assert_eq!(with(&eight), 0, "serial 8 is not");
+
+    // A new CRL (8 revoked, 7 no longer) serves without a restart.
+    write(&dir_path, "clients.crl", &clients.crl(&[8]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while with(&seven) != 0 {
+        assert!(Instant::now() < deadline, "the new CRL was not loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(with(&eight), 0, "serial 8 is revoked now");
+
+    // A broken CRL is refused; the last good one keeps serving.
+    write(&dir_path, "clients.crl", "not a CRL");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(with(&seven), 0);
+    assert_ne!(with(&eight), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::config::CertificatePair;
 
@@ -110,6 +110,21 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(format!("{}: holds no certificate", path.display()));
     }
     Ok(certs)
+}
+
+/// The certificate revocation lists in a PEM file (at least one).
+pub fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not PEM CRLs: {e}", path.display()))?;
+    if crls.is_empty() {
+        return Err(format!(
+            "{}: holds no CRL (-----BEGIN X509 CRL-----)",
+            path.display()
+        ));
+    }
+    Ok(crls)
 }
 
 fn rfc3339(t: i64) -> String {

@@ -75,7 +75,15 @@ fn build(settings: &TlsConfig, name: &str) -> Result<(ServerConfig, Vec<Loaded>)
                     .add(ca)
                     .map_err(|e| vec![format!("{name}.client_ca: {}: {e}", path.display())])?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if let Some(path) = &settings.client_crl {
+                let crls =
+                    certs::read_crls(path).map_err(|e| vec![format!("{name}.client_crl: {e}")])?;
+                // A CA without a CRL in the file: its certificates are not
+                // checked for revocation (rather than all refused).
+                verifier = verifier.with_crls(crls).allow_unknown_revocation_status();
+            }
             let verifier = match settings.client_certificates {
                 ClientCertificates::Required => verifier,
                 ClientCertificates::Optional => verifier.allow_unauthenticated(),
@@ -178,6 +186,7 @@ impl Tls {
             .flat_map(|p| [p.cert.clone(), p.key.clone()])
             .collect();
         files.extend(self.settings.client_ca.clone());
+        files.extend(self.settings.client_crl.clone());
         files
     }
 }

@@ -37,6 +37,41 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// (certificate PEM, key PEM) for `names` with serial number `serial`.
+    pub fn issue_serial(&self, names: &[&str], serial: u64) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A CRL (PEM) of this CA revoking the certificates with `serials`.
+    pub fn crl(&self, serials: &[u64]) -> String {
+        rcgen::CertificateRevocationListParams {
+            this_update: date_time_ymd(2025, 1, 1),
+            next_update: date_time_ymd(2035, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|&s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(s),
+                    revocation_time: date_time_ymd(2025, 6, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+    }
+
     /// (certificate PEM, key PEM) for `names`, valid now unless `expired`.
     pub fn issue(&self, names: &[&str], expired: bool) -> (String, String) {
         let key = KeyPair::generate().unwrap();
@@ -77,6 +112,7 @@ pub fn listener_tls(
             key: write(dir, "edge.key", &key),
         }],
         client_ca: None,
+        client_crl: None,
         client_certificates: ClientCertificates::Required,
         handshake_timeout_ms: 5_000,
         client_principals: Default::default(),
