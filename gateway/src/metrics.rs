@@ -382,7 +382,7 @@ impl Metrics {
         let deltas_in_place = Counter::default();
         registry.register(
             "snapshot_deltas_in_place",
-            "Deltas applied to the loaded engine in place (the others in kind=\"delta\" had their target loaded in full)",
+            "Swaps applied to the loaded engine in place: deltas, and whole snapshots that differed from the serving one only by what a delta changes in place (the others were loaded in full)",
             deltas_in_place.clone(),
         );
         let fetched_bytes = Family::<SourceLabels, Counter>::default();

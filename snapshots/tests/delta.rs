@@ -115,7 +115,26 @@ fn through_delta(a: &[u8], b: &[u8]) -> Vec<u8> {
     let delta = decode_delta(&bytes).unwrap();
     let full = delta.apply_to(a).unwrap();
     in_place_agrees(&delta, a, &Layout::of(a).unwrap(), &full);
+    between_agrees(a, &Layout::of(a).unwrap(), &full);
     full
+}
+
+/// The delta read off the bytes of `base` and `target` — when it finds
+/// one — gives `target` exactly in place, with the target's layout;
+/// whether it found one.
+fn between_agrees(base: &[u8], layout: &Layout, target: &[u8]) -> bool {
+    match delta::Delta::between(base, layout, target) {
+        Ok((found, target_layout)) => {
+            assert!(found.body.in_place().is_ok());
+            let applied = found.apply_in_place(base, layout).unwrap();
+            assert_eq!(applied.snapshot, target);
+            assert_eq!(applied.layout, target_layout);
+            assert_eq!(target_layout, Layout::of(target).unwrap());
+            true
+        }
+        Err(DeltaError::NotInPlace(_)) => false,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// Applied in place (when the delta allows), `delta` gives `full` and the
@@ -326,6 +345,11 @@ fn chains_of_deltas_apply_to_bytes_in_place() {
             let (sa, sb) = (decode(&base).unwrap(), decode(&target).unwrap());
             let d = delta::compute(&sa.body, &sb.body).unwrap();
             let delta = decode_delta(&encode_delta(&sa.header, &sb.header, &d).unwrap()).unwrap();
+            // Read off the bytes alone, the same change is found.
+            assert!(
+                between_agrees(&base, &layout, &target),
+                "seed {seed} step {step}"
+            );
             // The layout carried from the delta before, not walked again.
             layout = in_place_agrees(&delta, &base, &layout, &target).unwrap();
             applied += 1;

@@ -694,3 +694,52 @@ async fn browser_views_a_delta_does_not_reach_are_kept() {
         "cut again after a delta that left it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_snapshots_that_differ_by_a_delta_are_applied_in_place() {
+    let gw = gateway_with(Some(example(1, false)), |c, _| c.server.workers = Some(2)).await;
+    fn grant(p: &str, role: &str, on: &str) -> Value {
+        json!({"principal": p, "role": role, "on": on})
+    }
+    let steps: [fn(&mut Value); 4] = [
+        |v| {
+            v["grants"].as_array_mut().unwrap().remove(2);
+        },
+        |v| {
+            let grants = v["grants"].as_array_mut().unwrap();
+            grants.remove(0);
+            grants.insert(5, grant("user/pat", "writer", "catalog/sales"));
+        },
+        |v| {
+            v["groups"][0]["members"] = json!(["user/carol", "user/bob", "service/ci-bot"]);
+            v["teams"][0]["members"] = json!(["kim", "nina", "pat"]);
+            for u in v["users"].as_array_mut().unwrap() {
+                if u["username"] == "carol" {
+                    u["status"] = json!("disabled");
+                }
+            }
+        },
+        // New strings: loaded in full.
+        |v| {
+            let mut u = v["users"][11].clone();
+            u["username"] = json!("newcomer");
+            u["email"] = json!("newcomer@acme.example");
+            v["users"].as_array_mut().unwrap().push(u);
+        },
+    ];
+    let mut changes: Vec<fn(&mut Value)> = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        changes.push(step);
+        let target = example_with(i as u64 + 2, |v| changes.iter().for_each(|c| c(v)));
+        let a = gw.push(target.clone(), false).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        assert_eq!(a.body["in_place"], i < 3, "step {i}: {}", a.body);
+        assert_eq!(a.body["delta"], false, "{}", a.body);
+        decides_like(&gw, &target).await;
+    }
+    // The same bytes again, forced: nothing is newer, so it is loaded.
+    let again = example_with(5, |v| changes.iter().for_each(|c| c(v)));
+    let a = gw.push(again.clone(), true).await;
+    assert_eq!(a.body["in_place"], false, "{}", a.body);
+    decides_like(&gw, &again).await;
+}

@@ -598,12 +598,56 @@ impl Swapper {
         // One install at a time, so the revision check below stays true
         // until the swap.
         let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let how = Load::Full {
-            delta: false,
-            started: std::time::Instant::now(),
-            cpu_started: super::cpu_time::thread(),
-        };
+        let (started, cpu_started) = (std::time::Instant::now(), super::cpu_time::thread());
+        let how = self
+            .as_patch(&bytes, header.revision, started, cpu_started)
+            .unwrap_or(Load::Full {
+                delta: false,
+                started,
+                cpu_started,
+            });
         self.install_locked(&one, bytes, header, source, force, how)
+    }
+
+    /// A whole snapshot that differs from the serving one only by what a
+    /// delta changes in place, as that patch; `None` when it is not one
+    /// (or is not newer), and it is loaded. The serving snapshot's layout
+    /// is made in the background after every swap but the first (this
+    /// waits for it, or walks it).
+    fn as_patch(
+        &self,
+        bytes: &[u8],
+        revision: u64,
+        started: std::time::Instant,
+        cpu_started: Duration,
+    ) -> Option<Load> {
+        let base = self.current.load_full()?;
+        if revision <= base.revision {
+            return None;
+        }
+        let layout = base.layout()?;
+        let found = Delta::between(&base.bytes, &layout, bytes)
+            .and_then(|(delta, _)| Ok((delta.apply_in_place(&base.bytes, &layout)?, delta)));
+        let (applied, delta) = match found {
+            Ok(done) => done,
+            Err(DeltaError::NotInPlace(why)) => {
+                tracing::debug!(why, "the snapshot is loaded in full");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the snapshot is loaded in full");
+                return None;
+            }
+        };
+        let input = patch_input(&delta, &applied.removed_grants).ok()?;
+        Some(Load::Patch {
+            delta: false,
+            from: Arc::clone(&base.image),
+            input,
+            layout: Arc::new(applied.layout),
+            started,
+            cpu_started,
+        })
     }
 
     /// Validates a delta — its header, signature (as for snapshots), that
@@ -639,6 +683,7 @@ impl Swapper {
                 Ok(applied) => {
                     let header = Header::parse(&applied.snapshot)?;
                     let how = Load::Patch {
+                        delta: true,
                         from: Arc::clone(&base.image),
                         input: patch_input(&delta, &applied.removed_grants)?,
                         layout: Arc::new(applied.layout),
@@ -796,7 +841,11 @@ impl Swapper {
         // full snapshot (about a decode), in the background, at the
         // loader's priority, once deltas are in use; a delta that comes
         // first waits for it (or walks it).
-        if generation.layout.get().is_none() && self.deltas_seen.load(Ordering::Relaxed) {
+        // Also once snapshots are being replaced: the next whole snapshot
+        // may then be applied as the change it is (`as_patch`).
+        if generation.layout.get().is_none()
+            && (self.deltas_seen.load(Ordering::Relaxed) || previous.is_some())
+        {
             let g = Arc::clone(&generation);
             let spawned = std::thread::Builder::new()
                 .name("portcullis-layout".into())
@@ -847,6 +896,9 @@ enum Load {
     },
     /// A delta applied to the serving engine in place.
     Patch {
+        /// It came as a delta (else: a whole snapshot found to differ
+        /// from the serving one by what a delta changes in place).
+        delta: bool,
         from: Arc<MemoryImage>,
         /// The module's `PatchInput`.
         input: Vec<u8>,
@@ -876,8 +928,7 @@ impl Load {
 
     fn is_delta(&self) -> bool {
         match self {
-            Load::Full { delta, .. } => *delta,
-            Load::Patch { .. } => true,
+            Load::Full { delta, .. } | Load::Patch { delta, .. } => *delta,
         }
     }
 }

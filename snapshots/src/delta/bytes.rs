@@ -17,7 +17,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Delta, DeltaBody, DeltaError, Remap, Splice, apply_splices};
+use super::{Delta, DeltaBody, DeltaError, Remap, Splice, TableLens, apply_splices};
 use crate::body::{
     ApiKeyRec, CatalogRec, CustomRoleRec, EnvRec, GrantRec, GroupRec, ObjectRec, OrgRec,
     PermissionRec, ServiceAccountRec, StringTable, TeamRec, UserRec,
@@ -85,13 +85,13 @@ impl std::fmt::Debug for Checkpoints {
 
 /// Where the rows of one table are, as offsets into the body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Table {
+pub(super) struct Table {
     /// The table's length prefix.
-    len_at: u32,
+    pub(super) len_at: u32,
     /// Each row's first byte.
-    rows: Vec<u32>,
+    pub(super) rows: Vec<u32>,
     /// Just past the last row.
-    end: u32,
+    pub(super) end: u32,
 }
 
 impl Table {
@@ -100,7 +100,7 @@ impl Table {
     }
 
     /// Bytes of rows `from..to`.
-    fn span(&self, from: usize, to: usize) -> std::ops::Range<usize> {
+    pub(super) fn span(&self, from: usize, to: usize) -> std::ops::Range<usize> {
         self.row_start(from) as usize..self.row_start(to) as usize
     }
 }
@@ -112,17 +112,21 @@ impl Table {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
     /// The body it describes.
-    body_sha256: [u8; 32],
+    pub(super) body_sha256: [u8; 32],
     /// The SHA-256 of the body's first `CHECKPOINT × (k + 1)` bytes, as
     /// the hasher's state: a target whose first change is at byte `x` is
     /// hashed from the last checkpoint before `x`, not from the start.
     checkpoints: Checkpoints,
-    users: Table,
-    api_keys: Table,
-    groups: Table,
-    teams: Table,
-    grants: Table,
-    permissions: Table,
+    pub(super) users: Table,
+    pub(super) api_keys: Table,
+    pub(super) groups: Table,
+    pub(super) teams: Table,
+    pub(super) grants: Table,
+    pub(super) permissions: Table,
+    /// Every table's length (the engine checks a delta's base against them).
+    pub(super) lens: TableLens,
+    /// The body's domain organization.
+    pub(super) domain: u32,
 }
 
 fn malformed(what: &str) -> DeltaError {
@@ -161,13 +165,13 @@ fn table<T: DeserializeOwned>(
     })
 }
 
-/// Skips a table at `at`.
-fn skip<T: DeserializeOwned>(body: &[u8], at: &mut usize, what: &str) -> Result<(), DeltaError> {
+/// Skips a table at `at`; its length.
+fn skip<T: DeserializeOwned>(body: &[u8], at: &mut usize, what: &str) -> Result<u32, DeltaError> {
     let n: u64 = take(body, at, what)?;
     for _ in 0..n {
         take::<T>(body, at, what)?;
     }
-    Ok(())
+    u32::try_from(n).map_err(|_| malformed(what))
 }
 
 impl Layout {
@@ -183,20 +187,37 @@ impl Layout {
             return Err(malformed("larger than 4 GiB"));
         }
         let at = &mut 0usize;
-        crate::exact_vec::with_budget(body.len(), || take::<StringTable>(body, at, "strings"))?;
-        take::<u32>(body, at, "domain")?;
-        skip::<OrgRec>(body, at, "orgs")?;
-        skip::<EnvRec>(body, at, "envs")?;
-        skip::<CatalogRec>(body, at, "catalogs")?;
-        skip::<ObjectRec>(body, at, "objects")?;
+        let strings =
+            crate::exact_vec::with_budget(body.len(), || take::<StringTable>(body, at, "strings"))?;
+        let domain = take::<u32>(body, at, "domain")?;
+        let orgs = skip::<OrgRec>(body, at, "orgs")?;
+        let envs = skip::<EnvRec>(body, at, "envs")?;
+        let catalogs = skip::<CatalogRec>(body, at, "catalogs")?;
+        let objects = skip::<ObjectRec>(body, at, "objects")?;
         let users = table::<UserRec>(body, at, "users")?;
-        skip::<ServiceAccountRec>(body, at, "service accounts")?;
+        let service_accounts = skip::<ServiceAccountRec>(body, at, "service accounts")?;
         let api_keys = table::<ApiKeyRec>(body, at, "api keys")?;
         let groups = table::<GroupRec>(body, at, "groups")?;
         let teams = table::<TeamRec>(body, at, "teams")?;
-        skip::<CustomRoleRec>(body, at, "custom roles")?;
+        let custom_roles = skip::<CustomRoleRec>(body, at, "custom roles")?;
         let grants = table::<GrantRec>(body, at, "grants")?;
         let permissions = table::<PermissionRec>(body, at, "permissions")?;
+        let n = |t: &Table| t.rows.len() as u32;
+        let lens = TableLens {
+            strings: strings.ends.len() as u32,
+            orgs,
+            envs,
+            catalogs,
+            objects,
+            users: n(&users),
+            service_accounts,
+            api_keys: n(&api_keys),
+            groups: n(&groups),
+            teams: n(&teams),
+            custom_roles,
+            grants: n(&grants),
+            permissions: n(&permissions),
+        };
         let (checkpoints, sha) = Checkpoints::extend(Vec::new(), Sha256::new(), body, 0);
         if sha != header.body_sha256 {
             return Err(DeltaError::Base(crate::DecodeError::HashMismatch));
@@ -210,7 +231,25 @@ impl Layout {
             teams,
             grants,
             permissions,
+            lens,
+            domain,
         })
+    }
+
+    /// The bytes of a body of `len` bytes outside the tables a delta
+    /// edits in place: before users, between the editable tables, after
+    /// permissions.
+    pub(super) fn gaps(&self, len: usize) -> Vec<std::ops::Range<usize>> {
+        let r = |from: u32, to: u32| from as usize..to as usize;
+        vec![
+            r(0, self.users.len_at),
+            r(self.users.end, self.api_keys.len_at),
+            r(self.api_keys.end, self.groups.len_at),
+            r(self.groups.end, self.teams.len_at),
+            r(self.teams.end, self.grants.len_at),
+            r(self.grants.end, self.permissions.len_at),
+            self.permissions.end as usize..len,
+        ]
     }
 
     /// Memory it holds.
@@ -552,6 +591,16 @@ impl Delta {
         if let Some(head) = b.get_mut(..HEADER_LEN) {
             head.copy_from_slice(&header.to_bytes());
         }
+        let n = |t: &Table| t.rows.len() as u32;
+        let lens = TableLens {
+            users: n(&users),
+            api_keys: n(&api_keys),
+            groups: n(&groups),
+            teams: n(&teams),
+            grants: n(&grants),
+            permissions: n(&permissions),
+            ..layout.lens
+        };
         Ok(Applied {
             snapshot: b,
             layout: Layout {
@@ -563,6 +612,8 @@ impl Delta {
                 teams,
                 grants,
                 permissions,
+                lens,
+                domain: layout.domain,
             },
             removed_grants,
         })

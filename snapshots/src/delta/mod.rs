@@ -12,6 +12,7 @@
 //! result is checked against the target's hash. Format: `snapshots/FORMAT.md`
 //! ("Deltas").
 
+mod between;
 mod bytes;
 mod compute;
 mod format;
