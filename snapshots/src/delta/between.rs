@@ -66,11 +66,13 @@ impl<'a> Rows<'a> {
 }
 
 /// Rows replaced one for one (users, groups, teams: others refer to them
-/// by index).
-fn replaced<T: DeserializeOwned>(
+/// by index), each keeping its key (`key`: a username or an id — what
+/// lookups by name find; a row under another key is another record).
+fn replaced<T: DeserializeOwned, K: PartialEq>(
     old: &Rows<'_>,
     new: &Rows<'_>,
     name: &'static str,
+    key: fn(&T) -> K,
 ) -> Result<Vec<Splice<T>>, DeltaError> {
     if old.len() != new.len() {
         return Err(DeltaError::NotInPlace(name));
@@ -78,16 +80,20 @@ fn replaced<T: DeserializeOwned>(
     if old.all() == new.all() {
         return Ok(Vec::new());
     }
-    (0..old.len())
-        .filter(|&i| old.row(i) != new.row(i))
-        .map(|i| {
-            Ok(Splice {
-                at: i as u32,
-                remove: 1,
-                insert: new.decode(i, i + 1, name)?,
-            })
-        })
-        .collect()
+    let mut splices = Vec::new();
+    for i in (0..old.len()).filter(|&i| old.row(i) != new.row(i)) {
+        let was: Vec<T> = old.decode(i, i + 1, name)?;
+        let now: Vec<T> = new.decode(i, i + 1, name)?;
+        if was.iter().map(key).ne(now.iter().map(key)) {
+            return Err(DeltaError::NotInPlace("a username, group id or team id"));
+        }
+        splices.push(Splice {
+            at: i as u32,
+            remove: 1,
+            insert: now,
+        });
+    }
+    Ok(splices)
 }
 
 /// Rows inserted, removed or replaced anywhere (API keys, grants,
@@ -193,16 +199,31 @@ impl Delta {
             envs: Vec::new(),
             catalogs: Vec::new(),
             objects: Vec::new(),
-            users: replaced::<UserRec>(&rows(ob, &o.users), &rows(nb, &t.users), "users")?,
+            users: replaced(
+                &rows(ob, &o.users),
+                &rows(nb, &t.users),
+                "users",
+                |u: &UserRec| u.username,
+            )?,
             service_accounts: Vec::new(),
             api_keys: spliced::<ApiKeyRec>(
                 &rows(ob, &o.api_keys),
                 &rows(nb, &t.api_keys),
                 "api keys",
             )?,
-            groups: replaced::<GroupRec>(&rows(ob, &o.groups), &rows(nb, &t.groups), "groups")?,
+            groups: replaced(
+                &rows(ob, &o.groups),
+                &rows(nb, &t.groups),
+                "groups",
+                |g: &GroupRec| g.id,
+            )?,
             group_members: Vec::new(),
-            teams: replaced::<TeamRec>(&rows(ob, &o.teams), &rows(nb, &t.teams), "teams")?,
+            teams: replaced(
+                &rows(ob, &o.teams),
+                &rows(nb, &t.teams),
+                "teams",
+                |t: &TeamRec| t.id,
+            )?,
             team_members: Vec::new(),
             custom_roles: Vec::new(),
             grants: spliced::<GrantRec>(&rows(ob, &o.grants), &rows(nb, &t.grants), "grants")?,
