@@ -627,7 +627,7 @@ impl Swapper {
         }
         let layout = base.layout()?;
         let found = Delta::between(&base.bytes, &layout, bytes)
-            .and_then(|(delta, _)| Ok((delta.apply_in_place(&base.bytes, &layout)?, delta)));
+            .and_then(|delta| Ok((delta.apply_in_place(&base.bytes, &layout)?, delta)));
         let (applied, delta) = match found {
             Ok(done) => done,
             Err(DeltaError::NotInPlace(why)) => {
@@ -639,6 +639,21 @@ impl Swapper {
                 return None;
             }
         };
+        // The result hashes to the snapshot's own (signed) hash; the
+        // snapshot's body must be those very bytes (it was not hashed).
+        let received = Header::parse(bytes)
+            .ok()
+            .and_then(|h| bytes.get(h.body_range()));
+        if applied
+            .snapshot
+            .get(portcullis_snapshots::header::HEADER_LEN..)
+            != received
+        {
+            tracing::warn!(
+                "a snapshot read as a change in place did not reproduce its body; loading it in full"
+            );
+            return None;
+        }
         let input = patch_input(&delta, &applied.removed_grants).ok()?;
         Some(Load::Patch {
             delta: false,

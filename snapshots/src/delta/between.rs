@@ -4,19 +4,22 @@
 //! the directory again.
 //!
 //! Only changes [`DeltaBody::in_place`] allows are found — rows of users,
-//! groups and teams replaced one for one; API keys, grants and permissions
-//! inserted, removed or replaced — and only when every other byte of the
-//! bodies is the same (the strings, organizations, environments, catalogs,
-//! objects, service accounts and custom roles). Rows are compared as bytes,
-//! in one pass that resynchronizes within a window of rows after each
-//! difference: time in proportion to the bodies' size, not a decode. Any
+//! groups and teams replaced one for one, each keeping its username or id;
+//! API keys, grants and permissions inserted, removed or replaced — and
+//! only when every other byte of the bodies is the same (the strings,
+//! organizations, environments, catalogs, objects, service accounts and
+//! custom roles). The target is read alongside the base's [`Layout`]: a
+//! target row that starts with the bytes of the base's row *is* that row
+//! (postcard encodings are prefix-free), so only the rows that differ are
+//! decoded; after a difference the two sides resynchronize within a window
+//! of rows. Time in proportion to the bytes compared, not a decode. Any
 //! other change is [`DeltaError::NotInPlace`], and the caller loads the
-//! snapshot. What is found is checked by applying it
+//! snapshot. What is found is to be checked by applying it
 //! ([`Delta::apply_in_place`] hashes the result against the target's hash).
 
 use serde::de::DeserializeOwned;
 
-use super::bytes::{Layout, Table};
+use super::bytes::{Layout, Table, take};
 use super::format::DeltaHeader;
 use super::splice::Splice;
 use super::{Delta, DeltaBody, DeltaError};
@@ -28,13 +31,13 @@ use crate::header::Header;
 /// in place.
 const WINDOW: usize = 64;
 
-/// Rows of one table of one body.
-struct Rows<'a> {
+/// One editable table of the base, by its layout.
+struct Base<'a> {
     body: &'a [u8],
     table: &'a Table,
 }
 
-impl<'a> Rows<'a> {
+impl<'a> Base<'a> {
     fn len(&self) -> usize {
         self.table.rows.len()
     }
@@ -43,74 +46,153 @@ impl<'a> Rows<'a> {
         self.body.get(self.table.span(i, i + 1)).unwrap_or_default()
     }
 
-    fn all(&self) -> &'a [u8] {
-        self.body
-            .get(self.table.span(0, self.len()))
-            .unwrap_or_default()
+    fn decode<T: DeserializeOwned>(&self, i: usize, name: &str) -> Result<T, DeltaError> {
+        postcard::from_bytes(self.row(i))
+            .map_err(|_| DeltaError::Format(format!("the base's {name} row {i} does not decode")))
+    }
+}
+
+/// The same table of the target, its rows found as they are reached.
+struct Target<'a> {
+    body: &'a [u8],
+    /// Where rows `0..starts.len()` start; the last entry may be the end.
+    starts: Vec<usize>,
+    /// Its row count.
+    len: usize,
+    name: &'static str,
+}
+
+impl<'a> Target<'a> {
+    /// The table starting at `at` (its length prefix).
+    fn at(body: &'a [u8], at: &mut usize, name: &'static str) -> Result<Self, DeltaError> {
+        let n: u64 = take(body, at, name)?;
+        let len = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= body.len())
+            .ok_or_else(|| DeltaError::Format(format!("the target's {name} table is too long")))?;
+        Ok(Target {
+            body,
+            starts: vec![*at],
+            len,
+            name,
+        })
     }
 
-    fn decode<T: DeserializeOwned>(
-        &self,
-        from: usize,
-        to: usize,
-        name: &str,
-    ) -> Result<Vec<T>, DeltaError> {
-        (from..to)
-            .map(|i| {
-                postcard::from_bytes(self.row(i)).map_err(|_| {
-                    DeltaError::Format(format!("the target's {name} row {i} does not decode"))
-                })
-            })
-            .collect()
+    /// Where row `j` starts (`j == len`: the table's end), decoding the
+    /// rows before it that were not reached yet.
+    fn start<T: DeserializeOwned>(&mut self, j: usize) -> Result<usize, DeltaError> {
+        while self.starts.len() <= j {
+            let mut at = self.starts.last().copied().unwrap_or_default();
+            take::<T>(self.body, &mut at, self.name)?;
+            self.starts.push(at);
+        }
+        Ok(self.starts.get(j).copied().unwrap_or_default())
     }
+
+    /// Row `j`'s bytes.
+    fn row<T: DeserializeOwned>(&mut self, j: usize) -> Result<&'a [u8], DeltaError> {
+        let (from, to) = (self.start::<T>(j)?, self.start::<T>(j + 1)?);
+        Ok(self.body.get(from..to).unwrap_or_default())
+    }
+
+    /// Whether row `j` is exactly `row`; if so, its end is known without
+    /// decoding it.
+    fn is<T: DeserializeOwned>(&mut self, j: usize, row: &[u8]) -> Result<bool, DeltaError> {
+        let from = self.start::<T>(j)?;
+        let same = self.body.get(from..from + row.len()) == Some(row);
+        if same && self.starts.len() == j + 1 {
+            self.starts.push(from + row.len());
+        }
+        Ok(same)
+    }
+
+    fn decode<T: DeserializeOwned>(&mut self, j: usize) -> Result<T, DeltaError> {
+        let name = self.name;
+        postcard::from_bytes(self.row::<T>(j)?)
+            .map_err(|_| DeltaError::Format(format!("the target's {name} row {j} does not decode")))
+    }
+}
+
+/// The bytes `range` of the base must be next in the target, at `at`.
+fn same_bytes(
+    ob: &[u8],
+    range: std::ops::Range<usize>,
+    nb: &[u8],
+    at: &mut usize,
+) -> Result<(), DeltaError> {
+    let want = ob.get(range).unwrap_or_default();
+    if nb.get(*at..*at + want.len()) != Some(want) {
+        return Err(DeltaError::NotInPlace(
+            "strings, organizations, environments, catalogs, objects, service accounts or custom roles",
+        ));
+    }
+    *at += want.len();
+    Ok(())
 }
 
 /// Rows replaced one for one (users, groups, teams: others refer to them
 /// by index), each keeping its key (`key`: a username or an id — what
 /// lookups by name find; a row under another key is another record).
 fn replaced<T: DeserializeOwned, K: PartialEq>(
-    old: &Rows<'_>,
-    new: &Rows<'_>,
+    old: &Base<'_>,
+    nb: &[u8],
+    at: &mut usize,
     name: &'static str,
     key: fn(&T) -> K,
 ) -> Result<Vec<Splice<T>>, DeltaError> {
-    if old.len() != new.len() {
+    let mut new = Target::at(nb, at, name)?;
+    if new.len != old.len() {
         return Err(DeltaError::NotInPlace(name));
     }
-    if old.all() == new.all() {
-        return Ok(Vec::new());
-    }
     let mut splices = Vec::new();
-    for i in (0..old.len()).filter(|&i| old.row(i) != new.row(i)) {
-        let was: Vec<T> = old.decode(i, i + 1, name)?;
-        let now: Vec<T> = new.decode(i, i + 1, name)?;
-        if was.iter().map(key).ne(now.iter().map(key)) {
+    // Unchanged, the whole table is one comparison.
+    let whole = old
+        .body
+        .get(old.table.span(0, old.len()))
+        .unwrap_or_default();
+    if new.is::<T>(0, whole)? && old.len() > 0 {
+        *at = new.start::<T>(0)? + whole.len();
+        return Ok(splices);
+    }
+    new.starts.truncate(1);
+    for i in 0..old.len() {
+        if new.is::<T>(i, old.row(i))? {
+            continue;
+        }
+        let (was, now): (T, T) = (old.decode(i, name)?, new.decode(i)?);
+        if key(&was) != key(&now) {
             return Err(DeltaError::NotInPlace("a username, group id or team id"));
         }
         splices.push(Splice {
             at: i as u32,
             remove: 1,
-            insert: now,
+            insert: vec![now],
         });
     }
+    *at = new.start::<T>(new.len)?;
     Ok(splices)
 }
 
 /// Rows inserted, removed or replaced anywhere (API keys, grants,
 /// permissions: nothing refers to them by index).
 fn spliced<T: DeserializeOwned>(
-    old: &Rows<'_>,
-    new: &Rows<'_>,
+    old: &Base<'_>,
+    nb: &[u8],
+    at: &mut usize,
     name: &'static str,
 ) -> Result<Vec<Splice<T>>, DeltaError> {
-    if old.all() == new.all() {
-        return Ok(Vec::new());
-    }
-    let (n, m) = (old.len(), new.len());
+    let mut new = Target::at(nb, at, name)?;
+    let (n, m) = (old.len(), new.len);
     let mut splices = Vec::new();
+    let whole = old.body.get(old.table.span(0, n)).unwrap_or_default();
+    if n == m && n > 0 && new.is::<T>(0, whole)? {
+        *at = new.start::<T>(0)? + whole.len();
+        return Ok(splices);
+    }
+    new.starts.truncate(1);
     let (mut i, mut j) = (0usize, 0usize);
     while i < n || j < m {
-        if i < n && j < m && old.row(i) == new.row(j) {
+        if i < n && j < m && new.is::<T>(j, old.row(i))? {
             i += 1;
             j += 1;
             continue;
@@ -120,7 +202,7 @@ fn spliced<T: DeserializeOwned>(
         'near: for d in 1..=2 * WINDOW {
             for a in d.saturating_sub(WINDOW)..=d.min(WINDOW) {
                 let b = d - a;
-                if i + a < n && j + b < m && old.row(i + a) == new.row(j + b) {
+                if i + a < n && j + b < m && new.row::<T>(j + b)? == old.row(i + a) {
                     found = Some((a, b));
                     break 'near;
                 }
@@ -136,61 +218,62 @@ fn spliced<T: DeserializeOwned>(
                 ));
             }
         };
+        let insert = (j..j + b)
+            .map(|k| new.decode::<T>(k))
+            .collect::<Result<Vec<_>, _>>()?;
         splices.push(Splice {
             at: i as u32,
             remove: a as u32,
-            insert: new.decode(j, j + b, name)?,
+            insert,
         });
         i += a;
         j += b;
     }
+    *at = new.start::<T>(m)?;
     Ok(splices)
 }
 
 impl Delta {
     /// The delta that turns `base` (laid out as `base_layout`) into
     /// `target`, when the two differ only in what a delta may change in
-    /// place; with the target's layout. Both snapshots must be verified
-    /// already (the target's body hash is checked again here).
-    pub fn between(
-        base: &[u8],
-        base_layout: &Layout,
-        target: &[u8],
-    ) -> Result<(Delta, Layout), DeltaError> {
+    /// place. The target's body is not hashed here: apply the delta
+    /// ([`Delta::apply_in_place`]) to check the result is the target's
+    /// hash, and compare it with the target's body.
+    pub fn between(base: &[u8], base_layout: &Layout, target: &[u8]) -> Result<Delta, DeltaError> {
         let bh = Header::parse(base).map_err(DeltaError::Base)?;
         let th = Header::parse(target).map_err(DeltaError::Base)?;
         if bh.is_view() || th.is_view() {
             return Err(DeltaError::NotInPlace("a principal's view"));
         }
-        if base_layout.body_sha256 != bh.body_sha256 {
+        let o = base_layout;
+        if o.body_sha256 != bh.body_sha256 {
             return Err(DeltaError::NotInPlace("the layout is of another snapshot"));
         }
         let (Some(ob), Some(nb)) = (base.get(bh.body_range()), target.get(th.body_range())) else {
             return Err(DeltaError::Format("truncated".into()));
         };
-        // Strings and the tables before users come first in a body: a
-        // change there is seen before the target is walked.
-        let shared = ob.iter().zip(nb).take_while(|(a, b)| a == b).count();
-        if shared < base_layout.users.len_at as usize {
-            return Err(DeltaError::NotInPlace("strings or the tables before users"));
-        }
-        let tl = Layout::of(target).map_err(|e| match e {
-            DeltaError::Base(e) => DeltaError::Format(format!("the target: {e}")),
-            e => e,
+        let base_of = |table| Base { body: ob, table };
+        let r = |from: u32, to: u32| from as usize..to as usize;
+        let at = &mut 0usize;
+        same_bytes(ob, r(0, o.users.len_at), nb, at)?;
+        let users = replaced(&base_of(&o.users), nb, at, "users", |u: &UserRec| {
+            u.username
         })?;
-        let (o, t) = (base_layout, &tl);
-        // Everything outside the editable tables must be the same bytes.
-        let same = o
-            .gaps(ob.len())
-            .into_iter()
-            .zip(t.gaps(nb.len()))
-            .all(|(a, b)| ob.get(a) == nb.get(b));
-        if !same {
-            return Err(DeltaError::NotInPlace(
-                "organizations, environments, catalogs, objects, service accounts or custom roles",
-            ));
+        same_bytes(ob, r(o.users.end, o.api_keys.len_at), nb, at)?;
+        let api_keys = spliced::<ApiKeyRec>(&base_of(&o.api_keys), nb, at, "api keys")?;
+        same_bytes(ob, r(o.api_keys.end, o.groups.len_at), nb, at)?;
+        let groups = replaced(&base_of(&o.groups), nb, at, "groups", |g: &GroupRec| g.id)?;
+        same_bytes(ob, r(o.groups.end, o.teams.len_at), nb, at)?;
+        let teams = replaced(&base_of(&o.teams), nb, at, "teams", |t: &TeamRec| t.id)?;
+        same_bytes(ob, r(o.teams.end, o.grants.len_at), nb, at)?;
+        let grants = spliced::<GrantRec>(&base_of(&o.grants), nb, at, "grants")?;
+        same_bytes(ob, r(o.grants.end, o.permissions.len_at), nb, at)?;
+        let permissions =
+            spliced::<PermissionRec>(&base_of(&o.permissions), nb, at, "permissions")?;
+        same_bytes(ob, o.permissions.end as usize..ob.len(), nb, at)?;
+        if *at != nb.len() {
+            return Err(DeltaError::NotInPlace("the target's body goes on"));
         }
-        let rows = |body, table| Rows { body, table };
         let body = DeltaBody {
             base: o.lens,
             strings: Vec::new(),
@@ -199,39 +282,16 @@ impl Delta {
             envs: Vec::new(),
             catalogs: Vec::new(),
             objects: Vec::new(),
-            users: replaced(
-                &rows(ob, &o.users),
-                &rows(nb, &t.users),
-                "users",
-                |u: &UserRec| u.username,
-            )?,
+            users,
             service_accounts: Vec::new(),
-            api_keys: spliced::<ApiKeyRec>(
-                &rows(ob, &o.api_keys),
-                &rows(nb, &t.api_keys),
-                "api keys",
-            )?,
-            groups: replaced(
-                &rows(ob, &o.groups),
-                &rows(nb, &t.groups),
-                "groups",
-                |g: &GroupRec| g.id,
-            )?,
+            api_keys,
+            groups,
             group_members: Vec::new(),
-            teams: replaced(
-                &rows(ob, &o.teams),
-                &rows(nb, &t.teams),
-                "teams",
-                |t: &TeamRec| t.id,
-            )?,
+            teams,
             team_members: Vec::new(),
             custom_roles: Vec::new(),
-            grants: spliced::<GrantRec>(&rows(ob, &o.grants), &rows(nb, &t.grants), "grants")?,
-            permissions: spliced::<PermissionRec>(
-                &rows(ob, &o.permissions),
-                &rows(nb, &t.permissions),
-                "permissions",
-            )?,
+            grants,
+            permissions,
         };
         let header = DeltaHeader {
             flags: 0,
@@ -243,6 +303,6 @@ impl Delta {
             body_len: 0,
             body_sha256: [0; 32],
         };
-        Ok((Delta { header, body }, tl))
+        Ok(Delta { header, body })
     }
 }

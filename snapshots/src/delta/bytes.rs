@@ -134,7 +134,11 @@ fn malformed(what: &str) -> DeltaError {
 }
 
 /// Reads one value at `at`, moving `at` past it.
-fn take<T: DeserializeOwned>(body: &[u8], at: &mut usize, what: &str) -> Result<T, DeltaError> {
+pub(super) fn take<T: DeserializeOwned>(
+    body: &[u8],
+    at: &mut usize,
+    what: &str,
+) -> Result<T, DeltaError> {
     let rest = body.get(*at..).ok_or_else(|| malformed(what))?;
     let (v, left): (T, &[u8]) = postcard::take_from_bytes(rest).map_err(|_| malformed(what))?;
     *at = body.len() - left.len();
@@ -234,22 +238,6 @@ impl Layout {
             lens,
             domain,
         })
-    }
-
-    /// The bytes of a body of `len` bytes outside the tables a delta
-    /// edits in place: before users, between the editable tables, after
-    /// permissions.
-    pub(super) fn gaps(&self, len: usize) -> Vec<std::ops::Range<usize>> {
-        let r = |from: u32, to: u32| from as usize..to as usize;
-        vec![
-            r(0, self.users.len_at),
-            r(self.users.end, self.api_keys.len_at),
-            r(self.api_keys.end, self.groups.len_at),
-            r(self.groups.end, self.teams.len_at),
-            r(self.teams.end, self.grants.len_at),
-            r(self.grants.end, self.permissions.len_at),
-            self.permissions.end as usize..len,
-        ]
     }
 
     /// Memory it holds.
