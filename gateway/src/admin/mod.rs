@@ -16,7 +16,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::response::{Body, Refusal, full, json_response, read_body};
+use crate::response::{Body, Refusal, full, json_response, read_body_declared};
 use crate::shared::Shared;
 use crate::snapshot::swap::{Source, SwapError};
 use crate::stage::identity::{bearer, token_ok};
@@ -121,14 +121,16 @@ async fn install_pushed(
         .is_some_and(|q| q.split('&').any(|kv| kv == "force=true" || kv == "force=1"));
     let max = shared.config().snapshot.max_bytes;
     let current = shared.swapper.current().map(|g| g.revision);
-    let bytes = read_body(req.into_body(), max).await.map_err(|e| {
-        shared.metrics.swap_failed(Source::Push.as_str());
-        Refusal::too_large(
-            "too_large",
-            format!("could not read the snapshot (limit {max} bytes): {e}"),
-        )
-        .at(current)
-    })?;
+    let bytes = read_body_declared(req.into_body(), max)
+        .await
+        .map_err(|e| {
+            shared.metrics.swap_failed(Source::Push.as_str());
+            Refusal::too_large(
+                "too_large",
+                format!("could not read the snapshot (limit {max} bytes): {e}"),
+            )
+            .at(current)
+        })?;
     // PUT takes a snapshot, PATCH a delta: a body of the other kind is a
     // client that meant the other method.
     if portcullis_snapshots::delta::is_delta(&bytes) != delta {
