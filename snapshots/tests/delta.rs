@@ -476,3 +476,39 @@ fn rows_that_change_their_key_are_not_changes_in_place() {
     }
     assert!(checked >= 64, "{checked}");
 }
+
+/// New strings are told from the first bytes: `same_strings` is false
+/// exactly when the string tables differ (and then nothing is found in
+/// place), and true for every change found in place.
+#[test]
+fn same_strings_tells_the_string_table_from_the_first_bytes() {
+    let mut told = (0, 0);
+    for seed in 0..48u64 {
+        let dir = random_directory(seed, 5);
+        let Some(base) = snapshot(&dir, 1) else {
+            continue;
+        };
+        let layout = Layout::of(&base).unwrap();
+        for change in 0..4u64 {
+            let next = if change % 2 == 0 {
+                mutate_in_place(&dir, seed * 11 + change)
+            } else {
+                mutate(&dir, seed * 11 + change)
+            };
+            let Some(target) = snapshot(&next, 2) else {
+                continue;
+            };
+            let same = decode(&base).unwrap().body.strings == decode(&target).unwrap().body.strings;
+            assert_eq!(
+                delta::Delta::same_strings(&base, &target),
+                same,
+                "seed {seed} change {change}"
+            );
+            if delta::Delta::between(&base, &layout, &target).is_ok() {
+                assert!(same);
+            }
+            if same { told.0 += 1 } else { told.1 += 1 }
+        }
+    }
+    assert!(told.0 >= 20 && told.1 >= 20, "{told:?}");
+}

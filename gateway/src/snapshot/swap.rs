@@ -493,6 +493,9 @@ pub struct Swapper {
     /// next one ahead of time (a gateway fed whole snapshots never pays
     /// for it).
     deltas_seen: AtomicBool,
+    /// The last whole snapshot pushed had the serving one's strings: the
+    /// next may be a change in place too, worth laying the new one out for.
+    patchable: AtomicBool,
 }
 
 impl Swapper {
@@ -509,6 +512,7 @@ impl Swapper {
             floor: None,
             view_cache_bytes: 256 << 20,
             deltas_seen: AtomicBool::new(false),
+            patchable: AtomicBool::new(true),
         }
     }
 
@@ -623,6 +627,13 @@ impl Swapper {
     ) -> Option<Load> {
         let base = self.current.load_full()?;
         if revision <= base.revision {
+            return None;
+        }
+        // New strings (a new user, a rename) are seen in the first bytes,
+        // before anything is laid out.
+        let same = Delta::same_strings(&base.bytes, bytes);
+        self.patchable.store(same, Ordering::Relaxed);
+        if !same {
             return None;
         }
         let layout = base.layout()?;
@@ -856,10 +867,11 @@ impl Swapper {
         // full snapshot (about a decode), in the background, at the
         // loader's priority, once deltas are in use; a delta that comes
         // first waits for it (or walks it).
-        // Also once snapshots are being replaced: the next whole snapshot
-        // may then be applied as the change it is (`as_patch`).
+        // Also while whole snapshots keep their strings: the next one may
+        // then be applied as the change it is (`as_patch`).
         if generation.layout.get().is_none()
-            && (self.deltas_seen.load(Ordering::Relaxed) || previous.is_some())
+            && (self.deltas_seen.load(Ordering::Relaxed)
+                || (previous.is_some() && self.patchable.load(Ordering::Relaxed)))
         {
             let g = Arc::clone(&generation);
             let spawned = std::thread::Builder::new()

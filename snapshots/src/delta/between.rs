@@ -233,7 +233,39 @@ fn spliced<T: DeserializeOwned>(
     Ok(splices)
 }
 
+/// Where a body's string table ends (it comes first): its text skipped
+/// by its length, its ends skipped varint by varint — nothing allocated.
+fn strings_end(body: &[u8]) -> Option<usize> {
+    let at = &mut 0usize;
+    let text: u64 = take(body, at, "strings").ok()?;
+    *at = at.checked_add(usize::try_from(text).ok()?)?;
+    let count: u64 = take(body, at, "strings").ok()?;
+    let mut left = count;
+    while left > 0 {
+        // A varint ends at its first byte below 0x80.
+        if *body.get(*at)? < 0x80 {
+            left -= 1;
+        }
+        *at += 1;
+    }
+    Some(*at)
+}
+
 impl Delta {
+    /// Whether `base` and `target` have the same string table — the first
+    /// thing in a body, and what any change that adds or renames anything
+    /// changes: without it, no delta between them is in place. Cheap (no
+    /// decode); a `false` needs no layout to be known.
+    pub fn same_strings(base: &[u8], target: &[u8]) -> bool {
+        let (Ok(bh), Ok(th)) = (Header::parse(base), Header::parse(target)) else {
+            return false;
+        };
+        let (Some(ob), Some(nb)) = (base.get(bh.body_range()), target.get(th.body_range())) else {
+            return false;
+        };
+        strings_end(ob).is_some_and(|end| ob.get(..end) == nb.get(..end))
+    }
+
     /// The delta that turns `base` (laid out as `base_layout`) into
     /// `target`, when the two differ only in what a delta may change in
     /// place. The target's body is not hashed here: apply the delta
