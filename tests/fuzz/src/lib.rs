@@ -119,7 +119,7 @@ pub fn rehash_delta(data: &[u8]) -> Vec<u8> {
 /// this with what a push or a store sends. Refused or applied, never a
 /// panic; an applied result is the target it promised, and loads.
 pub fn delta_apply(data: &[u8]) {
-    use portcullis_snapshots::delta::{DeltaError, Layout, decode_delta};
+    use portcullis_snapshots::delta::{Delta, DeltaError, Layout, decode_delta};
     let base = example();
     let layout = Layout::of(base).expect("the example lays out");
     for bytes in [data.to_vec(), rehash_delta(data)] {
@@ -134,6 +134,28 @@ pub fn delta_apply(data: &[u8]) {
                 policy_wasm::Engine::load(out).is_ok(),
                 "an applied delta loads"
             );
+            // The result pushed whole: read back as a change in place, it
+            // is exactly itself, on the bytes and in the engine.
+            let _ = Delta::same_strings(base, out);
+            if let Ok(found) = Delta::between(base, &layout, out) {
+                let again = found
+                    .apply_in_place(base, &layout)
+                    .expect("what between finds applies");
+                assert_eq!(&again.snapshot, out, "between found another snapshot");
+                let mut engine = policy_wasm::Engine::load(base).expect("the example loads");
+                if engine
+                    .apply_delta(
+                        &found.body,
+                        &again.removed_grants,
+                        header.revision,
+                        header.created_at,
+                    )
+                    .is_ok()
+                {
+                    let target = policy_wasm::Engine::load(out).expect("loads");
+                    assert_eq!(engine.logical_state(), target.logical_state());
+                }
+            }
         }
         // In place, to the bytes: the same snapshot as in full, or refused.
         let applied = match delta.apply_in_place(base, &layout) {
