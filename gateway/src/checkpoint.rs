@@ -154,17 +154,14 @@ pub(crate) fn check<'s>(
     let refusal = (!verdict.allowed && !shadow).then(|| {
         Refusal::denied(verdict.reason.clone(), verdict.message.clone()).at(Some(verdict.revision))
     });
-    shared.log_decision(Logged {
-        principal: Some(credential.principal()),
-        acting_as: verdict.acting_as.as_deref(),
-        allowed: verdict.allowed,
-        reason: &verdict.reason,
-        revision: Some(verdict.revision),
-        delta: verdict.delta,
+    log_verdict(
+        shared,
+        base,
+        &credential,
+        &verdict,
         shadow,
-        status: refusal.as_ref().map(Refusal::status),
-        ..base
-    });
+        refusal.as_ref().map(Refusal::status),
+    );
     if let Some(refusal) = refusal {
         shared.metrics.request(resolved.index, Outcome::Deny);
         return Err(refusal);
@@ -251,16 +248,7 @@ pub(crate) fn recheck(shared: &Shared, standing: &Standing) -> Result<Verdict, R
         &base,
     )?;
     let shadow = !verdict.allowed && standing.shadow;
-    shared.log_decision(Logged {
-        principal: Some(credential.principal()),
-        acting_as: verdict.acting_as.as_deref(),
-        allowed: verdict.allowed,
-        reason: &verdict.reason,
-        revision: Some(verdict.revision),
-        delta: verdict.delta,
-        shadow,
-        ..base
-    });
+    log_verdict(shared, base, &credential, &verdict, shadow, None);
     if verdict.allowed || shadow {
         Ok(verdict)
     } else {
@@ -311,6 +299,28 @@ pub(crate) fn question(
         ..base
     });
     Ok(decided)
+}
+
+/// Logs the engine's answer on a routed request (or its re-check).
+fn log_verdict(
+    shared: &Shared,
+    base: Logged<'_>,
+    credential: &Credential,
+    verdict: &Verdict,
+    shadow: bool,
+    status: Option<StatusCode>,
+) {
+    shared.log_decision(Logged {
+        principal: Some(credential.principal()),
+        acting_as: verdict.acting_as.as_deref(),
+        allowed: verdict.allowed,
+        reason: &verdict.reason,
+        revision: Some(verdict.revision),
+        delta: verdict.delta,
+        shadow,
+        status,
+        ..base
+    });
 }
 
 fn blank(method: &Method, started: Instant) -> Logged<'_> {

@@ -349,16 +349,7 @@ impl Refusal {
             },
         );
         let h = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.reason) {
-            h.insert(REASON_HEADER, v);
-        }
-        if let Some(c) = self
-            .challenge
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok())
-        {
-            h.insert(header::WWW_AUTHENTICATE, c);
-        }
+        self.name_reason(h);
         if let Some(allow) = self.allow {
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
@@ -370,6 +361,37 @@ impl Refusal {
 }
 
 impl Refusal {
+    /// `X-Portcullis-Reason`, and the challenge a 401 carries: on every
+    /// refusal, whatever its body.
+    fn name_reason(&self, h: &mut http::HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.reason) {
+            h.insert(REASON_HEADER, v);
+        }
+        if let Some(c) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            h.insert(header::WWW_AUTHENTICATE, c);
+        }
+    }
+
+    /// `grpc-status` and `grpc-message` (`<reason>: <message> (revision
+    /// N)`): in a trailers-only answer, or the trailers that end a call.
+    pub fn grpc_status_into(&self, h: &mut http::HeaderMap) {
+        h.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(self.grpc_status())),
+        );
+        let message = match self.revision {
+            Some(rev) => format!("{}: {} (revision {rev})", self.reason, self.message),
+            None => format!("{}: {}", self.reason, self.message),
+        };
+        if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&message)) {
+            h.insert("grpc-message", v);
+        }
+    }
+
     /// The gRPC status code this refusal is (`grpc-status`).
     pub fn grpc_status(&self) -> u8 {
         match self.status {
@@ -408,23 +430,14 @@ impl Refusal {
         if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&message)) {
             h.insert("grpc-message", v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.reason) {
-            h.insert(REASON_HEADER, v);
-        }
-        if let Some(c) = self
-            .challenge
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok())
-        {
-            h.insert(header::WWW_AUTHENTICATE, c);
-        }
+        self.name_reason(h);
         r
     }
 }
 
 /// `grpc-message`'s encoding (gRPC over HTTP/2, "Responses"): UTF-8,
 /// every byte outside printable ASCII, and `%`, percent-encoded.
-pub fn grpc_percent_encode(message: &str) -> String {
+fn grpc_percent_encode(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     for b in message.bytes() {
         if (0x20..=0x7e).contains(&b) && b != b'%' {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::watch;
 
@@ -64,24 +64,6 @@ impl Revocable {
             ended: false,
         }
     }
-
-    /// The trailers that end a revoked call.
-    fn revoked(refusal: &Refusal) -> HeaderMap {
-        let mut trailers = HeaderMap::new();
-        trailers.insert(
-            "grpc-status",
-            HeaderValue::from(u16::from(refusal.grpc_status())),
-        );
-        if let Ok(v) = HeaderValue::from_str(&crate::response::grpc_percent_encode(&format!(
-            "{}: {} (revision {})",
-            refusal.reason(),
-            refusal.message(),
-            refusal.revision().unwrap_or_default()
-        ))) {
-            trailers.insert("grpc-message", v);
-        }
-        trailers
-    }
 }
 
 impl HttpBody for Revocable {
@@ -106,7 +88,11 @@ impl HttpBody for Revocable {
             if let Some(refusal) = lost_access(&this.shared, &this.standing, "a gRPC call") {
                 this.shared.metrics.tunnels().grpc_revoked();
                 this.ended = true;
-                return Poll::Ready(Some(Ok(Frame::trailers(Self::revoked(&refusal)))));
+                return Poll::Ready(Some(Ok(Frame::trailers({
+                    let mut trailers = HeaderMap::new();
+                    refusal.grpc_status_into(&mut trailers);
+                    trailers
+                }))));
             }
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
