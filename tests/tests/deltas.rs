@@ -260,6 +260,10 @@ fn example_with(n: u64, change: impl Fn(&mut Value)) -> Vec<u8> {
     .expect("example builds")
 }
 
+fn grant(p: &str, role: &str, on: &str) -> Value {
+    json!({"principal": p, "role": role, "on": on})
+}
+
 /// Every user and service account × every catalog, org and user × a few
 /// actions, through `POST /-/authz/v1/check`, against a native engine
 /// that loaded `target`.
@@ -335,9 +339,6 @@ async fn deltas_applied_in_place_decide_exactly_like_their_targets() {
     let gw = gateway_with(Some(example(1, false)), |c, _| c.server.workers = Some(2)).await;
     // Grants removed, added and moved; memberships of groups and teams;
     // a user disabled — each a delta the engine applies in place.
-    fn grant(p: &str, role: &str, on: &str) -> Value {
-        json!({"principal": p, "role": role, "on": on})
-    }
     let steps: [fn(&mut Value); 3] = [
         |v| {
             let grants = v["grants"].as_array_mut().unwrap();
@@ -698,9 +699,6 @@ async fn browser_views_a_delta_does_not_reach_are_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_snapshots_that_differ_by_a_delta_are_applied_in_place() {
     let gw = gateway_with(Some(example(1, false)), |c, _| c.server.workers = Some(2)).await;
-    fn grant(p: &str, role: &str, on: &str) -> Value {
-        json!({"principal": p, "role": role, "on": on})
-    }
     let steps: [fn(&mut Value); 4] = [
         |v| {
             v["grants"].as_array_mut().unwrap().remove(2);

@@ -75,8 +75,14 @@ fn live_route() -> RouteSpec {
     }
 }
 
-async fn ws_gateway(upstream_port: u16) -> Gw {
-    ws_gateway_with(upstream_port, |_| {}).await
+/// The live feed's path on the gateway.
+const LIVE: &str = "/envs/prod/catalogs/sales/live";
+
+/// The WebSocket upstream, and a gateway in front of it (`tweak`ed).
+async fn live(tweak: impl FnOnce(&mut portcullis_gateway::config::GatewayConfig)) -> (Script, Gw) {
+    let mut upstream = Script::start(python("ws_upstream.py"));
+    let port: u16 = upstream.line().await.parse().expect("a port");
+    (upstream, ws_gateway_with(port, tweak).await)
 }
 
 /// The demo gateway with the WebSocket upstream and its route first,
@@ -109,13 +115,8 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_revoked_on_swap_closes_with_1008() {
-    let mut upstream = Script::start(python("ws_upstream.py"));
-    let port: u16 = upstream.line().await.parse().expect("a port");
-    let gw = ws_gateway(port).await;
-    let url = format!(
-        "ws://{}/envs/prod/catalogs/sales/live",
-        gw.running.proxy_addr
-    );
+    let (mut upstream, gw) = live(|_| {}).await;
+    let url = format!("ws://{}{LIVE}", gw.running.proxy_addr);
     let mut client = Script::start({
         let mut c = python("ws_client.py");
         c.args([url, bearer("pat"), bearer("dave"), bearer("gus")]);
@@ -214,13 +215,8 @@ async fn h2c_and_unlisted_upgrades_are_never_passed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_websockets_are_closed_with_1001_on_shutdown() {
-    let mut upstream = Script::start(python("ws_upstream.py"));
-    let port: u16 = upstream.line().await.parse().expect("a port");
-    let gw = ws_gateway(port).await;
-    let url = format!(
-        "ws://{}/envs/prod/catalogs/sales/live",
-        gw.running.proxy_addr
-    );
+    let (mut upstream, gw) = live(|_| {}).await;
+    let url = format!("ws://{}{LIVE}", gw.running.proxy_addr);
     let mut client = Script::start({
         let mut c = Command::new("python3");
         c.args([
@@ -288,15 +284,10 @@ async fn an_upgrade_to_an_http2_upstream_is_refused_not_downgraded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_over_tls_at_the_edge() {
-    let mut upstream = Script::start(python("ws_upstream.py"));
-    let port: u16 = upstream.line().await.parse().expect("a port");
     let dir = tempfile::tempdir().unwrap();
     let (tls, ca_file) = common::ca::listener_tls(dir.path(), &["localhost"]);
-    let gw = ws_gateway_with(port, |c| c.server.tls = Some(tls)).await;
-    let url = format!(
-        "wss://localhost:{}/envs/prod/catalogs/sales/live",
-        gw.running.proxy_addr.port()
-    );
+    let (_upstream, gw) = live(|c| c.server.tls = Some(tls)).await;
+    let url = format!("wss://localhost:{}{LIVE}", gw.running.proxy_addr.port());
     let out = Command::new("python3")
         .args([
             "-c",
@@ -324,13 +315,8 @@ with connect(sys.argv[1], additional_headers={"Authorization": sys.argv[2]}, ssl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_websocket_is_closed_after_the_idle_timeout() {
-    let mut upstream = Script::start(python("ws_upstream.py"));
-    let port: u16 = upstream.line().await.parse().expect("a port");
-    let gw = ws_gateway_with(port, |c| c.server.upgrade_idle_timeout_ms = 600).await;
-    let url = format!(
-        "ws://{}/envs/prod/catalogs/sales/live",
-        gw.running.proxy_addr
-    );
+    let (mut upstream, gw) = live(|c| c.server.upgrade_idle_timeout_ms = 600).await;
+    let url = format!("ws://{}{LIVE}", gw.running.proxy_addr);
     let out = Command::new("python3")
         .args([
             "-c",
