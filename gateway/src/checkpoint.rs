@@ -181,20 +181,32 @@ pub(crate) fn check<'s>(
     })
 }
 
-/// What an upgraded connection (a WebSocket) was allowed as when it
-/// opened: asked again after every swap, and closed when the answer
-/// changes.
+/// What a long-lived exchange — an upgraded connection, a gRPC or
+/// gRPC-Web call, any response still streaming — was allowed as when it
+/// opened: asked again whenever what decided it may have changed (a
+/// snapshot swap, new identity-provider keys, reloaded client-certificate
+/// trust), and ended when the answer changes. Made by moving the request's
+/// own strings, so every request can carry one at no cost.
 pub(crate) struct Standing {
     /// Who opened it.
     pub credential: Credential,
-    /// The upgrade request's method.
+    /// The bearer token it was opened with, when that was the credential:
+    /// verified again against the keys serving (a key the provider
+    /// withdrew stops the exchange).
+    pub token: Option<http::HeaderValue>,
+    /// The connection's client certificate, if it had one: checked again
+    /// (revoked, expired) whatever the credential.
+    pub certificate: Option<Arc<crate::tls::PeerCertificate>>,
+    /// When it was allowed (the gateway's clock, Unix seconds): the time
+    /// its token's claims are held to — a token that expires while its
+    /// exchange is open does not end it; see `docs/SECURITY.md`.
+    pub opened: i64,
+    /// The request's method.
     pub method: Method,
     /// The normalized path.
     pub path: String,
-    /// The route's label.
-    pub route: String,
-    /// The action allowed.
-    pub action: String,
+    /// The route's position in the table (its label and action).
+    pub route: usize,
     /// The resource it was allowed on.
     pub resource: String,
     /// The route only logs denials.
@@ -202,34 +214,71 @@ pub(crate) struct Standing {
 }
 
 impl Standing {
-    /// The standing of a request the checkpoint passed.
-    pub(crate) fn of(passed: &Passed<'_>, method: &Method) -> Self {
+    /// The standing of a request the checkpoint passed, taking its strings.
+    pub(crate) fn of(
+        passed: Passed<'_>,
+        method: Method,
+        token: Option<http::HeaderValue>,
+        certificate: Option<Arc<crate::tls::PeerCertificate>>,
+    ) -> Self {
+        let token = match passed.credential {
+            Credential::Token(_) => token,
+            _ => None,
+        };
         Standing {
-            credential: passed.credential.clone(),
-            method: method.clone(),
-            path: passed.resolved.path.clone(),
-            route: passed.resolved.route.label(),
-            action: passed.resolved.action.to_string(),
-            resource: passed.resolved.resource.clone(),
             shadow: passed.resolved.route.shadow,
+            route: passed.resolved.index,
+            credential: passed.credential,
+            token,
+            certificate,
+            opened: unix_now(),
+            method,
+            path: passed.resolved.path,
+            resource: passed.resolved.resource,
         }
     }
 }
 
 /// Asks again, on the snapshot serving now, whether `standing` still
-/// holds: the same principal (its credentials are not re-read: a token
-/// that expires mid-connection does not close it), action and resource.
+/// holds: its client certificate still accepted and unexpired, its token
+/// still verified by a key serving (its time claims as when it was
+/// accepted), and the same principal, action and resource allowed.
 /// Logged like any decision. A denial on a shadow route is logged and
 /// passes.
 pub(crate) fn recheck(shared: &Shared, standing: &Standing) -> Result<Verdict, Refusal> {
+    let spec = shared.compiled.routes.spec(standing.route);
+    let label = spec.map(|r| r.label()).unwrap_or_default();
+    let action = spec.map_or("", |r| r.action.as_str());
     let base = Logged {
         path: &standing.path,
-        route: Some(&standing.route),
-        action: Some(&standing.action),
+        route: Some(&label),
+        action: Some(action),
         resource: Some(&standing.resource),
         ..blank(&standing.method, Instant::now())
     };
     let clock = unix_now();
+    let refused = |refusal: Refusal| {
+        shared.log_decision(Logged {
+            principal: Some(standing.credential.principal()),
+            reason: refusal.reason(),
+            status: Some(refusal.status()),
+            ..base
+        });
+        refusal
+    };
+    if let Some(cert) = &standing.certificate
+        && let Err((why, message)) = cert.check(clock)
+    {
+        return Err(refused(certificate_withdrawn(why, message)));
+    }
+    if let Some(token) = &standing.token
+        && let Err(e) = shared
+            .compiled
+            .identity
+            .reverify_bearer(token, standing.opened)
+    {
+        return Err(refused(unauthenticated(&e)));
+    }
     let at = Moment {
         clock,
         now: clock,
@@ -242,7 +291,7 @@ pub(crate) fn recheck(shared: &Shared, standing: &Standing) -> Result<Verdict, R
         shared,
         None,
         Asker::Established(&standing.credential),
-        &standing.action,
+        action,
         &standing.resource,
         at,
         &base,
@@ -257,6 +306,19 @@ pub(crate) fn recheck(shared: &Shared, standing: &Standing) -> Result<Verdict, R
                 .at(Some(verdict.revision)),
         )
     }
+}
+
+/// A 401 for a connection whose client certificate no longer identifies
+/// it (revoked by a reloaded CRL or trust, or expired): the connection is
+/// closed after it.
+pub(crate) fn certificate_withdrawn(why: crate::tls::Withdrawn, message: &str) -> Refusal {
+    Refusal::certificate_withdrawn(
+        match why {
+            crate::tls::Withdrawn::Revoked => "certificate_revoked",
+            crate::tls::Withdrawn::Expired => "certificate_expired",
+        },
+        message,
+    )
 }
 
 /// Answers one question of the decision endpoint on `generation` (kept by

@@ -94,7 +94,9 @@ impl CompiledConfig {
         let store = match &config.snapshot.poll_url {
             Some(_) => StoreClient::new(
                 config.snapshot.poll_ca_file.as_deref(),
+                "snapshot.poll_ca_file",
                 &config.snapshot.poll_headers,
+                crate::config::ms(config.snapshot.poll_timeout_ms),
             )
             .map(Some)
             .map_err(&mut problem)

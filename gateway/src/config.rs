@@ -333,6 +333,11 @@ pub struct SnapshotConfig {
     pub poll_headers: std::collections::BTreeMap<String, String>,
     /// Polling period.
     pub poll_interval_ms: u64,
+    /// Time one fetch from the store may take as a whole — connecting,
+    /// TLS, headers and the whole body — before it is abandoned (logged,
+    /// counted, retried next period). Large enough for the largest
+    /// snapshot over the slowest link the store is reached by.
+    pub poll_timeout_ms: u64,
     /// Largest snapshot accepted from any source, in bytes.
     pub max_bytes: u64,
     /// Public keys (SPKI PEM files, `portcullis snapshot keygen`) whose
@@ -365,6 +370,7 @@ impl Default for SnapshotConfig {
             poll_ca_file: None,
             poll_headers: Default::default(),
             poll_interval_ms: 10_000,
+            poll_timeout_ms: 60_000,
             max_bytes: 256 * 1024 * 1024,
             trusted_keys: Vec::new(),
             require_signature: false,
@@ -381,10 +387,19 @@ impl Default for SnapshotConfig {
 pub struct EngineConfig {
     /// Largest linear memory of one instance, in MiB.
     pub max_memory_mb: usize,
-    /// Time a decision may take before it is interrupted (→ 503).
+    /// The module's own work a decision may take before it is interrupted
+    /// (→ 503): looked at after this much wall time, then counted on the
+    /// worker thread's CPU clock, so a worker the machine descheduled is
+    /// not cut for waiting.
     pub decision_timeout_ms: u64,
-    /// Time loading a snapshot may take.
+    /// Wall time after which a decision is cut whatever its CPU (a
+    /// backstop; at least `decision_timeout_ms`).
+    pub decision_wall_limit_ms: u64,
+    /// The module's own work loading a snapshot or applying a delta may
+    /// take (as for decisions: CPU time once this much wall time passed).
     pub load_timeout_ms: u64,
+    /// Wall time after which a load is cut whatever its CPU.
+    pub load_wall_limit_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -392,7 +407,9 @@ impl Default for EngineConfig {
         EngineConfig {
             max_memory_mb: 1024,
             decision_timeout_ms: 50,
+            decision_wall_limit_ms: 2_000,
             load_timeout_ms: 30_000,
+            load_wall_limit_ms: 300_000,
         }
     }
 }
@@ -641,9 +658,30 @@ impl GatewayConfig {
             ),
             ("engine.load_timeout_ms", self.engine.load_timeout_ms),
             ("snapshot.poll_interval_ms", self.snapshot.poll_interval_ms),
+            ("snapshot.poll_timeout_ms", self.snapshot.poll_timeout_ms),
         ] {
             if v == 0 {
                 problems.push(format!("{name}: must be greater than 0"));
+            }
+        }
+        let e = &self.engine;
+        for (wall, cpu, limit) in [
+            (
+                "engine.decision_wall_limit_ms",
+                "decision_timeout_ms",
+                (e.decision_wall_limit_ms, e.decision_timeout_ms),
+            ),
+            (
+                "engine.load_wall_limit_ms",
+                "load_timeout_ms",
+                (e.load_wall_limit_ms, e.load_timeout_ms),
+            ),
+        ] {
+            if limit.0 < limit.1 {
+                problems.push(format!(
+                    "{wall}: must be at least engine.{cpu} ({} ms): it bounds the wall time of a call that has not used its CPU budget",
+                    limit.1
+                ));
             }
         }
         if s.max_connections == 0 {

@@ -250,6 +250,7 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
                 jwks_ca_file: None,
                 jwks_refresh_s: 3600,
                 jwks_min_refresh_s: 30,
+                jwks_timeout_ms: 10_000,
             }),
             api_key_header: "x-api-key".into(),
         },
@@ -272,6 +273,60 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
         },
         assertion: None,
     }
+}
+
+/// A body that sends `data: N` every 50 ms, without end: a stream of
+/// server-sent events.
+#[cfg(feature = "testing")]
+struct Ticking {
+    every: tokio::time::Interval,
+    n: u64,
+}
+
+#[cfg(feature = "testing")]
+impl hyper::body::Body for Ticking {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.every.poll_tick(cx) {
+            std::task::Poll::Ready(_) => {
+                self.n += 1;
+                let event = format!("data: {}\n\n", self.n);
+                std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(event.into()))))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// An upstream that answers every request with a stream of server-sent
+/// events that never ends (for the tests of long-lived responses).
+#[cfg(feature = "testing")]
+pub async fn event_stream_upstream(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_: Request<Incoming>| async {
+                    hyper::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(Ticking {
+                            every: tokio::time::interval(std::time::Duration::from_millis(50)),
+                            n: 0,
+                        })
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(local)
 }
 
 /// An upstream that answers every request with what it received: the

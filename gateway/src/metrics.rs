@@ -108,9 +108,28 @@ pub struct TlsMetrics {
     reloads: Family<TlsReloadLabels, Counter>,
     handshake_failures: Family<ListenerLabels, Counter>,
     expiry: Family<CertificateLabels, Gauge>,
+    withdrawn: Family<WithdrawnLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WithdrawnLabels {
+    listener: String,
+    /// `revoked` or `expired`.
+    reason: String,
 }
 
 impl TlsMetrics {
+    /// Counts a connection closed because its client certificate was
+    /// revoked (or its CA no longer trusted) or expired since its handshake.
+    pub fn withdrawn(&self, listener: &str, reason: &str) {
+        self.withdrawn
+            .get_or_create(&WithdrawnLabels {
+                listener: listener.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
     /// Counts a reload of `listener`'s certificates, served or refused.
     pub fn reloaded(&self, listener: &str, ok: bool) {
         self.reloads
@@ -150,23 +169,53 @@ struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabels {
+    /// What was fetched: `jwks`, `oidc_discovery`, `snapshot` (a polled
+    /// URL that is a snapshot, or the snapshot a manifest names),
+    /// `manifest`, `delta`.
+    fetch: String,
+}
+
+/// Outbound fetches abandoned at their deadline, by what they fetched.
+#[derive(Clone, Default)]
+pub struct FetchMetrics {
+    timeouts: Family<FetchLabels, Counter>,
+}
+
+impl FetchMetrics {
+    /// Counts a fetch of `what` abandoned at its deadline.
+    pub fn timed_out(&self, what: &str) {
+        self.timeouts
+            .get_or_create(&FetchLabels {
+                fetch: what.to_string(),
+            })
+            .inc();
+    }
+}
+
 /// The identity provider's key refreshes, handed to the task that fetches
 /// them.
 #[derive(Clone, Default)]
 pub struct JwksMetrics {
     fetches: Family<ResultLabels, Counter>,
     keys: Gauge,
+    fetch: FetchMetrics,
 }
 
 impl JwksMetrics {
-    /// Counts a fetch of the provider's keys; `keys` serve now.
-    pub fn fetched(&self, ok: bool, keys: usize) {
+    /// Counts a fetch of the provider's keys; `keys` serve now; a fetch of
+    /// `timed_out` (`jwks`, `oidc_discovery`) was abandoned at its deadline.
+    pub fn fetched(&self, ok: bool, keys: usize, timed_out: Option<&str>) {
         self.fetches
             .get_or_create(&ResultLabels {
                 result: if ok { "ok" } else { "failed" }.to_string(),
             })
             .inc();
         self.keys.set(i64::try_from(keys).unwrap_or(i64::MAX));
+        if let Some(what) = timed_out {
+            self.fetch.timed_out(what);
+        }
     }
 }
 
@@ -177,6 +226,7 @@ pub struct TunnelMetrics {
     opened: Counter,
     revoked: Counter,
     grpc_revoked: Counter,
+    responses_revoked: Counter,
     rechecks: Counter,
 }
 
@@ -203,9 +253,14 @@ impl TunnelMetrics {
         self.revoked.inc();
     }
 
-    /// One gRPC call ended because its principal lost access.
+    /// One gRPC or gRPC-Web call ended because its principal lost access.
     pub fn grpc_revoked(&self) {
         self.grpc_revoked.inc();
+    }
+
+    /// One other streaming response cut because its principal lost access.
+    pub fn response_revoked(&self) {
+        self.responses_revoked.inc();
     }
 }
 
@@ -218,21 +273,50 @@ impl Drop for OpenTunnel {
     }
 }
 
-/// What a successful swap did, as the metrics count it.
+/// What a successful swap took, as the metrics record it.
 #[derive(Clone, Copy, Debug)]
 pub struct Swapped {
-    /// It came as a delta.
-    pub delta: bool,
-    /// The delta was applied in place.
-    pub in_place: bool,
-    /// The new revision.
-    pub revision: u64,
     /// Wall time of the swap.
     pub took: std::time::Duration,
     /// CPU time of the swap.
     pub cpu: std::time::Duration,
-    /// Memory of the new image.
-    pub image_bytes: u64,
+}
+
+/// The swap counters, counted by the swapper just before a swap is
+/// published: whoever reads the new revision finds it counted.
+#[derive(Clone)]
+pub struct SwapCounters {
+    swaps: Family<SwapLabels, Counter>,
+    revision: Gauge,
+    deltas_in_place: Counter,
+    image_bytes: Gauge,
+}
+
+impl SwapCounters {
+    /// Counts a swap from `source` to `revision` (a delta or not, applied
+    /// in place or not, its image's memory).
+    pub fn count(
+        &self,
+        source: &str,
+        revision: u64,
+        delta: bool,
+        in_place: bool,
+        image_bytes: u64,
+    ) {
+        self.swaps
+            .get_or_create(&SwapLabels {
+                source: source.to_string(),
+                kind: if delta { "delta" } else { "full" }.to_string(),
+            })
+            .inc();
+        if in_place {
+            self.deltas_in_place.inc();
+        }
+        self.image_bytes
+            .set(i64::try_from(image_bytes).unwrap_or(i64::MAX));
+        self.revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+    }
 }
 
 /// Every metric the gateway exports.
@@ -240,6 +324,7 @@ pub struct Metrics {
     registry: Registry,
     tls: TlsMetrics,
     jwks: JwksMetrics,
+    fetch: FetchMetrics,
     tunnels: TunnelMetrics,
     by_route: Vec<[Counter; OUTCOMES.len()]>,
     unrouted: [Counter; 2],
@@ -368,7 +453,21 @@ impl Metrics {
             "When each certificate a TLS listener serves expires (Unix seconds)",
             tls.expiry.clone(),
         );
-        let jwks = JwksMetrics::default();
+        let fetch = FetchMetrics::default();
+        registry.register(
+            "outbound_fetch_timeouts",
+            "Outbound fetches (identity provider keys, OIDC discovery, snapshot store) abandoned at their deadline (identity.jwt.jwks_timeout_ms, snapshot.poll_timeout_ms), by what they fetched",
+            fetch.timeouts.clone(),
+        );
+        registry.register(
+            "tls_client_certificates_withdrawn",
+            "Connections closed because their client certificate was revoked (a reloaded CRL, or its CA no longer trusted) or expired since the handshake, by listener and reason",
+            tls.withdrawn.clone(),
+        );
+        let jwks = JwksMetrics {
+            fetch: fetch.clone(),
+            ..JwksMetrics::default()
+        };
         registry.register(
             "jwks_fetches",
             "Fetches of the identity provider's keys (jwks_url, oidc_issuer): ok, or failed (the last good keys keep serving)",
@@ -438,13 +537,18 @@ impl Metrics {
         );
         registry.register(
             "upgraded_connections_rechecked",
-            "Decisions re-checked after snapshot swaps for open upgraded connections and gRPC calls",
+            "Decisions re-checked for open exchanges (upgraded connections, gRPC calls, streaming responses) after a snapshot swap, new identity-provider keys or reloaded client-certificate trust",
             tunnels.rechecks.clone(),
         );
         registry.register(
             "grpc_calls_revoked",
-            "gRPC calls ended after a swap because their principal lost access (PERMISSION_DENIED)",
+            "gRPC and gRPC-Web calls ended because their principal lost access (trailers with PERMISSION_DENIED or UNAUTHENTICATED)",
             tunnels.grpc_revoked.clone(),
+        );
+        registry.register(
+            "responses_revoked",
+            "Other responses still streaming (server-sent events, downloads) cut because their principal lost access",
+            tunnels.responses_revoked.clone(),
         );
         registry.register(
             "upgraded_connections_revoked",
@@ -469,6 +573,7 @@ impl Metrics {
             deltas_in_place,
             tls,
             jwks,
+            fetch,
             fetched_bytes,
             image_bytes,
             traps,
@@ -508,6 +613,11 @@ impl Metrics {
         self.jwks.clone()
     }
 
+    /// Outbound fetch deadlines.
+    pub fn fetch(&self) -> &FetchMetrics {
+        &self.fetch
+    }
+
     /// The upgraded connections' metrics.
     pub fn tunnels(&self) -> TunnelMetrics {
         self.tunnels.clone()
@@ -543,26 +653,22 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a successful swap: its revision, what it took, and the
-    /// memory of its image.
-    pub fn swapped(&self, source: &str, done: &Swapped) {
-        let (delta, in_place, revision) = (done.delta, done.in_place, done.revision);
-        let (took, cpu, image) = (done.took, done.cpu, done.image_bytes);
-        self.swaps
-            .get_or_create(&SwapLabels {
-                source: source.to_string(),
-                kind: if delta { "delta" } else { "full" }.to_string(),
-            })
-            .inc();
-        self.revision
-            .set(i64::try_from(revision).unwrap_or(i64::MAX));
-        self.swap_seconds.observe(took.as_secs_f64());
-        self.swap_cpu_seconds.observe(cpu.as_secs_f64());
-        if in_place {
-            self.deltas_in_place.inc();
+    /// The counters of swaps, for the swapper to count each one before
+    /// it is published.
+    pub fn swap_counters(&self) -> SwapCounters {
+        SwapCounters {
+            swaps: self.swaps.clone(),
+            revision: self.revision.clone(),
+            deltas_in_place: self.deltas_in_place.clone(),
+            image_bytes: self.image_bytes.clone(),
         }
-        self.image_bytes
-            .set(i64::try_from(image).unwrap_or(i64::MAX));
+    }
+
+    /// Records what a successful swap took (its counts were taken before
+    /// it was published, by [`SwapCounters::count`]).
+    pub fn swapped(&self, done: &Swapped) {
+        self.swap_seconds.observe(done.took.as_secs_f64());
+        self.swap_cpu_seconds.observe(done.cpu.as_secs_f64());
     }
 
     /// Counts the bytes of a candidate received from `source`.

@@ -213,6 +213,15 @@ impl Refusal {
         r
     }
 
+    /// The connection's client certificate no longer identifies it —
+    /// revoked since the handshake, or expired (401 with `reason`, and the
+    /// connection is closed: a new handshake is the way back).
+    pub fn certificate_withdrawn(reason: &'static str, message: impl Into<String>) -> Self {
+        let mut r = Self::new(StatusCode::UNAUTHORIZED, reason, message);
+        r.close = true;
+        r
+    }
+
     // --- 403: decided, and denied ---------------------------------------
 
     /// The engine's denial (403 with its reason).
@@ -383,11 +392,7 @@ impl Refusal {
             "grpc-status",
             HeaderValue::from(u16::from(self.grpc_status())),
         );
-        let message = match self.revision {
-            Some(rev) => format!("{}: {} (revision {rev})", self.reason, self.message),
-            None => format!("{}: {}", self.reason, self.message),
-        };
-        if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&message)) {
+        if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&self.grpc_message())) {
             h.insert("grpc-message", v);
         }
     }
@@ -407,6 +412,15 @@ impl Refusal {
         }
     }
 
+    /// The answer to a gRPC or gRPC-Web client (`rpc`), as
+    /// [`Refusal::into_grpc_response`] and [`Refusal::into_grpc_web_response`].
+    pub fn into_rpc_response(self, rpc: Rpc) -> Response<Body> {
+        match rpc {
+            Rpc::Grpc => self.into_grpc_response(),
+            Rpc::GrpcWeb { text } => self.into_grpc_web_response(text),
+        }
+    }
+
     /// The answer to a gRPC client: a trailers-only response (HTTP 200,
     /// `content-type: application/grpc`, no messages) whose `grpc-status`
     /// and `grpc-message` say what the HTTP status and body would (gRPC
@@ -419,19 +433,58 @@ impl Refusal {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        h.insert(
-            "grpc-status",
-            HeaderValue::from(u16::from(self.grpc_status())),
-        );
-        let message = match self.revision {
-            Some(rev) => format!("{}: {} (revision {rev})", self.reason, self.message),
-            None => format!("{}: {}", self.reason, self.message),
-        };
-        if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&message)) {
-            h.insert("grpc-message", v);
-        }
+        self.grpc_status_into(h);
         self.name_reason(h);
         r
+    }
+
+    /// The answer to a gRPC-Web client: HTTP 200 whose body is one
+    /// trailer frame (gRPC-Web's own encoding of trailers, base64 for
+    /// `application/grpc-web-text`) with `grpc-status` and
+    /// `grpc-message`. In the body rather than in headers, so that a
+    /// browser reads it cross-origin without `Access-Control-Expose-Headers`.
+    pub fn into_grpc_web_response(self, text: bool) -> Response<Body> {
+        let mut r = Response::new(full(self.grpc_web_trailers(text)));
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(if text {
+                "application/grpc-web-text+proto"
+            } else {
+                "application/grpc-web+proto"
+            }),
+        );
+        self.name_reason(h);
+        r
+    }
+
+    /// The gRPC-Web trailer frame of this refusal (flag `0x80`, a 4-byte
+    /// length, then `grpc-status` and `grpc-message` as header lines),
+    /// base64-encoded when `text`.
+    pub fn grpc_web_trailers(&self, text: bool) -> Bytes {
+        let block = format!(
+            "grpc-status: {}\r\ngrpc-message: {}\r\n",
+            self.grpc_status(),
+            grpc_percent_encode(&self.grpc_message())
+        );
+        let mut frame = Vec::with_capacity(5 + block.len());
+        frame.push(0x80);
+        frame.extend_from_slice(&u32::try_from(block.len()).unwrap_or(u32::MAX).to_be_bytes());
+        frame.extend_from_slice(block.as_bytes());
+        if text {
+            use base64::Engine as _;
+            Bytes::from(base64::engine::general_purpose::STANDARD.encode(&frame))
+        } else {
+            Bytes::from(frame)
+        }
+    }
+
+    /// `<reason>: <message> (revision N)`, as `grpc-message` says it.
+    fn grpc_message(&self) -> String {
+        match self.revision {
+            Some(rev) => format!("{}: {} (revision {rev})", self.reason, self.message),
+            None => format!("{}: {}", self.reason, self.message),
+        }
     }
 }
 
@@ -449,18 +502,52 @@ fn grpc_percent_encode(message: &str) -> String {
     out
 }
 
-/// Whether a request is a gRPC call (`content-type: application/grpc`,
-/// `application/grpc+proto`, …): its refusals are gRPC statuses.
+/// The RPC protocol a request or response speaks, by its content type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rpc {
+    /// gRPC over HTTP/2 (`application/grpc`, `application/grpc+proto`, …):
+    /// status in trailers.
+    Grpc,
+    /// gRPC-Web (`application/grpc-web`, `+proto`, `+json`, …; `text`:
+    /// `application/grpc-web-text`, base64): status in a trailer frame at
+    /// the end of the body, over any HTTP version.
+    GrpcWeb {
+        /// The body is base64 text.
+        text: bool,
+    },
+}
+
+impl Rpc {
+    /// The protocol `content-type` names, if it is gRPC or gRPC-Web. Any
+    /// case; a suffix (`+proto`) or parameters (`; charset=…`) allowed.
+    pub fn of(headers: &http::HeaderMap) -> Option<Rpc> {
+        let v = headers.get(header::CONTENT_TYPE)?.as_bytes();
+        let v = v.trim_ascii_start();
+        let (prefix, rest) = (v.get(..16)?, v.get(16..).unwrap_or_default());
+        if !prefix.eq_ignore_ascii_case(b"application/grpc") {
+            return None;
+        }
+        let ends = |r: &[u8]| matches!(r.first(), None | Some(b'+' | b';' | b' '));
+        if ends(rest) {
+            return Some(Rpc::Grpc);
+        }
+        for (suffix, text) in [(&b"-web-text"[..], true), (&b"-web"[..], false)] {
+            if rest
+                .get(..suffix.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(suffix))
+                && ends(rest.get(suffix.len()..).unwrap_or_default())
+            {
+                return Some(Rpc::GrpcWeb { text });
+            }
+        }
+        None
+    }
+}
+
+/// Whether a request is a gRPC or gRPC-Web call: its refusals are gRPC
+/// statuses.
 pub fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let v = v.trim_start();
-            v.len() >= 16
-                && v[..16].eq_ignore_ascii_case("application/grpc")
-                && matches!(v.as_bytes().get(16), None | Some(b'+' | b';'))
-        })
+    Rpc::of(headers).is_some()
 }
 
 impl From<Refusal> for Response<Body> {
@@ -472,6 +559,50 @@ impl From<Refusal> for Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_and_grpc_web_by_content_type() {
+        let of = |ct: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            Rpc::of(&h)
+        };
+        assert_eq!(of("application/grpc"), Some(Rpc::Grpc));
+        assert_eq!(of("Application/GRPC+proto"), Some(Rpc::Grpc));
+        assert_eq!(of("application/grpc; charset=utf-8"), Some(Rpc::Grpc));
+        let web = Some(Rpc::GrpcWeb { text: false });
+        assert_eq!(of("application/grpc-web"), web);
+        assert_eq!(of("application/grpc-web+proto"), web);
+        assert_eq!(of("application/GRPC-WEB+json"), web);
+        let text = Some(Rpc::GrpcWeb { text: true });
+        assert_eq!(of("application/grpc-web-text"), text);
+        assert_eq!(of("application/grpc-web-text+proto"), text);
+        assert_eq!(of("application/grpcx"), None);
+        assert_eq!(of("application/grpc-webx"), None);
+        assert_eq!(of("application/json"), None);
+        assert_eq!(of("application/grp"), None);
+    }
+
+    #[test]
+    fn a_grpc_web_refusal_is_a_trailer_frame() {
+        let r = Refusal::denied("no_grant", "nope").at(Some(4));
+        let frame = r.grpc_web_trailers(false);
+        assert_eq!(frame[0], 0x80);
+        let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
+        assert_eq!(len, frame.len() - 5);
+        assert_eq!(
+            std::str::from_utf8(&frame[5..]).unwrap(),
+            "grpc-status: 7\r\ngrpc-message: no_grant: nope (revision 4)\r\n"
+        );
+        use base64::Engine as _;
+        let text = r.grpc_web_trailers(true);
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&text)
+                .unwrap(),
+            frame.to_vec()
+        );
+    }
 
     #[test]
     fn one_shape_with_the_reason_in_a_header() {

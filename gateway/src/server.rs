@@ -31,11 +31,13 @@ use crate::framing::{Framed, FramingLog};
 use crate::metrics::Metrics;
 use crate::response::Refusal;
 use crate::shared::Shared;
+use crate::snapshot::deadline::Budget;
 use crate::snapshot::module::{HostError, InstanceLimits, PolicyModule};
-use crate::snapshot::swap::{EnginePool, Installed, Source, SwapError, Swapper, TICK};
+use crate::snapshot::swap::{EnginePool, Installed, Source, SwapError, Swapper};
 use crate::snapshot::view_builder::ViewBuilder;
 use crate::stage::forward::Upstreams;
 use crate::static_site::StaticSite;
+use crate::tls::PeerCertificate;
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -101,6 +103,16 @@ impl Running {
     pub fn interrupt_next_decisions(&self) {
         if let Some(g) = self.shared.swapper.current() {
             g.interrupt_next_calls();
+        }
+    }
+
+    /// Fault injection for tests: the next decision on every instance of
+    /// the serving snapshot waits `stall` once its deadline is armed, as a
+    /// worker the machine descheduled would.
+    #[cfg(feature = "testing")]
+    pub fn stall_next_decisions(&self, stall: Duration) {
+        if let Some(g) = self.shared.swapper.current() {
+            g.stall_next_calls(stall);
         }
     }
 
@@ -226,15 +238,30 @@ async fn start_full(
             "the decision endpoint is on the proxy listener without decision.token: anyone who reaches the proxy can ask what any principal may do"
         );
     }
-    let ticks = |d: u64| (ms(d).as_micros() / TICK.as_micros()).max(1) as u64;
+    let engine = &config.engine;
     let limits = InstanceLimits {
-        max_memory: config.engine.max_memory_mb << 20,
-        call_ticks: ticks(config.engine.decision_timeout_ms),
-        load_ticks: ticks(config.engine.load_timeout_ms),
+        max_memory: engine.max_memory_mb << 20,
+        call: Budget::new(
+            ms(engine.decision_timeout_ms),
+            ms(engine.decision_wall_limit_ms),
+        ),
+        load: Budget::new(ms(engine.load_timeout_ms), ms(engine.load_wall_limit_ms)),
     };
     let pool = EnginePool::new(module, limits, config.worker_count())
         .map_err(|e| StartError::Other(format!("cannot start the epoch clock: {e}")))?;
+    let labels: Vec<String> = compiled.routes.specs().map(|r| r.label()).collect();
+    let metrics = Metrics::new(&labels);
+    let counters = metrics.swap_counters();
     let mut swapper = Swapper::new(pool, config.snapshot.max_bytes)
+        .announcing(move |p, source| {
+            counters.count(
+                source.as_str(),
+                p.revision,
+                p.delta,
+                p.in_place,
+                p.image_bytes,
+            )
+        })
         .trusting(
             compiled.trusted_keys.clone(),
             config.snapshot.require_signature,
@@ -250,7 +277,6 @@ async fn start_full(
             .remembering(crate::snapshot::revision_state::RevisionState::new(path))
             .map_err(StartError::Other)?;
     }
-    let labels: Vec<String> = compiled.routes.specs().map(|r| r.label()).collect();
     let log = DecisionLog::open(&config.log.decisions).map_err(|e| {
         StartError::Other(format!(
             "log.decisions {:?}: cannot open: {e}",
@@ -262,7 +288,7 @@ async fn start_full(
     let shared = Arc::new(Shared::new(
         compiled,
         Arc::new(swapper),
-        Metrics::new(&labels),
+        metrics,
         log,
         site,
         view_builds,
@@ -270,12 +296,11 @@ async fn start_full(
 
     // The identity provider's keys: fetched now, or no start.
     if let Some(remote) = shared.compiled.identity.remote_keys() {
-        let n = tokio::time::timeout(Duration::from_secs(15), remote.fetch())
-            .await
-            .map_err(|_| format!("{}: no answer in 15 s", remote.origin()))
-            .and_then(|r| r)
-            .map_err(|e| StartError::Other(format!("identity provider keys: {e}")))?;
-        shared.metrics.jwks().fetched(true, n);
+        let n = remote.fetch().await.map_err(|e| {
+            shared.metrics.jwks().fetched(false, 0, e.timed_out);
+            StartError::Other(format!("identity provider keys: {e}"))
+        })?;
+        shared.metrics.jwks().fetched(true, n, None);
         tracing::info!(from = %remote.origin(), keys = n, "identity provider keys fetched");
     }
 
@@ -381,11 +406,34 @@ async fn start_full(
     {
         crate::tls::watch(Arc::clone(tls), shared.metrics.tls(), stopped.clone());
     }
+    // New client-certificate trust on the proxy listener: open exchanges
+    // check their connection's certificate again (its connection is
+    // closed by the task serving it; upgraded ones need telling).
+    if let Some(tls) = &shared.compiled.tls.proxy {
+        let (mut reloads, shared, mut stopped) =
+            (tls.reloads(), Arc::clone(&shared), stopped.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    changed = reloads.changed() => if changed.is_err() { return },
+                }
+                shared.recheck_all();
+            }
+        });
+    }
     if let Some(remote) = shared.compiled.identity.remote_keys() {
-        let metrics = shared.metrics.jwks();
-        tokio::spawn(
-            Arc::clone(remote).run(move |ok, keys| metrics.fetched(ok, keys), stopped.clone()),
-        );
+        let for_keys = Arc::clone(&shared);
+        tokio::spawn(Arc::clone(remote).run(
+            move |r| {
+                for_keys.metrics.jwks().fetched(r.ok, r.keys, r.timed_out);
+                // Open exchanges verify their tokens against the new keys.
+                if r.ok {
+                    for_keys.recheck_all();
+                }
+            },
+            stopped.clone(),
+        ));
     }
     crate::sources::spawn(&shared, stopped);
     tracing::info!(%proxy_addr, %admin_addr, ?decision_addr, workers, revision = ?shared.swapper.current().map(|g| g.revision), "gateway listening");
@@ -484,6 +532,30 @@ fn spawn_shard(
         })
 }
 
+/// Resolves when `cert` no longer identifies its connection: checked
+/// after every reload of its listener's trust and when its validity ends.
+async fn withdrawn(
+    cert: &PeerCertificate,
+    mut reloads: watch::Receiver<u64>,
+) -> (crate::tls::Withdrawn, String) {
+    let mut reloads_open = true;
+    loop {
+        if let Err((why, message)) = cert.check(crate::shared::unix_now()) {
+            return (why, message.to_string());
+        }
+        let left = cert
+            .not_after
+            .saturating_add(1)
+            .saturating_sub(crate::shared::unix_now());
+        // At most a day at a time: a clock that jumps is read again.
+        let wait = Duration::from_secs(u64::try_from(left).unwrap_or(0).clamp(1, 86_400));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            changed = reloads.changed(), if reloads_open => reloads_open = changed.is_ok(),
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Listener {
     Proxy(Arc<Upstreams>),
@@ -551,17 +623,28 @@ async fn serve(
         let kind = kind.clone();
         let framing = FramingLog::new();
         let seen = framing.clone();
-        // The service account of the client's certificate (TLS listeners
-        // with client_principals), known once the handshake is done.
-        let certified: Arc<std::sync::OnceLock<Arc<str>>> = Arc::default();
+        // The client's verified certificate (TLS listeners with
+        // client_ca), known once the handshake is done.
+        let certified: Arc<std::sync::OnceLock<Arc<PeerCertificate>>> = Arc::default();
         let certificate = Arc::clone(&certified);
         let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let shared = Arc::clone(&shared);
             let kind = kind.clone();
-            if let Some(p) = certificate.get() {
-                req.extensions_mut()
-                    .insert(crate::tls::ClientPrincipal(Arc::clone(p)));
-            }
+            // A certificate revoked or expired since the handshake no
+            // longer speaks for its connection: refused, and closed.
+            let withdrawn =
+                certificate
+                    .get()
+                    .and_then(|cert| match cert.check(crate::shared::unix_now()) {
+                        Ok(()) => {
+                            req.extensions_mut()
+                                .insert(crate::tls::ClientCertificate(Arc::clone(cert)));
+                            None
+                        }
+                        Err((why, message)) => {
+                            Some(crate::checkpoint::certificate_withdrawn(why, message))
+                        }
+                    });
             // A connection that may become a tunnel keeps its slot until
             // the tunnel closes.
             if req.headers().contains_key(http::header::UPGRADE) {
@@ -571,7 +654,11 @@ async fn serve(
             // sent, so the n-th one asks about the n-th head on the wire.
             let ambiguous =
                 req.version() < http::Version::HTTP_2 && seen.next_request_is_ambiguous();
+            let rpc = crate::response::Rpc::of(req.headers());
             async move {
+                if let Some(refusal) = withdrawn {
+                    return Ok::<_, Infallible>(crate::proxy::answer(refusal, rpc));
+                }
                 if ambiguous {
                     shared.metrics.malformed();
                     return Ok::<_, Infallible>(
@@ -607,19 +694,21 @@ async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let stream = match tls {
+            let stream = match &tls {
                 None => MaybeTls::Plain(stream),
                 Some(tls) => {
+                    // Read before the handshake: a reload during it is
+                    // checked again at the first request.
+                    let generation = tls.generation();
                     let handshake = tls.acceptor().accept(stream);
                     match tokio::time::timeout(tls.handshake_timeout, handshake).await {
                         Ok(Ok(s)) => {
-                            if let Some(p) = s
-                                .get_ref()
-                                .1
-                                .peer_certificates()
-                                .and_then(|c| tls.principal_of(c))
+                            if let Some(cert) =
+                                s.get_ref().1.peer_certificates().and_then(|c| {
+                                    PeerCertificate::new(Arc::clone(tls), c, generation)
+                                })
                             {
-                                let _ = certified.set(p);
+                                let _ = certified.set(Arc::new(cert));
                             }
                             MaybeTls::Tls(Box::new(s))
                         }
@@ -642,7 +731,33 @@ async fn serve(
                     service,
                 )
                 .into_owned();
-            let _ = watcher.watch(conn).await;
+            let served = watcher.watch(conn);
+            match (certified.get(), &tls) {
+                (Some(cert), Some(tls)) => {
+                    // When the listener's trust is reloaded or the
+                    // certificate's validity ends, the connection's
+                    // requests and streams end with it (dropping the
+                    // connection closes it); new handshakes decide anew.
+                    tokio::select! {
+                        _ = served => {}
+                        (why, message) = withdrawn(cert, tls.reloads()) => {
+                            tls_metrics.withdrawn(tls.listener, why.as_str());
+                            tracing::warn!(
+                                listener = tls.listener,
+                                %peer,
+                                serial = %cert.serial,
+                                principal = cert.principal.as_deref(),
+                                reason = why.as_str(),
+                                %message,
+                                "closing a connection: its client certificate no longer identifies it"
+                            );
+                        }
+                    }
+                }
+                _ => {
+                    let _ = served.await;
+                }
+            }
         });
     }
     drop(listener);

@@ -30,9 +30,15 @@ pub(crate) struct Shared {
     /// the workers' worth, so a crowd of first requests neither fills
     /// memory nor takes every core from the proxy.
     pub(crate) view_builds: ViewBuilder,
-    /// Counts installed snapshots: upgraded connections re-check their
-    /// standing when it moves.
+    /// Moves whenever what decided an open exchange may have changed — a
+    /// snapshot installed, the identity provider's keys refreshed, the
+    /// proxy listener's client-certificate trust reloaded: long-lived
+    /// exchanges (upgrades, gRPC calls, streaming responses) re-check
+    /// their standing when it does. Waited on by those that are idle.
     pub(crate) swaps: tokio::sync::watch::Sender<u64>,
+    /// The same count, read without a lock by responses that check it as
+    /// their frames pass (moved before `swaps` is told).
+    rechecks: std::sync::atomic::AtomicU64,
     /// Set when the gateway shuts down: upgraded connections close (1001).
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -54,8 +60,22 @@ impl Shared {
             site,
             view_builds,
             swaps: tokio::sync::watch::Sender::new(0),
+            rechecks: std::sync::atomic::AtomicU64::new(0),
             stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Tells every open exchange to re-check its standing.
+    pub(crate) fn recheck_all(&self) {
+        self.rechecks
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.swaps.send_modify(|n| *n += 1);
+    }
+
+    /// How many times exchanges were told to re-check: read before a
+    /// decision, compared later.
+    pub(crate) fn recheck_count(&self) -> u64 {
+        self.rechecks.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The settings as configured.
@@ -103,20 +123,13 @@ impl Shared {
             )))),
         };
         if result.is_ok() {
-            self.swaps.send_modify(|n| *n += 1);
+            self.recheck_all();
         }
         match &result {
-            Ok(done) => self.metrics.swapped(
-                source.as_str(),
-                &crate::metrics::Swapped {
-                    delta: done.delta,
-                    in_place: done.in_place,
-                    revision: done.revision,
-                    took: done.took,
-                    cpu: done.cpu,
-                    image_bytes: done.image_bytes,
-                },
-            ),
+            Ok(done) => self.metrics.swapped(&crate::metrics::Swapped {
+                took: done.took,
+                cpu: done.cpu,
+            }),
             Err(e) => {
                 self.metrics.swap_failed(source.as_str());
                 tracing::warn!(source = source.as_str(), error = %e, "candidate snapshot refused; the current one keeps serving");

@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{StatusCode, header};
-use http_body_util::BodyExt;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{ms, parse_store_url};
 use crate::shared::Shared;
 use crate::snapshot::manifest::{Manifest, beside};
-use crate::snapshot::store::{StoreClient, loggable};
+use crate::snapshot::store::{FetchError, StoreClient, loggable};
 use crate::snapshot::swap::Source;
 
 /// Starts the configured sources; they end when `stopped` flips.
@@ -113,7 +112,14 @@ async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<boo
     let every = ms(shared.config().snapshot.poll_interval_ms);
     let mut etag: Option<header::HeaderValue> = None;
     loop {
-        match fetch(&shared, &client, &uri, etag.as_ref()).await {
+        // A manifest (`latest.json`) or a snapshot: by its name, for the
+        // timeout metric only (what it holds is read from its first byte).
+        let what = if uri.path().ends_with(".json") {
+            "manifest"
+        } else {
+            "snapshot"
+        };
+        match fetch(&shared, &client, &uri, etag.as_ref(), what).await {
             Ok(Fetched::NotModified) => {}
             Ok(Fetched::Body(body, tag)) => {
                 // Remember the tag even for a refused candidate: the same
@@ -143,33 +149,28 @@ enum Fetched {
     Body(Vec<u8>, Option<header::HeaderValue>),
 }
 
-/// One GET from the store (at most `snapshot.max_bytes`, within a minute).
+/// One GET from the store (at most `snapshot.max_bytes`, the whole
+/// exchange within `snapshot.poll_timeout_ms`); `what` it fetches names
+/// it in the timeout metric.
 async fn fetch(
     shared: &Shared,
     client: &StoreClient,
     uri: &http::Uri,
     etag: Option<&header::HeaderValue>,
+    what: &'static str,
 ) -> Result<Fetched, String> {
-    let resp = tokio::time::timeout(Duration::from_secs(60), client.get(uri, etag))
-        .await
-        .map_err(|_| "timed out".to_string())??;
-    match resp.status() {
-        StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
-        StatusCode::OK => {
-            let tag = resp.headers().get(header::ETAG).cloned();
-            let max = shared.config().snapshot.max_bytes;
-            let body = http_body_util::Limited::new(
-                resp.into_body(),
-                usize::try_from(max).unwrap_or(usize::MAX),
-            )
-            .collect()
-            .await
-            .map_err(|e| {
-                shared.metrics.swap_failed(Source::Poll.as_str());
-                format!("{}: download failed: {e}", loggable(uri))
-            })?;
-            Ok(Fetched::Body(body.to_bytes().to_vec(), tag))
+    let max = usize::try_from(shared.config().snapshot.max_bytes).unwrap_or(usize::MAX);
+    let answer = client.fetch(uri, etag, max).await.map_err(|e| {
+        if e.timed_out() {
+            shared.metrics.fetch().timed_out(what);
+        } else if matches!(e, FetchError::Body(_)) {
+            shared.metrics.swap_failed(Source::Poll.as_str());
         }
+        e.to_string()
+    })?;
+    match answer.status {
+        StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
+        StatusCode::OK => Ok(Fetched::Body(answer.body.to_vec(), answer.etag)),
         status => Err(format!("{} answered {status}", loggable(uri))),
     }
 }
@@ -205,7 +206,7 @@ async fn follow_manifest(
     if let Some(chain) = serving.as_ref().and_then(|(r, sha)| m.chain(*r, sha)) {
         let mut applied = true;
         for d in chain {
-            match fetch_and_install(shared, client, manifest_uri, &d.path).await {
+            match fetch_and_install(shared, client, manifest_uri, &d.path, "delta").await {
                 Ok(true) => {}
                 Ok(false) => {
                     applied = false;
@@ -222,7 +223,7 @@ async fn follow_manifest(
             return true;
         }
     }
-    match fetch_and_install(shared, client, manifest_uri, &m.snapshot).await {
+    match fetch_and_install(shared, client, manifest_uri, &m.snapshot, "snapshot").await {
         Ok(_) => true,
         Err(e) => {
             tracing::warn!(path = %m.snapshot, error = %e, "cannot fetch the snapshot");
@@ -238,9 +239,10 @@ async fn fetch_and_install(
     client: &StoreClient,
     manifest_uri: &http::Uri,
     name: &str,
+    what: &'static str,
 ) -> Result<bool, String> {
     let uri = beside(manifest_uri, name)?;
-    match fetch(shared, client, &uri, None).await? {
+    match fetch(shared, client, &uri, None, what).await? {
         Fetched::Body(bytes, _) => Ok(shared.install(bytes, Source::Poll, false).await.is_ok()),
         Fetched::NotModified => Err(format!(
             "{} answered 304 to an unconditional request",

@@ -68,6 +68,7 @@ fn identity() -> Identity {
             jwks_ca_file: None,
             jwks_refresh_s: 3600,
             jwks_min_refresh_s: 30,
+            jwks_timeout_ms: 10_000,
         }),
         api_key_header: "X-Api-Key".into(),
     })
@@ -296,6 +297,7 @@ fn bad_configuration_is_a_clear_startup_error() {
             jwks_ca_file: None,
             jwks_refresh_s: 3600,
             jwks_min_refresh_s: 30,
+            jwks_timeout_ms: 10_000,
         }),
         api_key_header: "x-api-key".into(),
     };
@@ -445,6 +447,7 @@ fn identity_with_issuers(issuers: Vec<String>) -> Identity {
             jwks_ca_file: None,
             jwks_refresh_s: 3600,
             jwks_min_refresh_s: 30,
+            jwks_timeout_ms: 10_000,
         }),
         api_key_header: "x-api-key".into(),
     })
@@ -506,6 +509,7 @@ fn a_support_subject_needs_an_issuer_when_any_issuer_is_accepted() {
             jwks_ca_file: None,
             jwks_refresh_s: 3600,
             jwks_min_refresh_s: 30,
+            jwks_timeout_ms: 10_000,
         }),
         api_key_header: "x-api-key".into(),
     };

@@ -43,6 +43,8 @@ struct Provider {
     keys: Arc<Mutex<Value>>,
     fetches: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
+    /// `/keys` is accepted and never answered (the connection stays open).
+    hung: Arc<AtomicBool>,
 }
 
 fn jwk(kid: &str, key: &SigningKey) -> Value {
@@ -61,20 +63,23 @@ async fn provider() -> Provider {
         keys: Arc::new(Mutex::new(json!({"keys": []}))),
         fetches: Arc::new(AtomicUsize::new(0)),
         down: Arc::new(AtomicBool::new(false)),
+        hung: Arc::new(AtomicBool::new(false)),
     };
-    let (keys, fetches, down) = (
+    let (keys, fetches, down, hung) = (
         Arc::clone(&p.keys),
         Arc::clone(&p.fetches),
         Arc::clone(&p.down),
+        Arc::clone(&p.hung),
     );
     let issuer_url = format!("https://localhost:{}", addr.port());
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, keys, fetches, down, issuer_url) = (
+            let (acceptor, keys, fetches, down, hung, issuer_url) = (
                 acceptor.clone(),
                 Arc::clone(&keys),
                 Arc::clone(&fetches),
                 Arc::clone(&down),
+                Arc::clone(&hung),
                 issuer_url.clone(),
             );
             tokio::spawn(async move {
@@ -82,6 +87,7 @@ async fn provider() -> Provider {
                     return;
                 };
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let hang = req.uri().path() == "/keys" && hung.load(Ordering::SeqCst);
                     let body = if down.load(Ordering::SeqCst) {
                         None
                     } else {
@@ -105,7 +111,12 @@ async fn provider() -> Provider {
                             .status(503)
                             .body(Full::new(Bytes::new())),
                     };
-                    async move { resp.map_err(|e| e.to_string()) }
+                    async move {
+                        if hang {
+                            std::future::pending::<()>().await;
+                        }
+                        resp.map_err(|e| e.to_string())
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -132,6 +143,14 @@ fn token(issuer: &str, kid: &str, key: &SigningKey, user: &str) -> String {
 }
 
 async fn gateway(p: &Provider, dir: &std::path::Path) -> Result<Running, String> {
+    gateway_with(p, dir, |_| {}).await
+}
+
+async fn gateway_with(
+    p: &Provider,
+    dir: &std::path::Path,
+    change: impl FnOnce(&mut portcullis_gateway::stage::identity::JwtConfig),
+) -> Result<Running, String> {
     let upstream = echo_upstream("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mut config = demo_config(&DemoOptions::for_tests(dir), upstream);
     let ca = dir.join("idp-ca.pem");
@@ -141,6 +160,7 @@ async fn gateway(p: &Provider, dir: &std::path::Path) -> Result<Running, String>
     jwt.oidc_issuer = Some(format!("https://localhost:{}", p.addr.port()));
     jwt.jwks_ca_file = Some(ca);
     jwt.jwks_min_refresh_s = 1;
+    change(jwt);
     let snapshot = example_snapshot(|v| v["revision"] = json!(1)).unwrap();
     start(config, Some(snapshot))
         .await
@@ -263,4 +283,126 @@ async fn no_keys_at_start_is_no_start() {
     let err = gateway(&p, dir.path()).await.err().expect("refused");
     assert!(err.contains("identity provider keys"), "{err}");
     assert!(err.contains("503"), "{err}");
+}
+
+/// Issue #23, case 1: a key refresh that the provider accepts and never
+/// answers is abandoned at `jwks_timeout_ms`, and the next refresh goes on:
+/// the key the provider withdrew stops verifying and its new key is taken,
+/// instead of rotation freezing until the process restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_refresh_does_not_freeze_rotation() {
+    let p = provider().await;
+    let issuer = format!("https://localhost:{}", p.addr.port());
+    let (leaked, new) = (generate().unwrap(), generate().unwrap());
+    *p.keys.lock().unwrap() = json!({"keys": [jwk("leaked", &leaked)]});
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway_with(&p, dir.path(), |jwt| jwt.jwks_timeout_ms = 700)
+        .await
+        .expect("starts");
+    let with_leaked = token(&issuer, "leaked", &leaked, "pat");
+    assert_eq!(status(&gw, &with_leaked).await, 200);
+
+    // The next refresh hangs (an unknown kid wakes it).
+    p.hung.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let with_new = token(&issuer, "new", &new, "pat");
+    assert_eq!(status(&gw, &with_new).await, 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The provider withdraws the leaked key and answers again.
+    *p.keys.lock().unwrap() = json!({"keys": [jwk("new", &new)]});
+    p.hung.store(false, Ordering::SeqCst);
+    eventually(&gw, &with_new, 200).await;
+    assert_eq!(
+        status(&gw, &with_leaked).await,
+        401,
+        "the withdrawn key no longer verifies"
+    );
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("portcullis_outbound_fetch_timeouts_total{fetch=\"jwks\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_jwks_fetches_total{result=\"failed\"} 1"),
+        "{m}"
+    );
+}
+
+/// An exchange opened with a token outlives neither its grant nor its
+/// key: when the provider withdraws the key that signed the token (the
+/// answer to a leaked signing key), a stream opened with it is cut at the
+/// refresh that brings the new key set, while the token's own expiry
+/// would not have ended it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_ends_when_its_tokens_key_is_withdrawn() {
+    let p = provider().await;
+    let issuer = format!("https://localhost:{}", p.addr.port());
+    let (leaked, new) = (generate().unwrap(), generate().unwrap());
+    *p.keys.lock().unwrap() = json!({"keys": [jwk("leaked", &leaked)]});
+    let dir = tempfile::tempdir().unwrap();
+    let events = portcullis_gateway::demo::event_stream_upstream("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let upstream = echo_upstream("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut config = demo_config(&DemoOptions::for_tests(dir.path()), upstream);
+    let ca = dir.path().join("idp-ca.pem");
+    std::fs::write(&ca, &p.ca).unwrap();
+    let jwt = config.identity.jwt.as_mut().unwrap();
+    jwt.issuers = Vec::new();
+    jwt.oidc_issuer = Some(issuer.clone());
+    jwt.jwks_ca_file = Some(ca);
+    jwt.jwks_min_refresh_s = 1;
+    let mut app = config.upstreams["app"].clone();
+    app.url = format!("http://{events}");
+    config.upstreams.insert("events".into(), app);
+    config.routes.insert(
+        0,
+        portcullis_gateway::stage::route_table::RouteSpec {
+            name: Some("events".into()),
+            host: None,
+            methods: vec!["GET".into()],
+            path: "/events/{catalog}".into(),
+            upstream: "events".into(),
+            action: "read".into(),
+            resource: "catalog/{catalog}".into(),
+            shadow: false,
+            assertion: false,
+        },
+    );
+    let snapshot = example_snapshot(|v| v["revision"] = json!(1)).unwrap();
+    let gw = start(config, Some(snapshot)).await.unwrap();
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = http::Request::get(format!("http://{}/events/sales", gw.proxy_addr))
+        .header(
+            "authorization",
+            format!("Bearer {}", token(&issuer, "leaked", &leaked, "pat")),
+        )
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.into_body();
+    assert!(stream.frame().await.unwrap().is_ok());
+
+    // The provider withdraws the key; a token with the new one brings the
+    // new set in.
+    *p.keys.lock().unwrap() = json!({"keys": [jwk("new", &new)]});
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    eventually(&gw, &token(&issuer, "new", &new, "pat"), 200).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.frame()).await {
+            Ok(Some(Ok(_))) => assert!(Instant::now() < deadline, "the stream goes on"),
+            Ok(Some(Err(_))) => break,
+            Ok(None) => panic!("the stream ended as if complete"),
+            Err(_) => panic!("the stream is still open"),
+        }
+    }
+    assert!(
+        metrics(&gw)
+            .await
+            .contains("portcullis_responses_revoked_total 1")
+    );
 }

@@ -394,6 +394,53 @@ async fn a_module_trap_denies_with_503_and_the_instance_is_rebuilt() {
     );
 }
 
+/// Issue #23, case 5: the engine's deadline measures the module's own
+/// work. A worker that waits after its decision's deadline is armed — as
+/// one the OS deschedules on a busy machine, or one blocked on a page while
+/// a loader maps a new image — sees far more than `decision_timeout_ms` of
+/// wall time pass, and its 2 µs check must still be answered (on a deadline
+/// counted in wall time it was a 503 `engine_unavailable`, "interrupt").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stalled_mid_decision_is_still_answered() {
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.server.workers = Some(1);
+        c.engine.decision_timeout_ms = 50;
+    })
+    .await;
+    let pat = bearer("pat");
+    for stall in [120, 400] {
+        gw.running
+            .stall_next_decisions(Duration::from_millis(stall));
+        let started = Instant::now();
+        let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+        assert_eq!(a.status, StatusCode::OK, "stalled {stall} ms: {}", a.body);
+        assert!(started.elapsed() >= Duration::from_millis(stall));
+    }
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_engine_traps_total 0"),
+        "{metrics}"
+    );
+    // Past the wall-time backstop the call is cut, whatever its CPU.
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.server.workers = Some(1);
+        c.engine.decision_timeout_ms = 20;
+        c.engine.decision_wall_limit_ms = 100;
+    })
+    .await;
+    gw.running.stall_next_decisions(Duration::from_millis(300));
+    let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert_eq!(a.body["reason"], "engine_unavailable");
+    assert!(
+        a.body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("wall time")),
+        "{}",
+        a.body
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_snapshot_everything_is_denied_and_not_ready() {
     let gw = gateway_with(None, |_, _| {}).await;
@@ -712,6 +759,63 @@ async fn a_polled_url_is_fetched_with_etags() {
         *b = revision(2);
     }
     wait_for_revision(&gw.running, 2).await;
+}
+
+/// Issue #23, case 1: a store that answers the head and part of the body,
+/// then never sends the rest (no FIN, no RST), costs one
+/// `snapshot.poll_timeout_ms`, not the poller: the next poll brings the
+/// snapshot, and the abandoned fetch is counted. (The deadline used to
+/// cover the head only: a stalled body froze polling for good.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_stalls_mid_body_costs_one_deadline() {
+    let listener = TcpListener::bind(local()).await.expect("bind");
+    let origin = listener.local_addr().expect("addr");
+    let first = revision(1);
+    let second = revision(2);
+    let connections = Arc::new(AtomicUsize::new(0));
+    {
+        let connections = Arc::clone(&connections);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let n = connections.fetch_add(1, Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let body = if n == 0 { &first } else { &second };
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+                if n == 0 {
+                    // Half the body, then silence on an open socket.
+                    let _ = stream.write_all(&body[..body.len() / 2]).await;
+                    held.push(stream);
+                } else {
+                    let _ = stream.write_all(body).await;
+                    let _ = stream.shutdown().await;
+                }
+            }
+        });
+    }
+    let gw = gateway_with(None, |c, _| {
+        c.snapshot.poll_url = Some(format!("http://{origin}/directory.snap"));
+        c.snapshot.poll_interval_ms = 50;
+        c.snapshot.poll_timeout_ms = 500;
+    })
+    .await;
+    wait_for_revision(&gw.running, 2).await;
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_outbound_fetch_timeouts_total{fetch=\"snapshot\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1146,5 +1250,111 @@ async fn large_views_are_sent_gzipped_to_clients_that_accept_it() {
     assert!(
         view.people().len() > 1,
         "an administrator's view holds its users"
+    );
+}
+
+/// The route `GET /events/{catalog}` (read on the catalog) to `upstream`.
+fn events_route(upstream: &str) -> portcullis_gateway::stage::route_table::RouteSpec {
+    portcullis_gateway::stage::route_table::RouteSpec {
+        name: Some("events".into()),
+        host: None,
+        methods: vec!["GET".into()],
+        path: "/events/{catalog}".into(),
+        upstream: upstream.into(),
+        action: "read".into(),
+        resource: "catalog/{catalog}".into(),
+        shadow: false,
+        assertion: false,
+    }
+}
+
+/// Issue #23, case 2 (other streams): a response still streaming when a
+/// swap revokes its access — server-sent events here — is cut, over
+/// HTTP/1.1 (the connection closed before the body's end) and HTTP/2 (the
+/// stream reset): the client sees an incomplete body, not a complete one,
+/// and nothing sent after the swap. A stream opened with an API key the
+/// swap removes is cut too; another principal's stream goes on. Before,
+/// such streams survived revocation silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_response_is_cut_when_its_access_is_revoked() {
+    let events = portcullis_gateway::demo::event_stream_upstream(local())
+        .await
+        .expect("upstream");
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.upstreams.insert(
+            "events".into(),
+            portcullis_gateway::config::UpstreamConfig {
+                url: format!("http://{events}"),
+                ..c.upstreams["app"].clone()
+            },
+        );
+        c.routes.insert(0, events_route("events"));
+    })
+    .await;
+    let h2: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let (pat, dave) = (bearer("pat"), bearer("dave"));
+    let mut bodies = Vec::new();
+    for (client, header, value) in [
+        (&gw.client, "authorization", pat.as_str()),
+        (&h2, "authorization", pat.as_str()),
+        (&gw.client, "x-api-key", DEMO_API_KEY),
+        (&gw.client, "authorization", dave.as_str()),
+    ] {
+        let req = Request::get(format!("{}/events/sales", gw.base))
+            .header(header, value)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let resp = client.request(req).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::OK, "{header}");
+        let mut body = resp.into_body();
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert!(first.into_data().is_ok_and(|d| d.starts_with(b"data: ")));
+        bodies.push(body);
+    }
+    let mut dave = bodies.pop().expect("dave");
+    // pat deactivated, and sam's API key gone.
+    let swap = example_snapshot(|v| {
+        v["revision"] = json!(2);
+        for u in v["users"].as_array_mut().unwrap() {
+            if u["username"] == "pat" {
+                u["status"] = json!("deactivated");
+            }
+        }
+        v["api_keys"] = json!([]);
+    })
+    .expect("builds");
+    let pushed = gw.push(swap, false).await;
+    assert_eq!(pushed.status, StatusCode::OK, "{}", pushed.body);
+    let swapped = Instant::now();
+    for (n, mut body) in bodies.into_iter().enumerate() {
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(10), body.frame()).await {
+                Err(_) => panic!("stream {n}: still open 10 s after the swap"),
+                Ok(Some(Ok(_))) => {
+                    // Frames sent before the swap may still be in flight.
+                    assert!(
+                        swapped.elapsed() < Duration::from_secs(2),
+                        "stream {n} goes on"
+                    );
+                }
+                Ok(Some(Err(e))) => break Ok(e),
+                Ok(None) => break Err("ended as if complete"),
+            }
+        };
+        assert!(ended.is_ok(), "stream {n}: {ended:?}");
+    }
+    for _ in 0..3 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), dave.frame())
+            .await
+            .expect("dave's stream goes on");
+        assert!(matches!(frame, Some(Ok(_))));
+    }
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_responses_revoked_total 3"),
+        "{metrics}"
     );
 }

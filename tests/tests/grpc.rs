@@ -359,3 +359,306 @@ print(json.dumps([next_reply(*losing, b"after"), next_reply(*keeping, b"after")]
         "{metrics}"
     );
 }
+
+/// Issue #23, case 4: a gRPC request body over `server.max_body_bytes`
+/// that declares no length — as gRPC clients send them — is
+/// `RESOURCE_EXHAUSTED` (8), which clients do not retry, whether the
+/// upstream has answered yet (a unary call) or is streaming back (a bidi
+/// call crossing the limit mid-stream); it was `UNAVAILABLE` (14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_grpc_body_is_resource_exhausted_without_a_length() {
+    let plain = upstream(None);
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.server.max_body_bytes = 64 * 1024;
+        c.upstreams.insert(
+            "plain".into(),
+            grpc_upstream(format!("http://127.0.0.1:{}", plain.1), None, None),
+        );
+        c.routes.insert(0, route(None, "plain"));
+    })
+    .await;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            r#"
+import json, queue, sys, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+token = [("authorization", sys.argv[2])]
+result = {}
+try:
+    channel.unary_unary("/demo.Live/Get")(b"x" * 200_000, metadata=token, timeout=10)
+    result["unary"] = {"code": "OK"}
+except grpc.RpcError as e:
+    result["unary"] = {"code": e.code().name, "details": e.details()}
+outbox = queue.Queue()
+def requests():
+    while (m := outbox.get()) is not None:
+        yield m
+replies = channel.stream_stream("/demo.Live/Chat")(requests(), metadata=token, timeout=10)
+got = []
+try:
+    for i in range(8):
+        outbox.put(b"y" * 20_000)
+        got.append(len(next(replies)))
+    result["bidi"] = {"code": "OK"}
+except grpc.RpcError as e:
+    result["bidi"] = {"code": e.code().name, "details": e.details()}
+outbox.put(None)
+result["replies"] = len(got)
+print(json.dumps(result))
+"#,
+            &gw.running.proxy_addr.to_string(),
+            &bearer("pat"),
+        ])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let r: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(r["unary"]["code"], "RESOURCE_EXHAUSTED", "{r}");
+    assert!(
+        r["unary"]["details"]
+            .as_str()
+            .unwrap()
+            .starts_with("body_too_large: "),
+        "{r}"
+    );
+    assert_eq!(r["bidi"]["code"], "RESOURCE_EXHAUSTED", "{r}");
+    // Three 20 kB messages fit in 64 KiB; the fourth crosses it.
+    assert_eq!(r["replies"], 3, "{r}");
+}
+
+/// A gRPC-Web call read frame by frame as it arrives (the Python client
+/// reads whole bodies): `Ok(message)`, or `Err(trailers)` for the trailer
+/// frame.
+struct WebCall {
+    body: hyper::body::Incoming,
+    text: bool,
+    /// Base64 characters not yet decoded (text).
+    chars: Vec<u8>,
+    /// Decoded bytes not yet framed.
+    bytes: Vec<u8>,
+}
+
+impl WebCall {
+    async fn open(gw: &Gw, method: &str, token: &str, text: bool) -> (u16, WebCall) {
+        use base64::Engine as _;
+        use http_body_util::Full;
+        let content_type = if text {
+            "application/grpc-web-text"
+        } else {
+            "application/grpc-web+proto"
+        };
+        let frame = vec![0u8, 0, 0, 0, 0];
+        let body = if text {
+            base64::engine::general_purpose::STANDARD
+                .encode(&frame)
+                .into_bytes()
+        } else {
+            frame
+        };
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<bytes::Bytes>>();
+        let req = http::Request::post(format!(
+            "http://{}/demo.Live/{method}",
+            gw.running.proxy_addr
+        ))
+        .header("content-type", content_type)
+        .header("accept", content_type)
+        .header("x-grpc-web", "1")
+        .header("authorization", token)
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            WebCall {
+                body: resp.into_body(),
+                text,
+                chars: Vec::new(),
+                bytes: Vec::new(),
+            },
+        )
+    }
+
+    /// The next message or the trailers; `None` when the body ends
+    /// without more.
+    async fn next(&mut self) -> Option<Result<Vec<u8>, String>> {
+        use base64::Engine as _;
+        use http_body_util::BodyExt;
+        loop {
+            if self.bytes.len() >= 5 {
+                let len = u32::from_be_bytes(self.bytes[1..5].try_into().unwrap()) as usize;
+                if self.bytes.len() >= 5 + len {
+                    let frame: Vec<u8> = self.bytes.drain(..5 + len).collect();
+                    let payload = frame[5..].to_vec();
+                    return Some(if frame[0] & 0x80 != 0 {
+                        Err(String::from_utf8(payload).unwrap())
+                    } else {
+                        Ok(payload)
+                    });
+                }
+            }
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(20), self.body.frame())
+                .await
+                .expect("the call went quiet")?
+                .ok()?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if self.text {
+                // Each group of four decoded alone: servers flush padded
+                // base64 a message at a time.
+                self.chars.extend_from_slice(&data);
+                let whole = self.chars.len() / 4 * 4;
+                for group in self.chars[..whole].chunks(4) {
+                    self.bytes.extend(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(group)
+                            .unwrap(),
+                    );
+                }
+                self.chars.drain(..whole);
+            } else {
+                self.bytes.extend_from_slice(&data);
+            }
+        }
+    }
+
+    /// Reads until the trailers; the messages before them.
+    async fn until_trailers(&mut self) -> (usize, String) {
+        let mut messages = 0;
+        loop {
+            match self.next().await {
+                Some(Ok(_)) => messages += 1,
+                Some(Err(trailers)) => return (messages, trailers),
+                None => panic!("the body ended without trailers after {messages} messages"),
+            }
+        }
+    }
+}
+
+/// Waits until the route has allowed `n` requests (the gateway's metric).
+async fn allowed(gw: &Gw, route: &str, n: usize) {
+    let line = format!("portcullis_requests_total{{route=\"{route}\",decision=\"allow\"}} {n}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, metrics) = gw.admin_get("/-/metrics").await;
+        if metrics.contains(&line) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never {line}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue #23, case 2: gRPC-Web is gRPC to the gateway. Its refusals are
+/// gRPC statuses in gRPC-Web's trailer frame (read by a real gRPC-Web
+/// client, Python's sonora), and an open gRPC-Web stream — binary or
+/// base64 text, against a real gRPC-Web server (sonora) — is re-decided
+/// after a swap and ended at a message boundary with `PERMISSION_DENIED`,
+/// while another principal's stream goes on. Before, the client's choice of
+/// `application/grpc-web` made a streaming call outlive revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_calls_are_refused_and_revoked_like_grpc_calls() {
+    let web = python_upstream("grpc_web_upstream.py", None);
+    let gw = gateway_with(Some(revision(1)), |c, _| {
+        c.upstreams.insert(
+            "web".into(),
+            UpstreamConfig {
+                protocol: UpstreamProtocol::Http1,
+                ..grpc_upstream(format!("http://127.0.0.1:{}", web.1), None, None)
+            },
+        );
+        c.routes.insert(0, route(None, "web"));
+    })
+    .await;
+    let addr = gw.running.proxy_addr.to_string();
+    let sonora = |script: &str, args: &[&str]| {
+        Command::new("python3")
+            .args(["-c", script, &addr])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs")
+    };
+    const CLIENT: &str = r#"
+import json, sys, grpc, sonora.client
+channel = sonora.client.insecure_web_channel("http://" + sys.argv[1])
+raw = lambda b: b
+def call(method, token, stream=False):
+    metadata = [("authorization", token)] if token else []
+    try:
+        if stream:
+            got = sum(1 for _ in channel.unary_stream(method, raw, raw)(b"", metadata=metadata, timeout=60))
+            return {"code": "OK", "messages": got}
+        return {"code": "OK", "reply": json.loads(channel.unary_unary(method, raw, raw)(b"hello", metadata=metadata, timeout=10))}
+    except grpc.RpcError as e:
+        return {"code": e.code().name, "details": e.details()}
+"#;
+    let unary = format!(
+        "{CLIENT}\nprint(json.dumps({{'get': call('/demo.Live/Get', sys.argv[2]), 'denied': call('/demo.Live/Get', sys.argv[3]), 'anonymous': call('/demo.Live/Get', None)}}))"
+    );
+    let out = sonora(&unary, &[&bearer("pat"), &bearer("gus")])
+        .wait_with_output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["get"]["reply"]["principal"], "user/pat", "{r}");
+    assert_eq!(r["denied"]["code"], "PERMISSION_DENIED", "{r}");
+    assert!(
+        r["denied"]["details"]
+            .as_str()
+            .unwrap()
+            .starts_with("no_grant: "),
+        "{r}"
+    );
+    assert_eq!(r["anonymous"]["code"], "UNAUTHENTICATED", "{r}");
+
+    // Open streams: pat's (binary, text, and sonora's), dave's.
+    let streaming = format!(
+        "{CLIENT}\nprint(json.dumps(call('/demo.Live/Watch', sys.argv[2], stream=True)), flush=True)"
+    );
+    let pat_sonora = sonora(&streaming, &[&bearer("pat")]);
+    let (s1, mut pat) = WebCall::open(&gw, "Watch", &bearer("pat"), false).await;
+    let (s2, mut pat_text) = WebCall::open(&gw, "Watch", &bearer("pat"), true).await;
+    let (s3, mut dave) = WebCall::open(&gw, "Watch", &bearer("dave"), false).await;
+    assert_eq!((s1, s2, s3), (200, 200, 200));
+    for call in [&mut pat, &mut pat_text, &mut dave] {
+        assert_eq!(call.next().await, Some(Ok(b"tick 0".to_vec())));
+    }
+    // One unary call, four streams: all allowed and open.
+    allowed(&gw, "grpc-web", 5).await;
+
+    let pushed = gw.push(pat_deactivated(), false).await;
+    assert_eq!(pushed.status, 200);
+    for call in [&mut pat, &mut pat_text] {
+        let (_, trailers) = call.until_trailers().await;
+        assert!(trailers.contains("grpc-status: 7\r\n"), "{trailers}");
+        assert!(
+            trailers.contains("grpc-message: account_deactivated: "),
+            "{trailers}"
+        );
+        assert_eq!(call.next().await, None, "nothing after the trailers");
+    }
+    let out = pat_sonora.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["code"], "PERMISSION_DENIED", "{r}");
+    assert!(
+        r["details"]
+            .as_str()
+            .unwrap()
+            .starts_with("account_deactivated: "),
+        "{r}"
+    );
+    // dave's stream goes on.
+    for _ in 0..3 {
+        assert!(matches!(dave.next().await, Some(Ok(_))));
+    }
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("portcullis_grpc_calls_revoked_total 3"),
+        "{metrics}"
+    );
+}

@@ -616,3 +616,148 @@ async fn client_principals_name_service_accounts_on_the_proxy_only() {
     )
     .await;
 }
+
+/// Runs curl over one connection (`protocol`: `--http1.1` or `--http2`)
+/// presenting `cert`, `count` requests at `rate` per second, in the
+/// background: each line is `<status> <num_connects>`.
+fn curl_paced(
+    t: &TlsGw,
+    cert: &CertificatePair,
+    protocol: &str,
+    count: usize,
+    rate: &str,
+) -> std::process::Child {
+    let (ca_file, port) = (t.ca.display().to_string(), t.port);
+    let mut c = Command::new("curl");
+    c.args(["-sS", "-w", "%{http_code} %{num_connects}\n", protocol])
+        .args(["--rate", rate])
+        .args(["--cert", &cert.cert.display().to_string()])
+        .args(["--key", &cert.key.display().to_string()])
+        .args(["--cacert", &ca_file])
+        .args(["--resolve", &format!("api.test:{port}:127.0.0.1")]);
+    for _ in 0..count {
+        c.args([
+            "-o",
+            "/dev/null",
+            &format!("https://api.test:{port}{TABLE}"),
+        ]);
+    }
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("curl runs")
+}
+
+/// The lines of a finished [`curl_paced`]: (status, connections made).
+fn paced_lines(child: std::process::Child) -> Vec<(String, String)> {
+    let out = child.wait_with_output().expect("curl ends");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (
+                w.next().unwrap_or_default().to_string(),
+                w.next().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `portcullis_tls_client_certificates_withdrawn_total` for `reason`.
+async fn withdrawn(t: &TlsGw, reason: &str) -> u64 {
+    let (_, metrics) = t.gw.admin_get("/-/metrics").await;
+    let series = format!(
+        "portcullis_tls_client_certificates_withdrawn_total{{listener=\"proxy\",reason=\"{reason}\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Served on one connection until it stops being served, then never again
+/// (a new handshake is refused too).
+fn served_then_stopped(lines: &[(String, String)], what: &str) {
+    assert!(lines.len() > 4, "{what}: {lines:?}");
+    assert_eq!(lines[0].0, "200", "{what}: {lines:?}");
+    assert!(
+        lines[1].0 == "200" && lines[1].1 == "0",
+        "{what}: the second request reused the connection: {lines:?}"
+    );
+    let stop = lines
+        .iter()
+        .position(|(status, _)| status != "200")
+        .unwrap_or_else(|| panic!("{what}: served to the end: {lines:?}"));
+    assert!(
+        lines[stop..].iter().all(|(status, _)| status != "200"),
+        "{what}: {lines:?}"
+    );
+}
+
+/// A gateway whose proxy listener asks for client certificates of
+/// `clients` (revoking `crl`'s serials, when given) and names those for
+/// `etl.svc.test` `service/etl-loader`; the directory of its files.
+async fn mtls_gateway(ca: &Ca, clients: &Ca, crl: Option<&[u64]>) -> (TlsGw, PathBuf) {
+    let server = ca.issue(&["api.test"], false);
+    let (clients_pem, crl) = (clients.pem.clone(), crl.map(|c| clients.crl(c)));
+    let mut dir_path = PathBuf::new();
+    let t = tls_gateway(ca, |c, dir| {
+        dir_path = dir.to_path_buf();
+        let mut settings = tls(vec![pair(dir, "api", &server)]);
+        settings.client_ca = Some(write(dir, "clients.pem", &clients_pem));
+        settings.client_crl = crl.map(|crl| write(dir, "clients.crl", &crl));
+        settings.client_principals =
+            [("etl.svc.test".to_string(), "service/etl-loader".to_string())].into();
+        c.server.tls = Some(settings);
+    })
+    .await;
+    (t, dir_path)
+}
+
+/// Issue #23, case 3: a client certificate listed by a CRL reloaded while
+/// its connections are open stops being that service on them — HTTP/1.1
+/// keep-alive and HTTP/2 alike: they are closed (or their next request
+/// refused with 401 `certificate_revoked`), counted and logged. Before, the
+/// identity computed at the handshake outlived the revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_revoked_mid_connection_stops_its_connections() {
+    let (ca, clients) = (Ca::new("Portcullis test CA"), Ca::new("Clients CA"));
+    let (t, dir_path) = mtls_gateway(&ca, &clients, Some(&[99])).await;
+    let etl = pair(
+        &dir_path,
+        "etl",
+        &clients.issue_serial(&["etl.svc.test"], 7),
+    );
+    let one = curl_paced(&t, &etl, "--http1.1", 24, "6/s");
+    let two = curl_paced(&t, &etl, "--http2", 24, "6/s");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    write(&dir_path, "clients.crl", &clients.crl(&[7, 99]));
+    let (one, two) = (paced_lines(one), paced_lines(two));
+    served_then_stopped(&one, "HTTP/1.1");
+    served_then_stopped(&two, "HTTP/2");
+    // Both connections (new handshakes are refused by the new CRL).
+    assert_eq!(withdrawn(&t, "revoked").await, 2);
+}
+
+/// Issue #23, case 3: a client certificate whose `notAfter` passes during a
+/// long connection stops being that service on it, as it would at a new
+/// handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_that_expires_mid_connection_stops_its_connections() {
+    let (ca, clients) = (Ca::new("Portcullis test CA"), Ca::new("Clients CA"));
+    let (t, dir_path) = mtls_gateway(&ca, &clients, None).await;
+    let etl = pair(
+        &dir_path,
+        "etl",
+        &clients.issue_expiring(&["etl.svc.test"], 11, 3),
+    );
+    let one = curl_paced(&t, &etl, "--http1.1", 30, "5/s");
+    let two = curl_paced(&t, &etl, "--http2", 30, "5/s");
+    let (one, two) = (paced_lines(one), paced_lines(two));
+    served_then_stopped(&one, "HTTP/1.1");
+    served_then_stopped(&two, "HTTP/2");
+    // Both connections, and any made in the second the certificate
+    // expired in (a handshake may still pass then).
+    assert!(withdrawn(&t, "expired").await >= 2);
+}

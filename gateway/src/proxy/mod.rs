@@ -10,6 +10,8 @@
 
 pub mod browser;
 mod frames;
+mod grpc_web;
+mod limit;
 mod revocation;
 pub(crate) mod upgrade;
 
@@ -18,10 +20,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Response, header};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
 
-use crate::response::{Body, Refusal, is_grpc};
+use crate::response::{Body, Refusal, Rpc};
 use crate::shared::Shared;
 use crate::stage::forward::{Upstreams, Vouch, method_override};
 use crate::stage::host::request_host;
@@ -35,10 +37,10 @@ pub(crate) async fn handle(
     req: hyper::Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let grpc = is_grpc(req.headers());
+    let rpc = Rpc::of(req.headers());
     if let Some(why) = framing_problem(&req) {
         shared.metrics.malformed();
-        return answer(Refusal::ambiguous_request(why), grpc);
+        return answer(Refusal::ambiguous_request(why), rpc);
     }
     if let Some(prefix) = &shared.config().decision.path_prefix
         && let Some(rel) = req.uri().path().strip_prefix(prefix.as_str())
@@ -60,16 +62,16 @@ pub(crate) async fn handle(
     }
     match pass(&shared, upstreams, peer, parts, body, started).await {
         Ok(r) => r,
-        Err(refusal) => answer(refusal, grpc),
+        Err(refusal) => answer(refusal, rpc),
     }
 }
 
-/// A refusal as the client reads them: a gRPC status for gRPC calls.
-fn answer(refusal: Refusal, grpc: bool) -> Response<Body> {
-    if grpc {
-        refusal.into_grpc_response()
-    } else {
-        refusal.into_response()
+/// A refusal as the client reads them: a gRPC status for gRPC and
+/// gRPC-Web calls.
+pub(crate) fn answer(refusal: Refusal, rpc: Option<Rpc>) -> Response<Body> {
+    match rpc {
+        Some(rpc) => refusal.into_rpc_response(rpc),
+        None => refusal.into_response(),
     }
 }
 
@@ -108,23 +110,21 @@ async fn pass(
         });
     let certificate = parts
         .extensions
-        .get::<crate::tls::ClientPrincipal>()
-        .map(|c| std::sync::Arc::clone(&c.0));
+        .get::<crate::tls::ClientCertificate>()
+        .map(|c| Arc::clone(&c.0));
+    // Read before deciding: a re-check signalled after this point is seen
+    // by the response, so nothing decided on an older snapshot outlives it.
+    let seen = shared.recheck_count();
     let passed = crate::checkpoint::check(
         shared,
         &method,
         host.as_deref(),
         parts.uri.path(),
         &parts.headers,
-        certificate.as_deref(),
+        certificate.as_ref().and_then(|c| c.principal.as_deref()),
         started,
     )?;
     let (route, resolved, verdict) = (passed.resolved.route, &passed.resolved, &passed.verdict);
-    // Long-lived exchanges are re-checked after swaps: upgrades and gRPC
-    // calls (streams) remember what they were allowed as.
-    let grpc = is_grpc(&parts.headers);
-    let standing =
-        (upgrade.is_some() || grpc).then(|| crate::checkpoint::Standing::of(&passed, &method));
     let slot = parts.extensions.remove::<upgrade::ConnectionSlot>();
     let revision = Some(verdict.revision);
 
@@ -141,8 +141,17 @@ async fn pass(
         )
         .at(revision));
     }
-    let body: Body =
-        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed_unsync();
+    // A body without a declared length is counted as it streams; most
+    // requests have none, and pay nothing for the limit.
+    let (body, exceeded): (Body, _) = if body.is_end_stream() {
+        (body.map_err(|e| Box::new(e) as _).boxed_unsync(), None)
+    } else {
+        let (limited, exceeded) = limit::Limited::new(body, max_body);
+        (limited.boxed_unsync(), Some(exceeded))
+    };
+    // The bearer token, kept with the exchange: verified again when the
+    // provider's keys change (a header value's clone shares its bytes).
+    let token = parts.headers.get(header::AUTHORIZATION).cloned();
     let assertion = match (&shared.compiled.assertions, route.assertion) {
         (Some(signer), true) => {
             let label = route.label();
@@ -193,34 +202,49 @@ async fn pass(
     shared
         .metrics
         .upstream_time(upstream_started.elapsed().as_secs_f64());
-    let forwarded = match (forwarded, upgrade, standing) {
-        (Ok(mut response), Some((protocol, client)), Some(standing))
-            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS =>
-        {
-            let tunnel = upgrade::Tunnel {
-                shared: Arc::clone(shared),
-                standing,
-                websocket: protocol.as_bytes().eq_ignore_ascii_case(b"websocket"),
-                client,
-                upstream: hyper::upgrade::on(&mut response),
-                slot,
-            };
-            tokio::spawn(tunnel.run());
-            Ok(response)
+    let too_large = exceeded.as_ref().is_some_and(limit::Exceeded::is_set);
+    let forwarded = match forwarded {
+        // The body crossed the limit before the upstream answered: the
+        // upstream client says only that its stream broke.
+        Err(_) | Ok(_) if too_large => {
+            return Err(Refusal::too_large(
+                "body_too_large",
+                format!("request bodies are limited to {max_body} bytes"),
+            )
+            .at(revision));
         }
-        (Ok(response), None, Some(standing)) if grpc => Ok(response.map(|body| {
-            revocation::Revocable::new(body, Arc::clone(shared), standing).boxed_unsync()
-        })),
-        (forwarded, _, _) => forwarded,
+        Ok(response) => response,
+        Err(e) => {
+            let refusal = Refusal::upstream(e.timed_out(), e.to_string()).at(revision);
+            shared
+                .metrics
+                .upstream_error(&route.upstream, refusal.reason());
+            tracing::warn!(upstream = %route.upstream, error = %e, "forwarding failed");
+            return Err(refusal);
+        }
     };
-    forwarded.map_err(|e| {
-        let refusal = Refusal::upstream(e.timed_out(), e.to_string()).at(revision);
-        shared
-            .metrics
-            .upstream_error(&route.upstream, refusal.reason());
-        tracing::warn!(upstream = %route.upstream, error = %e, "forwarding failed");
-        refusal
-    })
+    // Every exchange stays bound to this decision while it lasts.
+    let standing = crate::checkpoint::Standing::of(passed, method, token, certificate);
+    let mut response = forwarded;
+    if let Some((protocol, client)) = upgrade
+        && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+    {
+        let tunnel = upgrade::Tunnel {
+            shared: Arc::clone(shared),
+            standing,
+            websocket: protocol.as_bytes().eq_ignore_ascii_case(b"websocket"),
+            client,
+            upstream: hyper::upgrade::on(&mut response),
+            slot,
+        };
+        tokio::spawn(tunnel.run());
+        return Ok(response.map(|_| crate::response::empty()));
+    }
+    let rpc = Rpc::of(response.headers());
+    Ok(response.map(|body| {
+        revocation::Bound::new(body, rpc, Arc::clone(shared), standing, seen, exceeded)
+            .boxed_unsync()
+    }))
 }
 
 /// Requests whose framing or target a gateway must not guess about: the

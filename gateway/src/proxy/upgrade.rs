@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::checkpoint::Standing;
 use crate::proxy::frames::{FrameBoundaries, close_frame};
 use crate::proxy::revocation::lost_access;
-use crate::shared::Shared;
+use crate::shared::{Shared, unix_now};
 
 /// WebSocket close code for a policy violation (RFC 6455 §7.4.1).
 const POLICY_VIOLATION: u16 = 1008;
@@ -155,17 +155,16 @@ impl Tunnel {
         let mut stopping = shared.stopping.subscribe();
         let supervise = async {
             loop {
+                // A client certificate's end of validity is a re-check too.
+                let expiry = standing.certificate.as_ref().map(|c| {
+                    let left = c.not_after.saturating_add(1).saturating_sub(unix_now());
+                    tokio::time::Instant::now()
+                        + Duration::from_secs(u64::try_from(left).unwrap_or(0).min(year / 1000))
+                });
                 tokio::select! {
+                    () = sleep_until(expiry) => {}
                     changed = swaps.changed() => {
                         if changed.is_err() {
-                            break;
-                        }
-                        if let Some(refusal) = lost_access(&shared, &standing, "an upgraded connection") {
-                            metrics.revoked();
-                            let _ = closing.send(Some(Close {
-                                code: POLICY_VIOLATION,
-                                reason: format!("{}: {}", refusal.reason(), refusal.message()),
-                            }));
                             break;
                         }
                     }
@@ -177,6 +176,7 @@ impl Tunnel {
                             }));
                             break;
                         }
+                        continue;
                     }
                     changed = stopping.wait_for(|s| *s) => {
                         if changed.is_ok() {
@@ -187,6 +187,15 @@ impl Tunnel {
                         }
                         break;
                     }
+                }
+                // A swap, new keys or trust, or the certificate's end.
+                if let Some(refusal) = lost_access(&shared, &standing, "an upgraded connection") {
+                    metrics.revoked();
+                    let _ = closing.send(Some(Close {
+                        code: POLICY_VIOLATION,
+                        reason: format!("{}: {}", refusal.reason(), refusal.message()),
+                    }));
+                    break;
                 }
             }
             std::future::pending::<()>().await;

@@ -5,6 +5,7 @@
 //! view, cut on the [`view_builder`] threads).
 
 pub mod cpu_time;
+pub mod deadline;
 mod image_module;
 pub mod manifest;
 pub mod memory_image;

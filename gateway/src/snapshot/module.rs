@@ -23,6 +23,7 @@ use wasmtime::{
     StoreLimitsBuilder, TypedFunc,
 };
 
+use super::deadline::{self, Budget, HasDeadline, Running, Ticks};
 use super::image_module::{self, ImageModule};
 use super::memory_image::{self, Backing, MemoryImage};
 
@@ -60,29 +61,45 @@ fn trap(e: wasmtime::Error) -> HostError {
     HostError::Trap(format!("{e:#}"))
 }
 
-/// Store data: the memory limit.
+/// Store data: the memory limit, and the call under way against its
+/// time budget.
 pub struct HostState {
     limits: StoreLimits,
+    running: Running,
+    ticks: Ticks,
+}
+
+impl HasDeadline for HostState {
+    fn running(&mut self) -> (&mut Running, &Ticks) {
+        (&mut self.running, &self.ticks)
+    }
+}
+
+impl HostState {
+    /// Arms the call about to be made; the ticks of its epoch deadline.
+    fn arm(&mut self, budget: Budget, what: &'static str, fail: bool) -> u64 {
+        let now = self.ticks.now();
+        self.running.arm(budget, what, fail, now)
+    }
 }
 
 /// Limits of one instance.
 ///
-/// Time is counted in epoch ticks: the host that wants calls bounded
+/// Time is looked at in epoch ticks: the host that wants calls bounded
 /// advances the engine's epoch on a clock ([`PolicyModule::tick`]); a call
-/// still running after its budget of ticks traps. Without a ticker the
-/// budgets never run out (the CLI).
+/// still running after its budget of ticks is then held to its thread's
+/// CPU time (`deadline.rs`): it is cut when it has used its budget of CPU,
+/// or reached the wall-time backstop. Without a ticker the budgets never
+/// run out (the CLI).
 #[derive(Clone, Copy, Debug)]
 pub struct InstanceLimits {
     /// Largest linear memory, in bytes.
     pub max_memory: usize,
-    /// Ticks a decision call (check, explain, permissions, list) may take.
-    pub call_ticks: u64,
-    /// Ticks loading a snapshot may take.
-    pub load_ticks: u64,
+    /// A decision call (check, explain, permissions, list).
+    pub call: Budget,
+    /// Loading a snapshot or applying a delta.
+    pub load: Budget,
 }
-
-/// A budget that never runs out in practice (ticks are milliseconds or more).
-const UNBOUNDED_TICKS: u64 = 1 << 48;
 
 impl Default for InstanceLimits {
     /// 1 GiB: twenty times what the 100k-user benchmark snapshot needs;
@@ -90,8 +107,8 @@ impl Default for InstanceLimits {
     fn default() -> Self {
         InstanceLimits {
             max_memory: 1 << 30,
-            call_ticks: UNBOUNDED_TICKS,
-            load_ticks: UNBOUNDED_TICKS,
+            call: Budget::UNBOUNDED,
+            load: Budget::UNBOUNDED,
         }
     }
 }
@@ -104,6 +121,8 @@ pub struct PolicyModule {
     /// The data segments a fresh instance gets and the mutable globals an
     /// image records.
     layout: Arc<ImageModule>,
+    /// The epoch, as the host counts it.
+    ticks: Ticks,
 }
 
 impl PolicyModule {
@@ -166,12 +185,14 @@ impl PolicyModule {
             engine,
             pre,
             layout: Arc::new(layout),
+            ticks: Ticks::default(),
         })
     }
 
     /// Advances the epoch by one tick: every call running in any instance
     /// of this module spends one tick of its budget.
     pub fn tick(&self) {
+        self.ticks.advance();
         self.engine.increment_epoch();
     }
 
@@ -279,10 +300,14 @@ impl PolicyModule {
                 limits: StoreLimitsBuilder::new()
                     .memory_size(limits.max_memory)
                     .build(),
+                running: Running::default(),
+                ticks: self.ticks.clone(),
             },
         );
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(limits.load_ticks);
+        store.epoch_deadline_callback(deadline::callback::<HostState>);
+        let ticks = store.data_mut().arm(limits.load, "load", false);
+        store.set_epoch_deadline(ticks);
         let inst = memory_image::backed_by(backing, || self.pre.instantiate(&mut store))
             .map_err(|e| HostError::Instantiate(format!("{e:#}")))?;
         let globals = self
@@ -336,6 +361,8 @@ impl PolicyModule {
             store,
             limits,
             interrupt_next: false,
+            #[cfg(feature = "testing")]
+            stall_next: None,
             scratch: Vec::with_capacity(256),
             input_buf: None,
         })
@@ -367,19 +394,33 @@ pub struct PolicyInstance {
     limits: InstanceLimits,
     /// Fault injection: the next call gets no budget and traps.
     interrupt_next: bool,
+    /// Fault injection: the next call's thread sleeps this long once its
+    /// deadline is armed, as if the OS had descheduled it.
+    #[cfg(feature = "testing")]
+    stall_next: Option<std::time::Duration>,
     scratch: Vec<u8>,
     /// Address and length of the module's input buffer, while valid.
     input_buf: Option<(usize, usize)>,
 }
 
 impl PolicyInstance {
-    /// Sets the time budget of the call about to be made.
-    fn arm(&mut self, ticks: u64) {
-        let ticks = if std::mem::take(&mut self.interrupt_next) {
-            0
-        } else {
-            ticks
-        };
+    /// Sets the time budget of the decision call about to be made.
+    fn arm(&mut self) {
+        let fail = std::mem::take(&mut self.interrupt_next);
+        let ticks = self
+            .store
+            .data_mut()
+            .arm(self.limits.call, "decision", fail);
+        self.store.set_epoch_deadline(ticks);
+        #[cfg(feature = "testing")]
+        if let Some(stall) = self.stall_next.take() {
+            std::thread::sleep(stall);
+        }
+    }
+
+    /// Sets the time budget of a load or a delta about to be applied.
+    fn arm_load(&mut self) {
+        let ticks = self.store.data_mut().arm(self.limits.load, "load", false);
         self.store.set_epoch_deadline(ticks);
     }
 
@@ -389,6 +430,15 @@ impl PolicyInstance {
     #[cfg(feature = "testing")]
     pub fn interrupt_next_call(&mut self) {
         self.interrupt_next = true;
+    }
+
+    /// Makes the next decision call's thread wait `stall` after its
+    /// deadline is armed, as a worker descheduled by a busy machine (or
+    /// blocked on a page a loader holds) would: wall time passes, the
+    /// call's own work does not.
+    #[cfg(feature = "testing")]
+    pub fn stall_next_call(&mut self, stall: std::time::Duration) {
+        self.stall_next = Some(stall);
     }
 
     /// Writes the module's data segments, as instantiation would have.
@@ -443,7 +493,7 @@ impl PolicyInstance {
             .map(portcullis_snapshots::body_digest);
         // A snapshot gets a buffer of its own size, freed after loading.
         self.input_buf = None;
-        self.store.set_epoch_deadline(self.limits.load_ticks);
+        self.arm_load();
         let (load, len) = match (digest, self.load_hashed.clone()) {
             (Some(digest), Some(load_hashed)) => {
                 let len = bytes.len() + digest.len();
@@ -487,7 +537,7 @@ impl PolicyInstance {
             .clone()
             .ok_or_else(|| HostError::Load("this module cannot apply deltas".into()))?;
         self.write_input(input)?;
-        self.store.set_epoch_deadline(self.limits.load_ticks);
+        self.arm_load();
         match apply
             .call(&mut self.store, input.len() as u32)
             .map_err(trap)?
@@ -509,7 +559,8 @@ impl PolicyInstance {
 
     /// The loaded revision, if any.
     pub fn revision(&mut self) -> Result<Option<u64>, HostError> {
-        self.store.set_epoch_deadline(self.limits.call_ticks);
+        let ticks = self.store.data_mut().arm(self.limits.call, "call", false);
+        self.store.set_epoch_deadline(ticks);
         let r = self.revision.call(&mut self.store, ()).map_err(trap)?;
         Ok((r >= 0).then_some(r as u64))
     }
@@ -519,7 +570,7 @@ impl PolicyInstance {
         which: Which,
         input: &I,
     ) -> Result<O, HostError> {
-        self.arm(self.limits.call_ticks);
+        self.arm();
         let mut buf = std::mem::take(&mut self.scratch);
         let written = encode_into(input, &mut buf)
             .map_err(|e| HostError::Decode(e.to_string()))
@@ -542,7 +593,7 @@ impl PolicyInstance {
     /// module's request decoder): malformed input must come back as a
     /// status, never a trap.
     pub fn check_raw(&mut self, bytes: &[u8]) -> Result<Decision, HostError> {
-        self.arm(self.limits.call_ticks);
+        self.arm();
         self.write_input(bytes)?;
         let rc = self
             .check

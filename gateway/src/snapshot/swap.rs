@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use crate::snapshot::revision_state::{AcceptedRevision, RevisionState};
 
+use crate::snapshot::deadline::TICK;
 use crate::snapshot::memory_image::{Derived, MemoryImage};
 use crate::snapshot::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
 use crate::snapshot::views::Views;
@@ -311,6 +312,17 @@ impl Generation {
         }
     }
 
+    /// Makes the next call on every instance wait `stall` once its
+    /// deadline is armed (see `PolicyInstance::stall_next_call`).
+    #[cfg(feature = "testing")]
+    pub fn stall_next_calls(&self, stall: Duration) {
+        for slot in self.slots.iter() {
+            if let Some(i) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                i.stall_next_call(stall);
+            }
+        }
+    }
+
     /// The loaded snapshot every instance of this generation starts from.
     pub fn image(&self) -> &Arc<MemoryImage> {
         &self.image
@@ -387,11 +399,6 @@ pub struct EnginePool {
     traps: AtomicU64,
     ticking: Arc<AtomicBool>,
 }
-
-/// One epoch tick: the unit of the decision and load time budgets. Coarse
-/// on purpose: the clock thread wakes 200 times a second, and a budget is
-/// kept to within a tick.
-pub const TICK: Duration = Duration::from_millis(5);
 
 impl EnginePool {
     /// `instances` per generation (one per worker thread); starts the epoch
@@ -476,8 +483,27 @@ pub struct Installed {
     pub image_bytes: u64,
 }
 
+/// What a swap is about to publish, told to [`Swapper::announcing`]'s
+/// callback before readers can see it: counters read after the revision
+/// moved have counted it.
+#[derive(Clone, Copy, Debug)]
+pub struct Publishing {
+    /// The new revision.
+    pub revision: u64,
+    /// It came as a delta.
+    pub delta: bool,
+    /// It was applied to the serving engine in place.
+    pub in_place: bool,
+    /// Memory of its image.
+    pub image_bytes: u64,
+}
+
+/// Hears of each swap just before it is published.
+type Announce = Box<dyn Fn(&Publishing, Source) + Send + Sync>;
+
 /// Holds the current generation and installs new ones, one at a time.
 pub struct Swapper {
+    announce: Option<Announce>,
     pool: Arc<EnginePool>,
     current: ArcSwapOption<Generation>,
     install_lock: Mutex<()>,
@@ -502,6 +528,7 @@ impl Swapper {
     /// An empty swapper (not ready until the first install).
     pub fn new(pool: Arc<EnginePool>, max_bytes: u64) -> Self {
         Swapper {
+            announce: None,
             pool,
             current: ArcSwapOption::empty(),
             install_lock: Mutex::new(()),
@@ -514,6 +541,17 @@ impl Swapper {
             deltas_seen: AtomicBool::new(false),
             patchable: AtomicBool::new(true),
         }
+    }
+
+    /// Tells `announce` of every swap just before it is published (the
+    /// metrics count it there, so nobody reads a revision that the
+    /// counters have not counted yet).
+    pub fn announcing(
+        mut self,
+        announce: impl Fn(&Publishing, Source) + Send + Sync + 'static,
+    ) -> Self {
+        self.announce = Some(Box::new(announce));
+        self
     }
 
     /// Keeps up to `bytes` of browser views per generation
@@ -836,9 +874,20 @@ impl Swapper {
             let _ = generation.layout.set(Some(layout));
         }
         let generation = Arc::new(generation);
+        let image_bytes = generation.image.resident_bytes();
+        if let Some(announce) = &self.announce {
+            announce(
+                &Publishing {
+                    revision: header.revision,
+                    delta,
+                    in_place,
+                    image_bytes,
+                },
+                source,
+            );
+        }
         let replaced = self.current.swap(Some(Arc::clone(&generation)));
         let load_ms = started.elapsed().as_millis() as u64;
-        let image_bytes = generation.image.resident_bytes();
         // Browsers were served views of the old snapshot: load the new
         // one's engine now, before the push is answered, and keep the
         // views the push did not change, rather than cutting them all

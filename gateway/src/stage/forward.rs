@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -25,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
 use crate::config::{UpstreamConfig, UpstreamProtocol, ms, parse_http_url};
-use crate::response::{Body, BoxError};
+use crate::response::Body;
 use crate::snapshot::store::client_tls;
 
 /// The pooled HTTP/1.1 client, shared by upstreams and the snapshot poller.
@@ -308,7 +307,7 @@ impl Upstreams {
         mut parts: http::request::Parts,
         body: Body,
         vouch: Vouch<'_>,
-    ) -> Result<Response<Body>, ForwardError> {
+    ) -> Result<Response<Incoming>, ForwardError> {
         let entry = self
             .by_name
             .get(name)
@@ -426,7 +425,7 @@ impl Upstreams {
         } else {
             strip_hop_by_hop(&mut parts.headers);
         }
-        Ok(Response::from_parts(parts, box_incoming(body)))
+        Ok(Response::from_parts(parts, body))
     }
 }
 
@@ -447,10 +446,6 @@ pub fn switched_to(response: &HeaderMap, asked: &HeaderValue) -> bool {
         (answered.next(), answered.next()),
         (Some(v), None) if name(v).is_some() && name(v) == name(asked)
     )
-}
-
-fn box_incoming(body: Incoming) -> Body {
-    body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

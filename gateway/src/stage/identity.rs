@@ -96,6 +96,15 @@ pub struct JwtConfig {
     /// provider.
     #[serde(default = "default_jwks_min_refresh")]
     pub jwks_min_refresh_s: u64,
+    /// Time one fetch of the keys (or of the discovery document) may take
+    /// as a whole — connect, TLS, headers, body — before it is abandoned
+    /// (default 10 000 ms).
+    #[serde(default = "default_jwks_timeout")]
+    pub jwks_timeout_ms: u64,
+}
+
+fn default_jwks_timeout() -> u64 {
+    10_000
 }
 
 fn default_jwks_refresh() -> u64 {
@@ -487,6 +496,21 @@ impl Identity {
                 self.verify(token, now).map(Credential::Token)
             }
         }
+    }
+
+    /// Verifies again the bearer token of an `Authorization` value that
+    /// was accepted at Unix time `accepted`: against the keys serving now
+    /// (a key withdrawn since fails it), its time claims as they were then.
+    pub fn reverify_bearer(
+        &self,
+        authorization: &http::HeaderValue,
+        accepted: i64,
+    ) -> Result<String, Unauthenticated> {
+        let a = authorization
+            .to_str()
+            .map_err(|_| Unauthenticated::NotBearer)?;
+        let token = bearer_token(a).ok_or(Unauthenticated::NotBearer)?;
+        self.verify(token, accepted)
     }
 
     /// Verifies a JWT and returns the principal its claim names.

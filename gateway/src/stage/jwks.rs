@@ -6,16 +6,22 @@
 //! set lacks (a rotation), but never more than once per
 //! `jwks_min_refresh_s`: forged tokens with random `kid`s cost the provider
 //! nothing. A failed refresh keeps the last good set, logged and counted.
+//!
+//! Every fetch is bounded as a whole by `jwks_timeout_ms` (connect, TLS,
+//! headers, body): a provider or middlebox that never answers costs one
+//! deadline, then the loop goes on — a key the provider withdrew stops
+//! verifying at the next refresh that reaches it, not when the process
+//! restarts. An unknown `kid` arriving while a fetch hangs starts a fresh
+//! one once the least interval has passed (issue #23).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http_body_util::{BodyExt, Limited};
 use tokio::sync::{Notify, watch};
 
 use super::identity::{JwtConfig, Key, keys_of_jwks};
-use crate::snapshot::store::{StoreClient, loggable};
+use crate::snapshot::store::{FetchError, StoreClient, loggable};
 
 /// Where the keys are.
 enum Source {
@@ -27,6 +33,42 @@ enum Source {
 
 /// Largest discovery document or JWK Set read.
 const MAX_BYTES: usize = 1 << 20;
+
+/// Why the keys could not be fetched.
+#[derive(Debug)]
+pub struct KeysUnavailable {
+    /// Which fetch was abandoned at its deadline (`jwks`,
+    /// `oidc_discovery`), if that is why.
+    pub timed_out: Option<&'static str>,
+    /// What went wrong, for logs.
+    pub message: String,
+}
+
+impl std::fmt::Display for KeysUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for KeysUnavailable {
+    fn from(message: String) -> Self {
+        KeysUnavailable {
+            timed_out: None,
+            message,
+        }
+    }
+}
+
+/// How one refresh ended, for the metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct Refreshed {
+    /// A new set serves.
+    pub ok: bool,
+    /// Keys serving now.
+    pub keys: usize,
+    /// The fetch abandoned at its deadline, if any.
+    pub timed_out: Option<&'static str>,
+}
 
 /// Keys from the provider, and when they were last asked for.
 pub struct RemoteKeys {
@@ -75,8 +117,15 @@ impl RemoteKeys {
                 "identity.jwt.jwks_refresh_s and jwks_min_refresh_s: must be greater than 0".into(),
             );
         }
-        let client = StoreClient::new(jwt.jwks_ca_file.as_deref(), &Default::default())
-            .map_err(|e| format!("identity.jwt.jwks_ca_file: {e}"))?;
+        if jwt.jwks_timeout_ms == 0 {
+            return Err("identity.jwt.jwks_timeout_ms: must be greater than 0".into());
+        }
+        let client = StoreClient::new(
+            jwt.jwks_ca_file.as_deref(),
+            "identity.jwt.jwks_ca_file",
+            &Default::default(),
+            Duration::from_millis(jwt.jwks_timeout_ms),
+        )?;
         Ok(Some(Arc::new(RemoteKeys {
             source,
             client,
@@ -112,22 +161,30 @@ impl RemoteKeys {
         }
     }
 
-    async fn get_json(&self, uri: &http::Uri) -> Result<serde_json::Value, String> {
-        let resp = self.client.get(uri, None).await?;
-        if !resp.status().is_success() {
-            return Err(format!("{}: HTTP {}", loggable(uri), resp.status()));
+    async fn get_json(
+        &self,
+        uri: &http::Uri,
+        what: &'static str,
+    ) -> Result<serde_json::Value, KeysUnavailable> {
+        let answer =
+            self.client
+                .fetch(uri, None, MAX_BYTES)
+                .await
+                .map_err(|e| KeysUnavailable {
+                    timed_out: matches!(e, FetchError::TimedOut { .. }).then_some(what),
+                    message: e.to_string(),
+                })?;
+        if !answer.status.is_success() {
+            return Err(format!("{}: HTTP {}", loggable(uri), answer.status).into());
         }
-        let body = Limited::new(resp.into_body(), MAX_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("{}: {e}", loggable(uri)))?
-            .to_bytes();
-        serde_json::from_slice(&body).map_err(|e| format!("{}: not JSON: {e}", loggable(uri)))
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| format!("{}: not JSON: {e}", loggable(uri)).into())
     }
 
     /// Fetches the keys (discovery first, for an issuer); they serve if
-    /// they parse. The number of keys, or why not.
-    pub async fn fetch(&self) -> Result<usize, String> {
+    /// they parse. The number of keys, or why not. Each fetch is bounded
+    /// by `jwks_timeout_ms`.
+    pub async fn fetch(&self) -> Result<usize, KeysUnavailable> {
         if let Ok(mut t) = self.last_attempt.lock() {
             *t = Some(Instant::now());
         }
@@ -138,7 +195,7 @@ impl RemoteKeys {
                     &format!("{issuer}/.well-known/openid-configuration"),
                     "oidc_issuer",
                 )?;
-                let config = self.get_json(&doc).await?;
+                let config = self.get_json(&doc, "oidc_discovery").await?;
                 // OpenID Connect Discovery §4.3: the document's issuer is
                 // exactly the one asked about.
                 let named = config
@@ -150,7 +207,8 @@ impl RemoteKeys {
                     return Err(format!(
                         "{}: names issuer {named:?}, not {issuer:?}",
                         loggable(&doc)
-                    ));
+                    )
+                    .into());
                 }
                 let jwks = config
                     .get("jwks_uri")
@@ -159,17 +217,38 @@ impl RemoteKeys {
                 https(jwks, "oidc_issuer's jwks_uri")?
             }
         };
-        let set = self.get_json(&uri).await?;
+        let set = self.get_json(&uri, "jwks").await?;
         let keys =
             keys_of_jwks(&set.to_string()).map_err(|e| format!("{}: {e}", loggable(&uri)))?;
         if keys.is_empty() {
-            return Err(format!("{}: no keys", loggable(&uri)));
+            return Err(format!("{}: no keys", loggable(&uri)).into());
         }
         let n = keys.len();
         self.keys.store(Arc::new(keys));
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(n)
+    }
+
+    /// One refresh: a fetch, replaced by a fresh one when a token names an
+    /// unknown `kid` while it has been under way for the least interval
+    /// (the one under way may be hung on a connection that will never
+    /// answer; its deadline ends it anyway).
+    async fn refresh(&self) -> Result<usize, KeysUnavailable> {
+        let mut started = Instant::now();
+        let mut attempt = std::pin::pin!(self.fetch());
+        loop {
+            tokio::select! {
+                done = &mut attempt => return done,
+                () = self.wake.notified() => {
+                    if started.elapsed() >= self.min_interval {
+                        tracing::warn!(from = %self.origin(), "a key refresh is still waiting for an answer; starting another for a token with an unknown kid");
+                        started = Instant::now();
+                        attempt.set(self.fetch());
+                    }
+                }
+            }
+        }
     }
 
     /// What it fetches from, for logs.
@@ -182,10 +261,10 @@ impl RemoteKeys {
 
     /// Refreshes until `stopped`: every `jwks_refresh_s`, and when a token
     /// names an unknown `kid` (at most once per `jwks_min_refresh_s`).
-    /// `fetched` hears of each attempt (succeeded, keys serving).
+    /// `fetched` hears of each attempt.
     pub async fn run(
         self: Arc<Self>,
-        fetched: impl Fn(bool, usize) + Send + 'static,
+        fetched: impl Fn(Refreshed) + Send + 'static,
         mut stopped: watch::Receiver<bool>,
     ) {
         loop {
@@ -204,13 +283,25 @@ impl RemoteKeys {
             if since < self.min_interval {
                 tokio::time::sleep(self.min_interval - since).await;
             }
-            match self.fetch().await {
+            let outcome = tokio::select! {
+                _ = stopped.changed() => return,
+                outcome = self.refresh() => outcome,
+            };
+            match outcome {
                 Ok(n) => {
-                    fetched(true, n);
+                    fetched(Refreshed {
+                        ok: true,
+                        keys: n,
+                        timed_out: None,
+                    });
                     tracing::info!(from = %self.origin(), keys = n, "identity provider keys refreshed");
                 }
                 Err(e) => {
-                    fetched(false, self.keys().len());
+                    fetched(Refreshed {
+                        ok: false,
+                        keys: self.keys().len(),
+                        timed_out: e.timed_out,
+                    });
                     tracing::error!(from = %self.origin(), error = %e, "cannot refresh the identity provider's keys; the last good ones keep serving");
                 }
             }

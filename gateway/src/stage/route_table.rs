@@ -218,7 +218,12 @@ impl RouteTable {
         self
     }
 
-    /// The routes, in order.
+    /// The route at `index` (as [`Resolved::index`] gives it).
+    pub fn spec(&self, index: usize) -> Option<&RouteSpec> {
+        self.routes.get(index).map(|r| &r.spec)
+    }
+
+    /// Every route as configured, in order.
     pub fn specs(&self) -> impl Iterator<Item = &RouteSpec> {
         self.routes.iter().map(|r| &r.spec)
     }

@@ -14,28 +14,35 @@
 //! primitives ring has.
 
 mod certs;
+mod peer;
 mod sni;
 mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use tokio::sync::{mpsc, watch as watch_channel};
 
 use crate::config::{ClientCertificates, TlsConfig};
 use crate::metrics::TlsMetrics;
 
 pub use certs::Loaded;
-
-/// The service account the connection's client certificate is
-/// (`client_principals`), put in each request's extensions by the server.
-#[derive(Clone, Debug)]
-pub struct ClientPrincipal(pub Arc<str>);
+pub use peer::{PeerCertificate, Withdrawn};
 pub use stream::MaybeTls;
+
+/// The connection's verified client certificate, put in each request's
+/// extensions by the server.
+#[derive(Clone, Debug)]
+pub struct ClientCertificate(pub Arc<PeerCertificate>);
+
+/// The verifier of client certificates serving now.
+struct Verifier(Arc<dyn ClientCertVerifier>);
 
 /// TLS on one listener.
 pub struct Tls {
@@ -45,8 +52,22 @@ pub struct Tls {
     current: ArcSwap<ServerConfig>,
     /// The certificates serving now, for metrics.
     loaded: ArcSwap<Vec<Loaded>>,
+    /// The client certificate verifier serving now (CAs and CRLs).
+    verifier: ArcSwapOption<Verifier>,
+    /// Bumped by every reload that serves: connections verify their
+    /// client certificates again when it moves.
+    generation: AtomicU64,
+    /// Told of every reload that serves (its generation).
+    reloaded: watch_channel::Sender<u64>,
     /// Time allowed for a handshake.
     pub handshake_timeout: Duration,
+}
+
+/// What one load of the files gives.
+struct Built {
+    config: ServerConfig,
+    loaded: Vec<Loaded>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 fn now() -> i64 {
@@ -55,8 +76,17 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The configuration section of a listener's TLS, for errors.
+fn setting(listener: &str) -> &'static str {
+    match listener {
+        "proxy" => "server.tls",
+        "admin" => "admin.tls",
+        _ => "decision.tls",
+    }
+}
+
 /// A rustls configuration for `settings`, and what it serves.
-fn build(settings: &TlsConfig, name: &str) -> Result<(ServerConfig, Vec<Loaded>), Vec<String>> {
+fn build(settings: &TlsConfig, name: &str) -> Result<Built, Vec<String>> {
     let loaded = certs::load_all(&settings.certificates, now()).map_err(|problems| {
         problems
             .into_iter()
@@ -67,7 +97,7 @@ fn build(settings: &TlsConfig, name: &str) -> Result<(ServerConfig, Vec<Loaded>)
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| vec![format!("{name}: {e}")])?;
-    let builder = match &settings.client_ca {
+    let (builder, verifier) = match &settings.client_ca {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
             for ca in certs::read_chain(path).map_err(|e| vec![format!("{name}.client_ca: {e}")])? {
@@ -90,31 +120,65 @@ fn build(settings: &TlsConfig, name: &str) -> Result<(ServerConfig, Vec<Loaded>)
             }
             .build()
             .map_err(|e| vec![format!("{name}.client_ca: {e}")])?;
-            builder.with_client_cert_verifier(verifier)
+            (
+                builder.with_client_cert_verifier(Arc::clone(&verifier)),
+                Some(verifier),
+            )
         }
-        None => builder.with_no_client_auth(),
+        None => (builder.with_no_client_auth(), None),
     };
     let mut config = builder.with_cert_resolver(Arc::new(sni::BySni::new(&loaded)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((config, loaded))
+    Ok(Built {
+        config,
+        loaded,
+        verifier,
+    })
 }
 
 impl Tls {
     /// Loads `settings` for the listener `listener`; every problem named.
     pub fn new(listener: &'static str, settings: &TlsConfig) -> Result<Tls, Vec<String>> {
-        let name = match listener {
-            "proxy" => "server.tls",
-            "admin" => "admin.tls",
-            _ => "decision.tls",
-        };
-        let (config, loaded) = build(settings, name)?;
+        let built = build(settings, setting(listener))?;
         Ok(Tls {
             listener,
             settings: settings.clone(),
-            current: ArcSwap::from_pointee(config),
-            loaded: ArcSwap::from_pointee(loaded),
+            current: ArcSwap::from_pointee(built.config),
+            loaded: ArcSwap::from_pointee(built.loaded),
+            verifier: ArcSwapOption::from(built.verifier.map(|v| Arc::new(Verifier(v)))),
+            generation: AtomicU64::new(0),
+            reloaded: watch_channel::Sender::new(0),
             handshake_timeout: Duration::from_millis(settings.handshake_timeout_ms),
         })
+    }
+
+    /// Which load of the files serves (moves with every reload that serves).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Hears of every reload that serves.
+    pub fn reloads(&self) -> watch_channel::Receiver<u64> {
+        self.reloaded.subscribe()
+    }
+
+    /// Verifies a client certificate chain (leaf first) as a handshake
+    /// would now: the CAs and CRLs serving, the time now.
+    pub fn verify_client(
+        &self,
+        chain: &[rustls_pki_types::CertificateDer<'_>],
+    ) -> Result<(), String> {
+        let verifier = self.verifier.load_full().ok_or_else(|| {
+            "the listener no longer asks for client certificates (no client_ca)".to_string()
+        })?;
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| "no certificate".to_string())?;
+        verifier
+            .0
+            .verify_client_cert(leaf, intermediates, PeerCertificate::unix_time(now()))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// The acceptor for the next connection (the configuration serving now).
@@ -130,9 +194,13 @@ impl Tls {
     /// Reads the files again: the new set serves if it loads, and the old
     /// one keeps serving if not (the problems returned).
     pub fn reload(&self) -> Result<(), Vec<String>> {
-        let (config, loaded) = build(&self.settings, self.listener)?;
-        self.current.store(Arc::new(config));
-        self.loaded.store(Arc::new(loaded));
+        let built = build(&self.settings, setting(self.listener))?;
+        self.current.store(Arc::new(built.config));
+        self.loaded.store(Arc::new(built.loaded));
+        self.verifier
+            .store(built.verifier.map(|v| Arc::new(Verifier(v))));
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.reloaded.send_replace(generation);
         Ok(())
     }
 
@@ -148,7 +216,10 @@ impl Tls {
     /// first SAN of its leaf that `client_principals` names (URI SANs, then
     /// DNS names); `None` when none is named, or when two name different
     /// accounts.
-    pub fn principal_of(&self, chain: &[rustls_pki_types::CertificateDer<'_>]) -> Option<Arc<str>> {
+    pub(crate) fn principal_of(
+        &self,
+        chain: &[rustls_pki_types::CertificateDer<'_>],
+    ) -> Option<Arc<str>> {
         use x509_parser::extensions::GeneralName;
         let map = &self.settings.client_principals;
         if map.is_empty() {

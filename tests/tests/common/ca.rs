@@ -48,6 +48,21 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// (certificate PEM, key PEM) for `names` with serial `serial`, valid
+    /// from a minute ago until `seconds` from now.
+    pub fn issue_expiring(&self, names: &[&str], serial: u64, seconds: i64) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(1);
+        params.not_after = now + time::Duration::seconds(seconds);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A CRL (PEM) of this CA revoking the certificates with `serials`.
     pub fn crl(&self, serials: &[u64]) -> String {
         rcgen::CertificateRevocationListParams {
