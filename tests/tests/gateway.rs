@@ -1358,3 +1358,41 @@ async fn a_streaming_response_is_cut_when_its_access_is_revoked() {
         "{metrics}"
     );
 }
+
+/// Issue #23, case 6: a monitor that waits for a revision on
+/// `GET /-/snapshot` and then reads the counters finds the swap counted —
+/// the counters move before the revision is published, not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swap_counters_have_counted_a_revision_before_it_is_served() {
+    let gw = std::sync::Arc::new(gateway().await);
+    let pusher = {
+        let gw = std::sync::Arc::clone(&gw);
+        tokio::spawn(async move {
+            for n in 2..=12 {
+                assert_eq!(gw.push(revision(n), false).await.status, StatusCode::OK);
+            }
+        })
+    };
+    let swaps = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("portcullis_snapshot_swaps_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let mut seen = 0;
+    while seen < 12 {
+        let (_, info) = gw.admin_get("/-/snapshot").await;
+        let revision = serde_json::from_str::<Value>(&info).expect("json")["revision"]
+            .as_u64()
+            .expect("a revision");
+        let (_, metrics) = gw.admin_get("/-/metrics").await;
+        // Revision 1 was the first swap; revision n the n-th.
+        assert!(
+            swaps(&metrics) >= revision,
+            "revision {revision} served, counters: {metrics}"
+        );
+        seen = revision;
+    }
+    pusher.await.expect("pushes");
+}
