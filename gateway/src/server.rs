@@ -708,6 +708,22 @@ async fn serve(
                                     PeerCertificate::new(Arc::clone(tls), c, generation)
                                 })
                             {
+                                // A resumed TLS session brings back its
+                                // client certificate unverified: one that
+                                // expired (or was revoked) since is refused
+                                // here, before anything is served.
+                                if let Err((why, message)) = cert.check(crate::shared::unix_now()) {
+                                    tls_metrics.withdrawn(tls.listener, why.as_str());
+                                    tracing::warn!(
+                                        listener = tls.listener,
+                                        %peer,
+                                        serial = %cert.serial,
+                                        reason = why.as_str(),
+                                        %message,
+                                        "closing a connection at its handshake: its client certificate no longer identifies it (a resumed session)"
+                                    );
+                                    return;
+                                }
                                 let _ = certified.set(Arc::new(cert));
                             }
                             MaybeTls::Tls(Box::new(s))

@@ -60,7 +60,7 @@ pub(crate) async fn handle(
     {
         return r;
     }
-    match pass(&shared, upstreams, peer, parts, body, started).await {
+    match pass(shared, upstreams, peer, parts, body, started).await {
         Ok(r) => r,
         Err(refusal) => answer(refusal, rpc),
     }
@@ -75,8 +75,10 @@ pub(crate) fn answer(refusal: Refusal, rpc: Option<Rpc>) -> Response<Body> {
     }
 }
 
+/// `shared` is this request's own handle: an allowed response keeps it
+/// (its body stays bound to the decision) rather than cloning another.
 async fn pass(
-    shared: &Arc<Shared>,
+    shared: Arc<Shared>,
     upstreams: &Upstreams,
     peer: SocketAddr,
     parts: http::request::Parts,
@@ -116,7 +118,7 @@ async fn pass(
     // by the response, so nothing decided on an older snapshot outlives it.
     let seen = shared.recheck_count();
     let passed = crate::checkpoint::check(
-        shared,
+        &shared,
         &method,
         host.as_deref(),
         parts.uri.path(),
@@ -230,7 +232,7 @@ async fn pass(
         && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
     {
         let tunnel = upgrade::Tunnel {
-            shared: Arc::clone(shared),
+            shared,
             standing,
             websocket: protocol.as_bytes().eq_ignore_ascii_case(b"websocket"),
             client,
@@ -242,7 +244,7 @@ async fn pass(
     }
     let rpc = Rpc::of(response.headers());
     Ok(response.map(|body| {
-        revocation::Bound::new(body, rpc, Arc::clone(shared), standing, seen, exceeded)
+        revocation::Bound::new(body, rpc, shared, standing, seen, exceeded)
             .boxed_unsync()
     }))
 }
