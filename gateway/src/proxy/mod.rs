@@ -244,8 +244,7 @@ async fn pass(
     }
     let rpc = Rpc::of(response.headers());
     Ok(response.map(|body| {
-        revocation::Bound::new(body, rpc, shared, standing, seen, exceeded)
-            .boxed_unsync()
+        revocation::Bound::new(body, rpc, shared, standing, seen, exceeded).boxed_unsync()
     }))
 }
 
