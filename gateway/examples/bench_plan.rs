@@ -7,7 +7,7 @@
 //! Also writes `OUT-check.lua` beside it: the same pairs as `POST /v1/check`
 //! bodies, for `scripts/bench-decision`.
 //!
-//! `cargo run --release -p portcullis-gateway --example bench_plan -- SNAPSHOT OUT.lua SECRET [COUNT]`
+//! `cargo run --release -p portcullis --example bench_plan -- SNAPSHOT OUT.lua SECRET [COUNT]`
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -22,10 +22,10 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::metrics::Outcome;
 use crate::response::Refusal;
 use crate::shared::{Logged, Shared, unix_now};
-use crate::snapshot::swap::Generation;
 use crate::stage::authorize::{Verdict, decide};
 use crate::stage::identity::{Credential, Unauthenticated};
 use crate::stage::route_table::{Rejection, Resolved};
+use portcullis_host::swap::Generation;
 
 /// Who is asking, as the caller presents it.
 #[derive(Clone, Copy, Debug)]

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::config::{ConfigError, GatewayConfig, Tokens};
-use crate::snapshot::store::StoreClient;
 use crate::stage::assertion::Assertions;
 use crate::stage::forward::UpstreamSpecs;
 use crate::stage::identity::Identity;
 use crate::stage::route_table::{PathRules, RouteTable};
+use crate::store::StoreClient;
 use crate::tls::Tls;
 
 /// Why a configuration cannot run.

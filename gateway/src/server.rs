@@ -31,13 +31,13 @@ use crate::framing::{Framed, FramingLog};
 use crate::metrics::Metrics;
 use crate::response::Refusal;
 use crate::shared::Shared;
-use crate::snapshot::deadline::Budget;
-use crate::snapshot::module::{HostError, InstanceLimits, PolicyModule};
-use crate::snapshot::swap::{EnginePool, Installed, Source, SwapError, Swapper};
-use crate::snapshot::view_builder::ViewBuilder;
 use crate::stage::forward::Upstreams;
 use crate::static_site::StaticSite;
 use crate::tls::PeerCertificate;
+use portcullis_host::deadline::Budget;
+use portcullis_host::module::{HostError, InstanceLimits, PolicyModule};
+use portcullis_host::swap::{EnginePool, Installed, Source, SwapError, Swapper};
+use portcullis_host::view_builder::ViewBuilder;
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -274,7 +274,7 @@ async fn start_full(
         );
     if let Some(path) = &config.snapshot.state_file {
         swapper = swapper
-            .remembering(crate::snapshot::revision_state::RevisionState::new(path))
+            .remembering(portcullis_host::revision_state::RevisionState::new(path))
             .map_err(StartError::Other)?;
     }
     let log = DecisionLog::open(&config.log.decisions).map_err(|e| {
@@ -488,7 +488,7 @@ fn spawn_shard(
     std::thread::Builder::new()
         .name(format!("portcullis-worker-{index}"))
         .spawn(move || {
-            crate::snapshot::swap::set_worker_index(index);
+            portcullis_host::swap::set_worker_index(index);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -11,10 +11,10 @@ use http::{Method, StatusCode};
 use crate::compiled::CompiledConfig;
 use crate::decision_log::{DecisionLine, DecisionLog};
 use crate::metrics::Metrics;
-use crate::snapshot::module::HostError;
-use crate::snapshot::swap::{Installed, Source, SwapError, Swapper};
-use crate::snapshot::view_builder::ViewBuilder;
 use crate::static_site::StaticSite;
+use portcullis_host::module::HostError;
+use portcullis_host::swap::{Installed, Source, SwapError, Swapper};
+use portcullis_host::view_builder::ViewBuilder;
 
 /// State shared by every connection.
 pub(crate) struct Shared {
@@ -100,8 +100,8 @@ impl Shared {
         let spawned = std::thread::Builder::new()
             .name("portcullis-swap".into())
             .spawn(move || {
-                crate::snapshot::priority::lower(
-                    crate::snapshot::priority::SWAP_NICENESS,
+                portcullis_host::priority::lower(
+                    portcullis_host::priority::SWAP_NICENESS,
                     "the snapshot loader",
                 );
                 // A delta or a whole snapshot, by its magic bytes.

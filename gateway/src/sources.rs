@@ -18,10 +18,10 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{ms, parse_store_url};
+use crate::manifest::{Manifest, beside};
 use crate::shared::Shared;
-use crate::snapshot::manifest::{Manifest, beside};
-use crate::snapshot::store::{FetchError, StoreClient, loggable};
-use crate::snapshot::swap::Source;
+use crate::store::{FetchError, StoreClient, loggable};
+use portcullis_host::swap::Source;
 
 /// Starts the configured sources; they end when `stopped` flips.
 pub(crate) fn spawn(shared: &Arc<Shared>, stopped: watch::Receiver<bool>) {

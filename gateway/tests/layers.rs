@@ -125,7 +125,7 @@ fn no_module_imports_from_what_composes_it() {
         if m.starts_with("stage") {
             for d in deps {
                 assert!(
-                    ["stage", "snapshot", "config", "response"]
+                    ["stage", "store", "manifest", "config", "response"]
                         .iter()
                         .any(|ok| d.starts_with(ok)),
                     "{m} imports {d}"

@@ -1,6 +1,6 @@
 // The browser package in headless Chromium: the page loads the package,
 // loads a snapshot, and answers a list of requests; the answers must equal
-// the native engine's (written by gateway/tests/browser_demo.rs). With
+// the native engine's (written by cli/tests/browser_demo.rs). With
 // --bench, also times check() over 100,000 calls and PolicyEngine.load and
 // PolicyEngine.loadAsync (five loads each, the first in a fresh browser).
 // Every run is done with both load methods.

@@ -151,7 +151,7 @@ async fn upstreams_get_an_assertion_they_can_verify() {
     let a = gw
         .get(
             "/orgs/acme/sso",
-            &[("x-api-key", portcullis_gateway::demo::DEMO_API_KEY)],
+            &[("x-api-key", portcullis_demo::DEMO_API_KEY)],
         )
         .await;
     assert_eq!(a.status, http::StatusCode::OK, "{}", a.body);

@@ -13,7 +13,7 @@
 use std::fs;
 
 use policy_wasm::{Context, Engine, Request, check_reference};
-use portcullis_gateway::snapshot::module::{InstanceLimits, PolicyModule};
+use portcullis_host::module::{InstanceLimits, PolicyModule};
 use portcullis_snapshots::source::{Timestamp, build};
 use portcullis_snapshots::{decode, encode};
 use portcullis_tests::workspace_root;

@@ -4,7 +4,7 @@
 //! directory). The Traefik and Envoy cases replay the requests those
 //! gateways send (recorded header sets: Traefik's ForwardAuth middleware and
 //! Envoy's ext_authz HTTP service mode); nginx itself is exercised in
-//! `gateway/tests/nginx.rs`.
+//! `cli/tests/nginx.rs`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,7 +17,7 @@ mod common;
 use common::*;
 
 use http::{Method, StatusCode};
-use portcullis_gateway::demo::DEMO_API_KEY;
+use portcullis_demo::DEMO_API_KEY;
 use serde_json::{Value, json};
 
 const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
@@ -465,7 +465,7 @@ async fn check_and_the_proxy_agree_on_every_kind_of_credential() {
     let sign = |claims: Value| {
         format!(
             "Bearer {}",
-            portcullis_gateway::demo::demo_sign(&claims).expect("sign")
+            portcullis_demo::demo_sign(&claims).expect("sign")
         )
     };
     let claims = |sub: &str, exp: i64| json!({"sub": sub, "iss": "portcullis-demo", "aud": "portcullis-demo", "exp": exp});

@@ -18,7 +18,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use portcullis_gateway::demo::{DEMO_ADMIN_TOKEN, example_snapshot};
+use portcullis_demo::{DEMO_ADMIN_TOKEN, example_snapshot};
 use portcullis_snapshots::delta::{compute, encode_delta};
 use portcullis_snapshots::signature::{generate, public_pem, sign, sign_delta};
 use portcullis_snapshots::{Header, decode};
@@ -269,7 +269,7 @@ fn grant(p: &str, role: &str, on: &str) -> Value {
 /// that loaded `target`.
 async fn decides_like(gw: &Gw, target: &[u8]) {
     let engine = policy_wasm::Engine::load(target).unwrap();
-    let dir: Value = serde_json::from_str(portcullis_gateway::demo::EXAMPLE_DIRECTORY).unwrap();
+    let dir: Value = serde_json::from_str(portcullis_demo::EXAMPLE_DIRECTORY).unwrap();
     let names = |key: &str, field: &str, prefix: &str| -> Vec<String> {
         dir[key]
             .as_array()
@@ -492,7 +492,7 @@ impl Store {
 
     /// [`Store::publish`], the deltas' last byte flipped when `corrupt`.
     fn publish_corrupted(&self, snapshot: &[u8], deltas: &[&[u8]], corrupt: bool) {
-        use portcullis_gateway::snapshot::manifest::{DeltaEntry, Manifest};
+        use portcullis_gateway::manifest::{DeltaEntry, Manifest};
         let h = Header::parse(snapshot).unwrap();
         let name = format!("snapshot-{}.snap", h.revision);
         std::fs::write(self.dir.path().join(&name), snapshot).unwrap();
@@ -601,7 +601,7 @@ async fn a_poller_follows_the_stores_manifest_by_deltas_and_falls_back_to_the_sn
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_revision_a_delta_made_is_remembered_across_a_restart() {
     use portcullis_gateway::server::{StartError, start};
-    use portcullis_gateway::snapshot::swap::SwapError;
+    use portcullis_host::swap::SwapError;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let mut config = demo_gateway_config(dir.path()).await;

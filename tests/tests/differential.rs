@@ -12,7 +12,7 @@
 )]
 
 use policy_wasm::{Context, Engine, Request};
-use portcullis_gateway::snapshot::module::{InstanceLimits, PolicyModule};
+use portcullis_host::module::{InstanceLimits, PolicyModule};
 use portcullis_snapshots::encode;
 use portcullis_snapshots::generate::{GenerateParams, api_key_secret, generate};
 use portcullis_snapshots::source::compile;

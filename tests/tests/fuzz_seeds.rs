@@ -105,7 +105,7 @@ fn run(target: &str, extra: Vec<Vec<u8>>, body: fn(&[u8])) {
 
 #[test]
 fn snapshot_decode() {
-    let example = portcullis_gateway::demo::example_snapshot(|_| {}).expect("example");
+    let example = portcullis_demo::example_snapshot(|_| {}).expect("example");
     run(
         "snapshot_decode",
         vec![example],

@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis_gateway::demo::{DEMO_API_KEY, demo_token, example_snapshot};
+use portcullis_demo::{DEMO_API_KEY, demo_token, example_snapshot};
 use portcullis_gateway::server::Running;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1019,7 +1019,7 @@ async fn browsers_get_a_snapshot_without_personal_data() {
                 .expect("response")
         }
     };
-    let other = portcullis_gateway::demo::example_snapshot(|v| {
+    let other = portcullis_demo::example_snapshot(|v| {
         v["revision"] = serde_json::json!(2);
         v["users"][1]["name"] = serde_json::json!("Someone Else");
     })
@@ -1069,7 +1069,7 @@ async fn browsers_get_a_snapshot_without_personal_data() {
     let kept = resp.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(kept, bytes, "the same view");
     // …and one that changes it (a new grant of pat's) sends the new view.
-    let granted = portcullis_gateway::demo::example_snapshot(|v| {
+    let granted = portcullis_demo::example_snapshot(|v| {
         v["revision"] = serde_json::json!(3);
         v["grants"]
             .as_array_mut()
@@ -1277,7 +1277,7 @@ fn events_route(upstream: &str) -> portcullis_gateway::stage::route_table::Route
 /// such streams survived revocation silently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_response_is_cut_when_its_access_is_revoked() {
-    let events = portcullis_gateway::demo::event_stream_upstream(local())
+    let events = portcullis_demo::event_stream_upstream(local())
         .await
         .expect("upstream");
     let gw = gateway_with(Some(revision(1)), |c, _| {

@@ -15,7 +15,7 @@ mod common;
 use common::*;
 
 use http::{Method, StatusCode};
-use portcullis_gateway::demo::{DEMO_ADMIN_TOKEN, DEMO_API_KEY};
+use portcullis_demo::{DEMO_ADMIN_TOKEN, DEMO_API_KEY};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "decision-token-for-openapi";

@@ -18,9 +18,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use portcullis_gateway::demo::example_snapshot;
+use portcullis_demo::example_snapshot;
 use portcullis_gateway::server::{StartError, start};
-use portcullis_gateway::snapshot::swap::SwapError;
+use portcullis_host::swap::SwapError;
 use portcullis_snapshots::signature::{SigningKey, generate, public_pem, sign};
 use serde_json::json;
 

@@ -10,7 +10,7 @@
 
 use policy_wasm::wire::{ListQuery, PermissionsQuery};
 use policy_wasm::{Context, Engine};
-use portcullis_gateway::snapshot::module::{InstanceLimits, PolicyModule};
+use portcullis_host::module::{InstanceLimits, PolicyModule};
 use portcullis_snapshots::encode;
 use portcullis_snapshots::source::build;
 use portcullis_tests::examples_dir;
@@ -197,7 +197,7 @@ fn a_bad_snapshot_is_refused_and_the_old_one_keeps_serving() {
 
 #[test]
 fn malformed_requests_get_a_status_never_a_trap() {
-    use portcullis_gateway::snapshot::module::HostError;
+    use portcullis_host::module::HostError;
     let mut wasm = PolicyModule::new()
         .unwrap()
         .instantiate(InstanceLimits::default())

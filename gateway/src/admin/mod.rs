@@ -18,8 +18,8 @@ use serde_json::json;
 
 use crate::response::{Body, Refusal, full, json_response, read_body_declared};
 use crate::shared::Shared;
-use crate::snapshot::swap::{Source, SwapError};
 use crate::stage::identity::{bearer, token_ok};
+use portcullis_host::swap::{Source, SwapError};
 
 pub(crate) async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();

@@ -31,8 +31,8 @@ use policy_wasm::{Asking, Question};
 use crate::checkpoint::{Asker, Decided, question};
 use crate::response::{Body, Refusal, json_response, read_body};
 use crate::shared::Shared;
-use crate::snapshot::swap::Generation;
 use crate::stage::identity::{bearer, token_ok};
+use portcullis_host::swap::Generation;
 
 /// The JSON endpoints' paths, relative to the mount point.
 pub const CHECK: &str = "/v1/check";

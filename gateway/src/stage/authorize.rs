@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use policy_wasm::{Context, Request};
 
-use crate::snapshot::swap::{EnginePool, Generation, Unavailable};
 use crate::stage::identity::Credential;
+use portcullis_host::swap::{EnginePool, Generation, Unavailable};
 
 /// The engine's answer, as the gateway uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use crate::config::{UpstreamConfig, UpstreamProtocol, ms, parse_http_url};
 use crate::response::Body;
-use crate::snapshot::store::client_tls;
+use crate::store::client_tls;
 
 /// The pooled HTTP/1.1 client, shared by upstreams and the snapshot poller.
 pub type HttpClient = Client<HttpConnector, Body>;

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{Notify, watch};
 
 use super::identity::{JwtConfig, Key, keys_of_jwks};
-use crate::snapshot::store::{FetchError, StoreClient, loggable};
+use crate::store::{FetchError, StoreClient, loggable};
 
 /// Where the keys are.
 enum Source {

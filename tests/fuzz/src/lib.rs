@@ -15,9 +15,7 @@ use std::sync::{Once, OnceLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
-use portcullis_gateway::demo::{
-    DEMO_SECRET, DemoOptions, demo_config, demo_routes, example_snapshot,
-};
+use portcullis_demo::{DEMO_SECRET, DemoOptions, demo_config, demo_routes, example_snapshot};
 use portcullis_gateway::stage::identity::Identity;
 use portcullis_gateway::stage::route_table::RouteTable;
 use portcullis_snapshots::header::HEADER_LEN;

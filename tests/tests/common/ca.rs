@@ -134,3 +134,41 @@ pub fn listener_tls(
     };
     (tls, write(dir, "edge-ca.pem", &ca.pem))
 }
+
+/// A test CA (its certificate, PEM) and a TLS acceptor for `names` signed
+/// by it, on a listener of 127.0.0.1: the HTTPS servers of the store and
+/// identity-provider tests.
+pub async fn https_listener(
+    names: &[&str],
+) -> (String, tokio_rustls::TlsAcceptor, tokio::net::TcpListener) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(server_cert.der().to_vec())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (
+        ca_cert.pem(),
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls)),
+        listener,
+    )
+}

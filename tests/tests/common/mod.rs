@@ -13,10 +13,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis_gateway::config::GatewayConfig;
-use portcullis_gateway::demo::{
+use portcullis_demo::{
     DEMO_ADMIN_TOKEN, DemoOptions, demo_config, demo_token, echo_upstream, example_snapshot,
 };
+use portcullis_gateway::config::GatewayConfig;
 use portcullis_gateway::server::{Running, start};
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ pub fn revision(n: u64) -> Vec<u8> {
 
 /// Revision 2 of the example: pat is deactivated.
 pub fn pat_deactivated() -> Vec<u8> {
-    portcullis_gateway::demo::example_snapshot(|v| {
+    portcullis_demo::example_snapshot(|v| {
         v["revision"] = json!(2);
         for u in v["users"].as_array_mut().unwrap() {
             if u["username"] == "pat" {

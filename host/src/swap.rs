@@ -26,12 +26,12 @@ use portcullis_snapshots::header::Header;
 use portcullis_snapshots::signature::{self, SignatureError, VerifyingKey};
 use thiserror::Error;
 
-use crate::snapshot::revision_state::{AcceptedRevision, RevisionState};
+use crate::revision_state::{AcceptedRevision, RevisionState};
 
-use crate::snapshot::deadline::TICK;
-use crate::snapshot::memory_image::{Derived, MemoryImage};
-use crate::snapshot::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
-use crate::snapshot::views::Views;
+use crate::deadline::TICK;
+use crate::memory_image::{Derived, MemoryImage};
+use crate::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
+use crate::views::Views;
 
 /// Where a candidate snapshot came from (for logs and metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -375,7 +375,7 @@ thread_local! {
 
 /// Makes the calling thread prefer instance slot `index` (modulo the
 /// number of slots).
-pub(crate) fn set_worker_index(index: usize) {
+pub fn set_worker_index(index: usize) {
     WORKER_INDEX.with(|i| i.set(Some(index)));
 }
 

@@ -31,14 +31,14 @@ pub(crate) fn closed_or_failed(e: std::io::Error) -> CliError {
 /// error from the calling function (no `?` needed at the call).
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::cli::output::write(format_args!("{}\n", format_args!($($arg)*)))?
+        $crate::output::write(format_args!("{}\n", format_args!($($arg)*)))?
     };
 }
 
 /// `print!` for commands, likewise.
 macro_rules! say_raw {
     ($($arg:tt)*) => {
-        $crate::cli::output::write(format_args!($($arg)*))?
+        $crate::output::write(format_args!($($arg)*))?
     };
 }
 

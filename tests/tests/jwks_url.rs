@@ -15,7 +15,7 @@
 )]
 
 mod common;
-use common::https_listener;
+use common::ca::https_listener;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis_gateway::demo::{DemoOptions, demo_config, echo_upstream, example_snapshot};
+use portcullis_demo::{DemoOptions, demo_config, echo_upstream, example_snapshot};
 use portcullis_gateway::server::{Running, start};
 use portcullis_snapshots::signature::{SigningKey, generate, private_pem};
 use serde_json::{Value, json};
@@ -341,7 +341,7 @@ async fn an_open_stream_ends_when_its_tokens_key_is_withdrawn() {
     let (leaked, new) = (generate().unwrap(), generate().unwrap());
     *p.keys.lock().unwrap() = json!({"keys": [jwk("leaked", &leaked)]});
     let dir = tempfile::tempdir().unwrap();
-    let events = portcullis_gateway::demo::event_stream_upstream("127.0.0.1:0".parse().unwrap())
+    let events = portcullis_demo::event_stream_upstream("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let upstream = echo_upstream("127.0.0.1:0".parse().unwrap()).await.unwrap();

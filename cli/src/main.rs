@@ -1,14 +1,36 @@
-//! Command-line interface: argument definitions and dispatch.
+//! `portcullis`: the operator's command line — build, inspect, diff,
+//! sign and push snapshots, ask the engine, run the gateway (`serve`) and
+//! the demo. A thin layer over the libraries: the engine
+//! (`policy-wasm`), the snapshot format (`portcullis-snapshots`), the
+//! engine's host (`portcullis-host`), the gateway (`portcullis-gateway`)
+//! and the demo (`portcullis-demo`).
 
 mod check;
-pub(crate) mod output;
+mod error;
+mod output;
 mod push;
 mod serve;
 mod snapshot;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 use crate::error::CliError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = e.to_string();
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
 
 /// Portcullis: who may do what in your organization's directory, decided
 /// by one engine and enforced at the edge.

@@ -743,7 +743,7 @@ fn inspect_delta(path: &Path, bytes: &[u8], json: bool) -> Result<(), CliError> 
 }
 
 fn publish(snapshot: &Path, dir: &Path, keep: usize, sign: Option<&Path>) -> Result<(), CliError> {
-    use portcullis_gateway::snapshot::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
+    use portcullis_gateway::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
     let mut bytes = read_bytes(snapshot)?;
     let header = decode_file(snapshot, &bytes)?.header;
     if header.is_view() {

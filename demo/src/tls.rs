@@ -12,9 +12,9 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::config::{CertificatePair, ClientCertificates, TlsConfig};
-use crate::response::Body;
-use crate::snapshot::store::https_connector;
+use portcullis_gateway::config::{CertificatePair, ClientCertificates, TlsConfig};
+use portcullis_gateway::response::Body;
+use portcullis_gateway::store::https_connector;
 
 /// The demo's CA (to trust) and the TLS settings of its proxy listener.
 pub struct DemoTls {

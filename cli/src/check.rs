@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use policy_wasm::{Context, Engine, Explanation, Question, Request, parse_time};
-use portcullis_gateway::snapshot::module::{
-    HostError, InstanceLimits, PolicyInstance, PolicyModule,
-};
+use portcullis_host::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
 use portcullis_snapshots::header::MAGIC;
 
 use super::output::say;

@@ -12,7 +12,7 @@
 )]
 
 mod common;
-use common::https_listener;
+use common::ca::https_listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use portcullis_gateway::demo::{DemoOptions, demo_config, echo_upstream, example_snapshot};
+use portcullis_demo::{DemoOptions, demo_config, echo_upstream, example_snapshot};
 use portcullis_gateway::server::{Running, start};
 use serde_json::json;
 

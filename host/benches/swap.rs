@@ -3,7 +3,7 @@
 //! workers ≤ 1.5× one worker's), side by side with the way swaps worked
 //! before: every worker's instance loading the snapshot itself.
 //!
-//! `cargo bench -p portcullis-gateway --bench swap` — prints a Markdown
+//! `cargo bench -p portcullis-host --bench swap` — prints a Markdown
 //! table for `docs/BENCHMARKS.md`. `PORTCULLIS_BIG_SNAP` reads the snapshot
 //! from a file (`portcullis snapshot generate` writes the same one);
 //! `PORTCULLIS_SWAPS` sets the swaps per row (5);
@@ -27,9 +27,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_gateway::snapshot::cpu_time;
-use portcullis_gateway::snapshot::module::{InstanceLimits, PolicyModule};
-use portcullis_gateway::snapshot::swap::{EnginePool, Source, Swapper};
+use portcullis_host::cpu_time;
+use portcullis_host::module::{InstanceLimits, PolicyModule};
+use portcullis_host::swap::{EnginePool, Source, Swapper};
 use portcullis_snapshots::encode;
 use portcullis_snapshots::generate::{GenerateParams, generate};
 use portcullis_snapshots::source::compile;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use portcullis_gateway::demo::{DEMO_API_KEY, demo_token};
+use portcullis_demo::{DEMO_API_KEY, demo_token};
 use serde_json::Value;
 
 fn repo() -> PathBuf {

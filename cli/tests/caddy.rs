@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portcullis_gateway::demo::{DEMO_API_KEY, demo_token};
+use portcullis_demo::{DEMO_API_KEY, demo_token};
 use serde_json::Value;
 
 fn caddy_binary() -> PathBuf {

@@ -27,7 +27,7 @@ use super::deadline::{self, Budget, HasDeadline, Running, Ticks};
 use super::image_module::{self, ImageModule};
 use super::memory_image::{self, Backing, MemoryImage};
 
-/// The engine's module, built from this checkout by `gateway/build.rs`.
+/// The engine's module, built from this checkout by `host/build.rs`.
 pub static POLICY_MODULE: &[u8] = include_bytes!(env!("POLICY_WASM_MODULE"));
 
 /// Why a call into the module failed. Callers enforcing decisions must

@@ -15,11 +15,9 @@
 use std::time::{Duration, Instant};
 
 use policy_wasm::{Context, Engine, Request};
-use portcullis_gateway::demo::{
-    DemoOptions, demo_config, demo_token, echo_upstream, example_snapshot,
-};
+use portcullis_demo::{DemoOptions, demo_config, demo_token, echo_upstream, example_snapshot};
 use portcullis_gateway::server::{Running, start_with_module};
-use portcullis_gateway::snapshot::module::PolicyModule;
+use portcullis_host::module::PolicyModule;
 
 /// The answer the hostile module gives everyone else: the real engine's
 /// allow decision for pat reading catalog/sales, postcard-encoded.

@@ -22,7 +22,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use portcullis_gateway::demo::{
+use portcullis_demo::{
     DEMO_ADMIN_TOKEN, DEMO_SECRET, DemoOptions, demo_config, demo_token, example_snapshot,
 };
 use portcullis_gateway::server::{Running, start};
@@ -87,7 +87,10 @@ async fn recording_upstream() -> (SocketAddr, Log) {
 }
 
 fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../gateway/tests/fixtures/keys/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 struct Target {

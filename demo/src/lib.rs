@@ -2,6 +2,14 @@
 //! (`snapshots/examples/acme.json`), a built-in upstream that echoes what
 //! it was sent, demo tokens and keys, and ready-to-paste curl commands —
 //! or, with `--walkthrough`, the same steps run and checked in-process.
+//!
+//! Also the fixtures the test suites start gateways with
+//! ([`DemoOptions::for_tests`], [`demo_config`], [`echo_upstream`],
+//! [`event_stream_upstream`], [`example_snapshot`], [`demo_token`]): they
+//! live here, above the gateway, so that no fixture is public API of the
+//! gateway library.
+
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,14 +25,16 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::config::{
+use portcullis_gateway::config::{
     AdminConfig, GatewayConfig, LogConfig, ServerConfig, SnapshotConfig, UpstreamConfig,
 };
-use crate::response::{Body, empty, full, json_response};
-use crate::server::{Running, start_with_site};
-use crate::stage::identity::{IdentityConfig, JwtConfig, KeyConfig, ServiceAccountMapping};
-use crate::stage::route_table::RouteSpec;
-use crate::static_site::StaticSite;
+use portcullis_gateway::response::{Body, empty, full, json_response};
+use portcullis_gateway::server::{Running, start_with_site};
+use portcullis_gateway::stage::identity::{
+    IdentityConfig, JwtConfig, KeyConfig, ServiceAccountMapping,
+};
+use portcullis_gateway::stage::route_table::RouteSpec;
+use portcullis_gateway::static_site::StaticSite;
 
 /// The example directory, compiled into the binary.
 pub const EXAMPLE_DIRECTORY: &str = include_str!("../../snapshots/examples/acme.json");
@@ -62,7 +72,6 @@ impl DemoOptions {
     /// Both listeners on free ports of 127.0.0.1, no decision log, no
     /// browser package, files in `work_dir`: the demo configuration as
     /// tests and fuzz targets use it.
-    #[cfg(feature = "testing")]
     pub fn for_tests(work_dir: &std::path::Path) -> Self {
         let local = SocketAddr::from(([127, 0, 0, 1], 0));
         DemoOptions {
@@ -220,7 +229,7 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
         engine: Default::default(),
         // The decision endpoint on the proxy listener, for `curl` and for
         // trying an nginx/Traefik/Envoy configuration against the demo.
-        decision: crate::config::DecisionConfig {
+        decision: portcullis_gateway::config::DecisionConfig {
             path_prefix: Some("/-/authz".into()),
             ..Default::default()
         },
@@ -277,13 +286,11 @@ pub fn demo_config(opts: &DemoOptions, upstream: SocketAddr) -> GatewayConfig {
 
 /// A body that sends `data: N` every 50 ms, without end: a stream of
 /// server-sent events.
-#[cfg(feature = "testing")]
 struct Ticking {
     every: tokio::time::Interval,
     n: u64,
 }
 
-#[cfg(feature = "testing")]
 impl hyper::body::Body for Ticking {
     type Data = bytes::Bytes;
     type Error = std::convert::Infallible;
@@ -305,7 +312,6 @@ impl hyper::body::Body for Ticking {
 
 /// An upstream that answers every request with a stream of server-sent
 /// events that never ends (for the tests of long-lived responses).
-#[cfg(feature = "testing")]
 pub async fn event_stream_upstream(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -409,7 +415,7 @@ fn demo_site(
     let built = pkg.filter(|p| p.join("portcullis_bg.wasm").is_file());
     match built {
         Some(pkg) => {
-            site.add("", "text/html; charset=utf-8", include_str!("../demo/index.html"));
+            site.add("", "text/html; charset=utf-8", include_str!("../page/index.html"));
             let mut files = vec![
                 ("portcullis.js".to_string(), "text/javascript"),
                 ("portcullis_bg.wasm".to_string(), "application/wasm"),
@@ -475,7 +481,7 @@ pub async fn start_demo(opts: DemoOptions) -> Result<Demo, String> {
     let mut config = demo_config(&opts, upstream);
     let mut ca = None;
     if opts.tls {
-        let tls = crate::demo_tls::make(&opts.work_dir)?;
+        let tls = crate::tls::make(&opts.work_dir)?;
         config.server.tls = Some(tls.config);
         ca = Some(tls.ca);
     }
@@ -571,7 +577,7 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
     /// Runs the demo's steps against the live gateway and checks each
     /// answer; returns a report, or the first step that went wrong.
     pub async fn walkthrough(&self) -> Result<String, String> {
-        let client = crate::demo_tls::walk_client(self.ca.as_deref())?;
+        let client = crate::tls::walk_client(self.ca.as_deref())?;
         let gw = format!("{}://{}", self.scheme(), self.gateway.proxy_addr);
         let admin = format!("http://{}", self.gateway.admin_addr);
         let pat = format!("Bearer {}", self.token("pat"));
@@ -698,7 +704,7 @@ type Step<'a> = (
 );
 
 async fn send(
-    client: &crate::demo_tls::WalkClient,
+    client: &crate::tls::WalkClient,
     method: Method,
     url: &str,
     headers: &[(&str, &str)],

@@ -2,7 +2,7 @@
 //! on the large generated directory (issue #3 targets: one check, request
 //! encoding and copy included, ≤ 500 ns; a batch of 1000 ≤ 0.3 ms; load and
 //! index inside the module ≤ 500 ms with memory ≤ 3× the snapshot).
-//! `cargo bench -p portcullis-gateway --bench module`
+//! `cargo bench -p portcullis-host --bench module`
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use policy_wasm::{Engine, Request};
-use portcullis_gateway::snapshot::module::{InstanceLimits, POLICY_MODULE, PolicyModule};
+use portcullis_host::module::{InstanceLimits, POLICY_MODULE, PolicyModule};
 use portcullis_snapshots::encode;
 use portcullis_snapshots::generate::{GenerateParams, generate};
 use portcullis_snapshots::source::compile;

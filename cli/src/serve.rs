@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use portcullis_demo::{DemoOptions, start_demo};
 use portcullis_gateway::compiled::{CompileError, CompiledConfig};
 use portcullis_gateway::config::GatewayConfig;
-use portcullis_gateway::demo::{DemoOptions, start_demo};
 use portcullis_gateway::server::{StartError, start_compiled};
 
 use super::output::{say, say_raw};

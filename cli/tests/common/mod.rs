@@ -105,44 +105,6 @@ pub fn serve(config: &Path, stderr: Stdio) -> Server {
     Server(child)
 }
 
-/// A test CA (its certificate, PEM) and a TLS acceptor for `names` signed
-/// by it, on a listener of 127.0.0.1: the HTTPS servers of the store and
-/// identity-provider tests.
-pub async fn https_listener(
-    names: &[&str],
-) -> (String, tokio_rustls::TlsAcceptor, tokio::net::TcpListener) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap()
-            .signed_by(&server_key, &issuer)
-            .unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(server_cert.der().to_vec())],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    (
-        ca_cert.pem(),
-        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls)),
-        listener,
-    )
-}
-
 /// The Debian package `package`'s binary at `path`, installed when missing
 /// (CI runs as root).
 pub fn debian_binary(path: &str, package: &str) -> PathBuf {
@@ -179,7 +141,7 @@ pub fn decision_gateway(
     SocketAddr,
     tokio::runtime::Runtime,
 ) {
-    use portcullis_gateway::demo::{DemoOptions, demo_config, echo_upstream, example_snapshot};
+    use portcullis_demo::{DemoOptions, demo_config, echo_upstream, example_snapshot};
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let (running, app) = runtime.block_on(async {
