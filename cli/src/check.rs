@@ -8,9 +8,10 @@ use policy_wasm::{Context, Engine, Explanation, Question, Request, parse_time};
 use portcullis_host::module::{HostError, InstanceLimits, PolicyInstance, PolicyModule};
 use portcullis_snapshots::header::MAGIC;
 
-use super::output::say;
-use super::snapshot::{compile_text, read_bytes};
+use crate::directory::compile_text;
 use crate::error::CliError;
+use crate::files::read_bytes;
+use crate::output::say;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -144,7 +145,7 @@ fn run_batch(engine: &mut Evaluator, path: &Path, context: Context) -> Result<()
         }
         let refuse = |out: &mut dyn Write, msg: String| {
             writeln!(out, "{}", serde_json::json!({"decision": "deny", "allowed": false, "reason": "malformed_request", "message": msg}))
-                .map_err(super::output::closed_or_failed)
+                .map_err(crate::output::closed_or_failed)
         };
         let question: Question = match serde_json::from_str(&line) {
             Ok(q) => q,
@@ -163,7 +164,7 @@ fn run_batch(engine: &mut Evaluator, path: &Path, context: Context) -> Result<()
         req.context.bulk |= context.bulk;
         let ex = engine.explain(&req)?;
         writeln!(out, "{}", serde_json::to_string(&ex).unwrap_or_default())
-            .map_err(super::output::closed_or_failed)?;
+            .map_err(crate::output::closed_or_failed)?;
     }
     Ok(())
 }

@@ -6,10 +6,13 @@
 //! and the demo (`portcullis-demo`).
 
 mod check;
+mod deltas;
+mod directory;
 mod error;
+mod files;
 mod output;
-mod push;
 mod serve;
+mod signing;
 mod snapshot;
 
 use std::process::ExitCode;

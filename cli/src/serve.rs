@@ -11,8 +11,8 @@ use portcullis_gateway::compiled::{CompileError, CompiledConfig};
 use portcullis_gateway::config::GatewayConfig;
 use portcullis_gateway::server::{StartError, start_compiled};
 
-use super::output::{say, say_raw};
 use crate::error::CliError;
+use crate::output::{say, say_raw};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -28,12 +28,11 @@ use tokio::net::TcpListener;
 use portcullis_gateway::config::{
     AdminConfig, GatewayConfig, LogConfig, ServerConfig, SnapshotConfig, UpstreamConfig,
 };
+use portcullis_gateway::config::{
+    IdentityConfig, JwtConfig, KeyConfig, RouteSpec, ServiceAccountMapping,
+};
 use portcullis_gateway::response::{Body, empty, full, json_response};
 use portcullis_gateway::server::{Running, start_with_site};
-use portcullis_gateway::stage::identity::{
-    IdentityConfig, JwtConfig, KeyConfig, ServiceAccountMapping,
-};
-use portcullis_gateway::stage::route_table::RouteSpec;
 use portcullis_gateway::static_site::StaticSite;
 
 /// The example directory, compiled into the binary.

@@ -38,6 +38,7 @@ use portcullis_host::deadline::Budget;
 use portcullis_host::module::{HostError, InstanceLimits, PolicyModule};
 use portcullis_host::swap::{EnginePool, Installed, Source, SwapError, Swapper};
 use portcullis_host::view_builder::ViewBuilder;
+use portcullis_snapshots::Candidate;
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -94,7 +95,9 @@ impl Running {
 
     /// Installs a snapshot as if pushed.
     pub async fn install(&self, bytes: Vec<u8>, force: bool) -> Result<Installed, SwapError> {
-        self.shared.install(bytes, Source::Push, force).await
+        self.shared
+            .install(Candidate::of(bytes), Source::Push, force)
+            .await
     }
 
     /// Fault injection for tests: the next decision on every instance of
@@ -320,7 +323,7 @@ async fn start_full(
     };
     if let Some((bytes, source, origin)) = initial {
         shared
-            .install(bytes, source, false)
+            .install(Candidate::of(bytes), source, false)
             .await
             .map_err(|source| StartError::Snapshot { origin, source })?;
     }

@@ -8,6 +8,8 @@ use std::time::{Instant, SystemTime};
 
 use http::{Method, StatusCode};
 
+use portcullis_snapshots::Candidate;
+
 use crate::compiled::CompiledConfig;
 use crate::decision_log::{DecisionLine, DecisionLog};
 use crate::metrics::Metrics;
@@ -88,11 +90,12 @@ impl Shared {
     /// the outcome. The serving snapshot is untouched on error.
     pub(crate) async fn install(
         self: &Arc<Self>,
-        bytes: Vec<u8>,
+        candidate: Candidate,
         source: Source,
         force: bool,
     ) -> Result<Installed, SwapError> {
-        self.metrics.received(source.as_str(), bytes.len());
+        self.metrics
+            .received(source.as_str(), candidate.bytes().len());
         let swapper = Arc::clone(&self.swapper);
         // On a thread of its own, below the workers' priority: a swap
         // under load takes longer rather than taking the workers' CPU.
@@ -104,13 +107,7 @@ impl Shared {
                     portcullis_host::priority::SWAP_NICENESS,
                     "the snapshot loader",
                 );
-                // A delta or a whole snapshot, by its magic bytes.
-                let done = if portcullis_snapshots::delta::is_delta(&bytes) {
-                    swapper.install_delta(bytes, source, force)
-                } else {
-                    swapper.install(bytes, source, force)
-                };
-                let _ = tx.send(done);
+                let _ = tx.send(swapper.install(candidate, source, force));
             });
         let result = match spawned {
             Ok(_) => rx.await.unwrap_or_else(|e| {

@@ -17,6 +17,8 @@ use http::{StatusCode, header};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
+use portcullis_snapshots::Candidate;
+
 use crate::config::{ms, parse_store_url};
 use crate::manifest::{Manifest, beside};
 use crate::shared::Shared;
@@ -99,7 +101,10 @@ async fn reload_on_change(
         if shared.swapper.current().is_some_and(|g| g.holds(&bytes)) {
             continue; // touched, not changed
         }
-        if let Ok(done) = shared.install(bytes, Source::File, false).await {
+        if let Ok(done) = shared
+            .install(Candidate::of(bytes), Source::File, false)
+            .await
+        {
             tracing::info!(file = %file.display(), revision = done.revision, "snapshot file reloaded");
         }
     }
@@ -128,7 +133,9 @@ async fn poll(shared: Arc<Shared>, url: String, mut stopped: watch::Receiver<boo
                 let settled = if body.first() == Some(&b'{') {
                     follow_manifest(&shared, &client, &uri, &body).await
                 } else {
-                    let _ = shared.install(body, Source::Poll, false).await;
+                    let _ = shared
+                        .install(Candidate::of(body), Source::Poll, false)
+                        .await;
                     true
                 };
                 if settled {
@@ -243,7 +250,10 @@ async fn fetch_and_install(
 ) -> Result<bool, String> {
     let uri = beside(manifest_uri, name)?;
     match fetch(shared, client, &uri, None, what).await? {
-        Fetched::Body(bytes, _) => Ok(shared.install(bytes, Source::Poll, false).await.is_ok()),
+        Fetched::Body(bytes, _) => Ok(shared
+            .install(Candidate::of(bytes), Source::Poll, false)
+            .await
+            .is_ok()),
         Fetched::NotModified => Err(format!(
             "{} answered 304 to an unconditional request",
             loggable(&uri)

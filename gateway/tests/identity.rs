@@ -10,9 +10,11 @@
 
 use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use portcullis_gateway::config::{
+    IdentityConfig, JwtConfig, KeyConfig, ServiceAccountMapping, SupportSubject,
+};
 use portcullis_gateway::stage::identity::{
-    Credential, Identity, IdentityConfig, IdentityConfigError, JwtConfig, KeyConfig,
-    ServiceAccountMapping, SupportSubject, Unauthenticated,
+    Credential, Identity, IdentityConfigError, Unauthenticated,
 };
 use serde_json::{Value, json};
 

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use portcullis_host::cpu_time;
 use portcullis_host::module::{InstanceLimits, PolicyModule};
 use portcullis_host::swap::{EnginePool, Source, Swapper};
+use portcullis_snapshots::Candidate;
 use portcullis_snapshots::encode;
 use portcullis_snapshots::generate::{GenerateParams, generate};
 use portcullis_snapshots::source::compile;
@@ -74,7 +75,7 @@ fn main() {
             let candidate = with_revision(&bytes, k as u64 + 1);
             let (c, w) = (cpu_time::process(), Instant::now());
             swapper
-                .install(candidate, Source::Push, false)
+                .install(Candidate::Snapshot(candidate), Source::Push, false)
                 .expect("installs");
             cpu.push(cpu_time::process() - c);
             wall.push(w.elapsed());
@@ -157,7 +158,11 @@ fn main() {
             cpu_time::process() - c
         };
         swapper
-            .install(with_revision(&bytes, 1), Source::Push, true)
+            .install(
+                Candidate::Snapshot(with_revision(&bytes, 1)),
+                Source::Push,
+                true,
+            )
             .expect("base");
         // Its layout is walked in the background after a full swap: not
         // a delta's cost.
@@ -170,7 +175,7 @@ fn main() {
         for (k, delta) in deltas.iter().enumerate() {
             let (c, w) = (cpu_time::process(), Instant::now());
             let done = swapper
-                .install_delta(delta.clone(), Source::Push, false)
+                .install(Candidate::Delta(delta.clone()), Source::Push, false)
                 .expect("applies");
             let (c, w) = (cpu_time::process() - c, w.elapsed());
             in_place &= done.in_place;

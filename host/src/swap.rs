@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
-use portcullis_snapshots::DecodeError;
 use portcullis_snapshots::delta::{Delta, DeltaError, DeltaHeader, Layout, decode_delta};
 use portcullis_snapshots::header::Header;
 use portcullis_snapshots::signature::{self, SignatureError, VerifyingKey};
+use portcullis_snapshots::{Candidate, DecodeError};
 use thiserror::Error;
 
 use crate::revision_state::{AcceptedRevision, RevisionState};
@@ -619,52 +619,117 @@ impl Swapper {
         self.current.load_full()
     }
 
-    /// Validates a candidate completely — header, revision order, hash,
-    /// decoding and integrity, loading into every instance — and only then
-    /// makes it current. Blocking and CPU-heavy: call it off the async
-    /// workers. On error nothing changes.
+    /// Validates a candidate completely — header, signature, revision
+    /// order, hash, decoding and integrity, loading — and only then makes
+    /// it current. A delta must apply to exactly the snapshot serving; its
+    /// result must be exactly its target. Blocking and CPU-heavy: call it
+    /// off the async workers. On error nothing changes.
     pub fn install(
         &self,
-        bytes: Vec<u8>,
+        candidate: Candidate,
         source: Source,
         force: bool,
     ) -> Result<Installed, SwapError> {
-        self.check_size(&bytes)?;
-        let header = Header::parse(&bytes)?;
-        if header.is_view() {
-            return Err(SwapError::View);
-        }
+        self.check_size(candidate.bytes())?;
         // The header's signature only: loading checks the body against the
         // signed hash anyway.
-        self.check_signature(|trusted| signature::verify_header(&bytes, trusted))?;
-        // One install at a time, so the revision check below stays true
-        // until the swap.
+        let admitted = match candidate {
+            Candidate::Snapshot(bytes) => {
+                let header = Header::parse(&bytes)?;
+                if header.is_view() {
+                    return Err(SwapError::View);
+                }
+                self.check_signature(|trusted| signature::verify_header(&bytes, trusted))?;
+                Admitted::Snapshot(bytes, header)
+            }
+            Candidate::Delta(bytes) => {
+                let header = DeltaHeader::parse(&bytes).map_err(SwapError::Delta)?;
+                self.check_signature(|trusted| signature::verify_delta(&bytes, trusted))?;
+                self.deltas_seen.store(true, Ordering::Relaxed);
+                Admitted::Delta(bytes, header)
+            }
+        };
+        // One install at a time, so the revision checks stay true until
+        // the swap.
         let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (started, cpu_started) = (std::time::Instant::now(), super::cpu_time::thread());
-        let how = self
-            .as_patch(&bytes, header.revision, started, cpu_started)
-            .unwrap_or(Load::Full {
-                delta: false,
-                started,
-                cpu_started,
-            });
-        self.install_locked(&one, bytes, header, source, force, how)
+        let clock = (std::time::Instant::now(), super::cpu_time::thread());
+        let plan = self.plan(admitted)?;
+        self.install_locked(&one, plan, clock, source, force)
     }
 
-    /// A whole snapshot that differs from the serving one only by what a
-    /// delta changes in place, as that patch; `None` when it is not one
-    /// (or is not newer), and it is loaded. The serving snapshot's layout
-    /// is made in the background after every swap but the first (this
-    /// waits for it, or walks it).
-    fn as_patch(
-        &self,
-        bytes: &[u8],
-        revision: u64,
-        started: std::time::Instant,
-        cpu_started: Duration,
-    ) -> Option<Load> {
-        let base = self.current.load_full()?;
-        if revision <= base.revision {
+    /// How a candidate becomes the next generation — the one place that
+    /// decides between applying a change to the serving engine in place
+    /// and loading a snapshot in full: a delta that the serving snapshot's
+    /// layout takes in place is a patch, else its target (the serving
+    /// bytes with it applied) is loaded; a whole snapshot that differs
+    /// from the serving one only by what a delta changes in place is
+    /// found (`Delta::between`) and patched the same way, else loaded.
+    fn plan(&self, admitted: Admitted) -> Result<Plan, SwapError> {
+        let base = self.current.load_full();
+        match admitted {
+            Admitted::Delta(bytes, header) => {
+                let Some(base) = base else {
+                    return Err(SwapError::NoBase);
+                };
+                let base_header = Header::parse(&base.bytes)?;
+                if !header.applies_to(&base_header) {
+                    return Err(SwapError::WrongBase(
+                        header.wrong_base(base_header.revision, &base_header.body_sha256),
+                    ));
+                }
+                let delta = decode_delta(&bytes).map_err(SwapError::Delta)?;
+                let in_place = match base.layout() {
+                    Some(layout) => match delta.apply_in_place(&base.bytes, &layout) {
+                        Ok(applied) => Some(applied),
+                        Err(DeltaError::NotInPlace(why)) => {
+                            tracing::info!(why, "the delta is applied in full");
+                            None
+                        }
+                        Err(e) => return Err(SwapError::Delta(e)),
+                    },
+                    None => None,
+                };
+                match in_place {
+                    Some(applied) => Ok(Plan {
+                        header: Header::parse(&applied.snapshot)?,
+                        patch: Some(Patch {
+                            from: Arc::clone(&base.image),
+                            input: patch_input(&delta, &applied.removed_grants)?,
+                            layout: Arc::new(applied.layout),
+                        }),
+                        bytes: applied.snapshot,
+                        delta: true,
+                    }),
+                    None => {
+                        let target = delta.apply_to(&base.bytes).map_err(SwapError::Delta)?;
+                        Ok(Plan {
+                            header: Header::parse(&target)?,
+                            bytes: target,
+                            delta: true,
+                            patch: None,
+                        })
+                    }
+                }
+            }
+            Admitted::Snapshot(bytes, header) => {
+                let patch = base.and_then(|base| self.snapshot_as_patch(&base, &bytes, &header));
+                Ok(Plan {
+                    header,
+                    bytes,
+                    delta: false,
+                    patch,
+                })
+            }
+        }
+    }
+
+    /// A whole snapshot that differs from the serving one (`base`) only by
+    /// what a delta changes in place, as that patch; `None` when it is not
+    /// one (or is not newer). The serving snapshot's layout is made in the
+    /// background after every swap but the first (this waits for it, or
+    /// walks it).
+    fn snapshot_as_patch(&self, base: &Generation, bytes: &[u8], header: &Header) -> Option<Patch> {
+        if header.revision <= base.revision {
             return None;
         }
         // New strings (a new user, a rename) are seen in the first bytes,
@@ -690,13 +755,10 @@ impl Swapper {
         };
         // The result hashes to the snapshot's own (signed) hash; the
         // snapshot's body must be those very bytes (it was not hashed).
-        let received = Header::parse(bytes)
-            .ok()
-            .and_then(|h| bytes.get(h.body_range()));
         if applied
             .snapshot
             .get(portcullis_snapshots::header::HEADER_LEN..)
-            != received
+            != bytes.get(header.body_range())
         {
             tracing::warn!(
                 "a snapshot read as a change in place did not reproduce its body; loading it in full"
@@ -704,80 +766,53 @@ impl Swapper {
             return None;
         }
         let input = patch_input(&delta, &applied.removed_grants).ok()?;
-        Some(Load::Patch {
-            delta: false,
+        Some(Patch {
             from: Arc::clone(&base.image),
             input,
             layout: Arc::new(applied.layout),
-            started,
-            cpu_started,
         })
     }
 
-    /// Validates a delta — its header, signature (as for snapshots), that
-    /// it applies to exactly the revision serving, its body's hash — and
-    /// applies it to the serving snapshot; the result, checked to be
-    /// exactly the delta's target (its SHA-256), is installed as
-    /// [`Swapper::install`] installs a snapshot. On error nothing changes.
-    pub fn install_delta(
-        &self,
-        bytes: Vec<u8>,
-        source: Source,
-        force: bool,
-    ) -> Result<Installed, SwapError> {
-        self.check_size(&bytes)?;
-        let header = DeltaHeader::parse(&bytes).map_err(SwapError::Delta)?;
-        self.check_signature(|trusted| signature::verify_delta(&bytes, trusted))?;
-        self.deltas_seen.store(true, Ordering::Relaxed);
-        let one = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(base) = self.current.load_full() else {
-            return Err(SwapError::NoBase);
+    /// The image of a plan — its patch applied to the serving engine, or
+    /// its bytes loaded — and the layout it brings; whether it was in
+    /// place. The one fallback: a patch the engine does not apply is
+    /// loaded in full (its bytes were checked already).
+    fn load(&self, bytes: &Arc<Vec<u8>>, patch: Option<Patch>) -> Result<Swapped, SwapError> {
+        let Some(Patch {
+            from,
+            input,
+            layout,
+        }) = patch
+        else {
+            return Ok(Swapped {
+                image: self.pool.load_image(bytes).map_err(SwapError::Load)?,
+                layout: None,
+                in_place: false,
+            });
         };
-        let base_header = Header::parse(&base.bytes)?;
-        if !header.applies_to(&base_header) {
-            return Err(SwapError::WrongBase(
-                header.wrong_base(base_header.revision, &base_header.body_sha256),
-            ));
-        }
-        let delta = decode_delta(&bytes).map_err(SwapError::Delta)?;
-        let started = std::time::Instant::now();
-        let cpu_started = super::cpu_time::thread();
-        if let Some(layout) = base.layout() {
-            match delta.apply_in_place(&base.bytes, &layout) {
-                Ok(applied) => {
-                    let header = Header::parse(&applied.snapshot)?;
-                    let how = Load::Patch {
-                        delta: true,
-                        from: Arc::clone(&base.image),
-                        input: patch_input(&delta, &applied.removed_grants)?,
-                        layout: Arc::new(applied.layout),
-                        started,
-                        cpu_started,
-                    };
-                    drop(base);
-                    return self.install_locked(&one, applied.snapshot, header, source, force, how);
-                }
-                Err(DeltaError::NotInPlace(why)) => {
-                    tracing::info!(why, "the delta is applied in full");
-                }
-                Err(e) => return Err(SwapError::Delta(e)),
+        match self.pool.patch_image(&from, &input) {
+            Ok((image, derived)) => {
+                tracing::debug!(
+                    dirty_pages = derived.dirty_pages,
+                    overlay_pages = derived.overlay_pages,
+                    compacted = derived.compacted,
+                    "delta applied in place"
+                );
+                Ok(Swapped {
+                    image,
+                    layout: Some(layout),
+                    in_place: true,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the engine did not apply the change in place; loading the snapshot in full");
+                Ok(Swapped {
+                    image: self.pool.load_image(bytes).map_err(SwapError::Load)?,
+                    layout: Some(layout),
+                    in_place: false,
+                })
             }
         }
-        let target = delta.apply_to(&base.bytes).map_err(SwapError::Delta)?;
-        drop(base);
-        let target_header = Header::parse(&target)?;
-        self.install_locked(
-            &one,
-            target,
-            target_header,
-            source,
-            force,
-            Load::Full {
-                delta: true,
-                started,
-                cpu_started,
-            },
-        )
     }
 
     /// The rest of an install, under the install lock: revision order,
@@ -785,12 +820,17 @@ impl Swapper {
     fn install_locked(
         &self,
         _one: &MutexGuard<'_, ()>,
-        bytes: Vec<u8>,
-        header: Header,
+        plan: Plan,
+        (started, cpu_started): (std::time::Instant, Duration),
         source: Source,
         force: bool,
-        how: Load,
     ) -> Result<Installed, SwapError> {
+        let Plan {
+            bytes,
+            header,
+            delta,
+            patch,
+        } = plan;
         let previous = self.current.load().as_ref().map(|g| g.revision);
         if let Some(current) = previous
             && header.revision <= current
@@ -817,40 +857,11 @@ impl Swapper {
         }
         // An `Arc<[u8]>` would copy the bytes again.
         let bytes = Arc::new(bytes);
-        let (started, cpu_started) = how.clock();
-        let delta = how.is_delta();
-        let (image, layout, in_place) = match how {
-            Load::Full { .. } => (
-                self.pool.load_image(&bytes).map_err(SwapError::Load)?,
-                None,
-                false,
-            ),
-            Load::Patch {
-                from,
-                input,
-                layout,
-                ..
-            } => match self.pool.patch_image(&from, &input) {
-                Ok((image, derived)) => {
-                    tracing::debug!(
-                        dirty_pages = derived.dirty_pages,
-                        overlay_pages = derived.overlay_pages,
-                        compacted = derived.compacted,
-                        "delta applied in place"
-                    );
-                    (image, Some(layout), true)
-                }
-                // The target's bytes are checked: load them instead.
-                Err(e) => {
-                    tracing::warn!(error = %e, "the engine did not apply the delta in place; loading its target in full");
-                    (
-                        self.pool.load_image(&bytes).map_err(SwapError::Load)?,
-                        Some(layout),
-                        false,
-                    )
-                }
-            },
-        };
+        let Swapped {
+            image,
+            layout,
+            in_place,
+        } = self.load(&bytes, patch)?;
         let slots = (0..self.pool.instances)
             .map(|_| self.pool.instance_from(&image).map(|i| Mutex::new(Some(i))))
             .collect::<Result<Vec<_>, _>>()
@@ -962,51 +973,41 @@ impl Swapper {
     }
 }
 
-/// How an admitted candidate becomes an image.
-enum Load {
-    /// Loaded in full (a snapshot, or a delta's target).
-    Full {
-        delta: bool,
-        started: std::time::Instant,
-        cpu_started: Duration,
-    },
-    /// A delta applied to the serving engine in place.
-    Patch {
-        /// It came as a delta (else: a whole snapshot found to differ
-        /// from the serving one by what a delta changes in place).
-        delta: bool,
-        from: Arc<MemoryImage>,
-        /// The module's `PatchInput`.
-        input: Vec<u8>,
-        /// The target's layout.
-        layout: Arc<Layout>,
-        started: std::time::Instant,
-        cpu_started: Duration,
-    },
+/// A candidate whose header (and signature, as the policy asks) passed.
+enum Admitted {
+    Snapshot(Vec<u8>, Header),
+    Delta(Vec<u8>, DeltaHeader),
 }
 
-impl Load {
-    /// When the install started (wall clock, the thread's CPU).
-    fn clock(&self) -> (std::time::Instant, Duration) {
-        match self {
-            Load::Full {
-                started,
-                cpu_started,
-                ..
-            }
-            | Load::Patch {
-                started,
-                cpu_started,
-                ..
-            } => (*started, *cpu_started),
-        }
-    }
+/// How an admitted candidate becomes the next generation
+/// ([`Swapper::plan`]).
+struct Plan {
+    /// The snapshot it will serve (a delta's target, made and checked).
+    bytes: Vec<u8>,
+    header: Header,
+    /// It came as a delta.
+    delta: bool,
+    /// The change to apply to the serving engine in place, when there is
+    /// one; else `bytes` are loaded in full.
+    patch: Option<Patch>,
+}
 
-    fn is_delta(&self) -> bool {
-        match self {
-            Load::Full { delta, .. } | Load::Patch { delta, .. } => *delta,
-        }
-    }
+/// What a plan loaded: the image, the layout it brings, whether it was
+/// applied in place.
+struct Swapped {
+    image: Arc<MemoryImage>,
+    layout: Option<Arc<Layout>>,
+    in_place: bool,
+}
+
+/// A change applied to the serving engine in place.
+struct Patch {
+    /// The serving snapshot's image.
+    from: Arc<MemoryImage>,
+    /// The module's `PatchInput`.
+    input: Vec<u8>,
+    /// The target's layout.
+    layout: Arc<Layout>,
 }
 
 /// The module's `PatchInput` for `delta` (postcard writes the tuple as

@@ -20,6 +20,7 @@ pub mod abi;
 pub mod action;
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
 mod bindgen;
+mod csr;
 mod decision;
 mod engine;
 mod explain;

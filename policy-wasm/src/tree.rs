@@ -9,7 +9,7 @@
 
 use portcullis_snapshots::body::{Body, NodeRef};
 
-use crate::index::Csr;
+use crate::csr::Csr;
 
 /// Children lists, one compressed table per parent/child kind.
 pub(crate) struct Tree {

@@ -14,6 +14,7 @@
 //! `snapshots/FORMAT.md`.
 
 pub mod body;
+mod candidate;
 mod codec;
 pub mod delta;
 mod error;
@@ -35,6 +36,7 @@ pub mod signature;
 #[cfg(feature = "source")]
 pub mod source;
 
+pub use candidate::Candidate;
 pub use codec::{
     DecodeLimits, Snapshot, body_digest, decode, decode_with, decode_with_digest, encode,
     encode_view,

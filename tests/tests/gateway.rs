@@ -1254,8 +1254,8 @@ async fn large_views_are_sent_gzipped_to_clients_that_accept_it() {
 }
 
 /// The route `GET /events/{catalog}` (read on the catalog) to `upstream`.
-fn events_route(upstream: &str) -> portcullis_gateway::stage::route_table::RouteSpec {
-    portcullis_gateway::stage::route_table::RouteSpec {
+fn events_route(upstream: &str) -> portcullis_gateway::config::RouteSpec {
+    portcullis_gateway::config::RouteSpec {
         name: Some("events".into()),
         host: None,
         methods: vec!["GET".into()],

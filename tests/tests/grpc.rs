@@ -22,8 +22,8 @@ use common::*;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use portcullis_gateway::config::RouteSpec;
 use portcullis_gateway::config::{UpstreamConfig, UpstreamProtocol};
-use portcullis_gateway::stage::route_table::RouteSpec;
 use serde_json::Value;
 
 fn script(name: &str) -> String {

@@ -25,8 +25,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis_demo::{
     DEMO_ADMIN_TOKEN, DEMO_SECRET, DemoOptions, demo_config, demo_token, example_snapshot,
 };
+use portcullis_gateway::config::KeyConfig;
 use portcullis_gateway::server::{Running, start};
-use portcullis_gateway::stage::identity::KeyConfig;
 use serde_json::{Value, json};
 
 /// What the upstream received.
@@ -763,7 +763,7 @@ async fn token_subjects_cannot_name_support_or_other_kinds() {
         target_with(|c| {
             if let Some(jwt) = c.identity.jwt.as_mut() {
                 jwt.support
-                    .push(portcullis_gateway::stage::identity::SupportSubject {
+                    .push(portcullis_gateway::config::SupportSubject {
                         subject: "break-glass@vendor.example".into(),
                         issuer: Some("portcullis-demo".into()),
                     });

@@ -149,7 +149,7 @@ async fn gateway(p: &Provider, dir: &std::path::Path) -> Result<Running, String>
 async fn gateway_with(
     p: &Provider,
     dir: &std::path::Path,
-    change: impl FnOnce(&mut portcullis_gateway::stage::identity::JwtConfig),
+    change: impl FnOnce(&mut portcullis_gateway::config::JwtConfig),
 ) -> Result<Running, String> {
     let upstream = echo_upstream("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mut config = demo_config(&DemoOptions::for_tests(dir), upstream);
@@ -358,7 +358,7 @@ async fn an_open_stream_ends_when_its_tokens_key_is_withdrawn() {
     config.upstreams.insert("events".into(), app);
     config.routes.insert(
         0,
-        portcullis_gateway::stage::route_table::RouteSpec {
+        portcullis_gateway::config::RouteSpec {
             name: Some("events".into()),
             host: None,
             methods: vec!["GET".into()],

@@ -19,8 +19,8 @@ use common::*;
 use std::process::Stdio;
 use std::time::Duration;
 
+use portcullis_gateway::config::RouteSpec;
 use portcullis_gateway::config::UpstreamConfig;
-use portcullis_gateway::stage::route_table::RouteSpec;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};

@@ -133,7 +133,8 @@ async fn install_pushed(
         })?;
     // PUT takes a snapshot, PATCH a delta: a body of the other kind is a
     // client that meant the other method.
-    if portcullis_snapshots::delta::is_delta(&bytes) != delta {
+    let candidate = portcullis_snapshots::Candidate::of(bytes);
+    if candidate.is_delta() != delta {
         shared.metrics.swap_failed(Source::Push.as_str());
         let message = if delta {
             "PATCH takes a delta (portcullis snapshot delta); send a whole snapshot with PUT"
@@ -142,7 +143,7 @@ async fn install_pushed(
         };
         return Err(Refusal::invalid_snapshot("wrong_method", message).at(current));
     }
-    match shared.install(bytes, Source::Push, force).await {
+    match shared.install(candidate, Source::Push, force).await {
         Ok(done) => Ok(json_response(
             StatusCode::OK,
             &json!({"revision": done.revision, "previous": done.previous, "sha256": done.sha256, "delta": done.delta, "in_place": done.in_place}),

@@ -10,170 +10,13 @@
 use std::path::PathBuf;
 
 use http::HeaderMap;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-/// The `[identity]` section of the gateway configuration.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityConfig {
-    /// JWT bearer tokens; absent: bearer tokens are refused.
-    #[serde(default)]
-    pub jwt: Option<JwtConfig>,
-    /// Header carrying API keys (default `x-api-key`); the key's SHA-256
-    /// is looked up in the snapshot.
-    #[serde(default = "default_api_key_header")]
-    pub api_key_header: String,
-}
-
-impl Default for IdentityConfig {
-    fn default() -> Self {
-        IdentityConfig {
-            jwt: None,
-            api_key_header: default_api_key_header(),
-        }
-    }
-}
-
-fn default_api_key_header() -> String {
-    "x-api-key".into()
-}
-
-/// How bearer tokens are verified.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtConfig {
-    /// Accepted issuers (`iss`); empty accepts any.
-    #[serde(default)]
-    pub issuers: Vec<String>,
-    /// Accepted audiences (`aud`); empty accepts any.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    /// The claim naming the principal (default `sub`). Its value is a
-    /// username (`user/<value>`) unless `service_accounts` or `support`
-    /// say otherwise; a value with a `/` is refused, so a token can never
-    /// name a principal of another kind by itself.
-    #[serde(default = "default_claim")]
-    pub principal_claim: String,
-    /// Which tokens name service accounts (`service/<id>`), per issuer.
-    #[serde(default)]
-    pub service_accounts: Vec<ServiceAccountMapping>,
-    /// The exact subjects that are the break-glass `support` principal.
-    #[serde(default)]
-    pub support: Vec<SupportSubject>,
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 30).
-    #[serde(default = "default_leeway")]
-    pub leeway_seconds: i64,
-    /// Keys given inline or as files.
-    #[serde(default)]
-    pub keys: Vec<KeyConfig>,
-    /// A JWKS file (`{"keys": [...]}`).
-    #[serde(default)]
-    pub jwks_file: Option<PathBuf>,
-    /// The identity provider's keys at a URL (its `jwks_uri`), fetched at
-    /// start, refreshed every `jwks_refresh_s` and on a token with an
-    /// unknown `kid` (at most once per `jwks_min_refresh_s`); the last good
-    /// set is kept while the provider is unreachable.
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// OIDC discovery: the provider's issuer URL; its
-    /// `/.well-known/openid-configuration` names the `jwks_uri` (and the
-    /// issuer is accepted as `iss`).
-    #[serde(default)]
-    pub oidc_issuer: Option<String>,
-    /// CA certificates (PEM) for the provider's HTTPS; default: the
-    /// system's roots.
-    #[serde(default)]
-    pub jwks_ca_file: Option<PathBuf>,
-    /// Seconds between refreshes of remote keys (default 3600).
-    #[serde(default = "default_jwks_refresh")]
-    pub jwks_refresh_s: u64,
-    /// Least seconds between two fetches, however many unknown `kid`s
-    /// arrive (default 30): a flood of forged tokens cannot hammer the
-    /// provider.
-    #[serde(default = "default_jwks_min_refresh")]
-    pub jwks_min_refresh_s: u64,
-    /// Time one fetch of the keys (or of the discovery document) may take
-    /// as a whole — connect, TLS, headers, body — before it is abandoned
-    /// (default 10 000 ms).
-    #[serde(default = "default_jwks_timeout")]
-    pub jwks_timeout_ms: u64,
-}
-
-fn default_jwks_timeout() -> u64 {
-    10_000
-}
-
-fn default_jwks_refresh() -> u64 {
-    3600
-}
-
-fn default_jwks_min_refresh() -> u64 {
-    30
-}
-
-/// Tokens that name service accounts: from one issuer (or any accepted
-/// one), either those whose principal claim starts with `prefix` (the rest
-/// is the service account's id) or those carrying `claim` (its value is
-/// the id). Exactly one of `prefix` and `claim`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceAccountMapping {
-    /// The issuer (`iss`) this mapping is for; absent: every accepted issuer.
-    #[serde(default)]
-    pub issuer: Option<String>,
-    /// A prefix of the principal claim's value, e.g. `svc:`.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// A claim whose string value is the service account's id.
-    #[serde(default)]
-    pub claim: Option<String>,
-}
-
-/// A subject that is the `support` principal: the principal claim's exact
-/// value, from one issuer (or any accepted one).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SupportSubject {
-    /// The principal claim's value.
-    pub subject: String,
-    /// The issuer it must come from; absent: every issuer listed in
-    /// `issuers` (required when that list is empty).
-    #[serde(default)]
-    pub issuer: Option<String>,
-}
-
-fn default_claim() -> String {
-    "sub".into()
-}
-
-fn default_leeway() -> i64 {
-    30
-}
-
-/// One verification key.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyConfig {
-    /// Key id (`kid`) tokens name it by; without one, the key is tried for
-    /// tokens without a `kid` whose `alg` matches.
-    #[serde(default)]
-    pub kid: Option<String>,
-    /// `HS256`, `RS256`, `ES256` or `EdDSA`.
-    pub alg: String,
-    /// HS256 shared secret.
-    #[serde(default)]
-    pub secret: Option<String>,
-    /// PEM public key (RS256, ES256, EdDSA), inline.
-    #[serde(default)]
-    pub pem: Option<String>,
-    /// PEM public key, from a file.
-    #[serde(default)]
-    pub pem_file: Option<PathBuf>,
-}
+use super::jwks::RemoteKeys;
+use super::keys::{Key, keys_of_jwks};
+use crate::config::{IdentityConfig, JwtConfig};
 
 /// Compares tokens through their SHA-256, so the time taken says nothing
 /// about how much of a guess was right.
@@ -294,13 +137,6 @@ impl Credential {
     }
 }
 
-#[derive(Clone)]
-pub(crate) struct Key {
-    kid: Option<String>,
-    alg: Algorithm,
-    key: DecodingKey,
-}
-
 /// A token whose signature, issuer and audience were verified; its time
 /// claims are checked again on every use.
 #[derive(Clone)]
@@ -322,7 +158,7 @@ const TOKEN_CACHE: usize = 65_536;
 pub struct Identity {
     keys: Vec<Key>,
     /// Keys fetched from the provider (`jwks_url`, `oidc_issuer`).
-    remote: Option<std::sync::Arc<super::jwks::RemoteKeys>>,
+    remote: Option<std::sync::Arc<RemoteKeys>>,
     jwt: Option<JwtConfig>,
     api_key_header: http::HeaderName,
     verified: quick_cache::sync::Cache<String, Verified>,
@@ -427,7 +263,7 @@ impl Identity {
                     problem: format!("api_key_header {:?}: {e}", config.api_key_header),
                 })?;
         let remote = match &config.jwt {
-            Some(jwt) => super::jwks::RemoteKeys::new(jwt).map_err(IdentityConfigError::Remote)?,
+            Some(jwt) => RemoteKeys::new(jwt).map_err(IdentityConfigError::Remote)?,
             None => None,
         };
         let mut jwt = config.jwt;
@@ -448,7 +284,7 @@ impl Identity {
     }
 
     /// The identity provider's keys, when they come from a URL.
-    pub fn remote_keys(&self) -> Option<&std::sync::Arc<super::jwks::RemoteKeys>> {
+    pub fn remote_keys(&self) -> Option<&std::sync::Arc<RemoteKeys>> {
         self.remote.as_ref()
     }
 
@@ -713,33 +549,4 @@ fn load_jwks(path: &PathBuf) -> Result<Vec<Key>, IdentityConfigError> {
         path: path.clone(),
         problem,
     })
-}
-
-/// The keys of a JWK Set (RSA, EC P-256, Ed25519; each pinned to its
-/// algorithm).
-pub(crate) fn keys_of_jwks(text: &str) -> Result<Vec<Key>, String> {
-    let bad = |problem: String| problem;
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-    let mut keys = Vec::new();
-    for (i, jwk) in set.keys.iter().enumerate() {
-        let alg = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-                Algorithm::ES256
-            }
-            AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
-            _ => {
-                return Err(bad(format!(
-                    "key {i}: only RSA, EC P-256 and Ed25519 keys are accepted"
-                )));
-            }
-        };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("key {i}: {e}")))?;
-        keys.push(Key {
-            kid: jwk.common.key_id.clone(),
-            alg,
-            key,
-        });
-    }
-    Ok(keys)
 }

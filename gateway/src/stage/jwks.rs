@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::{Notify, watch};
 
-use super::identity::{JwtConfig, Key, keys_of_jwks};
+use super::keys::{Key, keys_of_jwks};
+use crate::config::JwtConfig;
 use crate::store::{FetchError, StoreClient, loggable};
 
 /// Where the keys are.

@@ -10,4 +10,5 @@ pub mod forward;
 pub mod host;
 pub mod identity;
 pub mod jwks;
+mod keys;
 pub mod route_table;

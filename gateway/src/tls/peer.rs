@@ -15,9 +15,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 
-use super::Tls;
+use super::listener::Tls;
 
 /// Why a connection's certificate no longer identifies it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,12 +134,5 @@ impl PeerCertificate {
     /// Whether [`PeerCertificate::check`] has refused it already.
     pub fn is_withdrawn(&self) -> bool {
         self.withdrawn.get().is_some()
-    }
-
-    /// A rustls time for `now` (Unix seconds).
-    pub(super) fn unix_time(now: i64) -> UnixTime {
-        UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(now).unwrap_or(0),
-        ))
     }
 }

@@ -19,10 +19,12 @@
 
 use serde::de::DeserializeOwned;
 
+use super::body::DeltaBody;
 use super::bytes::{Layout, Table, take};
+use super::error::DeltaError;
+use super::format::Delta;
 use super::format::DeltaHeader;
 use super::splice::Splice;
-use super::{Delta, DeltaBody, DeltaError};
 use crate::body::{ApiKeyRec, GrantRec, GroupRec, PermissionRec, TeamRec, UserRec};
 use crate::header::Header;
 

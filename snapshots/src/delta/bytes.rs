@@ -17,7 +17,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Delta, DeltaBody, DeltaError, Remap, Splice, TableLens, apply_splices};
+use super::body::{DeltaBody, MemberEdit, TableLens};
+use super::error::DeltaError;
+use super::format::Delta;
+use super::splice::{Remap, Splice, apply as apply_splices};
 use crate::body::{
     ApiKeyRec, CatalogRec, CustomRoleRec, EnvRec, GrantRec, GroupRec, ObjectRec, OrgRec,
     PermissionRec, ServiceAccountRec, StringTable, TeamRec, UserRec,
@@ -405,7 +408,7 @@ fn member_rows<R: Clone + Serialize + DeserializeOwned, M: Copy>(
     body: &[u8],
     t: &Table,
     splices: &[Splice<R>],
-    member_edits: &[super::MemberEdit<M>],
+    member_edits: &[MemberEdit<M>],
     members: fn(&mut R) -> &mut Vec<M>,
     name: &'static str,
 ) -> Result<Vec<Edit>, DeltaError> {

@@ -15,9 +15,10 @@ use std::hash::Hash;
 
 use crate::body::{Body, Str};
 
+use super::body::{DeltaBody, MemberEdit, TableLens, apply};
+use super::error::DeltaError;
 use super::renumber::{Maps, Renumber};
 use super::splice::{self, Remap, Splice};
-use super::{DeltaBody, DeltaError, MemberEdit, TableLens};
 
 /// Keys made unique: the n-th occurrence of a key is its own key.
 fn unique<K: Hash + Eq>(keys: &[K]) -> Vec<(&K, u32)> {
@@ -214,7 +215,7 @@ pub fn compute(old: &Body, new: &Body) -> Result<DeltaBody, DeltaError> {
         permissions: permissions.splices(&old.permissions, &new.permissions, &m),
     };
     // Never write a delta that does not give the target exactly.
-    if super::apply(old, &delta)? != *new {
+    if apply(old, &delta)? != *new {
         return Err(DeltaError::apply(
             "(all)",
             "the delta made does not reproduce the new snapshot (a bug: ship the full snapshot)",

@@ -5,7 +5,8 @@
 use crate::codec::body_digest;
 use crate::header::{FLAG_SIGNED, Header, SIGNATURE_LEN};
 
-use super::{DeltaBody, DeltaError};
+use super::body::{DeltaBody, apply};
+use super::error::DeltaError;
 
 /// Magic bytes: like a snapshot's, `PCDELT` in the middle.
 pub const DELTA_MAGIC: [u8; 8] = [0x89, b'P', b'C', b'D', b'E', b'L', b'T', b'\n'];
@@ -210,7 +211,7 @@ impl Delta {
             )));
         }
         let snapshot = crate::decode(base).map_err(DeltaError::Base)?;
-        let body = super::apply(&snapshot.body, &self.body)?;
+        let body = apply(&snapshot.body, &self.body)?;
         let out = crate::encode(
             &body,
             self.header.target_revision,

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::DeltaError;
+use super::error::DeltaError;
 
 /// At old row `at`, remove `remove` rows and insert `insert` in their place.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,10 +9,11 @@ use clap::Args;
 use http::{Method, Request, header};
 use http_body_util::BodyExt;
 use portcullis_gateway::{response::full, stage::forward::http_client};
+use portcullis_snapshots::Candidate;
 
-use super::output::say;
-use super::snapshot::read_bytes;
 use crate::error::CliError;
+use crate::files::read_bytes;
+use crate::output::say;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -34,10 +35,9 @@ pub struct PushArgs {
 }
 
 pub fn run(a: PushArgs) -> Result<(), CliError> {
-    let bytes = read_bytes(&a.file)?;
-    let is_delta = portcullis_snapshots::delta::is_delta(&bytes);
-    if is_delta != a.delta {
-        return Err(CliError::Usage(if is_delta {
+    let candidate = Candidate::of(read_bytes(&a.file)?);
+    if candidate.is_delta() != a.delta {
+        return Err(CliError::Usage(if candidate.is_delta() {
             format!("{}: a delta; push it with --delta", a.file.display())
         } else {
             format!(
@@ -46,6 +46,11 @@ pub fn run(a: PushArgs) -> Result<(), CliError> {
             )
         }));
     }
+    let method = if candidate.is_delta() {
+        Method::PATCH
+    } else {
+        Method::PUT
+    };
     let base = a.to.trim_end_matches('/');
     let url = format!(
         "{base}/-/snapshot{}",
@@ -58,11 +63,11 @@ pub fn run(a: PushArgs) -> Result<(), CliError> {
     let (status, body) = rt.block_on(async {
         let client = http_client(Duration::from_secs(5), 1);
         let req = Request::builder()
-            .method(if a.delta { Method::PATCH } else { Method::PUT })
+            .method(method)
             .uri(&url)
             .header(header::AUTHORIZATION, format!("Bearer {}", a.token))
             .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(full(bytes))
+            .body(full(candidate.into_bytes()))
             .map_err(|e| CliError::Usage(format!("--to {:?}: {e}", a.to)))?;
         let resp = client
             .request(req)

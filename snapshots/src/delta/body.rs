@@ -1,0 +1,244 @@
+//! What a delta holds — per table, the splices from the base's rows to
+//! the target's — and applying it to a decoded body.
+
+use serde::{Deserialize, Serialize};
+
+use crate::body::{
+    ApiKeyRec, Body, CatalogRec, CustomRoleRec, EnvRec, GrantRec, GroupRec, ObjectRec, OrgRec,
+    PermissionRec, PrincipalRef, ServiceAccountRec, StringTable, TeamRec, UserRec,
+};
+
+use super::error::DeltaError;
+use super::renumber::{Maps, Renumber};
+use super::splice::{self, Remap, Splice};
+
+/// A change to the member list of the group or team at `row` (its index in
+/// the target), after its members are renumbered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberEdit<T> {
+    /// The group's or team's index in the target.
+    pub row: u32,
+    /// The edits of its member list.
+    pub splices: Vec<Splice<T>>,
+}
+
+/// Table lengths of the base, checked before anything is applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableLens {
+    /// Strings.
+    pub strings: u32,
+    /// Organizations.
+    pub orgs: u32,
+    /// Environments.
+    pub envs: u32,
+    /// Catalogs.
+    pub catalogs: u32,
+    /// Objects.
+    pub objects: u32,
+    /// Users.
+    pub users: u32,
+    /// Service accounts.
+    pub service_accounts: u32,
+    /// API keys.
+    pub api_keys: u32,
+    /// Groups.
+    pub groups: u32,
+    /// Teams.
+    pub teams: u32,
+    /// Custom roles.
+    pub custom_roles: u32,
+    /// Grants.
+    pub grants: u32,
+    /// Permissions.
+    pub permissions: u32,
+}
+
+impl TableLens {
+    /// The lengths of `body`'s tables.
+    pub fn of(body: &Body) -> TableLens {
+        let n = |len: usize| len as u32;
+        TableLens {
+            strings: n(body.strings.len()),
+            orgs: n(body.orgs.len()),
+            envs: n(body.envs.len()),
+            catalogs: n(body.catalogs.len()),
+            objects: n(body.objects.len()),
+            users: n(body.users.len()),
+            service_accounts: n(body.service_accounts.len()),
+            api_keys: n(body.api_keys.len()),
+            groups: n(body.groups.len()),
+            teams: n(body.teams.len()),
+            custom_roles: n(body.custom_roles.len()),
+            grants: n(body.grants.len()),
+            permissions: n(body.permissions.len()),
+        }
+    }
+}
+
+/// The edits of every table, in body order (postcard, FORMAT.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaBody {
+    /// The base's table lengths.
+    pub base: TableLens,
+    /// The string table.
+    pub strings: Vec<Splice<String>>,
+    /// The target's domain organization.
+    pub domain: u32,
+    /// Organizations.
+    pub orgs: Vec<Splice<OrgRec>>,
+    /// Environments.
+    pub envs: Vec<Splice<EnvRec>>,
+    /// Catalogs.
+    pub catalogs: Vec<Splice<CatalogRec>>,
+    /// Objects.
+    pub objects: Vec<Splice<ObjectRec>>,
+    /// Users.
+    pub users: Vec<Splice<UserRec>>,
+    /// Service accounts.
+    pub service_accounts: Vec<Splice<ServiceAccountRec>>,
+    /// API keys.
+    pub api_keys: Vec<Splice<ApiKeyRec>>,
+    /// Groups.
+    pub groups: Vec<Splice<GroupRec>>,
+    /// Group memberships changed.
+    pub group_members: Vec<MemberEdit<PrincipalRef>>,
+    /// Teams.
+    pub teams: Vec<Splice<TeamRec>>,
+    /// Team memberships changed.
+    pub team_members: Vec<MemberEdit<u32>>,
+    /// Custom roles.
+    pub custom_roles: Vec<Splice<CustomRoleRec>>,
+    /// Grants.
+    pub grants: Vec<Splice<GrantRec>>,
+    /// Permissions.
+    pub permissions: Vec<Splice<PermissionRec>>,
+}
+
+impl DeltaBody {
+    /// Rows removed and inserted (member edits count their members), for
+    /// `snapshot diff` and logs.
+    pub fn edits(&self) -> (usize, usize) {
+        fn count<T>(s: &[Splice<T>]) -> (usize, usize) {
+            s.iter().fold((0, 0), |(r, i), s| {
+                (r + s.remove as usize, i + s.insert.len())
+            })
+        }
+        fn members<T>(m: &[MemberEdit<T>]) -> (usize, usize) {
+            m.iter()
+                .map(|e| count(&e.splices))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        }
+        [
+            count(&self.strings),
+            count(&self.orgs),
+            count(&self.envs),
+            count(&self.catalogs),
+            count(&self.objects),
+            count(&self.users),
+            count(&self.service_accounts),
+            count(&self.api_keys),
+            count(&self.groups),
+            members(&self.group_members),
+            count(&self.teams),
+            members(&self.team_members),
+            count(&self.custom_roles),
+            count(&self.grants),
+            count(&self.permissions),
+        ]
+        .into_iter()
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    fn maps(&self, b: &TableLens) -> Result<Maps, DeltaError> {
+        Ok(Maps {
+            strings: Remap::new("strings", &self.strings, b.strings)?,
+            orgs: Remap::new("orgs", &self.orgs, b.orgs)?,
+            envs: Remap::new("envs", &self.envs, b.envs)?,
+            catalogs: Remap::new("catalogs", &self.catalogs, b.catalogs)?,
+            objects: Remap::new("objects", &self.objects, b.objects)?,
+            users: Remap::new("users", &self.users, b.users)?,
+            services: Remap::new(
+                "service_accounts",
+                &self.service_accounts,
+                b.service_accounts,
+            )?,
+            groups: Remap::new("groups", &self.groups, b.groups)?,
+            teams: Remap::new("teams", &self.teams, b.teams)?,
+            roles: Remap::new("custom_roles", &self.custom_roles, b.custom_roles)?,
+        })
+    }
+}
+
+/// Applies `delta` to `base`: the target's body. Refused, with nothing
+/// changed, when the edits do not fit the base.
+pub fn apply(base: &Body, delta: &DeltaBody) -> Result<Body, DeltaError> {
+    if TableLens::of(base) != delta.base {
+        return Err(DeltaError::apply(
+            "(all)",
+            "the base's tables are not the lengths the delta was made from",
+        ));
+    }
+    let m = delta.maps(&delta.base)?;
+    // API keys and grants are referred to by nothing: their remaps are
+    // only checked.
+    Remap::new("api_keys", &delta.api_keys, delta.base.api_keys)?;
+    Remap::new("grants", &delta.grants, delta.base.grants)?;
+    Remap::new("permissions", &delta.permissions, delta.base.permissions)?;
+    let old_strings: Vec<String> = (0..base.strings.len())
+        .map(|i| base.strings.get(crate::body::Str(i as u32)).to_string())
+        .collect();
+    let strings = splice::apply("strings", &old_strings, &delta.strings, |s| Some(s.clone()))?;
+    let mut table = StringTable::default();
+    for s in &strings {
+        table.blob.push_str(s);
+        let end = u32::try_from(table.blob.len())
+            .map_err(|_| DeltaError::apply("strings", "the string table outgrows 4 GiB"))?;
+        table.ends.push(end);
+    }
+    let mut groups = splice::apply("groups", &base.groups, &delta.groups, |r| r.renumber(&m))?;
+    for e in &delta.group_members {
+        let g = groups
+            .get_mut(e.row as usize)
+            .ok_or_else(|| DeltaError::apply("group_members", "no such group"))?;
+        g.members = splice::apply("group_members", &g.members, &e.splices, |&p| Some(p))?;
+    }
+    let mut teams = splice::apply("teams", &base.teams, &delta.teams, |r| r.renumber(&m))?;
+    for e in &delta.team_members {
+        let t = teams
+            .get_mut(e.row as usize)
+            .ok_or_else(|| DeltaError::apply("team_members", "no such team"))?;
+        t.members = splice::apply("team_members", &t.members, &e.splices, |&u| Some(u))?;
+    }
+    Ok(Body {
+        strings: table,
+        domain: delta.domain,
+        orgs: splice::apply("orgs", &base.orgs, &delta.orgs, |r| r.renumber(&m))?,
+        envs: splice::apply("envs", &base.envs, &delta.envs, |r| r.renumber(&m))?,
+        catalogs: splice::apply("catalogs", &base.catalogs, &delta.catalogs, |r| {
+            r.renumber(&m)
+        })?,
+        objects: splice::apply("objects", &base.objects, &delta.objects, |r| r.renumber(&m))?,
+        users: splice::apply("users", &base.users, &delta.users, |r| r.renumber(&m))?,
+        service_accounts: splice::apply(
+            "service_accounts",
+            &base.service_accounts,
+            &delta.service_accounts,
+            |r| r.renumber(&m),
+        )?,
+        api_keys: splice::apply("api_keys", &base.api_keys, &delta.api_keys, |r| {
+            r.renumber(&m)
+        })?,
+        groups,
+        teams,
+        custom_roles: splice::apply(
+            "custom_roles",
+            &base.custom_roles,
+            &delta.custom_roles,
+            |r| r.renumber(&m),
+        )?,
+        grants: splice::apply("grants", &base.grants, &delta.grants, |r| r.renumber(&m))?,
+        permissions: splice::apply("permissions", &base.permissions, &delta.permissions, |r| {
+            r.renumber(&m)
+        })?,
+    })
+}
