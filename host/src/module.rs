@@ -9,7 +9,7 @@
 //!
 //! A snapshot is loaded once ([`PolicyModule::load_image`]) and every
 //! instance that serves it starts from the loaded memory, copy-on-write
-//! ([`PolicyModule::instantiate_image`], see `memory_image.rs`).
+//! ([`PolicyModule::instantiate_image`], see `memory_image/`).
 
 use policy_wasm::wire::{ListQuery, ListResult, PermissionsQuery, encode_into, status};
 use policy_wasm::{Decision, Explanation, Request};
@@ -308,8 +308,8 @@ impl PolicyModule {
         store.epoch_deadline_callback(deadline::callback::<HostState>);
         let ticks = store.data_mut().arm(limits.load, "load", false);
         store.set_epoch_deadline(ticks);
-        let inst = memory_image::backed_by(backing, || self.pre.instantiate(&mut store))
-            .map_err(|e| HostError::Instantiate(format!("{e:#}")))?;
+        let (inst, made) = memory_image::backed_by(backing, || self.pre.instantiate(&mut store));
+        let inst = inst.map_err(|e| HostError::Instantiate(format!("{e:#}")))?;
         let globals = self
             .layout
             .globals
@@ -330,6 +330,14 @@ impl PolicyModule {
         let memory = inst
             .get_memory(&mut store, "memory")
             .ok_or_else(|| HostError::Instantiate("no exported memory".into()))?;
+        // The memory the instance runs on must be the one made for its
+        // backing (an image, a fresh or a written-through memory), not
+        // another one wasmtime made some other way.
+        if made != Some(memory.data_ptr(&store) as usize) {
+            return Err(HostError::Instantiate(
+                "the instance does not map the memory made for it".into(),
+            ));
+        }
         Ok(PolicyInstance {
             input: get(&mut store, "pc_input")?,
             load: get(&mut store, "pc_load")?,

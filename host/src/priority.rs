@@ -4,7 +4,7 @@
 //! idle machine nothing changes.
 
 /// How far below the workers a snapshot loads (nice value). Measured in
-/// docs/BENCHMARKS.md ("One load per swap").
+/// docs/BENCHMARKS-HISTORY.md ("One load per swap").
 pub const SWAP_NICENESS: i32 = 5;
 
 /// Lowers the calling thread's priority by `niceness` (Linux nice values:

@@ -3,7 +3,7 @@
 //! engine instance per worker started from that image — before a single
 //! atomic pointer swap (arc-swap) makes it current. The snapshot is loaded
 //! once per swap, whatever the number of workers: the workers' instances
-//! map the image copy-on-write (`memory_image.rs`).
+//! map the image copy-on-write (`memory_image/`).
 //!
 //! A request takes the current generation once, at its start, and keeps it
 //! (an `Arc`) until its decision is made: requests in flight finish on the

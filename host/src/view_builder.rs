@@ -18,7 +18,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// How far below the workers builders run (Linux nice values: each step is
 /// about 1.25× less CPU under contention; at +10 a builder gets about a
-/// tenth of a busy worker's share). Measured in docs/BENCHMARKS.md: +5 kept
+/// tenth of a busy worker's share). Measured in docs/BENCHMARKS-HISTORY.md: +5 kept
 /// 0.66× of the proxy's throughput during a crowd, +15 0.91×.
 pub const NICENESS: i32 = 10;
 

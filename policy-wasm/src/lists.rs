@@ -8,7 +8,7 @@
 //! there), leaving a hole. So an edit costs the length of one list, not of
 //! the directory, and touches a few pages of memory rather than shifting
 //! everything after it: what keeps a one-user delta small in every
-//! worker's copy-on-write image (`host/src/memory_image.rs`).
+//! worker's copy-on-write image (`host/src/memory_image/`).
 //! Holes are reclaimed by the next full load.
 #![allow(
     clippy::indexing_slicing,

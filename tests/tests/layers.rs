@@ -461,3 +461,86 @@ fn the_checker_finds_planted_cycles_and_climbs() {
     let climbs = read_crate(&root).climbs(&[&["stage"]]);
     assert_eq!(climbs, vec!["config is in no layer"]);
 }
+
+/// Counts `unsafe` blocks, functions, impls and traits in a file.
+#[derive(Default)]
+struct Unsafety(usize);
+
+impl<'ast> Visit<'ast> for Unsafety {
+    fn visit_expr_unsafe(&mut self, e: &'ast syn::ExprUnsafe) {
+        self.0 += 1;
+        syn::visit::visit_expr_unsafe(self, e);
+    }
+
+    fn visit_signature(&mut self, s: &'ast syn::Signature) {
+        self.0 += usize::from(s.unsafety.is_some());
+        syn::visit::visit_signature(self, s);
+    }
+
+    fn visit_item_impl(&mut self, i: &'ast syn::ItemImpl) {
+        self.0 += usize::from(i.unsafety.is_some());
+        syn::visit::visit_item_impl(self, i);
+    }
+
+    fn visit_item_trait(&mut self, t: &'ast syn::ItemTrait) {
+        self.0 += usize::from(t.unsafety.is_some());
+        syn::visit::visit_item_trait(self, t);
+    }
+}
+
+/// Only the host's mappings hold unsafe code (issue #24): every other
+/// source of every crate has none — policy-wasm's raw ABI only marks its
+/// exports `#[unsafe(no_mangle)]`, an attribute, not unsafe code. The one
+/// exception is test code: the fuzz harness, which plays the wasm host
+/// natively and writes into the buffer the ABI hands out, as wasmtime's
+/// host does.
+#[test]
+fn unsafe_code_is_only_in_the_hosts_mappings() {
+    let mut found = BTreeMap::new();
+    let mut dirs = [
+        "snapshots",
+        "policy-wasm",
+        "host",
+        "gateway",
+        "demo",
+        "cli",
+        "tests",
+    ]
+    .map(|c| workspace().join(c))
+    .to_vec();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() && name != "target" && name != "node_modules" {
+                dirs.push(path);
+            } else if name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let Ok(file) = syn::parse_file(&text) else {
+                    continue;
+                };
+                let mut u = Unsafety::default();
+                u.visit_file(&file);
+                if u.0 > 0 {
+                    let rel = path.strip_prefix(workspace()).unwrap_or(&path);
+                    found.insert(rel.to_string_lossy().replace("\\", "/"), u.0);
+                }
+            }
+        }
+    }
+    let outside: Vec<_> = found
+        .keys()
+        .filter(|f| {
+            !f.ends_with("host/src/memory_image/mapping.rs")
+                && f.as_str() != "tests/fuzz/src/lib.rs"
+        })
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "unsafe code outside the host's mappings: {found:?}"
+    );
+    assert!(
+        found.values().sum::<usize>() > 10,
+        "the mappings' unsafe code was not found: {found:?}"
+    );
+}

@@ -1,30 +1,12 @@
-//! One loaded snapshot, shared by every worker: the linear memory of an
-//! instance that loaded it, kept as a sealed in-memory file and mapped
-//! copy-on-write into each worker's instance.
-//!
-//! Loading a snapshot (decode, verify, index) is the expensive part of a
-//! swap, and its result is the same in every instance. So a replica loads
-//! once, in an instance whose linear memory is a `memfd` mapped shared,
-//! and every other instance maps that file privately: it starts with the
-//! loaded engine in place, reads share the file's pages, and only the pages
-//! an instance writes (its stack, its result buffers) become its own. A
-//! swap costs one load plus a few system calls per worker; a trap costs a
-//! fresh mapping of the same image.
-//!
-//! A delta applied in place changes a few pages of that memory: the
-//! instance that applies it starts from the serving image, and the pages it
-//! writes become an **overlay** on the same base file (`derive`). Workers
-//! do not map the new image afresh (every page would fault in again): the
-//! mapping of each gone instance is kept as a **spare** and reset to the
-//! next image on its base — only its written pages and the overlays'
-//! pages change (`SPARES`).
-//!
-//! wasmtime builds each instance's memory through one [`MemoryCreator`] per
-//! engine, which is not told which instance it is building for: the caller
-//! names the backing for the next memory on its thread (`backed_by`),
-//! and instantiation, which is synchronous, creates the memory on that
-//! same thread. The module is rewritten so that instantiation writes no
-//! data segments over the image (`image_module.rs`).
+//! The mappings wasmtime runs the module on: every instance's linear
+//! memory is a reservation the host maps — fresh, written through to an
+//! image file, or an image mapped copy-on-write, a gone instance's
+//! mapping kept as a spare and reset to the next image on its base — and
+//! hands wasmtime through its host-memory interface. **All of the host's
+//! unsafe code is here** (`docs/SECURITY.md`, "The unsafe code"): each
+//! site says why it holds; what they all rest on is checked where
+//! mappings are made (the backing an instance was meant to map is the one
+//! it maps; every byte past a memory's size stays inaccessible).
 #![allow(
     unsafe_code,
     reason = "wasmtime's host-memory interface hands it raw mappings: each is reserved whole (memory plus guard) at creation, only ever grown in place within its reservation, and unmapped once, when wasmtime drops it"
@@ -36,326 +18,11 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-#[cfg(target_os = "linux")]
-use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
-use wasmtime::{LinearMemory, MemoryCreator, MemoryType, Val};
+use wasmtime::{LinearMemory, MemoryCreator, MemoryType};
 
-/// A loaded instance's linear memory and mutable globals, ready to start
-/// any number of instances from: a sealed base file, and for an image made
-/// by a delta, an overlay of the pages the delta changed.
-pub struct MemoryImage {
-    base: Arc<OwnedFd>,
-    base_len: usize,
-    overlay: Option<Overlay>,
-    len: usize,
-    /// Whether instances map every page up front (full loads), rather than
-    /// on first touch (images made by deltas: most of their pages are
-    /// already in memory, and a swap must cost little per worker).
-    populate: bool,
-    /// The module's mutable globals, in the order of `ImageModule::globals`.
-    pub(crate) globals: Vec<Val>,
-}
-
-/// Pages that replace the base's, in a sealed file of their own.
-struct Overlay {
-    file: OwnedFd,
-    runs: Vec<Run>,
-}
-
-/// `pages` pages from page `page` of the memory, at page `at` of the
-/// overlay file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Run {
-    page: usize,
-    pages: usize,
-    at: usize,
-}
-
-/// What a delta's image cost: the pages it wrote, and whether it wrote
-/// the whole memory again (the overlay had grown past its bound).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Derived {
-    /// Pages the delta changed (written by the instance that applied it).
-    pub dirty_pages: usize,
-    /// Pages of the new image's overlay.
-    pub overlay_pages: usize,
-    /// Whether the image was written whole instead.
-    pub compacted: bool,
-}
-
-impl MemoryImage {
-    /// Size of the image in bytes (the loaded instance's memory size).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the image is empty (never, for a loaded module).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Memory the image itself holds: the file's pages the load wrote
-    /// (pages it never touched take none) and its overlay's. Shared by
-    /// every instance, and not in any process's RSS once the loading
-    /// instance is gone. An image made by a delta shares its base with
-    /// the images before it: count it once.
-    pub fn resident_bytes(&self) -> u64 {
-        let blocks = |f: &OwnedFd| rustix::fs::fstat(f).map_or(0, |st| st.st_blocks as u64 * 512);
-        blocks(&self.base) + self.overlay.as_ref().map_or(0, |o| blocks(&o.file))
-    }
-
-    /// Pages of this image that replace its base's.
-    fn overlay_pages(&self) -> impl Iterator<Item = usize> + '_ {
-        self.overlay
-            .iter()
-            .flat_map(|o| o.runs.iter())
-            .flat_map(|r| r.page..r.page + r.pages)
-    }
-}
-
-fn page_size() -> usize {
-    rustix::param::page_size()
-}
-
-/// An overlay bigger than this share of the memory, or in more pieces
-/// than this, is not worth its mappings: the image is written whole.
-const OVERLAY_MAX_SHARE: usize = 4;
-const OVERLAY_MAX_RUNS: usize = 4096;
-
-/// The image of `memory` (the linear memory of an instance started from
-/// `from`, which applied a delta): `from`'s base with an overlay of every
-/// page that differs from it — those the instance wrote, and those
-/// `from`'s own overlay held. Linux finds the written pages in
-/// `/proc/self/pagemap` (a private mapping's written page is anonymous);
-/// elsewhere, or when the overlay would grow past its bound, the whole
-/// memory is written to a new base.
-pub(crate) fn derive(
-    from: &MemoryImage,
-    memory: &[u8],
-    globals: Vec<Val>,
-) -> io::Result<(MemoryImage, Derived)> {
-    let ps = page_size();
-    let pages = memory.len().div_ceil(ps);
-    let dirty = written_pages(memory, ps);
-    let mut stats = Derived {
-        dirty_pages: dirty
-            .as_ref()
-            .map_or(pages, |d| d.iter().filter(|&&x| x).count()),
-        ..Derived::default()
-    };
-    let whole = |stats: &mut Derived| -> io::Result<(MemoryImage, Derived)> {
-        let file = new_file()?;
-        write_at(&file, memory, 0)?;
-        let mut image = seal(file, memory.len(), globals.clone())?;
-        image.populate = false;
-        stats.compacted = true;
-        Ok((image, *stats))
-    };
-    let Some(mut dirty) = dirty else {
-        return whole(&mut stats);
-    };
-    for p in from.overlay_pages() {
-        if let Some(d) = dirty.get_mut(p) {
-            *d = true;
-        }
-    }
-    let mut runs = Vec::new();
-    let mut at = 0;
-    let mut p = 0;
-    while p < pages {
-        if dirty.get(p).copied().unwrap_or(false) {
-            let start = p;
-            while dirty.get(p).copied().unwrap_or(false) {
-                p += 1;
-            }
-            runs.push(Run {
-                page: start,
-                pages: p - start,
-                at,
-            });
-            at += p - start;
-        } else {
-            p += 1;
-        }
-    }
-    stats.overlay_pages = at;
-    if at * OVERLAY_MAX_SHARE > pages || runs.len() > OVERLAY_MAX_RUNS {
-        return whole(&mut stats);
-    }
-    let file = new_file()?;
-    rustix::fs::ftruncate(&*file, (at * ps) as u64)?;
-    for r in &runs {
-        let bytes = memory
-            .get(r.page * ps..((r.page + r.pages) * ps).min(memory.len()))
-            .unwrap_or_default();
-        write_at(&file, bytes, (r.at * ps) as u64)?;
-    }
-    let file =
-        Arc::try_unwrap(file).map_err(|_| io::Error::other("the overlay file is still shared"))?;
-    #[cfg(target_os = "linux")]
-    rustix::fs::fcntl_add_seals(
-        &file,
-        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
-    )?;
-    Ok((
-        MemoryImage {
-            base: Arc::clone(&from.base),
-            base_len: from.base_len,
-            overlay: Some(Overlay { file, runs }),
-            len: memory.len(),
-            populate: false,
-            globals,
-        },
-        stats,
-    ))
-}
-
-fn write_at(file: &OwnedFd, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let n = rustix::io::pwrite(file, bytes, offset)?;
-        if n == 0 {
-            return Err(io::Error::other("the image file takes no more bytes"));
-        }
-        bytes = bytes.get(n..).unwrap_or_default();
-        offset += n as u64;
-    }
-    Ok(())
-}
-
-/// Which pages of `memory` (a private mapping of an image) its instance
-/// wrote: present and anonymous (a written page of a private file mapping
-/// is a private copy). Asked of the kernel with the `PAGEMAP_SCAN` ioctl
-/// (Linux 6.7+: ranges, a few µs), else read from `/proc/self/pagemap`
-/// (bit 63 present, bit 61 file-backed; a walk of every page). `None`
-/// where neither can be read.
-#[cfg(target_os = "linux")]
-fn written_pages(memory: &[u8], ps: usize) -> Option<Vec<bool>> {
-    let pages = memory.len().div_ceil(ps);
-    let start = memory.as_ptr() as usize;
-    let file = std::fs::File::open("/proc/self/pagemap").ok()?;
-    if let Ok(ranges) = pagemap_scan::anonymous(&file, start, pages * ps) {
-        let mut written = vec![false; pages];
-        for (from, to) in ranges {
-            let (a, b) = ((from - start) / ps, (to - start).div_ceil(ps));
-            for w in written.get_mut(a..b.min(pages)).unwrap_or_default() {
-                *w = true;
-            }
-        }
-        return Some(written);
-    }
-    read_pagemap(&file, memory, ps)
-}
-
-/// [`written_pages`] from the entries of `/proc/self/pagemap`.
-#[cfg(target_os = "linux")]
-fn read_pagemap(file: &std::fs::File, memory: &[u8], ps: usize) -> Option<Vec<bool>> {
-    use std::os::unix::fs::FileExt;
-    let pages = memory.len().div_ceil(ps);
-    let first = memory.as_ptr() as usize / ps;
-    let mut raw = vec![0u8; pages * 8];
-    file.read_exact_at(&mut raw, (first * 8) as u64).ok()?;
-    Some(
-        raw.chunks_exact(8)
-            .map(|e| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(e);
-                let e = u64::from_le_bytes(b);
-                e & (1 << 63) != 0 && e & (1 << 61) == 0
-            })
-            .collect(),
-    )
-}
-
-/// The `PAGEMAP_SCAN` ioctl of `/proc/<pid>/pagemap` (linux/fs.h).
-#[cfg(target_os = "linux")]
-mod pagemap_scan {
-    use std::io;
-
-    use rustix::ioctl::{Opcode, Updater, opcode};
-
-    #[repr(C)]
-    struct PmScanArg {
-        size: u64,
-        flags: u64,
-        start: u64,
-        end: u64,
-        walk_end: u64,
-        vec: u64,
-        vec_len: u64,
-        max_pages: u64,
-        category_inverted: u64,
-        category_mask: u64,
-        category_anyof_mask: u64,
-        return_mask: u64,
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct PageRegion {
-        start: u64,
-        end: u64,
-        categories: u64,
-    }
-
-    const PAGE_IS_FILE: u64 = 1 << 2;
-    const PAGE_IS_PRESENT: u64 = 1 << 3;
-    const PAGEMAP_SCAN: Opcode = opcode::read_write::<PmScanArg>(b'f', 16);
-
-    /// The ranges of `[start, start + len)` whose pages are present and not
-    /// file-backed. An error on kernels without the ioctl.
-    pub(super) fn anonymous(
-        pagemap: &std::fs::File,
-        start: usize,
-        len: usize,
-    ) -> io::Result<Vec<(usize, usize)>> {
-        let mut out = Vec::new();
-        let mut regions = vec![PageRegion::default(); 512];
-        let end = (start + len) as u64;
-        let mut at = start as u64;
-        while at < end {
-            regions.fill(PageRegion::default());
-            let mut arg = PmScanArg {
-                size: std::mem::size_of::<PmScanArg>() as u64,
-                flags: 0,
-                start: at,
-                end,
-                walk_end: 0,
-                vec: regions.as_mut_ptr() as u64,
-                vec_len: regions.len() as u64,
-                max_pages: 0,
-                // "Not file-backed" and "present", both required.
-                category_inverted: PAGE_IS_FILE,
-                category_mask: PAGE_IS_FILE | PAGE_IS_PRESENT,
-                category_anyof_mask: 0,
-                return_mask: PAGE_IS_FILE | PAGE_IS_PRESENT,
-            };
-            // SAFETY: PAGEMAP_SCAN takes a `pm_scan_arg` (laid out above,
-            // its size passed in it) and writes at most `vec_len` regions
-            // to `vec`, which holds that many.
-            unsafe {
-                rustix::ioctl::ioctl(pagemap, Updater::<PAGEMAP_SCAN, PmScanArg>::new(&mut arg))?;
-            }
-            // The regions it filled come first; the rest stay empty.
-            out.extend(
-                regions
-                    .iter()
-                    .take_while(|r| r.end > r.start)
-                    .map(|r| (r.start as usize, r.end as usize)),
-            );
-            if arg.walk_end <= at {
-                break;
-            }
-            at = arg.walk_end;
-        }
-        Ok(out)
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn written_pages(_memory: &[u8], _ps: usize) -> Option<Vec<bool>> {
-    None
-}
+use super::image::{MemoryImage, Run, page_size};
+use super::written::written_pages;
 
 /// What the next memory created on this thread is backed by.
 pub(crate) enum Backing {
@@ -372,69 +39,30 @@ pub(crate) enum Backing {
 
 thread_local! {
     static NEXT: RefCell<Option<Backing>> = const { RefCell::new(None) };
+    /// Where the memory made for `NEXT` starts, once made.
+    static MADE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 /// Runs `instantiate` with the next memory created on this thread backed
-/// by `backing`. Anything not created inside (or left unused) is fresh.
-pub(crate) fn backed_by<T>(backing: Backing, instantiate: impl FnOnce() -> T) -> T {
+/// by `backing`, and says where that memory starts (`None` if none was
+/// made): the caller checks that the instance maps exactly it. A memory
+/// created with no backing named is an error, never a silent fresh one.
+pub(crate) fn backed_by<T>(
+    backing: Backing,
+    instantiate: impl FnOnce() -> T,
+) -> (T, Option<usize>) {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             NEXT.with_borrow_mut(|n| *n = None);
+            MADE.set(None);
         }
     }
     NEXT.with_borrow_mut(|n| *n = Some(backing));
+    MADE.set(None);
     let _reset = Reset;
-    instantiate()
-}
-
-/// A new, empty file for an instance to load a snapshot into: a memfd on
-/// Linux; elsewhere an unlinked temporary file (the same mappings, without
-/// seals).
-pub(crate) fn new_file() -> io::Result<Arc<OwnedFd>> {
-    #[cfg(target_os = "linux")]
-    let fd = rustix::fs::memfd_create(
-        "portcullis-snapshot",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )?;
-    #[cfg(not(target_os = "linux"))]
-    let fd = {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("portcullis-image-{}-{n}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        std::fs::remove_file(&path)?;
-        OwnedFd::from(file)
-    };
-    Ok(Arc::new(fd))
-}
-
-/// Seals the file an instance loaded into (after that instance is gone):
-/// from now on nothing can write, grow or shrink it, so every mapping of
-/// it sees the same image (Linux; elsewhere the file is unlinked and only
-/// this process holds it).
-pub(crate) fn seal(file: Arc<OwnedFd>, len: usize, globals: Vec<Val>) -> io::Result<MemoryImage> {
-    let file = Arc::try_unwrap(file).map_err(|_| {
-        io::Error::other("the loading instance still maps the image; it cannot be sealed")
-    })?;
-    #[cfg(target_os = "linux")]
-    rustix::fs::fcntl_add_seals(
-        &file,
-        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
-    )?;
-    Ok(MemoryImage {
-        base: Arc::new(file),
-        base_len: len,
-        overlay: None,
-        len,
-        populate: true,
-        globals,
-    })
+    let out = instantiate();
+    (out, MADE.take())
 }
 
 /// The engine-wide creator of every instance's linear memory.
@@ -453,12 +81,15 @@ unsafe impl MemoryCreator for Creator {
         reserved_size_in_bytes: Option<usize>,
         guard_size_in_bytes: usize,
     ) -> Result<Box<dyn LinearMemory>, String> {
-        let backing = NEXT.with_borrow_mut(Option::take).unwrap_or(Backing::Fresh);
+        let backing = NEXT.with_borrow_mut(Option::take).ok_or_else(|| {
+            "no backing was named for this memory (instances are made through `backed_by`), or the module has a second memory".to_string()
+        })?;
         let reserved = reserved_size_in_bytes
             .ok_or_else(|| "wasmtime asked for a memory without a reservation".to_string())?;
-        Mapping::new(backing, minimum, reserved, guard_size_in_bytes)
-            .map(|m| Box::new(m) as Box<dyn LinearMemory>)
-            .map_err(|e| format!("cannot map the instance's memory: {e}"))
+        let memory = Mapping::new(backing, minimum, reserved, guard_size_in_bytes)
+            .map_err(|e| format!("cannot map the instance's memory: {e}"))?;
+        MADE.set(Some(memory.base as usize));
+        Ok(Box::new(memory))
     }
 }
 
@@ -568,7 +199,7 @@ impl Mapping {
             && image.len >= minimum
             && let Some(mut spare) = take_spare(image, reserved, mapped)
         {
-            match spare.reset_to(image) {
+            match spare.reset_to(image).and_then(|()| spare.check_tail()) {
                 Ok(()) => return Ok(spare),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reuse a spare mapping; mapping the image afresh");
@@ -654,6 +285,7 @@ impl Mapping {
                 }
             }
         }
+        memory.check_tail()?;
         Ok(memory)
     }
 
@@ -694,6 +326,45 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// The invariant the module's compiled code rests on: every byte from
+    /// `size` to the end of the mapping (the rest of the reservation, and
+    /// the guard) is inaccessible, so an access past the memory faults
+    /// (wasmtime elides bounds checks on it). Read back from the kernel
+    /// (`/proc/self/maps`) where mappings are made, in debug builds — the
+    /// test suites: it costs a walk of the process's mappings.
+    fn check_tail(&self) -> io::Result<()> {
+        #[cfg(all(target_os = "linux", debug_assertions))]
+        {
+            let (from, to) = (
+                self.base as usize + self.size,
+                self.base as usize + self.mapped,
+            );
+            let maps = std::fs::read_to_string("/proc/self/maps")?;
+            for line in maps.lines() {
+                let mut fields = line.split_whitespace();
+                let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                    continue;
+                };
+                let Some((a, b)) = range.split_once('-') else {
+                    continue;
+                };
+                let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                else {
+                    continue;
+                };
+                if a < to && b > from && perms.get(..3) != Some("---") {
+                    return Err(io::Error::other(format!(
+                        "{a:#x}-{b:#x} ({perms}) lies past the memory's {} bytes and is accessible",
+                        self.size
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Reuse {
     /// What a mapping of `image` maps, used `uses` times before.
     fn of(image: &MemoryImage, uses: u32) -> Reuse {
@@ -718,7 +389,8 @@ impl Mapping {
         };
         let ps = page_size();
         for r in &overlay.runs {
-            if (r.page + r.pages) * ps > self.capacity {
+            // Within the image: a page past it must stay inaccessible.
+            if (r.page + r.pages) * ps > image.len.next_multiple_of(ps).min(self.capacity) {
                 return Err(io::Error::other("an overlay page lies past the memory"));
             }
             // SAFETY: replaces pages of our own reservation (checked
@@ -816,7 +488,7 @@ impl Mapping {
         // The pages its instance wrote: the base's (or zeros) again.
         // SAFETY: the accessible part of our own mapping.
         let memory = unsafe { std::slice::from_raw_parts(self.base, self.size) };
-        let mut written = written_pages(memory, ps)
+        let mut written = written_pages(memory, ps, scan_anonymous)
             .ok_or_else(|| io::Error::other("cannot read which pages were written"))?;
         for (w, c) in written.iter_mut().zip(&covered) {
             *w &= !c;
@@ -937,9 +609,117 @@ unsafe impl LinearMemory for Mapping {
     }
 }
 
+/// The `PAGEMAP_SCAN` ioctl of `/proc/<pid>/pagemap` (linux/fs.h).
+#[cfg(target_os = "linux")]
+pub(super) mod pagemap_scan {
+    use std::io;
+
+    use rustix::ioctl::{Opcode, Updater, opcode};
+
+    #[repr(C)]
+    struct PmScanArg {
+        size: u64,
+        flags: u64,
+        start: u64,
+        end: u64,
+        walk_end: u64,
+        vec: u64,
+        vec_len: u64,
+        max_pages: u64,
+        category_inverted: u64,
+        category_mask: u64,
+        category_anyof_mask: u64,
+        return_mask: u64,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct PageRegion {
+        start: u64,
+        end: u64,
+        categories: u64,
+    }
+
+    const PAGE_IS_FILE: u64 = 1 << 2;
+    const PAGE_IS_PRESENT: u64 = 1 << 3;
+    const PAGEMAP_SCAN: Opcode = opcode::read_write::<PmScanArg>(b'f', 16);
+
+    /// The ranges of `[start, start + len)` whose pages are present and not
+    /// file-backed. An error on kernels without the ioctl.
+    pub(super) fn anonymous(
+        pagemap: &std::fs::File,
+        start: usize,
+        len: usize,
+    ) -> io::Result<Vec<(usize, usize)>> {
+        let mut out = Vec::new();
+        let mut regions = vec![PageRegion::default(); 512];
+        let end = (start + len) as u64;
+        let mut at = start as u64;
+        while at < end {
+            regions.fill(PageRegion::default());
+            let mut arg = PmScanArg {
+                size: std::mem::size_of::<PmScanArg>() as u64,
+                flags: 0,
+                start: at,
+                end,
+                walk_end: 0,
+                vec: regions.as_mut_ptr() as u64,
+                vec_len: regions.len() as u64,
+                max_pages: 0,
+                // "Not file-backed" and "present", both required.
+                category_inverted: PAGE_IS_FILE,
+                category_mask: PAGE_IS_FILE | PAGE_IS_PRESENT,
+                category_anyof_mask: 0,
+                return_mask: PAGE_IS_FILE | PAGE_IS_PRESENT,
+            };
+            // SAFETY: PAGEMAP_SCAN takes a `pm_scan_arg` (laid out above,
+            // its size passed in it) and writes at most `vec_len` regions
+            // to `vec`, which holds that many.
+            unsafe {
+                rustix::ioctl::ioctl(pagemap, Updater::<PAGEMAP_SCAN, PmScanArg>::new(&mut arg))?;
+            }
+            // The regions it filled come first; the rest stay empty.
+            out.extend(
+                regions
+                    .iter()
+                    .take_while(|r| r.end > r.start)
+                    .map(|r| (r.start as usize, r.end as usize)),
+            );
+            if arg.walk_end <= at {
+                break;
+            }
+            at = arg.walk_end;
+        }
+        Ok(out)
+    }
+}
+
+/// [`pagemap_scan::anonymous`], as `written::written_pages` takes it.
+#[cfg(target_os = "linux")]
+pub(super) fn scan_anonymous(
+    pagemap: &std::fs::File,
+    start: usize,
+    len: usize,
+) -> io::Result<Vec<(usize, usize)>> {
+    pagemap_scan::anonymous(pagemap, start, len)
+}
+
+/// No `PAGEMAP_SCAN` but on Linux.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn scan_anonymous(
+    _pagemap: &std::fs::File,
+    _start: usize,
+    _len: usize,
+) -> io::Result<Vec<(usize, usize)>> {
+    Err(io::Error::other("no PAGEMAP_SCAN here"))
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test")]
+    use super::super::derive;
+    use super::super::image::{new_file, seal, write_at};
+    use super::super::written::read_pagemap;
     use super::*;
 
     /// The pages an instance wrote, found both ways, on a private mapping
@@ -975,7 +755,7 @@ mod tests {
         let want: Vec<bool> = (0..64)
             .map(|p| [3, 10, 11, 12, 40, 63].contains(&p))
             .collect();
-        assert_eq!(written_pages(memory, ps).unwrap(), want);
+        assert_eq!(written_pages(memory, ps, scan_anonymous).unwrap(), want);
         let pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
         assert_eq!(read_pagemap(&pagemap, memory, ps).unwrap(), want);
         // Kernels before 6.7 have no PAGEMAP_SCAN: the read above serves.
@@ -1058,5 +838,110 @@ mod tests {
         // And to b again.
         let m = Mapping::new(image(&b), 16 * ps, reserved, guard).unwrap();
         assert_eq!(contents(&m), want_b);
+    }
+
+    /// The check made where mappings are made: a page past the memory's
+    /// size made accessible is found.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn an_accessible_tail_is_found() {
+        let ps = page_size();
+        let m = Mapping::new(Backing::Fresh, 4 * ps, 64 * ps, 16 * ps).unwrap();
+        m.check_tail().unwrap();
+        // SAFETY: a reserved page of the mapping, past its size.
+        unsafe {
+            rustix::mm::mprotect(
+                m.base.add(40 * ps).cast(),
+                ps,
+                MprotectFlags::READ | MprotectFlags::WRITE,
+            )
+            .unwrap();
+        }
+        let e = m.check_tail().unwrap_err();
+        assert!(e.to_string().contains("is accessible"), "{e}");
+    }
+
+    fn bytes(m: &Mapping) -> Vec<u8> {
+        // SAFETY: the accessible part of the mapping.
+        unsafe { std::slice::from_raw_parts(m.base, m.size) }.to_vec()
+    }
+
+    /// One "delta": pages written (page, offset in it, value), and pages
+    /// grown by.
+    type Change = (Vec<(usize, usize, u8)>, usize);
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Instances started from an image — a loaded base, or a base and
+        /// the overlay a chain of deltas made — read exactly the bytes the
+        /// instance that made the image had, whether their mapping is
+        /// fresh or a spare reset from the image before; and every byte
+        /// past their size stays inaccessible (`check_tail`, in each
+        /// `Mapping::new`).
+        #[test]
+        fn images_and_overlays_read_exactly_what_was_written(
+            base_pages in 48usize..160,
+            fill in proptest::prelude::any::<u8>(),
+            chain in proptest::collection::vec(
+                (proptest::collection::vec((0usize..200, 0usize..4096, proptest::prelude::any::<u8>()), 0..6), 0usize..3),
+                1..6,
+            ),
+        ) {
+            let chain: Vec<Change> = chain;
+            let ps = page_size();
+            let (reserved, guard) = (256 * ps, 16 * ps);
+            let file = new_file().unwrap();
+            let content: Vec<u8> = (0..base_pages * ps).map(|i| fill.wrapping_add((i / 7) as u8)).collect();
+            write_at(&file, &content, 0).unwrap();
+            let mut image = Arc::new(seal(file, base_pages * ps, Vec::new()).unwrap());
+            let backing = |im: &Arc<MemoryImage>, lazy| Backing::Image { image: Arc::clone(im), lazy };
+            // A reader of the base: read, then dropped into the spares.
+            let reader = Mapping::new(backing(&image, false), ps, reserved, guard).unwrap();
+            proptest::prop_assert_eq!(bytes(&reader), content.clone());
+            drop(reader);
+            for (writes, grow) in chain {
+                // The instance that applies the delta: started lazily from
+                // the image, writes, maybe grows.
+                let mut patcher = Mapping::new(backing(&image, true), ps, reserved, guard).unwrap();
+                patcher.grow(patcher.size + grow * ps).unwrap();
+                let pages = patcher.size / ps;
+                for (page, at, value) in writes {
+                    let (page, at) = (page % pages, at % ps);
+                    // SAFETY: within the accessible part of the mapping.
+                    unsafe { *patcher.base.add(page * ps + at) = value };
+                }
+                let want = bytes(&patcher);
+                // The mapping itself (its written pages are its private
+                // copies), not a copy of it.
+                // SAFETY: the accessible part of the mapping.
+                let memory = unsafe { std::slice::from_raw_parts(patcher.base, patcher.size) };
+                let (next, derived) = derive(&image, memory, Vec::new()).unwrap();
+                drop(patcher);
+                image = Arc::new(next);
+                // A spare (the reader of the image before) reset to it —
+                // unless the overlay outgrew its bound and the image was
+                // written whole (a new base: no spare fits it).
+                let reused = Mapping::new(backing(&image, false), ps, reserved, guard).unwrap();
+                if !derived.compacted {
+                    proptest::prop_assert!(
+                        reused.reuse.as_ref().is_some_and(|r| r.uses >= 1),
+                        "a spare was reset"
+                    );
+                }
+                proptest::prop_assert_eq!(bytes(&reused), want.clone());
+                // A fresh mapping of it, while the spare is in use.
+                let fresh = Mapping::new(backing(&image, false), ps, reserved, guard).unwrap();
+                proptest::prop_assert_eq!(bytes(&fresh), want.clone());
+                // Their own writes are theirs, and undone for the next.
+                // SAFETY: the first byte of both mappings.
+                unsafe {
+                    *reused.base = want[0].wrapping_add(1);
+                    *fresh.base = want[0].wrapping_add(2);
+                }
+                drop(fresh);
+                drop(reused);
+            }
+        }
     }
 }
