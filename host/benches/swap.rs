@@ -38,6 +38,10 @@ use portcullis_snapshots::source::compile;
 #[path = "../../policy-wasm/benches/requests.rs"]
 mod requests;
 
+#[path = "common/one_user_deltas.rs"]
+mod one_user_deltas;
+use one_user_deltas::one_user_deltas;
+
 fn main() {
     let params = GenerateParams::default();
     let dir = generate(params);
@@ -69,9 +73,13 @@ fn main() {
         // from the image.
         let base = memory();
         let pool = EnginePool::new(module.clone(), limits, workers).expect("pool");
-        let swapper = Swapper::new(Arc::clone(&pool), 1 << 30);
         let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+        // A swapper installing the same body again finds nothing changed
+        // and patches nothing: each swap is a fresh swapper's first, a
+        // full load.
+        let mut swapper = Swapper::new(Arc::clone(&pool), 1 << 30);
         for k in 0..swaps {
+            swapper = Swapper::new(Arc::clone(&pool), 1 << 30);
             let candidate = with_revision(&bytes, k as u64 + 1);
             let (c, w) = (cpu_time::process(), Instant::now());
             swapper
@@ -234,52 +242,6 @@ fn row(workers: usize, how: &str, cpu: &mut [Duration], wall: &mut [Duration], u
         used.pss as f64 / 1024.0,
         used.rss as f64 / 1024.0,
     );
-}
-
-/// `n` deltas, each from the revision before: user 42 + k loses its
-/// grants and gets three new ones, leaves two groups and joins two.
-fn one_user_deltas(dir: &portcullis_snapshots::source::Directory, n: usize) -> Vec<Vec<u8>> {
-    let mut before = encode(&compile(dir).expect("valid"), 1, 0).expect("encode");
-    let mut d = dir.clone();
-    let mut out = Vec::new();
-    for k in 0..n {
-        let user = format!("user/user{}", 42 + k);
-        d.grants.retain(|g| g.principal != user);
-        for (i, at) in [1_000usize, 200_000, 400_000].into_iter().enumerate() {
-            d.grants.insert(
-                at + k,
-                portcullis_snapshots::source::Grant {
-                    principal: user.clone(),
-                    role: "reader".into(),
-                    on: format!("catalog/{}", d.catalogs[i * 7 + k].id),
-                },
-            );
-        }
-        let mut left = 0;
-        for g in d.groups.iter_mut() {
-            if left < 2 && g.members.contains(&user) {
-                g.members.retain(|m| *m != user);
-                left += 1;
-            }
-        }
-        for g in [11usize + k, 1_500 + k] {
-            if !d.groups[g].members.contains(&user) {
-                d.groups[g].members.push(user.clone());
-            }
-        }
-        let after = encode(&compile(&d).expect("valid"), k as u64 + 2, 0).expect("encode");
-        let (sa, sb) = (
-            portcullis_snapshots::decode(&before).expect("decode"),
-            portcullis_snapshots::decode(&after).expect("decode"),
-        );
-        let body = portcullis_snapshots::delta::compute(&sa.body, &sb.body).expect("delta");
-        out.push(
-            portcullis_snapshots::delta::encode_delta(&sa.header, &sb.header, &body)
-                .expect("encode"),
-        );
-        before = after;
-    }
-    out
 }
 
 fn median(v: &mut [Duration]) -> Duration {

@@ -1,7 +1,7 @@
 //! How long a call into the module may run, measured on the module's own
 //! work rather than on the wall clock.
 //!
-//! The epoch clock (`swap.rs`, one tick every [`TICK`]) is wall time: a
+//! The epoch clock (`swap/pool.rs`, one tick every [`TICK`]) is wall time: a
 //! worker that the OS deschedules, or that waits on a page fault while a
 //! loader maps a new image, sees ticks pass while it does nothing. A budget
 //! in ticks alone then refuses a 2 µs check because the machine was busy

@@ -12,14 +12,19 @@
 //! (each principal's browser view, cut on the [`view_builder`] threads,
 //! below the workers' [`priority`]).
 //!
+//! [`engine_host`] is what the gateway asks of a host; [`native`] runs the
+//! same engine compiled into the process behind it, for comparison.
+//!
 //! It knows nothing of HTTP: the gateway (`portcullis-gateway`) asks it
 //! for decisions and hands it candidates.
 
 pub mod cpu_time;
 pub mod deadline;
+pub mod engine_host;
 mod image_module;
 pub mod memory_image;
 pub mod module;
+pub mod native;
 pub mod priority;
 pub mod revision_state;
 pub mod swap;

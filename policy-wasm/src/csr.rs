@@ -7,6 +7,7 @@
 )]
 
 /// Compressed sparse rows: the items of key `k` are `items[offsets[k]..offsets[k+1]]`.
+#[derive(Clone)]
 pub(crate) struct Csr {
     offsets: Vec<u32>,
     items: Vec<u32>,

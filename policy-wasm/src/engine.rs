@@ -23,6 +23,7 @@ pub enum LoadError {
 }
 
 /// An authorization engine over one snapshot, indexed for fast checks.
+#[derive(Clone)]
 pub struct Engine {
     facts: Indexed,
     revision: u64,

@@ -33,6 +33,7 @@ fn hash(s: &str) -> u64 {
 }
 
 /// Record index by id string, hashing strings that live in the body.
+#[derive(Clone)]
 struct Lookup {
     table: HashTable<u32>,
 }
@@ -64,6 +65,7 @@ impl Lookup {
 /// check reads one short run of memory instead of scattered records. Each
 /// is tagged with its row in the snapshot's grant table: lists are in row
 /// order, and a delta names grants by row.
+#[derive(Clone)]
 pub(crate) struct GrantsByPrincipal {
     pub(crate) users: Lists<Grant>,
     pub(crate) services: Lists<Grant>,
@@ -141,6 +143,7 @@ impl GrantsByPrincipal {
 }
 
 /// Grants or permissions of each principal kind.
+#[derive(Clone)]
 pub(crate) struct ByPrincipal {
     users: Csr,
     services: Csr,
@@ -190,6 +193,7 @@ impl ByPrincipal {
 }
 
 /// A body with its indexes.
+#[derive(Clone)]
 pub struct Indexed {
     pub(crate) body: Body,
     users: Lookup,

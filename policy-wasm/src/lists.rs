@@ -18,6 +18,7 @@
 /// Lists of `T`, one per key; each item may carry a tag (a grant's row)
 /// kept apart from the items, so that rewriting every tag touches the
 /// tags' pages only.
+#[derive(Clone)]
 pub(crate) struct Lists<T> {
     spans: Vec<[u32; 2]>,
     items: Vec<T>,

@@ -12,6 +12,7 @@ use portcullis_snapshots::body::{Body, NodeRef};
 use crate::csr::Csr;
 
 /// Children lists, one compressed table per parent/child kind.
+#[derive(Clone)]
 pub(crate) struct Tree {
     org_children: Csr,
     org_envs: Csr,
