@@ -19,14 +19,14 @@
 //! next image on its base — only its written pages and the overlays'
 //! pages change (`SPARES`).
 //!
-//! wasmtime builds each instance's memory through one [`MemoryCreator`] per
+//! wasmtime builds each instance's memory through one [`wasmtime::MemoryCreator`] per
 //! engine, which is not told which instance it is building for: the caller
 //! names the backing for the next memory on its thread (`backed_by`),
 //! and instantiation, which is synchronous, creates the memory on that
 //! same thread. The module is rewritten so that instantiation writes no
 //! data segments over the image (`image_module.rs`).
 //!
-//! Three parts: [`image`] (the files: an image and the overlay a delta
+//! Three parts: `image` (the files: an image and the overlay a delta
 //! makes), `written` (which pages an instance wrote) and `mapping` (the
 //! mappings wasmtime runs on — the only unsafe code of the host).
 
