@@ -12,6 +12,7 @@ mod error;
 mod files;
 mod output;
 mod serve;
+mod service;
 mod signing;
 mod snapshot;
 
@@ -65,6 +66,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// The gateway with the example directory, a demo upstream and curl commands to try.
     Demo(serve::DemoArgs),
+    /// The directory service: the write API, its database, import, export and the change log.
+    #[command(subcommand)]
+    Directory(service::DirectoryCommand),
 }
 
 /// Runs a parsed command line.
@@ -74,5 +78,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
+        Command::Directory(cmd) => service::run(cmd),
     }
 }

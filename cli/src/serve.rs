@@ -49,7 +49,7 @@ pub struct DemoArgs {
     tls: bool,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("portcullis-admin")
@@ -58,7 +58,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Start(format!("cannot start the runtime: {e}")))
 }
 
-fn init_logs() {
+pub(crate) fn init_logs() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));

@@ -153,7 +153,8 @@ impl Running {
     }
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or Ctrl-C: what every long-running command stops on.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

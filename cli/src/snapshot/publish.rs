@@ -2,17 +2,15 @@
 //! before, and the manifest replicas poll, written into a store directory
 //! in the order that never shows a replica a file that is not there yet.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use portcullis_gateway::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
+use portcullis_directory::publish as store;
+use portcullis_snapshots::signature;
 
-use crate::deltas::make_delta;
 use crate::error::CliError;
-use crate::files::{decode_file, read_bytes, write_atomic};
+use crate::files::{decode_file, read_bytes, read_text};
 use crate::output::say;
-use crate::signing::{sign_delta_with, sign_with};
 
 /// The arguments of `snapshot publish`.
 #[derive(Debug, Args)]
@@ -45,80 +43,36 @@ fn publish(snapshot: &Path, dir: &Path, keep: usize, sign: Option<&Path>) -> Res
             snapshot.display()
         )));
     }
-    if let Some(key) = sign {
-        bytes = sign_with(key, snapshot, &bytes)?;
+    let key = match sign {
+        Some(key_file) => Some(
+            signature::read_private(&read_text(key_file)?)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", key_file.display())))?,
+        ),
+        None => None,
+    };
+    if let Some(k) = &key {
+        bytes = signature::sign(&bytes, k).map_err(|source| CliError::Snapshot {
+            path: snapshot.to_path_buf(),
+            source,
+        })?;
     }
-    fs::create_dir_all(dir).map_err(|source| CliError::Io {
-        action: "cannot create",
-        path: dir.to_path_buf(),
-        source,
+    // The store's layout is the directory service's too: one writer of it.
+    let p = store::publish(dir, &bytes, keep, key.as_ref()).map_err(|e| match e {
+        e @ store::PublishError::NotNewer { .. } => {
+            CliError::Usage(format!("{}: {e}", snapshot.display()))
+        }
+        e => CliError::Usage(e.to_string()),
     })?;
-    let manifest_path = dir.join("latest.json");
-    let previous = if manifest_path.exists() {
-        let m = Manifest::parse(&read_bytes(&manifest_path)?)
-            .map_err(|e| CliError::Usage(format!("{}: {e}", manifest_path.display())))?;
-        if m.revision >= header.revision {
-            return Err(CliError::Usage(format!(
-                "{}: revision {} is not newer than revision {} published in {}; build with a higher --revision",
-                snapshot.display(),
-                header.revision,
-                m.revision,
-                manifest_path.display()
-            )));
-        }
-        Some(m)
-    } else {
-        None
-    };
-    let sha256 = hex::encode(header.body_sha256);
-    let name = format!("snapshot-{}.snap", header.revision);
-    let mut deltas = Vec::new();
-    let mut delta_file = None;
-    if let Some(m) = &previous {
-        let base_path = dir.join(&m.snapshot);
-        let base = read_bytes(&base_path)?;
-        let mut delta = make_delta(&base_path, &base, snapshot, &bytes)?;
-        if let Some(key) = sign {
-            delta = sign_delta_with(key, snapshot, &delta)?;
-        }
-        let path = format!("delta-{}-{}.delta", m.revision, header.revision);
-        deltas.push(DeltaEntry {
-            from: m.revision,
-            from_sha256: m.sha256.clone(),
-            to: header.revision,
-            to_sha256: sha256.clone(),
-            path: path.clone(),
-            bytes: delta.len() as u64,
-        });
-        delta_file = Some((path, delta));
-        deltas.extend(m.deltas.iter().cloned());
-    }
-    deltas.truncate(keep);
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT,
-        revision: header.revision,
-        sha256,
-        snapshot: name.clone(),
-        bytes: bytes.len() as u64,
-        deltas,
-    };
-    // The files the manifest names first, the manifest last: a replica
-    // never reads a manifest whose files are not there yet.
-    write_atomic(&dir.join(&name), &bytes)?;
-    if let Some((path, delta)) = &delta_file {
-        write_atomic(&dir.join(path), delta)?;
-    }
-    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| CliError::Usage(e.to_string()))?;
-    write_atomic(&manifest_path, &text)?;
     say!(
-        "published revision {} in {}: {name} ({} bytes){}, latest.json ({} deltas listed)",
-        header.revision,
+        "published revision {} in {}: {} ({} bytes){}, latest.json ({} deltas listed)",
+        p.revision,
         dir.display(),
-        bytes.len(),
-        delta_file
+        p.snapshot.0,
+        p.snapshot.1,
+        p.delta
             .as_ref()
-            .map_or_else(String::new, |(p, d)| format!(", {p} ({} bytes)", d.len())),
-        manifest.deltas.len()
+            .map_or_else(String::new, |(p, d)| format!(", {p} ({d} bytes)")),
+        p.listed
     );
     Ok(())
 }

@@ -1,0 +1,128 @@
+//! `directory serve --config FILE`: the service's TOML, validated as a
+//! whole before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_gateway::config::IdentityConfig;
+use serde::Deserialize;
+
+/// The service's configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Where the API listens.
+    pub listen: SocketAddr,
+    /// The SQLite database (created if missing).
+    pub database: PathBuf,
+    /// How callers are identified: the gateway's `[identity]` section,
+    /// verbatim.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Largest request body, bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Where committed revisions go.
+    #[serde(default)]
+    pub publish: PublishConfig,
+}
+
+/// Publishing committed revisions.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// A store directory, in the layout `snapshot publish` writes
+    /// (snapshots, deltas, `latest.json`), which gateways poll.
+    #[serde(default)]
+    pub store_dir: Option<PathBuf>,
+    /// Sign snapshots and deltas with this Ed25519 private key (PEM).
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// How long ordinary changes wait to be published together, in
+    /// milliseconds (at most 250 by default). Urgent ones — anything that
+    /// takes access away — are published at once.
+    #[serde(default = "default_coalesce")]
+    pub coalesce_ms: u64,
+    /// Deltas the manifest lists.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            store_dir: None,
+            signing_key: None,
+            coalesce_ms: default_coalesce(),
+            keep: default_keep(),
+        }
+    }
+}
+
+impl PublishConfig {
+    /// The coalescing window.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.coalesce_ms)
+    }
+}
+
+fn default_max_body() -> usize {
+    4 << 20
+}
+fn default_coalesce() -> u64 {
+    250
+}
+fn default_keep() -> usize {
+    10
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is not a configuration.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its place.
+        message: String,
+    },
+}
+
+impl DirectoryConfig {
+    /// Reads and checks `path`. Relative paths in it are relative to the
+    /// file's directory.
+    pub fn read(path: &Path) -> Result<DirectoryConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut c: DirectoryConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rebase(&mut c.database);
+        if let Some(p) = c.publish.store_dir.as_mut() {
+            rebase(p);
+        }
+        if let Some(p) = c.publish.signing_key.as_mut() {
+            rebase(p);
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,750 @@
+//! What a write does: operations on the directory model, and how each
+//! changes a [`Directory`].
+//!
+//! An operation names its target by the model's own ids (a username, an
+//! organization id, a grant's triple). Applying one to a directory either
+//! changes it or refuses with [`OpError`] (404, 409, 422); the caller
+//! applies a change's operations to a copy and keeps the copy only when
+//! every one applied and the result validates, so nothing is half-done.
+
+use portcullis_snapshots::source::{
+    ApiKey, Catalog, CustomRole, Directory, Environment, Grant, Group, Object, Organization,
+    PermissionGrant, ServiceAccount, Team, Timestamp, User,
+};
+use portcullis_snapshots::vocabulary::{AdminRole, SpRole, UserStatus};
+use serde::{Deserialize, Serialize};
+
+/// One operation of a change. JSON: `{"op": "<name>", …fields}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Operation {
+    /// A new organization (409 if the id exists).
+    CreateOrganization { organization: Organization },
+    /// Replaces an organization (404 if unknown).
+    UpdateOrganization { organization: Organization },
+    /// Removes an organization.
+    DeleteOrganization { id: String },
+    /// A new environment.
+    CreateEnvironment { environment: Environment },
+    /// Replaces an environment.
+    UpdateEnvironment { environment: Environment },
+    /// Removes an environment.
+    DeleteEnvironment { id: String },
+    /// A new catalog.
+    CreateCatalog { catalog: Catalog },
+    /// Replaces a catalog.
+    UpdateCatalog { catalog: Catalog },
+    /// Removes a catalog.
+    DeleteCatalog { id: String },
+    /// A new object.
+    CreateObject { object: Object },
+    /// Replaces an object.
+    UpdateObject { object: Object },
+    /// Removes an object.
+    DeleteObject { id: String },
+    /// Invites (creates) a user.
+    InviteUser { user: User },
+    /// Edits a user's profile; a changed email needs verifying again.
+    UpdateUser { username: String, set: UserChanges },
+    /// Deactivates a user.
+    DeactivateUser { username: String },
+    /// Reactivates a deactivated, disabled or banned user.
+    ReactivateUser { username: String },
+    /// Sets or clears a user's expiry.
+    SetUserExpiry {
+        username: String,
+        expires_at: Option<Timestamp>,
+    },
+    /// Gives or takes an administrator role.
+    SetAdminRole {
+        username: String,
+        admin_role: Option<AdminRole>,
+    },
+    /// Deletes a user.
+    DeleteUser { username: String },
+    /// A new service account.
+    CreateServiceAccount { service_account: ServiceAccount },
+    /// Replaces a service account.
+    UpdateServiceAccount { service_account: ServiceAccount },
+    /// Removes a service account.
+    DeleteServiceAccount { id: String },
+    /// A new API key. It acts as its creator — the acting user (an API key
+    /// creating one: the user it acts as) —, never as a user named in the
+    /// request, so no one mints a key that impersonates someone else. The
+    /// service makes the secret and answers it once; only its SHA-256 is
+    /// stored.
+    CreateApiKey {
+        id: String,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        expires_at: Option<Timestamp>,
+    },
+    /// Revokes an API key (it stays listed, dead).
+    RevokeApiKey { id: String },
+    /// A new group.
+    CreateGroup { group: Group },
+    /// Replaces a group.
+    UpdateGroup { group: Group },
+    /// Removes a group.
+    DeleteGroup { id: String },
+    /// Adds `user/…` or `service/…` to a group.
+    AddGroupMember { group: String, member: String },
+    /// Removes a member from a group.
+    RemoveGroupMember { group: String, member: String },
+    /// A new team.
+    CreateTeam { team: Team },
+    /// Replaces a team.
+    UpdateTeam { team: Team },
+    /// Removes a team.
+    DeleteTeam { id: String },
+    /// Adds a user to a team.
+    AddTeamMember { team: String, username: String },
+    /// Removes a user from a team.
+    RemoveTeamMember { team: String, username: String },
+    /// A new custom role.
+    CreateCustomRole { role: CustomRole },
+    /// Replaces a custom role.
+    UpdateCustomRole { role: CustomRole },
+    /// Removes a custom role.
+    DeleteCustomRole { id: String },
+    /// Grants a role on a node (or within a team).
+    AddGrant { grant: Grant },
+    /// Removes a grant.
+    RemoveGrant { grant: Grant },
+    /// Grants an individual permission.
+    AddPermission { permission: PermissionGrant },
+    /// Removes an individual permission.
+    RemovePermission { permission: PermissionGrant },
+}
+
+/// Profile fields `update_user` may set; absent fields are unchanged. The
+/// username is not among them: it never changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_login: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_page: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp_role: Option<SpRole>,
+}
+
+/// Why an operation cannot apply to the directory as it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// The target does not exist (404).
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// The target exists already (409).
+    #[error("{0} exists already; update it, or pick another id")]
+    Exists(String),
+    /// The operation contradicts itself or the model (422).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which stored entity an operation touched: the storage rewrites these
+/// rows (and only these) from the state after the change.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntityKey {
+    /// The section of the directory (`users`, `grants`, …).
+    pub kind: Kind,
+    /// The entity's key within its section.
+    pub key: String,
+}
+
+/// The sections of the directory, in the source's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Organization,
+    Environment,
+    Catalog,
+    Object,
+    User,
+    ServiceAccount,
+    ApiKey,
+    Group,
+    Team,
+    CustomRole,
+    Grant,
+    Permission,
+}
+
+impl Kind {
+    /// Every section, in the order the source lists them.
+    pub const ALL: [Kind; 12] = [
+        Kind::Organization,
+        Kind::Environment,
+        Kind::Catalog,
+        Kind::Object,
+        Kind::User,
+        Kind::ServiceAccount,
+        Kind::ApiKey,
+        Kind::Group,
+        Kind::Team,
+        Kind::CustomRole,
+        Kind::Grant,
+        Kind::Permission,
+    ];
+
+    /// The stable name stored in the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Organization => "organization",
+            Kind::Environment => "environment",
+            Kind::Catalog => "catalog",
+            Kind::Object => "object",
+            Kind::User => "user",
+            Kind::ServiceAccount => "service_account",
+            Kind::ApiKey => "api_key",
+            Kind::Group => "group",
+            Kind::Team => "team",
+            Kind::CustomRole => "custom_role",
+            Kind::Grant => "grant",
+            Kind::Permission => "permission",
+        }
+    }
+
+    /// The kind stored under `name`.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// The key of a grant: its three fields (a grant has no id).
+pub fn grant_key(g: &Grant) -> String {
+    format!("{} {} {}", g.principal, g.role, g.on)
+}
+
+/// The key of an individual permission: its fields.
+pub fn permission_key(p: &PermissionGrant) -> String {
+    serde_json::to_string(p).unwrap_or_default()
+}
+
+/// One entity of a section, serialized as the source writes it.
+pub fn entity_json(dir: &Directory, key: &EntityKey) -> Option<String> {
+    let k = key.key.as_str();
+    let json = |v: Option<String>| v;
+    match key.kind {
+        Kind::Organization => json(find(&dir.organizations, |o| o.id == k)),
+        Kind::Environment => json(find(&dir.environments, |e| e.id == k)),
+        Kind::Catalog => json(find(&dir.catalogs, |c| c.id == k)),
+        Kind::Object => json(find(&dir.objects, |o| o.id == k)),
+        Kind::User => json(find(&dir.users, |u| u.username == k)),
+        Kind::ServiceAccount => json(find(&dir.service_accounts, |s| s.id == k)),
+        Kind::ApiKey => json(find(&dir.api_keys, |a| a.id == k)),
+        Kind::Group => json(find(&dir.groups, |g| g.id == k)),
+        Kind::Team => json(find(&dir.teams, |t| t.id == k)),
+        Kind::CustomRole => json(find(&dir.custom_roles, |r| r.id == k)),
+        Kind::Grant => json(find(&dir.grants, |g| grant_key(g) == k)),
+        Kind::Permission => json(find(&dir.permissions, |p| permission_key(p) == k)),
+    }
+}
+
+fn find<T: Serialize>(items: &[T], pick: impl Fn(&T) -> bool) -> Option<String> {
+    items
+        .iter()
+        .find(|t| pick(t))
+        .and_then(|t| serde_json::to_string(t).ok())
+}
+
+/// Adds one stored entity (as [`entity_json`] wrote it) to `dir`.
+pub fn push_entity(dir: &mut Directory, kind: Kind, json: &str) -> Result<(), serde_json::Error> {
+    match kind {
+        Kind::Organization => dir.organizations.push(serde_json::from_str(json)?),
+        Kind::Environment => dir.environments.push(serde_json::from_str(json)?),
+        Kind::Catalog => dir.catalogs.push(serde_json::from_str(json)?),
+        Kind::Object => dir.objects.push(serde_json::from_str(json)?),
+        Kind::User => dir.users.push(serde_json::from_str(json)?),
+        Kind::ServiceAccount => dir.service_accounts.push(serde_json::from_str(json)?),
+        Kind::ApiKey => dir.api_keys.push(serde_json::from_str(json)?),
+        Kind::Group => dir.groups.push(serde_json::from_str(json)?),
+        Kind::Team => dir.teams.push(serde_json::from_str(json)?),
+        Kind::CustomRole => dir.custom_roles.push(serde_json::from_str(json)?),
+        Kind::Grant => dir.grants.push(serde_json::from_str(json)?),
+        Kind::Permission => dir.permissions.push(serde_json::from_str(json)?),
+    }
+    Ok(())
+}
+
+/// Every entity of `dir` with its key, in source order: what an import
+/// stores and what a comparison of two directories walks.
+pub fn entities(dir: &Directory) -> Vec<(EntityKey, String)> {
+    fn each<T: Serialize>(
+        out: &mut Vec<(EntityKey, String)>,
+        kind: Kind,
+        items: &[T],
+        key: impl Fn(&T) -> String,
+    ) {
+        for t in items {
+            if let Ok(json) = serde_json::to_string(t) {
+                out.push((EntityKey { kind, key: key(t) }, json));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    each(&mut out, Kind::Organization, &dir.organizations, |o| {
+        o.id.clone()
+    });
+    each(&mut out, Kind::Environment, &dir.environments, |e| {
+        e.id.clone()
+    });
+    each(&mut out, Kind::Catalog, &dir.catalogs, |c| c.id.clone());
+    each(&mut out, Kind::Object, &dir.objects, |o| o.id.clone());
+    each(&mut out, Kind::User, &dir.users, |u| u.username.clone());
+    each(&mut out, Kind::ServiceAccount, &dir.service_accounts, |s| {
+        s.id.clone()
+    });
+    each(&mut out, Kind::ApiKey, &dir.api_keys, |a| a.id.clone());
+    each(&mut out, Kind::Group, &dir.groups, |g| g.id.clone());
+    each(&mut out, Kind::Team, &dir.teams, |t| t.id.clone());
+    each(&mut out, Kind::CustomRole, &dir.custom_roles, |r| {
+        r.id.clone()
+    });
+    each(&mut out, Kind::Grant, &dir.grants, grant_key);
+    each(&mut out, Kind::Permission, &dir.permissions, permission_key);
+    out
+}
+
+fn key(kind: Kind, key: &str) -> EntityKey {
+    EntityKey {
+        kind,
+        key: key.to_string(),
+    }
+}
+
+/// Creates, replaces or deletes by id in one section.
+fn create<T>(
+    items: &mut Vec<T>,
+    item: T,
+    id: impl Fn(&T) -> &str,
+    what: &str,
+) -> Result<(), OpError> {
+    if items.iter().any(|t| id(t) == id(&item)) {
+        return Err(OpError::Exists(format!("{what}/{}", id(&item))));
+    }
+    items.push(item);
+    Ok(())
+}
+
+fn update<T>(items: &mut [T], item: T, id: impl Fn(&T) -> &str, what: &str) -> Result<(), OpError> {
+    match items.iter_mut().find(|t| id(t) == id(&item)) {
+        Some(slot) => {
+            *slot = item;
+            Ok(())
+        }
+        None => Err(OpError::NotFound(format!("{what}/{}", id(&item)))),
+    }
+}
+
+fn delete<T>(
+    items: &mut Vec<T>,
+    target: &str,
+    id: impl Fn(&T) -> &str,
+    what: &str,
+) -> Result<(), OpError> {
+    let before = items.len();
+    items.retain(|t| id(t) != target);
+    if items.len() == before {
+        return Err(OpError::NotFound(format!("{what}/{target}")));
+    }
+    Ok(())
+}
+
+fn user_mut<'a>(dir: &'a mut Directory, username: &str) -> Result<&'a mut User, OpError> {
+    dir.users
+        .iter_mut()
+        .find(|u| u.username == username)
+        .ok_or_else(|| OpError::NotFound(format!("user/{username}")))
+}
+
+/// What applying an operation made, besides the change itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The entities whose stored rows change.
+    pub touched: Vec<EntityKey>,
+    /// The secret of a created API key: answered once, never stored.
+    pub secret: Option<String>,
+}
+
+/// Applies `op` to `dir`. `actor_user` is the acting user (`user/…`), who
+/// any API key created becomes the creator of; `secret` makes its secret.
+pub fn apply(
+    dir: &mut Directory,
+    op: &Operation,
+    actor_user: Option<&str>,
+    secret: &mut dyn FnMut() -> String,
+) -> Result<Applied, OpError> {
+    use Operation as O;
+    let mut applied = Applied::default();
+    let touched = &mut applied.touched;
+    match op {
+        O::CreateOrganization { organization } => {
+            create(
+                &mut dir.organizations,
+                organization.clone(),
+                |o| &o.id,
+                "org",
+            )?;
+            touched.push(key(Kind::Organization, &organization.id));
+        }
+        O::UpdateOrganization { organization } => {
+            update(
+                &mut dir.organizations,
+                organization.clone(),
+                |o| &o.id,
+                "org",
+            )?;
+            touched.push(key(Kind::Organization, &organization.id));
+        }
+        O::DeleteOrganization { id } => {
+            delete(&mut dir.organizations, id, |o| &o.id, "org")?;
+            touched.push(key(Kind::Organization, id));
+        }
+        O::CreateEnvironment { environment } => {
+            create(&mut dir.environments, environment.clone(), |e| &e.id, "env")?;
+            touched.push(key(Kind::Environment, &environment.id));
+        }
+        O::UpdateEnvironment { environment } => {
+            update(&mut dir.environments, environment.clone(), |e| &e.id, "env")?;
+            touched.push(key(Kind::Environment, &environment.id));
+        }
+        O::DeleteEnvironment { id } => {
+            delete(&mut dir.environments, id, |e| &e.id, "env")?;
+            touched.push(key(Kind::Environment, id));
+        }
+        O::CreateCatalog { catalog } => {
+            create(&mut dir.catalogs, catalog.clone(), |c| &c.id, "catalog")?;
+            touched.push(key(Kind::Catalog, &catalog.id));
+        }
+        O::UpdateCatalog { catalog } => {
+            update(&mut dir.catalogs, catalog.clone(), |c| &c.id, "catalog")?;
+            touched.push(key(Kind::Catalog, &catalog.id));
+        }
+        O::DeleteCatalog { id } => {
+            delete(&mut dir.catalogs, id, |c| &c.id, "catalog")?;
+            touched.push(key(Kind::Catalog, id));
+        }
+        O::CreateObject { object } => {
+            create(&mut dir.objects, object.clone(), |o| &o.id, "object")?;
+            touched.push(key(Kind::Object, &object.id));
+        }
+        O::UpdateObject { object } => {
+            update(&mut dir.objects, object.clone(), |o| &o.id, "object")?;
+            touched.push(key(Kind::Object, &object.id));
+        }
+        O::DeleteObject { id } => {
+            delete(&mut dir.objects, id, |o| &o.id, "object")?;
+            touched.push(key(Kind::Object, id));
+        }
+        O::InviteUser { user } => {
+            create(&mut dir.users, user.clone(), |u| &u.username, "user")?;
+            touched.push(key(Kind::User, &user.username));
+        }
+        O::UpdateUser { username, set } => {
+            let u = user_mut(dir, username)?;
+            let assign = |slot: &mut Option<String>, v: &Option<String>| {
+                if let Some(v) = v {
+                    *slot = Some(v.clone());
+                }
+            };
+            assign(&mut u.name, &set.name);
+            assign(&mut u.first_name, &set.first_name);
+            assign(&mut u.last_name, &set.last_name);
+            assign(&mut u.phone, &set.phone);
+            assign(&mut u.timezone, &set.timezone);
+            assign(&mut u.locale, &set.locale);
+            assign(&mut u.start_page, &set.start_page);
+            if let Some(email) = &set.email
+                && !email.eq_ignore_ascii_case(&u.email)
+            {
+                // Seed 000: an email change needs re-verification.
+                u.email = email.clone();
+                u.email_verified = false;
+            }
+            if let Some(org) = &set.organization {
+                u.organization = org.clone();
+            }
+            if let Some(b) = set.allow_login {
+                u.allow_login = b;
+            }
+            if let Some(b) = set.sso {
+                u.sso = b;
+            }
+            if let Some(r) = set.sp_role {
+                u.sp_role = Some(r);
+            }
+            touched.push(key(Kind::User, username));
+        }
+        O::DeactivateUser { username } => {
+            let u = user_mut(dir, username)?;
+            if u.status == UserStatus::Deactivated {
+                return Err(OpError::Invalid(format!(
+                    "user/{username} is deactivated already"
+                )));
+            }
+            u.status = UserStatus::Deactivated;
+            touched.push(key(Kind::User, username));
+        }
+        O::ReactivateUser { username } => {
+            let u = user_mut(dir, username)?;
+            if u.status == UserStatus::Active {
+                return Err(OpError::Invalid(format!(
+                    "user/{username} is active already"
+                )));
+            }
+            u.status = UserStatus::Active;
+            touched.push(key(Kind::User, username));
+        }
+        O::SetUserExpiry {
+            username,
+            expires_at,
+        } => {
+            user_mut(dir, username)?.expires_at = *expires_at;
+            touched.push(key(Kind::User, username));
+        }
+        O::SetAdminRole {
+            username,
+            admin_role,
+        } => {
+            user_mut(dir, username)?.admin_role = *admin_role;
+            touched.push(key(Kind::User, username));
+        }
+        O::DeleteUser { username } => {
+            delete(&mut dir.users, username, |u| &u.username, "user")?;
+            touched.push(key(Kind::User, username));
+        }
+        O::CreateServiceAccount { service_account } => {
+            create(
+                &mut dir.service_accounts,
+                service_account.clone(),
+                |s| &s.id,
+                "service",
+            )?;
+            touched.push(key(Kind::ServiceAccount, &service_account.id));
+        }
+        O::UpdateServiceAccount { service_account } => {
+            update(
+                &mut dir.service_accounts,
+                service_account.clone(),
+                |s| &s.id,
+                "service",
+            )?;
+            touched.push(key(Kind::ServiceAccount, &service_account.id));
+        }
+        O::DeleteServiceAccount { id } => {
+            delete(&mut dir.service_accounts, id, |s| &s.id, "service")?;
+            touched.push(key(Kind::ServiceAccount, id));
+        }
+        O::CreateApiKey {
+            id,
+            name,
+            expires_at,
+        } => {
+            let created_by = actor_user.map(str::to_string).ok_or_else(|| {
+                OpError::Invalid(
+                    "an API key acts as the user who creates it: create it as a user (or with a user's API key)"
+                        .into(),
+                )
+            })?;
+            let secret = secret();
+            let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
+            create(
+                &mut dir.api_keys,
+                ApiKey {
+                    id: id.clone(),
+                    name: name.clone(),
+                    sha256,
+                    created_by,
+                    created_at: None,
+                    expires_at: *expires_at,
+                    revoked: false,
+                },
+                |a| &a.id,
+                "apikey",
+            )?;
+            applied.secret = Some(secret);
+            applied.touched.push(key(Kind::ApiKey, id));
+        }
+        O::RevokeApiKey { id } => {
+            let k = dir
+                .api_keys
+                .iter_mut()
+                .find(|a| a.id == *id)
+                .ok_or_else(|| OpError::NotFound(format!("api key {id}")))?;
+            if k.revoked {
+                return Err(OpError::Invalid(format!("api key {id} is revoked already")));
+            }
+            k.revoked = true;
+            touched.push(key(Kind::ApiKey, id));
+        }
+        O::CreateGroup { group } => {
+            create(&mut dir.groups, group.clone(), |g| &g.id, "group")?;
+            touched.push(key(Kind::Group, &group.id));
+        }
+        O::UpdateGroup { group } => {
+            update(&mut dir.groups, group.clone(), |g| &g.id, "group")?;
+            touched.push(key(Kind::Group, &group.id));
+        }
+        O::DeleteGroup { id } => {
+            delete(&mut dir.groups, id, |g| &g.id, "group")?;
+            touched.push(key(Kind::Group, id));
+        }
+        O::AddGroupMember { group, member } => {
+            let g = dir
+                .groups
+                .iter_mut()
+                .find(|g| g.id == *group)
+                .ok_or_else(|| OpError::NotFound(format!("group/{group}")))?;
+            if g.members.contains(member) {
+                return Err(OpError::Exists(format!("{member} in group/{group}")));
+            }
+            g.members.push(member.clone());
+            touched.push(key(Kind::Group, group));
+        }
+        O::RemoveGroupMember { group, member } => {
+            let g = dir
+                .groups
+                .iter_mut()
+                .find(|g| g.id == *group)
+                .ok_or_else(|| OpError::NotFound(format!("group/{group}")))?;
+            let before = g.members.len();
+            g.members.retain(|m| m != member);
+            if g.members.len() == before {
+                return Err(OpError::NotFound(format!("{member} in group/{group}")));
+            }
+            touched.push(key(Kind::Group, group));
+        }
+        O::CreateTeam { team } => {
+            create(&mut dir.teams, team.clone(), |t| &t.id, "team")?;
+            touched.push(key(Kind::Team, &team.id));
+        }
+        O::UpdateTeam { team } => {
+            update(&mut dir.teams, team.clone(), |t| &t.id, "team")?;
+            touched.push(key(Kind::Team, &team.id));
+        }
+        O::DeleteTeam { id } => {
+            delete(&mut dir.teams, id, |t| &t.id, "team")?;
+            touched.push(key(Kind::Team, id));
+        }
+        O::AddTeamMember { team, username } => {
+            let t = dir
+                .teams
+                .iter_mut()
+                .find(|t| t.id == *team)
+                .ok_or_else(|| OpError::NotFound(format!("team/{team}")))?;
+            if t.members.contains(username) || t.owner == *username {
+                return Err(OpError::Exists(format!("user/{username} in team/{team}")));
+            }
+            t.members.push(username.clone());
+            touched.push(key(Kind::Team, team));
+        }
+        O::RemoveTeamMember { team, username } => {
+            let t = dir
+                .teams
+                .iter_mut()
+                .find(|t| t.id == *team)
+                .ok_or_else(|| OpError::NotFound(format!("team/{team}")))?;
+            let before = t.members.len();
+            t.members.retain(|m| m != username);
+            if t.members.len() == before {
+                return Err(OpError::NotFound(format!("user/{username} in team/{team}")));
+            }
+            touched.push(key(Kind::Team, team));
+        }
+        O::CreateCustomRole { role } => {
+            create(&mut dir.custom_roles, role.clone(), |r| &r.id, "role")?;
+            touched.push(key(Kind::CustomRole, &role.id));
+        }
+        O::UpdateCustomRole { role } => {
+            update(&mut dir.custom_roles, role.clone(), |r| &r.id, "role")?;
+            touched.push(key(Kind::CustomRole, &role.id));
+        }
+        O::DeleteCustomRole { id } => {
+            delete(&mut dir.custom_roles, id, |r| &r.id, "role")?;
+            touched.push(key(Kind::CustomRole, id));
+        }
+        O::AddGrant { grant } => {
+            if dir.grants.contains(grant) {
+                return Err(OpError::Exists(format!("grant {}", grant_key(grant))));
+            }
+            dir.grants.push(grant.clone());
+            touched.push(key(Kind::Grant, &grant_key(grant)));
+        }
+        O::RemoveGrant { grant } => {
+            let before = dir.grants.len();
+            dir.grants.retain(|g| g != grant);
+            if dir.grants.len() == before {
+                return Err(OpError::NotFound(format!("grant {}", grant_key(grant))));
+            }
+            touched.push(key(Kind::Grant, &grant_key(grant)));
+        }
+        O::AddPermission { permission } => {
+            if dir.permissions.contains(permission) {
+                return Err(OpError::Exists(format!(
+                    "permission {}",
+                    permission_key(permission)
+                )));
+            }
+            dir.permissions.push(permission.clone());
+            touched.push(key(Kind::Permission, &permission_key(permission)));
+        }
+        O::RemovePermission { permission } => {
+            let before = dir.permissions.len();
+            dir.permissions.retain(|p| p != permission);
+            if dir.permissions.len() == before {
+                return Err(OpError::NotFound(format!(
+                    "permission {}",
+                    permission_key(permission)
+                )));
+            }
+            touched.push(key(Kind::Permission, &permission_key(permission)));
+        }
+    }
+    Ok(applied)
+}
+
+impl Operation {
+    /// Whether gateways must see this change at once rather than at the
+    /// end of the coalescing window: anything that takes access away.
+    pub fn is_urgent(&self) -> bool {
+        use Operation as O;
+        matches!(
+            self,
+            O::DeactivateUser { .. }
+                | O::DeleteUser { .. }
+                | O::RevokeApiKey { .. }
+                | O::RemoveGrant { .. }
+                | O::RemovePermission { .. }
+                | O::RemoveGroupMember { .. }
+                | O::RemoveTeamMember { .. }
+                | O::SetUserExpiry { .. }
+                | O::SetAdminRole { .. }
+                | O::DeleteServiceAccount { .. }
+                | O::UpdateServiceAccount { .. }
+                | O::DeleteGroup { .. }
+                | O::DeleteTeam { .. }
+        )
+    }
+}

@@ -1,0 +1,347 @@
+//! Committed revisions, out to the gateways: a store directory in the
+//! layout `snapshot publish` writes (`snapshot-N.snap`, `delta-M-N.delta`,
+//! `latest.json` last), which gateways poll.
+//!
+//! Ordinary changes are coalesced for a short window into the next
+//! revision; a change that takes access away is published at once. A
+//! publication that fails (a full disk, a refused write) is retried, and
+//! since each publication carries the head with the delta from the last
+//! revision *published*, a gateway following the manifest never sees a gap.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portcullis_gateway::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
+use portcullis_snapshots::signature::SigningKey;
+use portcullis_snapshots::{decode, delta, signature};
+
+use crate::service::{Head, Listener};
+
+/// Why a revision could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A file of the store could not be read or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store's manifest or snapshot cannot be read.
+    #[error("{path}: {message}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store holds this revision or a later one already.
+    #[error(
+        "revision {revision} is not newer than revision {published} published in {path}; build with a higher revision"
+    )]
+    NotNewer {
+        /// The revision to publish.
+        revision: u64,
+        /// The store's.
+        published: u64,
+        /// The manifest.
+        path: PathBuf,
+    },
+}
+
+/// What one publication wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The revision.
+    pub revision: u64,
+    /// The snapshot's file name and size.
+    pub snapshot: (String, usize),
+    /// The delta's file name and size, when there was a revision before.
+    pub delta: Option<(String, usize)>,
+    /// Deltas the manifest lists.
+    pub listed: usize,
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename:
+/// a reader sees the old file or the new one, never part of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|source| PublishError::Io {
+        action: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PublishError> {
+    fs::read(path).map_err(|source| PublishError::Io {
+        action: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Publishes the snapshot `bytes` (signed already, when signing) into the
+/// store `dir`: the snapshot, the delta from the revision the manifest
+/// names (signed with `key`), then the manifest listing up to `keep`
+/// deltas. Files the manifest no longer names are removed afterwards.
+pub fn publish(
+    dir: &Path,
+    bytes: &[u8],
+    keep: usize,
+    key: Option<&SigningKey>,
+) -> Result<Published, PublishError> {
+    let bad = |path: &Path, message: String| PublishError::Store {
+        path: path.to_path_buf(),
+        message,
+    };
+    let new = decode(bytes).map_err(|e| bad(Path::new("the new snapshot"), e.to_string()))?;
+    let header = new.header;
+    if header.is_view() {
+        return Err(bad(
+            Path::new("the new snapshot"),
+            "a principal's view, not a directory snapshot".into(),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(|source| PublishError::Io {
+        action: "cannot create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let manifest_path = dir.join("latest.json");
+    let previous = if manifest_path.exists() {
+        let m = Manifest::parse(&read(&manifest_path)?).map_err(|e| bad(&manifest_path, e))?;
+        if m.revision >= header.revision {
+            return Err(PublishError::NotNewer {
+                revision: header.revision,
+                published: m.revision,
+                path: manifest_path,
+            });
+        }
+        Some(m)
+    } else {
+        None
+    };
+    let sha256 = hex::encode(header.body_sha256);
+    let name = format!("snapshot-{}.snap", header.revision);
+    let mut deltas = Vec::new();
+    let mut delta_file = None;
+    if let Some(m) = &previous {
+        let base_path = dir.join(&m.snapshot);
+        let base_bytes = read(&base_path)?;
+        let base = decode(&base_bytes).map_err(|e| bad(&base_path, e.to_string()))?;
+        let body =
+            delta::compute(&base.body, &new.body).map_err(|e| bad(&base_path, e.to_string()))?;
+        let mut d = delta::encode_delta(&base.header, &header, &body)
+            .map_err(|e| bad(&base_path, e.to_string()))?;
+        if let Some(k) = key {
+            d = signature::sign_delta(&d, k).map_err(|e| bad(&base_path, e.to_string()))?;
+        }
+        let path = format!("delta-{}-{}.delta", m.revision, header.revision);
+        deltas.push(DeltaEntry {
+            from: m.revision,
+            from_sha256: m.sha256.clone(),
+            to: header.revision,
+            to_sha256: sha256.clone(),
+            path: path.clone(),
+            bytes: d.len() as u64,
+        });
+        delta_file = Some((path, d));
+        deltas.extend(m.deltas.iter().cloned());
+    }
+    deltas.truncate(keep);
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        revision: header.revision,
+        sha256,
+        snapshot: name.clone(),
+        bytes: bytes.len() as u64,
+        deltas,
+    };
+    // The files the manifest names first, the manifest last: a replica
+    // never reads a manifest whose files are not there yet.
+    write_atomic(&dir.join(&name), bytes)?;
+    if let Some((path, d)) = &delta_file {
+        write_atomic(&dir.join(path), d)?;
+    }
+    let text =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| bad(&manifest_path, e.to_string()))?;
+    write_atomic(&manifest_path, &text)?;
+    if let Some(m) = &previous {
+        prune(dir, &manifest, m);
+    }
+    Ok(Published {
+        revision: header.revision,
+        snapshot: (name, bytes.len()),
+        delta: delta_file.map(|(p, d)| (p, d.len())),
+        listed: manifest.deltas.len(),
+    })
+}
+
+/// Removes the files the previous manifest named that the new one does
+/// not: a replica that read the previous manifest a moment ago and finds
+/// its file gone polls again and reads the new one.
+fn prune(dir: &Path, now: &Manifest, before: &Manifest) {
+    let named: Vec<&str> = std::iter::once(now.snapshot.as_str())
+        .chain(now.deltas.iter().map(|d| d.path.as_str()))
+        .collect();
+    let old = std::iter::once(before.snapshot.as_str())
+        .chain(before.deltas.iter().map(|d| d.path.as_str()));
+    for f in old {
+        if !named.contains(&f) && !f.contains('/') && !f.starts_with('.') {
+            let _ = fs::remove_file(dir.join(f));
+        }
+    }
+}
+
+/// The state of publication, for `GET /v1/directory/published` and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PublishState {
+    /// The last revision in the store.
+    pub revision: u64,
+    /// The last failure, while it lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing: Option<String>,
+}
+
+/// Publishes heads into a store directory from a thread of its own.
+pub struct Publisher {
+    tx: Mutex<mpsc::Sender<Arc<Head>>>,
+    state: Arc<Mutex<PublishState>>,
+}
+
+impl Listener for Publisher {
+    fn committed(&self, head: &Arc<Head>) {
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(head.clone());
+        }
+    }
+}
+
+impl Publisher {
+    /// Starts publishing into `dir`, coalescing ordinary changes for
+    /// `window`.
+    pub fn start(
+        dir: PathBuf,
+        key: Option<SigningKey>,
+        window: Duration,
+        keep: usize,
+    ) -> Arc<Publisher> {
+        let (tx, rx) = mpsc::channel::<Arc<Head>>();
+        let state = Arc::new(Mutex::new(PublishState::default()));
+        let st = state.clone();
+        let spawned = std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || run(&dir, key.as_ref(), window, keep, &rx, &st));
+        if let (Err(e), Ok(mut s)) = (spawned, state.lock()) {
+            s.failing = Some(format!("the publisher could not start: {e}"));
+        }
+        Arc::new(Publisher {
+            tx: Mutex::new(tx),
+            state,
+        })
+    }
+
+    /// Where publication stands.
+    pub fn state(&self) -> PublishState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+const RETRY: Duration = Duration::from_secs(1);
+
+fn run(
+    dir: &Path,
+    key: Option<&SigningKey>,
+    window: Duration,
+    keep: usize,
+    rx: &mpsc::Receiver<Arc<Head>>,
+    state: &Mutex<PublishState>,
+) {
+    let mut published = Manifest::parse(&fs::read(dir.join("latest.json")).unwrap_or_default())
+        .map(|m| m.revision)
+        .unwrap_or(0);
+    if let Ok(mut s) = state.lock() {
+        s.revision = published;
+    }
+    let mut pending: Option<Arc<Head>> = None;
+    let mut due: Option<Instant> = None;
+    loop {
+        let wait = due.map(|d| d.saturating_duration_since(Instant::now()));
+        let got = match wait {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(w) => rx.recv_timeout(w),
+        };
+        match got {
+            Ok(head) => {
+                if head.revision <= published {
+                    continue;
+                }
+                let at = if head.urgent {
+                    Instant::now()
+                } else {
+                    Instant::now() + window
+                };
+                due = Some(due.map_or(at, |d| d.min(at)));
+                pending = Some(head);
+                if due.is_some_and(|d| d > Instant::now()) {
+                    continue;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                if pending.is_none() {
+                    return;
+                }
+            }
+        }
+        let Some(head) = pending.clone() else {
+            due = None;
+            continue;
+        };
+        let signed = match key {
+            Some(k) => signature::sign(&head.snapshot, k).map_err(|e| e.to_string()),
+            None => Ok(head.snapshot.to_vec()),
+        };
+        let outcome = signed.and_then(|b| publish(dir, &b, keep, key).map_err(|e| e.to_string()));
+        match outcome {
+            Ok(p) => {
+                published = p.revision;
+                pending = None;
+                due = None;
+                tracing::info!(revision = p.revision, "published");
+                if let Ok(mut s) = state.lock() {
+                    s.revision = p.revision;
+                    s.failing = None;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(revision = head.revision, error = %e, "publishing failed; retrying");
+                if let Ok(mut s) = state.lock() {
+                    s.failing = Some(e);
+                }
+                due = Some(Instant::now() + RETRY);
+            }
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! The service's HTTP API (`docs/directory.md`, `docs/openapi.yaml`):
+//! JSON over HTTP/1.1, every caller identified as at the gateway, every
+//! refusal in the gateway's body shape.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use policy_wasm::Context;
+use portcullis_gateway::response::{Body, Refusal, json_response};
+use portcullis_gateway::stage::identity::{Identity, Unauthenticated};
+use portcullis_snapshots::source::{Directory, Grant, Timestamp, User};
+use portcullis_snapshots::vocabulary::AdminRole;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::error::ServiceError;
+
+/// A handler's early answer: a finished response, boxed (it is large, and
+/// the happy path should not carry its size).
+type Early = Box<Response<Body>>;
+use crate::operation::{Operation, UserChanges};
+use crate::publish::Publisher;
+use crate::service::{Change, Committed, Provenance, Service};
+
+/// The revision a write made, or the one a read saw.
+pub const REVISION_HEADER: &str = "x-portcullis-revision";
+
+/// What the handlers share.
+pub struct Api {
+    /// The service.
+    pub service: Arc<Service>,
+    /// How callers are identified.
+    pub identity: Identity,
+    /// The publisher, when the service publishes.
+    pub publisher: Option<Arc<Publisher>>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn refusal(e: &ServiceError) -> Response<Body> {
+    match e {
+        // The engine's refusal: exactly the gateway's body.
+        ServiceError::Denied {
+            reason,
+            message,
+            revision,
+            ..
+        } => Refusal::denied(reason.clone(), message.clone())
+            .at(Some(*revision))
+            .into_response(),
+        ServiceError::Invalid422(problems) => {
+            let mut r = json_response(
+                e.status(),
+                &serde_json::json!({
+                    "decision": "deny",
+                    "reason": e.reason(),
+                    "message": e.to_string(),
+                    "problems": problems,
+                }),
+            );
+            reason_header(&mut r, e.reason());
+            r
+        }
+        _ => {
+            let mut body = serde_json::json!({
+                "decision": "deny",
+                "reason": e.reason(),
+                "message": e.to_string(),
+            });
+            if let (ServiceError::Stale { current, .. }, Some(o)) = (e, body.as_object_mut()) {
+                o.insert("revision".into(), (*current).into());
+            }
+            let mut r = json_response(e.status(), &body);
+            reason_header(&mut r, e.reason());
+            r
+        }
+    }
+}
+
+fn reason_header(r: &mut Response<Body>, reason: &str) {
+    if let Ok(v) = http::HeaderValue::from_str(reason) {
+        r.headers_mut()
+            .insert(portcullis_gateway::response::REASON_HEADER, v);
+    }
+}
+
+fn malformed(message: impl Into<String>) -> Response<Body> {
+    refusal(&ServiceError::Malformed(message.into()))
+}
+
+fn not_found(message: impl Into<String>) -> Response<Body> {
+    Refusal::not_found("not_found", message).into_response()
+}
+
+/// Reads a JSON body as `T`: unknown fields, wrong types and trailing
+/// bytes are refused with their place.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let mut unknown = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let value: T =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&mut de, &mut note))
+            .map_err(|e| {
+                let at = e.path().to_string();
+                if at == "." || at.is_empty() {
+                    e.inner().to_string()
+                } else {
+                    format!("at {at}: {}", e.inner())
+                }
+            })?;
+    de.end().map_err(|e| format!("after the JSON value: {e}"))?;
+    if let Some(first) = unknown.first() {
+        return Err(format!(
+            "unknown field at {first}{}: check its spelling against docs/directory.md",
+            if unknown.len() > 1 {
+                format!(" (and {} more)", unknown.len() - 1)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(value)
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, String> {
+    let mut all = headers.get_all(header::IF_MATCH).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return if headers.contains_key(header::IF_MATCH) {
+            Err("more than one If-Match header".into())
+        } else {
+            Ok(None)
+        };
+    };
+    let s = v.to_str().map_err(|_| "If-Match is not text".to_string())?;
+    let s = s.trim().trim_start_matches("W/").trim_matches('"');
+    s.parse::<u64>().map(Some).map_err(|_| {
+        format!("If-Match {s:?} is not a revision: send the revision you read, such as \"12\"")
+    })
+}
+
+fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (None, _) => Ok(None),
+        (Some(_), Some(_)) => Err(format!("more than one {name} header")),
+        (Some(v), None) => {
+            let s = v.to_str().map_err(|_| format!("{name} is not text"))?;
+            if s.is_empty() || s.len() > 200 {
+                return Err(format!("{name} must be 1 to 200 characters"));
+            }
+            Ok(Some(s.to_string()))
+        }
+    }
+}
+
+fn query(uri: &http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn query_u64(q: &[(String, String)], name: &str, default: u64) -> Result<u64, String> {
+    match q.iter().find(|(k, _)| k == name) {
+        None => Ok(default),
+        Some((_, v)) => v
+            .parse()
+            .map_err(|_| format!("query parameter {name}={v:?} is not a whole number")),
+    }
+}
+
+/// A path segment: an id as the model writes it. Percent-encoding and
+/// dot segments are refused rather than decoded, so the id a handler acts
+/// on is exactly the bytes in the path.
+fn segment(s: &str) -> Option<&str> {
+    let ok = !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+'));
+    ok.then_some(s)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    user: User,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpiryBody {
+    expires_at: Option<Timestamp>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminRoleBody {
+    admin_role: Option<AdminRole>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyBody {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+}
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    grant: Grant,
+}
+
+impl Api {
+    async fn body(&self, req: Request<Incoming>) -> Result<Bytes, Early> {
+        match Limited::new(req.into_body(), self.max_body_bytes)
+            .collect()
+            .await
+        {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(Refusal::too_large(
+                "body_too_large",
+                format!(
+                    "the body is over {} bytes: split the change",
+                    self.max_body_bytes
+                ),
+            )
+            .into_response())),
+            Err(e) => Err(Box::new(malformed(format!("the body could not be read: {e}")))),
+        }
+    }
+
+    fn actor(&self, headers: &HeaderMap) -> Result<String, Early> {
+        self.identity
+            .authenticate(headers, now_unix())
+            .map(|c| c.principal().to_string())
+            .map_err(|e| {
+                let invalid = !matches!(e, Unauthenticated::Missing);
+                Box::new(
+                    Refusal::unauthenticated(e.to_string(), invalid, "portcullis-directory")
+                        .into_response(),
+                )
+            })
+    }
+
+    /// Asks the engine at the head whether `actor` may `action` on
+    /// `resource`; a refusal in the gateway's shape otherwise.
+    fn allowed(&self, actor: &str, action: &str, resource: &str) -> Result<u64, Early> {
+        let Some(head) = self.service.head() else {
+            return Err(Box::new(refusal(&ServiceError::Empty)));
+        };
+        let req = policy_wasm::Request {
+            principal: actor,
+            action,
+            resource,
+            context: Context {
+                now: now_unix(),
+                bulk: false,
+            },
+        };
+        let d = head.engine.check(&req);
+        if d.allowed {
+            return Ok(head.revision);
+        }
+        let e = head.engine.explain_decision(&req, &d);
+        Err(Box::new(
+            Refusal::denied(e.reason, format!("{action} on {resource}: {}", e.message))
+                .at(Some(head.revision))
+                .into_response(),
+        ))
+    }
+
+    async fn write(
+        self: Arc<Self>,
+        actor: String,
+        headers: &HeaderMap,
+        change: Change,
+    ) -> Response<Body> {
+        let provenance = match (|| {
+            Ok::<_, String>(Provenance {
+                via: "api",
+                request_id: single_header(headers, "x-request-id")?,
+                idempotency_key: single_header(headers, "idempotency-key")?,
+                if_match: if_match(headers)?,
+            })
+        })() {
+            Ok(p) => p,
+            Err(m) => return malformed(m),
+        };
+        let service = self.service.clone();
+        let done =
+            tokio::task::spawn_blocking(move || service.write(&actor, &change, &provenance)).await;
+        answer(done)
+    }
+
+    async fn route(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        if path == "/healthz" {
+            return json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+        }
+        let Some(rest) = path.strip_prefix("/v1/directory") else {
+            return not_found(format!("no endpoint {path}: see docs/directory.md"));
+        };
+        let parts: Vec<&str> = rest.split('/').skip(1).collect();
+        if parts.iter().any(|p| segment(p).is_none()) && !rest.is_empty() {
+            return malformed(format!(
+                "the path {path:?} has an empty, dot or encoded segment: name ids as they are"
+            ));
+        }
+        let headers = req.headers().clone();
+        let actor = match self.actor(&headers) {
+            Ok(a) => a,
+            Err(r) => return *r,
+        };
+        let q = query(req.uri());
+        let one = |op: Operation| Change {
+            operations: vec![op],
+            bulk: false,
+        };
+        match (&method, parts.as_slice()) {
+            (&Method::GET, []) => {
+                // The whole directory: access management of the domain.
+                let Some(head) = self.service.head() else {
+                    return refusal(&ServiceError::Empty);
+                };
+                let domain = domain_of(&head.directory);
+                if let Err(r) = self.allowed(&actor, "org:access", &domain) {
+                    return *r;
+                }
+                with_revision(
+                    json_response(StatusCode::OK, &head.directory),
+                    head.revision,
+                )
+            }
+            (&Method::PUT, []) => {
+                let bytes = match self.body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return *r,
+                };
+                let text = match std::str::from_utf8(&bytes) {
+                    Ok(t) => t,
+                    Err(_) => return malformed("the directory is not UTF-8"),
+                };
+                let desired = match portcullis_snapshots::source::parse(text) {
+                    Ok(d) => d,
+                    Err(problems) => {
+                        return refusal(&ServiceError::Invalid422(located(text, problems)));
+                    }
+                };
+                let provenance = Provenance {
+                    via: "import",
+                    request_id: single_header(&headers, "x-request-id").ok().flatten(),
+                    idempotency_key: None,
+                    if_match: match if_match(&headers) {
+                        Ok(m) => m,
+                        Err(m) => return malformed(m),
+                    },
+                };
+                let service = self.service.clone();
+                answer(
+                    tokio::task::spawn_blocking(move || {
+                        service.import(&desired, &actor, true, &provenance)
+                    })
+                    .await,
+                )
+            }
+            (&Method::GET, ["revision"]) => {
+                let head = self.service.head().map_or(0, |h| h.revision);
+                let published = self.publisher.as_ref().map(|p| p.state());
+                json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"revision": head, "published": published}),
+                )
+            }
+            (&Method::POST, ["changes"]) => {
+                let bytes = match self.body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return *r,
+                };
+                match parse_json::<Change>(&bytes) {
+                    Ok(change) if change.operations.is_empty() => {
+                        malformed("a change needs at least one operation")
+                    }
+                    Ok(change) => self.write(actor, &headers, change).await,
+                    Err(m) => malformed(m),
+                }
+            }
+            (&Method::GET, ["changes"]) => {
+                let Some(head) = self.service.head() else {
+                    return refusal(&ServiceError::Empty);
+                };
+                if let Err(r) = self.allowed(&actor, "org:access", &domain_of(&head.directory)) {
+                    return *r;
+                }
+                let (after, limit) = match (query_u64(&q, "after", 0), query_u64(&q, "limit", 100))
+                {
+                    (Ok(a), Ok(l)) => (a, l.clamp(1, 1000) as usize),
+                    (Err(m), _) | (_, Err(m)) => return malformed(m),
+                };
+                let service = self.service.clone();
+                match tokio::task::spawn_blocking(move || service.changes(after, limit)).await {
+                    Ok(Ok(entries)) => {
+                        let next = entries.last().map(|e| e.revision);
+                        with_revision(
+                            json_response(
+                                StatusCode::OK,
+                                &serde_json::json!({"changes": entries, "next_after": next}),
+                            ),
+                            head.revision,
+                        )
+                    }
+                    Ok(Err(e)) => refusal(&e),
+                    Err(e) => refusal(&ServiceError::Build(e.to_string())),
+                }
+            }
+            (&Method::GET, ["permissions"]) => {
+                let Some(head) = self.service.head() else {
+                    return refusal(&ServiceError::Empty);
+                };
+                let Some((_, resource)) = q.iter().find(|(k, _)| k == "resource") else {
+                    return malformed("name the resource: ?resource=user/olivia");
+                };
+                let p = head.engine.permissions(
+                    &actor,
+                    resource,
+                    Context {
+                        now: now_unix(),
+                        bulk: false,
+                    },
+                );
+                with_revision(
+                    json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({"principal": actor, "resource": resource, "permissions": p, "revision": head.revision}),
+                    ),
+                    head.revision,
+                )
+            }
+            (&Method::GET, ["users"]) => self.list_users(&actor, &q),
+            (&Method::GET, ["users", u]) => {
+                let Some(head) = self.service.head() else {
+                    return refusal(&ServiceError::Empty);
+                };
+                if let Err(r) = self.allowed(&actor, "user:view", &format!("user/{u}")) {
+                    return *r;
+                }
+                match head.directory.users.iter().find(|x| x.username == *u) {
+                    Some(user) => with_revision(json_response(StatusCode::OK, user), head.revision),
+                    None => not_found(format!("user/{u} does not exist")),
+                }
+            }
+            (&Method::POST, ["users"]) => match self.parse::<InviteBody>(req).await {
+                Ok(b) => {
+                    self.write(actor, &headers, one(Operation::InviteUser { user: b.user }))
+                        .await
+                }
+                Err(r) => *r,
+            },
+            (&Method::PATCH, ["users", u]) => {
+                let username = (*u).to_string();
+                match self.parse::<UserChanges>(req).await {
+                    Ok(set) => {
+                        self.write(
+                            actor,
+                            &headers,
+                            one(Operation::UpdateUser { username, set }),
+                        )
+                        .await
+                    }
+                    Err(r) => *r,
+                }
+            }
+            (&Method::DELETE, ["users", u]) => {
+                let username = (*u).to_string();
+                self.write(actor, &headers, one(Operation::DeleteUser { username }))
+                    .await
+            }
+            (&Method::POST, ["users", u, "deactivate"]) => {
+                let username = (*u).to_string();
+                self.write(actor, &headers, one(Operation::DeactivateUser { username }))
+                    .await
+            }
+            (&Method::POST, ["users", u, "reactivate"]) => {
+                let username = (*u).to_string();
+                self.write(actor, &headers, one(Operation::ReactivateUser { username }))
+                    .await
+            }
+            (&Method::PUT, ["users", u, "expiry"]) => {
+                let username = (*u).to_string();
+                match self.parse::<ExpiryBody>(req).await {
+                    Ok(b) => {
+                        let op = Operation::SetUserExpiry {
+                            username,
+                            expires_at: b.expires_at,
+                        };
+                        self.write(actor, &headers, one(op)).await
+                    }
+                    Err(r) => *r,
+                }
+            }
+            (&Method::PUT, ["users", u, "admin-role"]) => {
+                let username = (*u).to_string();
+                match self.parse::<AdminRoleBody>(req).await {
+                    Ok(b) => {
+                        let op = Operation::SetAdminRole {
+                            username,
+                            admin_role: b.admin_role,
+                        };
+                        self.write(actor, &headers, one(op)).await
+                    }
+                    Err(r) => *r,
+                }
+            }
+            (&Method::POST, ["api-keys"]) => match self.parse::<ApiKeyBody>(req).await {
+                Ok(b) => {
+                    let op = Operation::CreateApiKey {
+                        id: b.id,
+                        name: b.name,
+                        expires_at: b.expires_at,
+                    };
+                    self.write(actor, &headers, one(op)).await
+                }
+                Err(r) => *r,
+            },
+            (&Method::DELETE, ["api-keys", id]) => {
+                let id = (*id).to_string();
+                self.write(actor, &headers, one(Operation::RevokeApiKey { id }))
+                    .await
+            }
+            (&Method::PUT, ["teams", t, "members", u]) => {
+                let op = Operation::AddTeamMember {
+                    team: (*t).to_string(),
+                    username: (*u).to_string(),
+                };
+                self.write(actor, &headers, one(op)).await
+            }
+            (&Method::DELETE, ["teams", t, "members", u]) => {
+                let op = Operation::RemoveTeamMember {
+                    team: (*t).to_string(),
+                    username: (*u).to_string(),
+                };
+                self.write(actor, &headers, one(op)).await
+            }
+            (&Method::POST, ["grants"]) => match self.parse::<GrantBody>(req).await {
+                Ok(b) => {
+                    self.write(actor, &headers, one(Operation::AddGrant { grant: b.grant }))
+                        .await
+                }
+                Err(r) => *r,
+            },
+            (&Method::DELETE, ["grants"]) => match self.parse::<GrantBody>(req).await {
+                Ok(b) => {
+                    self.write(
+                        actor,
+                        &headers,
+                        one(Operation::RemoveGrant { grant: b.grant }),
+                    )
+                    .await
+                }
+                Err(r) => *r,
+            },
+            _ => not_found(format!(
+                "no endpoint {method} {path}: see docs/directory.md"
+            )),
+        }
+    }
+
+    async fn parse<T: DeserializeOwned>(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<T, Early> {
+        let bytes = self.body(req).await?;
+        parse_json(&bytes).map_err(|m| Box::new(malformed(m)))
+    }
+
+    /// Users the actor may view, in source order, paged by username.
+    fn list_users(&self, actor: &str, q: &[(String, String)]) -> Response<Body> {
+        let Some(head) = self.service.head() else {
+            return refusal(&ServiceError::Empty);
+        };
+        let limit = match query_u64(q, "limit", 100) {
+            Ok(l) => l.clamp(1, 1000) as usize,
+            Err(m) => return malformed(m),
+        };
+        let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let (after, org, status) = (get("after"), get("organization"), get("status"));
+        let context = Context {
+            now: now_unix(),
+            bulk: false,
+        };
+        let mut past_cursor = after.is_none();
+        let mut users = Vec::new();
+        let mut next = None;
+        for u in &head.directory.users {
+            if !past_cursor {
+                past_cursor = Some(u.username.as_str()) == after;
+                continue;
+            }
+            if org.is_some_and(|o| o != u.organization)
+                || status.is_some_and(|s| serde_json::to_value(u.status).ok() != Some(s.into()))
+            {
+                continue;
+            }
+            let resource = format!("user/{}", u.username);
+            let req = policy_wasm::Request {
+                principal: actor,
+                action: "user:view",
+                resource: &resource,
+                context,
+            };
+            if head.engine.check(&req).allowed {
+                if users.len() == limit {
+                    next = users.last().map(|x: &&User| x.username.clone());
+                    break;
+                }
+                users.push(u);
+            }
+        }
+        with_revision(
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({"users": users, "next_after": next}),
+            ),
+            head.revision,
+        )
+    }
+}
+
+fn located(
+    text: &str,
+    mut problems: Vec<portcullis_snapshots::source::Problem>,
+) -> Vec<portcullis_snapshots::source::Problem> {
+    let locator = portcullis_snapshots::source::Locator::new(text);
+    for p in &mut problems {
+        if p.line == 0 {
+            (p.line, p.column) = locator.position(&p.pointer);
+        }
+    }
+    problems
+}
+
+fn domain_of(dir: &Directory) -> String {
+    dir.organizations
+        .iter()
+        .find(|o| o.parent.is_none())
+        .map(|o| format!("org/{}", o.id))
+        .unwrap_or_default()
+}
+
+fn with_revision(mut r: Response<Body>, revision: u64) -> Response<Body> {
+    r.headers_mut().insert(REVISION_HEADER, revision.into());
+    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{revision}\"")) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+fn answer(done: Result<Result<Committed, ServiceError>, tokio::task::JoinError>) -> Response<Body> {
+    match done {
+        Ok(Ok(c)) => {
+            let rev = c.revision;
+            with_revision(json_response(StatusCode::OK, &c), rev)
+        }
+        Ok(Err(e)) => refusal(&e),
+        Err(e) => refusal(&ServiceError::Build(format!("the writer stopped: {e}"))),
+    }
+}
+
+/// Serves the API on `listener` until `stop` turns true.
+pub async fn serve(
+    api: Arc<Api>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    if let Some(remote) = api.identity.remote_keys() {
+        remote
+            .fetch()
+            .await
+            .map_err(|e| std::io::Error::other(format!("identity provider keys: {e}")))?;
+        tokio::spawn(Arc::clone(remote).run(|_| {}, stop.clone()));
+    }
+    loop {
+        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return Ok(()),
+        };
+        let api = api.clone();
+        let mut stopped = stop.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, std::convert::Infallible>(api.route(req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => { let _ = r; }
+                _ = stopped.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
+
+/// Starts everything a configuration names: the store, the service, the
+/// publisher. What `portcullis directory serve` runs.
+pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String> {
+    let storage = crate::storage::Sqlite::open(&config.database).map_err(|e| e.to_string())?;
+    let service = Arc::new(Service::open(Box::new(storage)).map_err(|e| e.to_string())?);
+    let identity = Identity::new(config.identity.clone()).map_err(|e| format!("identity: {e}"))?;
+    let publisher = match &config.publish.store_dir {
+        Some(dir) => {
+            let key = match &config.publish.signing_key {
+                Some(path) => {
+                    let pem = std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    Some(
+                        portcullis_snapshots::signature::read_private(&pem)
+                            .map_err(|e| format!("{}: {e}", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let p = Publisher::start(
+                dir.clone(),
+                key,
+                config.publish.window(),
+                config.publish.keep,
+            );
+            service.listen(p.clone());
+            Some(p)
+        }
+        None => None,
+    };
+    Ok(Arc::new(Api {
+        service,
+        identity,
+        publisher,
+        max_body_bytes: config.max_body_bytes,
+    }))
+}

@@ -1,0 +1,542 @@
+//! The directory service's writer over a real SQLite file: every seed
+//! rule about managing accounts holds through a write, refusals lose
+//! nothing, and what was answered survives a reopen.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
+
+use std::path::Path;
+
+use portcullis_directory::error::ServiceError;
+use portcullis_directory::operation::{Operation, UserChanges};
+use portcullis_directory::service::{Change, Committed, Provenance, Service};
+use portcullis_directory::storage::Sqlite;
+use portcullis_snapshots::source::{self, Directory, Grant};
+
+/// The example directory, without the revision its file names (the
+/// service numbers revisions itself).
+fn example() -> Directory {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots/examples/acme.json"),
+    )
+    .unwrap();
+    let mut d = source::build(&text).unwrap().0;
+    d.revision = None;
+    d
+}
+
+fn open(path: &Path) -> Service {
+    Service::open(Box::new(Sqlite::open(path).unwrap())).unwrap()
+}
+
+/// A service holding the example directory at revision 1.
+fn service(dir: &tempfile::TempDir) -> Service {
+    let s = open(&dir.path().join("directory.db"));
+    let c = s.import(&example(), "operator", false, &api()).unwrap();
+    assert_eq!(c.revision, 1);
+    s
+}
+
+fn api() -> Provenance {
+    Provenance {
+        via: "api",
+        ..Provenance::default()
+    }
+}
+
+fn write(s: &Service, actor: &str, ops: Vec<Operation>) -> Result<Committed, ServiceError> {
+    s.write(
+        actor,
+        &Change {
+            operations: ops,
+            bulk: false,
+        },
+        &api(),
+    )
+}
+
+fn deactivate(u: &str) -> Operation {
+    Operation::DeactivateUser { username: u.into() }
+}
+
+fn denied(r: Result<Committed, ServiceError>, reason: &str) {
+    match r {
+        Err(ServiceError::Denied { reason: got, .. }) => assert_eq!(got, reason),
+        other => panic!("expected a denial {reason}, got {other:?}"),
+    }
+}
+
+fn status(s: &Service, u: &str) -> String {
+    let head = s.head().unwrap();
+    let user = head
+        .directory
+        .users
+        .iter()
+        .find(|x| x.username == u)
+        .unwrap();
+    serde_json::to_value(user.status)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn seed_003_administrators_cannot_administer_owners() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    denied(
+        write(&s, "user/adam", vec![deactivate("olivia")]),
+        "administrator_over_owner",
+    );
+    // Within his subtree he may.
+    let c = write(&s, "user/adam", vec![deactivate("rhea")]).unwrap();
+    assert_eq!(c.revision, 2);
+    assert_eq!(c.operations[0].decisions[0].reason, "admin_role");
+    assert_eq!(status(&s, "rhea"), "deactivated");
+}
+
+#[test]
+fn seed_000_nobody_edits_their_own_expiry() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let own = Operation::SetUserExpiry {
+        username: "rhea".into(),
+        expires_at: None,
+    };
+    denied(write(&s, "user/rhea", vec![own.clone()]), "own_expiry");
+    write(&s, "user/olivia", vec![own]).unwrap();
+}
+
+#[test]
+fn seed_003_a_super_administrator_is_deactivated_only_by_support() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    denied(
+        write(&s, "user/olivia", vec![deactivate("sam")]),
+        "super_administrator_support_only",
+    );
+    assert_eq!(status(&s, "sam"), "active");
+    write(&s, "support", vec![deactivate("sam")]).unwrap();
+    assert_eq!(status(&s, "sam"), "deactivated");
+}
+
+#[test]
+fn seed_000_only_super_administrators_create_api_keys_and_a_key_acts_as_its_creator() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let key = |id: &str| Operation::CreateApiKey {
+        id: id.into(),
+        name: None,
+        expires_at: None,
+    };
+    denied(write(&s, "user/adam", vec![key("adam-key")]), "no_grant");
+    let c = write(&s, "user/sam", vec![key("sam-ci")]).unwrap();
+    let secret = c.operations[0].secret.clone().unwrap();
+    assert!(secret.starts_with("pk_") && secret.len() == 67);
+    let head = s.head().unwrap();
+    let stored = head
+        .directory
+        .api_keys
+        .iter()
+        .find(|k| k.id == "sam-ci")
+        .unwrap();
+    assert_eq!(stored.created_by, "user/sam");
+    // Only the hash is kept, in the directory and in the log.
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
+    assert_eq!(stored.sha256, sha);
+    let log = serde_json::to_string(&s.changes(0, 100).unwrap()).unwrap();
+    assert!(!log.contains(&secret));
+    // The key acts as sam: sam's rights, and sam's limits.
+    let as_key = format!("apikey/{sha}");
+    let c = write(&s, &as_key, vec![deactivate("dave")]).unwrap();
+    assert!(
+        c.operations[0].decisions[0].message.contains("user/sam"),
+        "{c:?}"
+    );
+    denied(
+        write(
+            &s,
+            &as_key,
+            vec![Operation::SetUserExpiry {
+                username: "sam".into(),
+                expires_at: None,
+            }],
+        ),
+        "own_expiry",
+    );
+    // Revoked: dead at once.
+    write(
+        &s,
+        "user/sam",
+        vec![Operation::RevokeApiKey {
+            id: "sam-ci".into(),
+        }],
+    )
+    .unwrap();
+    assert!(write(&s, &as_key, vec![deactivate("carol")]).is_err());
+}
+
+#[test]
+fn seed_003_bulk_operations_skip_administrator_accounts() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let c = s
+        .write(
+            "user/olivia",
+            &Change {
+                operations: vec![deactivate("rhea"), deactivate("dave")],
+                bulk: true,
+            },
+            &api(),
+        )
+        .unwrap();
+    assert_eq!(c.operations[0].outcome, "skipped");
+    assert!(
+        c.operations[0]
+            .skipped_because
+            .as_deref()
+            .unwrap()
+            .contains("administrator")
+    );
+    assert_eq!(c.operations[1].outcome, "applied");
+    assert_eq!(status(&s, "rhea"), "active");
+    assert_eq!(status(&s, "dave"), "deactivated");
+}
+
+#[test]
+fn seed_002_the_sole_owner_cannot_be_removed() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    denied(
+        write(
+            &s,
+            "user/olivia",
+            vec![Operation::DeleteUser {
+                username: "tom".into(),
+            }],
+        ),
+        "sole_owner",
+    );
+    // Nor dropped from a team they own by editing the team.
+    let head = s.head().unwrap();
+    assert!(head.directory.users.iter().any(|u| u.username == "tom"));
+}
+
+#[test]
+fn seed_002_team_roles_stay_inside_their_team() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    // lee's user-manager role within team/noc reaches nina (a member) …
+    write(&s, "user/lee", vec![deactivate("nina")]).unwrap();
+    // … not dave, who is outside the team.
+    denied(write(&s, "user/lee", vec![deactivate("dave")]), "no_grant");
+}
+
+#[test]
+fn seed_002_notification_only_and_inactive_users_cannot_act() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    denied(
+        write(&s, "user/nina", vec![deactivate("dave")]),
+        "notification_only",
+    );
+    denied(
+        write(&s, "user/zoe", vec![deactivate("dave")]),
+        "account_deactivated",
+    );
+    // A user deactivated by one write cannot act in the next.
+    write(&s, "user/olivia", vec![deactivate("oscar")]).ok();
+    write(&s, "user/adam", vec![deactivate("bob")]).unwrap();
+    denied(
+        write(
+            &s,
+            "user/bob",
+            vec![Operation::ReactivateUser {
+                username: "bob".into(),
+            }],
+        ),
+        "account_deactivated",
+    );
+}
+
+#[test]
+fn a_denied_operation_refuses_the_whole_change() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    denied(
+        write(
+            &s,
+            "user/adam",
+            vec![deactivate("rhea"), deactivate("olivia")],
+        ),
+        "administrator_over_owner",
+    );
+    assert_eq!(status(&s, "rhea"), "active");
+    assert_eq!(s.head().unwrap().revision, 1);
+    assert_eq!(s.changes(0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn an_email_change_needs_verifying_again() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let set = UserChanges {
+        email: Some("dave@new.example".into()),
+        ..UserChanges::default()
+    };
+    let c = write(
+        &s,
+        "user/olivia",
+        vec![Operation::UpdateUser {
+            username: "dave".into(),
+            set,
+        }],
+    )
+    .unwrap();
+    assert!(
+        c.operations[0]
+            .decisions
+            .iter()
+            .any(|d| d.action == "user:change_email")
+    );
+    let head = s.head().unwrap();
+    let dave = head
+        .directory
+        .users
+        .iter()
+        .find(|u| u.username == "dave")
+        .unwrap();
+    assert!(!dave.email_verified);
+}
+
+#[test]
+fn an_invalid_post_state_is_refused_with_every_problem() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    // Removing an organization that environments and users belong to.
+    let r = write(
+        &s,
+        "user/olivia",
+        vec![Operation::DeleteOrganization { id: "apac".into() }],
+    );
+    match r {
+        Err(ServiceError::Invalid422(problems)) => {
+            assert!(problems.len() >= 2, "{problems:?}");
+            assert!(problems.iter().all(|p| !p.pointer.is_empty()));
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    assert_eq!(s.head().unwrap().revision, 1);
+}
+
+#[test]
+fn unknown_and_duplicate_targets() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let r = write(
+        &s,
+        "user/olivia",
+        vec![Operation::RemoveGrant {
+            grant: Grant {
+                principal: "user/dave".into(),
+                role: "writer".into(),
+                on: "org/acme".into(),
+            },
+        }],
+    );
+    assert!(matches!(r, Err(ServiceError::NotFound { .. })), "{r:?}");
+    let r = write(
+        &s,
+        "user/olivia",
+        vec![Operation::AddGrant {
+            grant: Grant {
+                principal: "user/dave".into(),
+                role: "reader".into(),
+                on: "org/acme".into(),
+            },
+        }],
+    );
+    assert!(matches!(r, Err(ServiceError::Exists { .. })), "{r:?}");
+    assert_eq!(r.unwrap_err().status(), 409);
+}
+
+#[test]
+fn a_stale_revision_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let p = Provenance {
+        via: "api",
+        if_match: Some(1),
+        ..Provenance::default()
+    };
+    let change = Change {
+        operations: vec![deactivate("dave")],
+        bulk: false,
+    };
+    assert_eq!(s.write("user/olivia", &change, &p).unwrap().revision, 2);
+    let change = Change {
+        operations: vec![deactivate("carol")],
+        bulk: false,
+    };
+    let r = s.write("user/olivia", &change, &p);
+    assert!(
+        matches!(
+            r,
+            Err(ServiceError::Stale {
+                expected: 1,
+                current: 2
+            })
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_retried_write_answers_the_same_without_a_second_change() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let p = Provenance {
+        via: "api",
+        idempotency_key: Some("k-1".into()),
+        ..Provenance::default()
+    };
+    let change = Change {
+        operations: vec![deactivate("dave")],
+        bulk: false,
+    };
+    let first = s.write("user/olivia", &change, &p).unwrap();
+    let again = s.write("user/olivia", &change, &p).unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.revision, first.revision);
+    assert_eq!(s.head().unwrap().revision, 2);
+    // The same key for another request is a mistake, said so.
+    let other = Change {
+        operations: vec![deactivate("carol")],
+        bulk: false,
+    };
+    assert!(matches!(
+        s.write("user/olivia", &other, &p),
+        Err(ServiceError::KeyReused(2))
+    ));
+}
+
+#[test]
+fn answered_writes_survive_a_reopen_and_the_log_is_contiguous() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("directory.db");
+    {
+        let s = service(&d);
+        write(&s, "user/olivia", vec![deactivate("dave")]).unwrap();
+        write(
+            &s,
+            "user/sam",
+            vec![Operation::CreateApiKey {
+                id: "k".into(),
+                name: None,
+                expires_at: None,
+            }],
+        )
+        .unwrap();
+        write(
+            &s,
+            "user/olivia",
+            vec![Operation::AddTeamMember {
+                team: "noc".into(),
+                username: "sue".into(),
+            }],
+        )
+        .unwrap();
+    }
+    let s = open(&path);
+    let head = s.head().unwrap();
+    assert_eq!(head.revision, 4);
+    let log = s.changes(0, 100).unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(log[1].actor, "user/olivia");
+    assert_eq!(
+        log[1].decisions[0]["decisions"][0]["action"],
+        "user:deactivate"
+    );
+    // The reopened directory is the one written, in source order.
+    let mut expected = example();
+    expected
+        .users
+        .iter_mut()
+        .find(|u| u.username == "dave")
+        .unwrap()
+        .status = portcullis_snapshots::vocabulary::UserStatus::Deactivated;
+    expected
+        .teams
+        .iter_mut()
+        .find(|t| t.id == "noc")
+        .unwrap()
+        .members
+        .push("sue".into());
+    let mut got = head.directory.clone();
+    got.api_keys.retain(|k| k.id != "k");
+    got.revision = None;
+    expected.revision = None;
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn importing_the_same_directory_twice_is_an_empty_change_and_export_is_the_import() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let again = s.import(&example(), "operator", false, &api()).unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.revision, 1);
+    let mut exported = s.head().unwrap().directory.clone();
+    exported.revision = None;
+    assert_eq!(exported, example());
+    // A reordered, edited directory: the import makes exactly it.
+    let mut edited = example();
+    edited.users.reverse();
+    edited.users.pop();
+    edited.grants.swap(0, 1);
+    let c = s.import(&edited, "operator", false, &api()).unwrap();
+    assert_eq!(c.revision, 2);
+    let mut live = s.head().unwrap().directory.clone();
+    live.revision = None;
+    assert_eq!(live.users, edited.users);
+    drop(s);
+    let s = open(&d.path().join("directory.db"));
+    let mut got = s.head().unwrap().directory.clone();
+    got.revision = None;
+    assert_eq!(got, edited);
+}
+
+#[test]
+fn an_import_with_problems_is_refused_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let mut bad = example();
+    bad.teams[0].owner = "nobody".into();
+    bad.grants[0].on = "org/nowhere".into();
+    match s.import(&bad, "operator", false, &api()) {
+        Err(ServiceError::Invalid422(p)) => assert!(p.len() >= 2, "{p:?}"),
+        other => panic!("expected 422, got {other:?}"),
+    }
+    assert_eq!(s.head().unwrap().revision, 1);
+}
+
+#[test]
+fn a_second_process_cannot_open_the_database_behind_the_service() {
+    let d = tempfile::tempdir().unwrap();
+    let _s = service(&d);
+    match Sqlite::open(&d.path().join("directory.db")).and_then(|mut x| {
+        use portcullis_directory::storage::Storage;
+        x.load()
+    }) {
+        Err(portcullis_directory::storage::StorageError::Busy(_)) => {}
+        other => panic!("expected busy, got {:?}", other.map(|s| s.revision)),
+    }
+}
