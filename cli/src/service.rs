@@ -121,9 +121,9 @@ fn serve(config: &Path) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::Start(format!("cannot listen on {}: {e}", c.listen)))?;
         let revision = api.service.head().map_or(0, |h| h.revision);
+        let addr = listener.local_addr().unwrap_or(c.listen);
         say!(
-            "directory service on http://{} (database {}, revision {revision})",
-            c.listen,
+            "directory service on http://{addr} (database {}, revision {revision})",
             c.database.display()
         );
         let (stop_tx, stop) = tokio::sync::watch::channel(false);

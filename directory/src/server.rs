@@ -235,15 +235,19 @@ impl Api {
             .await
         {
             Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(Refusal::too_large(
-                "body_too_large",
-                format!(
-                    "the body is over {} bytes: split the change",
-                    self.max_body_bytes
-                ),
-            )
-            .into_response())),
-            Err(e) => Err(Box::new(malformed(format!("the body could not be read: {e}")))),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(
+                Refusal::too_large(
+                    "body_too_large",
+                    format!(
+                        "the body is over {} bytes: split the change",
+                        self.max_body_bytes
+                    ),
+                )
+                .into_response(),
+            )),
+            Err(e) => Err(Box::new(malformed(format!(
+                "the body could not be read: {e}"
+            )))),
         }
     }
 
@@ -583,10 +587,7 @@ impl Api {
         }
     }
 
-    async fn parse<T: DeserializeOwned>(
-        &self,
-        req: Request<Incoming>,
-    ) -> Result<T, Early> {
+    async fn parse<T: DeserializeOwned>(&self, req: Request<Incoming>) -> Result<T, Early> {
         let bytes = self.body(req).await?;
         parse_json(&bytes).map_err(|m| Box::new(malformed(m)))
     }
@@ -716,7 +717,10 @@ pub async fn serve(
                 let api = api.clone();
                 async move { Ok::<_, std::convert::Infallible>(api.route(req).await) }
             });
+            // The header timeout needs hyper's timer: without it hyper
+            // panics on the first request.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);

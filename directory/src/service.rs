@@ -209,8 +209,12 @@ impl Service {
         })
     }
 
-    fn publish(&self, head: Arc<Head>) {
+    /// Makes `head` the head and tells the listeners. Called with the
+    /// storage lock still held (`_writing`): the next writer reads this
+    /// head, never the one before it.
+    fn publish(&self, head: Arc<Head>, _writing: MutexGuard<'_, Box<dyn Storage>>) {
         self.head.store(Some(head.clone()));
+        drop(_writing);
         if let Ok(l) = self.listeners.lock() {
             for x in l.iter() {
                 x.committed(&head);
@@ -381,8 +385,7 @@ impl Service {
             response: serde_json::to_string(&kept).unwrap_or_default(),
         };
         storage.commit(&commit)?;
-        drop(storage);
-        self.publish(Arc::new(built));
+        self.publish(Arc::new(built), storage);
         Ok(answer)
     }
 
@@ -545,8 +548,7 @@ impl Service {
             request_hash: None,
             response: serde_json::to_string(&answer).unwrap_or_default(),
         })?;
-        drop(storage);
-        self.publish(Arc::new(built));
+        self.publish(Arc::new(built), storage);
         Ok(answer)
     }
 }

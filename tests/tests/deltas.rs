@@ -421,67 +421,22 @@ async fn deltas_applied_in_place_decide_exactly_like_their_targets() {
     );
 }
 
-/// A store: the files of a directory over HTTP, with ETags; counts the
-/// bytes it sends per file.
+/// A store: the files of a directory over HTTP (`common::files`).
 struct Store {
     dir: tempfile::TempDir,
     origin: std::net::SocketAddr,
-    sent: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+    files: common::files::FileServer,
 }
 
 impl Store {
     async fn start() -> Store {
-        use http_body_util::Full;
-        use hyper::body::{Bytes, Incoming};
-        use hyper::service::service_fn;
-        use hyper_util::rt::TokioIo;
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let sent = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
-        let listener = tokio::net::TcpListener::bind(local()).await.unwrap();
-        let origin = listener.local_addr().unwrap();
-        let counts = std::sync::Arc::clone(&sent);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (root, counts) = (root.clone(), std::sync::Arc::clone(&counts));
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: http::Request<Incoming>| {
-                        let name = req.uri().path().trim_start_matches('/').to_string();
-                        let bytes = std::fs::read(root.join(&name)).ok();
-                        let tag = bytes.as_ref().map(|b| {
-                            format!(
-                                "\"{}\"",
-                                &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b))[..16]
-                            )
-                        });
-                        let matched = tag.as_ref().is_some_and(|t| {
-                            req.headers()
-                                .get("if-none-match")
-                                .is_some_and(|v| v.as_bytes() == t.as_bytes())
-                        });
-                        let resp = match (bytes, tag) {
-                            (Some(_), Some(_)) if matched => http::Response::builder()
-                                .status(304)
-                                .body(Full::new(Bytes::new())),
-                            (Some(b), Some(t)) => {
-                                *counts.lock().unwrap().entry(name).or_insert(0) += b.len();
-                                http::Response::builder()
-                                    .header("etag", t)
-                                    .body(Full::new(Bytes::from(b)))
-                            }
-                            _ => http::Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::new())),
-                        };
-                        async move { resp.map_err(|e| e.to_string()) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Store { dir, origin, sent }
+        let files = common::files::FileServer::start(dir.path().to_path_buf()).await;
+        Store {
+            origin: files.origin,
+            dir,
+            files,
+        }
     }
 
     /// Publishes `snapshot` with the deltas given (from, bytes of the
@@ -532,7 +487,7 @@ impl Store {
     }
 
     fn sent(&self, name: &str) -> usize {
-        self.sent.lock().unwrap().get(name).copied().unwrap_or(0)
+        self.files.sent(name)
     }
 }
 

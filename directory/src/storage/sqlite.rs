@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-use super::{Commit, LogEntry, Remembered, Storage, StorageError, Stored};
+use super::interface::{Commit, LogEntry, Remembered, Storage, StorageError, Stored};
 use crate::operation::{Kind, push_entity};
 
 /// A SQLite store.

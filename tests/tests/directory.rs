@@ -1,0 +1,646 @@
+//! The directory service end to end: its HTTP API as clients use it
+//! (identified as at the gateway, refused in the gateway's shape), and a
+//! write enforced by a gateway that polls the store the service publishes
+//! into.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
+
+mod common;
+use common::*;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use portcullis_directory::config::{DirectoryConfig, PublishConfig};
+use portcullis_directory::server::{Api, serve, start};
+use portcullis_directory::service::{Provenance, Service};
+use portcullis_directory::storage::Sqlite;
+use serde_json::{Value, json};
+
+const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
+
+struct Directory {
+    base: String,
+    api: Arc<Api>,
+    client: TestClient,
+    store: std::path::PathBuf,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// The example directory imported into a new database, and the service
+/// on it, identifying callers with the demo gateway's identity section,
+/// publishing into `dir/store`.
+async fn directory(dir: &std::path::Path, max_body_bytes: usize) -> Directory {
+    let database = dir.join("directory.db");
+    {
+        let s = Service::open(Box::new(Sqlite::open(&database).unwrap())).unwrap();
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../snapshots/examples/acme.json"),
+        )
+        .unwrap();
+        let d = portcullis_snapshots::source::build(&text).unwrap().0;
+        s.import(
+            &d,
+            "operator",
+            false,
+            &Provenance {
+                via: "import",
+                ..Provenance::default()
+            },
+        )
+        .unwrap();
+    }
+    let identity = demo_gateway_config(dir).await.identity;
+    let store = dir.join("store");
+    let config = DirectoryConfig {
+        listen: local(),
+        database,
+        identity,
+        max_body_bytes,
+        publish: PublishConfig {
+            store_dir: Some(store.clone()),
+            coalesce_ms: 100,
+            ..PublishConfig::default()
+        },
+    };
+    let api = start(&config).unwrap();
+    let listener = tokio::net::TcpListener::bind(local()).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(serve(api.clone(), listener, stop));
+    Directory {
+        base,
+        api,
+        client: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http(),
+        store,
+        _stop: stop_tx,
+    }
+}
+
+impl Directory {
+    async fn call(&self, method: Method, path: &str, as_user: Option<&str>, body: Value) -> Answer {
+        self.call_with(method, path, as_user, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        as_user: Option<&str>,
+        body: Value,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let auth = as_user.map(bearer);
+        let mut headers: Vec<(&str, &str)> = extra.to_vec();
+        if let Some(a) = &auth {
+            headers.push(("authorization", a));
+        }
+        let bytes = if body.is_null() {
+            vec![]
+        } else {
+            serde_json::to_vec(&body).unwrap()
+        };
+        send(
+            &self.client,
+            method,
+            &format!("{}{path}", self.base),
+            &headers,
+            bytes,
+        )
+        .await
+    }
+
+    async fn raw(&self, method: Method, path: &str, as_user: &str, body: Vec<u8>) -> Answer {
+        let auth = bearer(as_user);
+        send(
+            &self.client,
+            method,
+            &format!("{}{path}", self.base),
+            &[("authorization", &auth)],
+            body,
+        )
+        .await
+    }
+}
+
+fn assert_refusal(a: &Answer, status: StatusCode, reason: &str) {
+    assert_eq!(a.status, status, "{}", a.body);
+    assert_eq!(a.body["decision"], "deny", "{}", a.body);
+    assert_eq!(a.body["reason"], reason, "{}", a.body);
+    assert!(a.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(
+        a.headers
+            .get("x-portcullis-reason")
+            .map(|v| v.to_str().unwrap()),
+        Some(reason)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_the_api_is_enforced_by_a_gateway_polling_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = directory(tmp.path(), 1 << 20).await;
+    let files = files::FileServer::start(d.store.clone()).await;
+    let gw = gateway_with(None, |c, _| {
+        c.snapshot.poll_url = Some(format!("http://{}/latest.json", files.origin));
+        c.snapshot.poll_interval_ms = 50;
+    })
+    .await;
+    // The service published revision 1 when it started.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.running.revision() != Some(1) {
+        assert!(Instant::now() < deadline, "revision 1 never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pat = bearer("pat");
+    assert_eq!(
+        gw.get(TABLE, &[("authorization", &pat)]).await.status,
+        StatusCode::OK
+    );
+
+    // adam (an administrator of EMEA) may not deactivate pat (in acme)…
+    let refused = d
+        .call(
+            Method::POST,
+            "/v1/directory/users/pat/deactivate",
+            Some("adam"),
+            Value::Null,
+        )
+        .await;
+    assert_refusal(&refused, StatusCode::FORBIDDEN, "no_grant");
+    assert_eq!(refused.body["revision"], 1);
+    // …olivia (an owner) may; the answer names the revision that holds it.
+    let done = d
+        .call(
+            Method::POST,
+            "/v1/directory/users/pat/deactivate",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["revision"], 2);
+    assert_eq!(done.headers["x-portcullis-revision"], "2");
+    assert_eq!(
+        done.body["operations"][0]["decisions"][0]["action"],
+        "user:deactivate"
+    );
+    let answered = Instant::now();
+    // A deactivation is urgent: published at once, and the gateway flips.
+    loop {
+        let a = gw.get(TABLE, &[("authorization", &pat)]).await;
+        if a.status == StatusCode::FORBIDDEN {
+            assert_eq!(a.body["reason"], "account_deactivated");
+            break;
+        }
+        assert!(
+            answered.elapsed() < Duration::from_secs(20),
+            "never enforced"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gw.running.revision(), Some(2));
+    // And reactivated: enforced the same way.
+    let done = d
+        .call(
+            Method::POST,
+            "/v1/directory/users/pat/reactivate",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(done.body["revision"], 3, "{}", done.body);
+    let answered = Instant::now();
+    while gw.get(TABLE, &[("authorization", &pat)]).await.status != StatusCode::OK {
+        assert!(
+            answered.elapsed() < Duration::from_secs(20),
+            "never enforced"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let state = d
+        .call(
+            Method::GET,
+            "/v1/directory/revision",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(state.body["revision"], 3);
+    assert_eq!(state.body["published"]["revision"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_bad_requests_with_their_reason_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = directory(tmp.path(), 4096).await;
+
+    // No credentials, a bad token.
+    let a = d
+        .call(Method::GET, "/v1/directory/users/dave", None, Value::Null)
+        .await;
+    assert_refusal(&a, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let a = d
+        .call_with(
+            Method::GET,
+            "/v1/directory/users/dave",
+            None,
+            Value::Null,
+            &[("authorization", "Bearer nope")],
+        )
+        .await;
+    assert_refusal(&a, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // Malformed JSON, an unknown field (named with its place), a wrong type.
+    let a = d
+        .raw(
+            Method::POST,
+            "/v1/directory/changes",
+            "olivia",
+            b"{".to_vec(),
+        )
+        .await;
+    assert_refusal(&a, StatusCode::BAD_REQUEST, "malformed_request");
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/changes",
+            Some("olivia"),
+            json!({"operations": [{"op": "deactivate_user", "username": "dave", "colour": "red"}]}),
+        )
+        .await;
+    assert_refusal(&a, StatusCode::BAD_REQUEST, "malformed_request");
+    assert!(
+        a.body["message"].as_str().unwrap().contains("colour"),
+        "{}",
+        a.body
+    );
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/users",
+            Some("olivia"),
+            json!({"user": {"username": "new", "email": "n@acme.example", "organization": "acme", "shoe": 1}}),
+        )
+        .await;
+    assert_refusal(&a, StatusCode::BAD_REQUEST, "malformed_request");
+    assert!(
+        a.body["message"].as_str().unwrap().contains("user.shoe"),
+        "{}",
+        a.body
+    );
+    let a = d
+        .call(
+            Method::PUT,
+            "/v1/directory/users/dave/expiry",
+            Some("olivia"),
+            json!({"expires_at": 5}),
+        )
+        .await;
+    assert_refusal(&a, StatusCode::BAD_REQUEST, "malformed_request");
+    assert!(
+        a.body["message"].as_str().unwrap().contains("expires_at"),
+        "{}",
+        a.body
+    );
+
+    // Oversized.
+    let a = d
+        .raw(
+            Method::POST,
+            "/v1/directory/changes",
+            "olivia",
+            vec![b' '; 5000],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Unknown target, duplicate, dot segments.
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/users/nobody/deactivate",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::FORBIDDEN,
+        "the engine denies an unknown resource first: {}",
+        a.body
+    );
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/grants",
+            Some("olivia"),
+            json!({"grant": {"principal": "user/dave", "role": "reader", "on": "org/acme"}}),
+        )
+        .await;
+    assert_refusal(&a, StatusCode::CONFLICT, "exists");
+    let a = d
+        .call(
+            Method::DELETE,
+            "/v1/directory/grants",
+            Some("olivia"),
+            json!({"grant": {"principal": "user/dave", "role": "writer", "on": "org/acme"}}),
+        )
+        .await;
+    assert_refusal(&a, StatusCode::NOT_FOUND, "not_found");
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/users/../deactivate",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_ne!(a.status, StatusCode::OK);
+
+    // A deactivated or notification-only actor.
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/users/dave/deactivate",
+            Some("zoe"),
+            Value::Null,
+        )
+        .await;
+    assert_refusal(&a, StatusCode::FORBIDDEN, "account_deactivated");
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/users/dave/deactivate",
+            Some("nina"),
+            Value::Null,
+        )
+        .await;
+    assert_refusal(&a, StatusCode::FORBIDDEN, "notification_only");
+
+    // An invalid post-state: every problem, each with its place.
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/changes",
+            Some("olivia"),
+            json!({"operations": [{"op": "delete_organization", "id": "apac"}]}),
+        )
+        .await;
+    assert_refusal(&a, StatusCode::UNPROCESSABLE_ENTITY, "invalid_directory");
+    assert!(
+        a.body["problems"].as_array().unwrap().len() >= 2,
+        "{}",
+        a.body
+    );
+
+    // Two writes against the same revision: one wins, the other is stale.
+    let first = d
+        .call_with(
+            Method::POST,
+            "/v1/directory/users/dave/deactivate",
+            Some("olivia"),
+            Value::Null,
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let second = d
+        .call_with(
+            Method::POST,
+            "/v1/directory/users/carol/deactivate",
+            Some("olivia"),
+            Value::Null,
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_refusal(&second, StatusCode::PRECONDITION_FAILED, "stale_revision");
+    assert_eq!(second.body["revision"], 2);
+
+    // A retried write answers the same, without a second change.
+    let key = [("idempotency-key", "retry-1")];
+    let one = d
+        .call_with(
+            Method::POST,
+            "/v1/directory/users/carol/deactivate",
+            Some("olivia"),
+            Value::Null,
+            &key,
+        )
+        .await;
+    let two = d
+        .call_with(
+            Method::POST,
+            "/v1/directory/users/carol/deactivate",
+            Some("olivia"),
+            Value::Null,
+            &key,
+        )
+        .await;
+    assert_eq!(one.body["revision"], 3);
+    assert_eq!(two.body["revision"], 3);
+    assert_eq!(two.body["replayed"], true);
+
+    // Nothing refused above left a trace: three revisions, three log entries.
+    assert_eq!(d.api.service.head().unwrap().revision, 3);
+    let log = d
+        .call(
+            Method::GET,
+            "/v1/directory/changes?after=0",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    let revisions: Vec<u64> = log.body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(revisions, vec![1, 2, 3]);
+    assert_eq!(log.body["changes"][1]["actor"], "user/olivia");
+    // The log is not for everyone.
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/changes",
+            Some("dave"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_made_by_the_service_acts_as_its_creator_at_the_service_and_the_gateway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = directory(tmp.path(), 1 << 20).await;
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/api-keys",
+            Some("adam"),
+            json!({"id": "adam-ci"}),
+        )
+        .await;
+    assert_refusal(&a, StatusCode::FORBIDDEN, "no_grant");
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/api-keys",
+            Some("sam"),
+            json!({"id": "sam-ci", "name": "CI"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let secret = a.body["operations"][0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Acting with it: sam's rights.
+    let key = [("x-api-key", secret.as_str())];
+    let a = d
+        .call_with(
+            Method::POST,
+            "/v1/directory/users/dave/deactivate",
+            None,
+            Value::Null,
+            &key,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body["operations"][0]["decisions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user/sam")
+    );
+    // Revoked: dead.
+    let a = d
+        .call(
+            Method::DELETE,
+            "/v1/directory/api-keys/sam-ci",
+            Some("sam"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = d
+        .call_with(
+            Method::POST,
+            "/v1/directory/users/carol/deactivate",
+            None,
+            Value::Null,
+            &key,
+        )
+        .await;
+    assert_refusal(&a, StatusCode::FORBIDDEN, "api_key_revoked");
+    // The secret is nowhere in the log.
+    let log = d
+        .call(
+            Method::GET,
+            "/v1/directory/changes",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert!(!log.body.to_string().contains(&secret));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_show_what_the_caller_may_see() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = directory(tmp.path(), 1 << 20).await;
+    // adam administers EMEA: he lists its users, not acme's.
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/users?limit=1000",
+            Some("adam"),
+            Value::Null,
+        )
+        .await;
+    let names: Vec<&str> = a.body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"rhea") && names.contains(&"adam"),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"olivia") && !names.contains(&"dave"),
+        "{names:?}"
+    );
+    // Paging.
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/users?limit=2",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.body["users"].as_array().unwrap().len(), 2);
+    let after = a.body["next_after"].as_str().unwrap().to_string();
+    let b = d
+        .call(
+            Method::GET,
+            &format!("/v1/directory/users?limit=2&after={after}"),
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_ne!(a.body["users"][0], b.body["users"][0]);
+    // What the console draws: the engine's permissions.
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/permissions?resource=user/olivia",
+            Some("adam"),
+            Value::Null,
+        )
+        .await;
+    assert!(
+        !a.body["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "user:deactivate")
+    );
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/permissions?resource=user/rhea",
+            Some("adam"),
+            Value::Null,
+        )
+        .await;
+    assert!(
+        a.body["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "user:deactivate")
+    );
+    // Export: the directory as JSON, for those who manage access.
+    let a = d
+        .call(Method::GET, "/v1/directory", Some("olivia"), Value::Null)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["users"].as_array().unwrap().len(), 25);
+    let a = d
+        .call(Method::GET, "/v1/directory", Some("pat"), Value::Null)
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+}
