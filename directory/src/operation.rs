@@ -242,6 +242,37 @@ pub fn permission_key(p: &PermissionGrant) -> String {
     serde_json::to_string(p).unwrap_or_default()
 }
 
+/// The key of the `n`th of equal grants or permissions. A directory file
+/// may list the same grant twice (the compiler accepts it, and the
+/// generated benchmark directory does), so an import must keep both: the
+/// second is `<key> #1`.
+fn nth(key: String, n: usize) -> String {
+    if n == 0 { key } else { format!("{key} #{n}") }
+}
+
+/// The base key and occurrence of a stored key.
+fn split_nth(key: &str) -> (&str, usize) {
+    match key.rsplit_once(" #") {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (base, n.parse().unwrap_or(0))
+        }
+        _ => (key, 0),
+    }
+}
+
+fn find_nth<T: Serialize>(
+    items: &[T],
+    base: &str,
+    n: usize,
+    key: impl Fn(&T) -> String,
+) -> Option<String> {
+    items
+        .iter()
+        .filter(|t| key(t) == base)
+        .nth(n)
+        .and_then(|t| serde_json::to_string(t).ok())
+}
+
 /// One entity of a section, serialized as the source writes it.
 pub fn entity_json(dir: &Directory, key: &EntityKey) -> Option<String> {
     let k = key.key.as_str();
@@ -257,8 +288,14 @@ pub fn entity_json(dir: &Directory, key: &EntityKey) -> Option<String> {
         Kind::Group => json(find(&dir.groups, |g| g.id == k)),
         Kind::Team => json(find(&dir.teams, |t| t.id == k)),
         Kind::CustomRole => json(find(&dir.custom_roles, |r| r.id == k)),
-        Kind::Grant => json(find(&dir.grants, |g| grant_key(g) == k)),
-        Kind::Permission => json(find(&dir.permissions, |p| permission_key(p) == k)),
+        Kind::Grant => {
+            let (base, n) = split_nth(k);
+            find_nth(&dir.grants, base, n, grant_key)
+        }
+        Kind::Permission => {
+            let (base, n) = split_nth(k);
+            find_nth(&dir.permissions, base, n, permission_key)
+        }
     }
 }
 
@@ -295,7 +332,7 @@ pub fn entities(dir: &Directory) -> Vec<(EntityKey, String)> {
         out: &mut Vec<(EntityKey, String)>,
         kind: Kind,
         items: &[T],
-        key: impl Fn(&T) -> String,
+        mut key: impl FnMut(&T) -> String,
     ) {
         for t in items {
             if let Ok(json) = serde_json::to_string(t) {
@@ -322,8 +359,20 @@ pub fn entities(dir: &Directory) -> Vec<(EntityKey, String)> {
     each(&mut out, Kind::CustomRole, &dir.custom_roles, |r| {
         r.id.clone()
     });
-    each(&mut out, Kind::Grant, &dir.grants, grant_key);
-    each(&mut out, Kind::Permission, &dir.permissions, permission_key);
+    let mut seen = std::collections::HashMap::new();
+    each(&mut out, Kind::Grant, &dir.grants, |g| {
+        let k = grant_key(g);
+        let n = seen.entry(k.clone()).or_insert(0usize);
+        *n += 1;
+        nth(k, *n - 1)
+    });
+    let mut seen = std::collections::HashMap::new();
+    each(&mut out, Kind::Permission, &dir.permissions, |p| {
+        let k = permission_key(p);
+        let n = seen.entry(k.clone()).or_insert(0usize);
+        *n += 1;
+        nth(k, *n - 1)
+    });
     out
 }
 
@@ -695,10 +744,14 @@ pub fn apply(
         O::RemoveGrant { grant } => {
             let before = dir.grants.len();
             dir.grants.retain(|g| g != grant);
-            if dir.grants.len() == before {
+            let removed = before - dir.grants.len();
+            if removed == 0 {
                 return Err(OpError::NotFound(format!("grant {}", grant_key(grant))));
             }
-            touched.push(key(Kind::Grant, &grant_key(grant)));
+            // Every copy goes (a file may list a grant twice).
+            for n in 0..removed {
+                touched.push(key(Kind::Grant, &nth(grant_key(grant), n)));
+            }
         }
         O::AddPermission { permission } => {
             if dir.permissions.contains(permission) {
@@ -713,13 +766,16 @@ pub fn apply(
         O::RemovePermission { permission } => {
             let before = dir.permissions.len();
             dir.permissions.retain(|p| p != permission);
-            if dir.permissions.len() == before {
+            let removed = before - dir.permissions.len();
+            if removed == 0 {
                 return Err(OpError::NotFound(format!(
                     "permission {}",
                     permission_key(permission)
                 )));
             }
-            touched.push(key(Kind::Permission, &permission_key(permission)));
+            for n in 0..removed {
+                touched.push(key(Kind::Permission, &nth(permission_key(permission), n)));
+            }
         }
     }
     Ok(applied)

@@ -540,3 +540,31 @@ fn a_second_process_cannot_open_the_database_behind_the_service() {
         other => panic!("expected busy, got {:?}", other.map(|s| s.revision)),
     }
 }
+
+#[test]
+fn a_grant_listed_twice_is_kept_twice_and_removed_once_for_all() {
+    // The compiler accepts a grant listed twice (the generated benchmark
+    // directory has some): an import keeps the directory exactly.
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("directory.db");
+    let mut twice = example();
+    let g = twice.grants[0].clone();
+    twice.grants.push(g.clone());
+    {
+        let s = open(&path);
+        s.import(&twice, "operator", false, &api()).unwrap();
+    }
+    let s = open(&path);
+    let mut got = s.head().unwrap().directory.clone();
+    got.revision = None;
+    assert_eq!(got, twice);
+    write(
+        &s,
+        "user/olivia",
+        vec![Operation::RemoveGrant { grant: g.clone() }],
+    )
+    .unwrap();
+    drop(s);
+    let s = open(&path);
+    assert!(!s.head().unwrap().directory.grants.contains(&g));
+}

@@ -503,3 +503,63 @@ fn who(
         verdict,
     })
 }
+
+/// A client that wrote to the directory service names the revision of its
+/// write here, to be decided at that revision or a later one.
+pub const MIN_REVISION: &str = "x-portcullis-min-revision";
+
+/// Waits, up to `server.min_revision_wait_ms`, until this gateway serves
+/// the revision the request names in [`MIN_REVISION`] (no header: at
+/// once). A value that is not one revision is a malformed request; a
+/// revision that does not arrive in time is 503 `revision_not_yet` —
+/// never a decision made on an older directory than the client asked for.
+/// The header is `X-Portcullis-*`, so it never reaches an upstream.
+pub(crate) async fn at_revision(shared: &Shared, headers: &HeaderMap) -> Result<(), Refusal> {
+    let mut values = headers.get_all(MIN_REVISION).iter();
+    let Some(value) = values.next() else {
+        return Ok(());
+    };
+    if values.next().is_some() {
+        return Err(Refusal::malformed_request(
+            "more than one X-Portcullis-Min-Revision header",
+        ));
+    }
+    let wanted: u64 = value
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| {
+            Refusal::malformed_request(
+                "X-Portcullis-Min-Revision is not a revision: send the revision a write answered, such as 42",
+            )
+        })?;
+    let serving = || shared.swapper.current().map(|g| g.revision);
+    if serving().is_some_and(|r| r >= wanted) {
+        return Ok(());
+    }
+    let wait = std::time::Duration::from_millis(shared.config().server.min_revision_wait_ms);
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before looking again: a swap between the look and the
+    // wait is not missed.
+    let mut swaps = shared.swaps.subscribe();
+    loop {
+        if serving().is_some_and(|r| r >= wanted) {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, swaps.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                let now = serving();
+                return Err(Refusal::unavailable(
+                    "revision_not_yet",
+                    format!(
+                        "revision {wanted} has not reached this gateway within {} ms (serving {}): retry shortly",
+                        wait.as_millis(),
+                        now.map_or_else(|| "none".to_string(), |r| r.to_string())
+                    ),
+                )
+                .at(now));
+            }
+        }
+    }
+}

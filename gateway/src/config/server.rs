@@ -51,6 +51,11 @@ pub struct ServerConfig {
     /// long is closed (WebSocket close 1001), as Envoy's one-hour idle
     /// timeout does; pings count as traffic.
     pub upgrade_idle_timeout_ms: u64,
+    /// How long a request that names a minimum revision
+    /// (`X-Portcullis-Min-Revision`: a client reading its own write to the
+    /// directory service) waits for this gateway to serve it before the
+    /// answer is 503 `revision_not_yet`.
+    pub min_revision_wait_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +75,7 @@ impl Default for ServerConfig {
             upgrades: vec!["websocket".to_string()],
             revoke_grace_ms: 5_000,
             upgrade_idle_timeout_ms: 3_600_000,
+            min_revision_wait_ms: 2_000,
         }
     }
 }
@@ -98,6 +104,9 @@ impl ServerConfig {
             if v == 0 {
                 out.push(format!("{name}: must be greater than 0"));
             }
+        }
+        if s.min_revision_wait_ms > 60_000 {
+            out.push("server.min_revision_wait_ms: at most 60000 (a request holds its connection while it waits)".into());
         }
         if s.max_connections == 0 {
             out.push("server.max_connections: must be at least 1".into());

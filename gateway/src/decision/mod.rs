@@ -98,6 +98,9 @@ pub(crate) async fn handle(
         },
         _ => match adapters::Adapter::for_path(rel) {
             Some((adapter, original_path)) => {
+                if let Err(refusal) = crate::checkpoint::at_revision(&shared, req.headers()).await {
+                    return refusal.into_response();
+                }
                 let original_path = original_path.to_string();
                 adapters::handle(&shared, adapter, req, &original_path, started)
             }
@@ -131,6 +134,7 @@ async fn json_endpoint(
             "portcullis-decision",
         ));
     }
+    crate::checkpoint::at_revision(shared, req.headers()).await?;
     let body = read_body(req.into_body(), shared.config().server.max_body_bytes)
         .await
         .map_err(|e| Refusal::malformed_request(format!("cannot read the body: {e}")))?;

@@ -114,6 +114,7 @@ async fn pass(
         .extensions
         .get::<crate::tls::ClientCertificate>()
         .map(|c| Arc::clone(&c.0));
+    crate::checkpoint::at_revision(&shared, &parts.headers).await?;
     // Read before deciding: a re-check signalled after this point is seen
     // by the response, so nothing decided on an older snapshot outlives it.
     let seen = shared.recheck_count();
