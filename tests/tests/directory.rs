@@ -13,123 +13,13 @@
 mod common;
 use common::*;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::directory::directory;
 use http::{Method, StatusCode};
-use portcullis_directory::config::{DirectoryConfig, PublishConfig};
-use portcullis_directory::server::{Api, serve, start};
-use portcullis_directory::service::{Provenance, Service};
-use portcullis_directory::storage::Sqlite;
 use serde_json::{Value, json};
 
 const TABLE: &str = "/envs/prod/catalogs/sales/tables/orders";
-
-struct Directory {
-    base: String,
-    api: Arc<Api>,
-    client: TestClient,
-    store: std::path::PathBuf,
-    _stop: tokio::sync::watch::Sender<bool>,
-}
-
-/// The example directory imported into a new database, and the service
-/// on it, identifying callers with the demo gateway's identity section,
-/// publishing into `dir/store`.
-async fn directory(dir: &std::path::Path, max_body_bytes: usize) -> Directory {
-    let database = dir.join("directory.db");
-    {
-        let s = Service::open(Box::new(Sqlite::open(&database).unwrap())).unwrap();
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../snapshots/examples/acme.json"),
-        )
-        .unwrap();
-        let d = portcullis_snapshots::source::build(&text).unwrap().0;
-        s.import(
-            &d,
-            "operator",
-            false,
-            &Provenance {
-                via: "import",
-                ..Provenance::default()
-            },
-        )
-        .unwrap();
-    }
-    let identity = demo_gateway_config(dir).await.identity;
-    let store = dir.join("store");
-    let config = DirectoryConfig {
-        listen: local(),
-        database,
-        identity,
-        max_body_bytes,
-        publish: PublishConfig {
-            store_dir: Some(store.clone()),
-            coalesce_ms: 100,
-            ..PublishConfig::default()
-        },
-    };
-    let api = start(&config).unwrap();
-    let listener = tokio::net::TcpListener::bind(local()).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(serve(api.clone(), listener, stop));
-    Directory {
-        base,
-        api,
-        client: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http(),
-        store,
-        _stop: stop_tx,
-    }
-}
-
-impl Directory {
-    async fn call(&self, method: Method, path: &str, as_user: Option<&str>, body: Value) -> Answer {
-        self.call_with(method, path, as_user, body, &[]).await
-    }
-
-    async fn call_with(
-        &self,
-        method: Method,
-        path: &str,
-        as_user: Option<&str>,
-        body: Value,
-        extra: &[(&str, &str)],
-    ) -> Answer {
-        let auth = as_user.map(bearer);
-        let mut headers: Vec<(&str, &str)> = extra.to_vec();
-        if let Some(a) = &auth {
-            headers.push(("authorization", a));
-        }
-        let bytes = if body.is_null() {
-            vec![]
-        } else {
-            serde_json::to_vec(&body).unwrap()
-        };
-        send(
-            &self.client,
-            method,
-            &format!("{}{path}", self.base),
-            &headers,
-            bytes,
-        )
-        .await
-    }
-
-    async fn raw(&self, method: Method, path: &str, as_user: &str, body: Vec<u8>) -> Answer {
-        let auth = bearer(as_user);
-        send(
-            &self.client,
-            method,
-            &format!("{}{path}", self.base),
-            &[("authorization", &auth)],
-            body,
-        )
-        .await
-    }
-}
 
 fn assert_refusal(a: &Answer, status: StatusCode, reason: &str) {
     assert_eq!(a.status, status, "{}", a.body);

@@ -322,3 +322,235 @@ async fn every_answer_of_the_decision_and_admin_endpoints_is_documented() {
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     conforms(&spec, "get", "/-/snapshot", &a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_of_the_directory_service_is_documented() {
+    let spec = spec();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = common::directory::directory(tmp.path(), 4096).await;
+    let null = Value::Null;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut check = |method: &str, path: &str, a: &Answer| {
+        conforms(&spec, method, path, a);
+        seen.insert((method.to_string(), path.to_string(), a.status.as_u16()));
+    };
+    let changes = "/v1/directory/changes";
+    let deactivate = |u: &str| json!({"operations": [{"op": "deactivate_user", "username": u}]});
+
+    // Writes: each status a write can answer.
+    let a = d
+        .call(Method::POST, changes, Some("olivia"), deactivate("dave"))
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    check("post", changes, &a);
+    for (body, user, want) in [
+        (deactivate("olivia"), Some("adam"), 403),
+        (deactivate("dave"), None, 401),
+        (
+            json!({"operations": [{"op": "deactivate_user"}]}),
+            Some("olivia"),
+            400,
+        ),
+        (
+            json!({"operations": [{"op": "remove_grant", "grant": {"principal": "user/dave", "role": "writer", "on": "org/acme"}}]}),
+            Some("olivia"),
+            404,
+        ),
+        (
+            json!({"operations": [{"op": "add_grant", "grant": {"principal": "user/dave", "role": "reader", "on": "org/acme"}}]}),
+            Some("olivia"),
+            409,
+        ),
+        (
+            json!({"operations": [{"op": "delete_organization", "id": "apac"}]}),
+            Some("olivia"),
+            422,
+        ),
+    ] {
+        let a = d.call(Method::POST, changes, user, body).await;
+        assert_eq!(a.status.as_u16(), want, "{}", a.body);
+        check("post", changes, &a);
+    }
+    let a = d
+        .call_with(
+            Method::POST,
+            changes,
+            Some("olivia"),
+            deactivate("carol"),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::PRECONDITION_FAILED);
+    check("post", changes, &a);
+    let a = d
+        .raw(Method::POST, changes, "olivia", vec![b' '; 5000])
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+    check("post", changes, &a);
+
+    // Resource-style writes.
+    let user = "/v1/directory/users/{username}";
+    for (method, path, template, body, who, want) in [
+        (
+            Method::POST,
+            "/v1/directory/users",
+            "/v1/directory/users",
+            json!({"user": {"username": "nia", "email": "nia@acme.example", "organization": "acme"}}),
+            "olivia",
+            200,
+        ),
+        (
+            Method::PATCH,
+            "/v1/directory/users/nia",
+            user,
+            json!({"email": "nia@new.example"}),
+            "olivia",
+            200,
+        ),
+        (
+            Method::PUT,
+            "/v1/directory/users/nia/expiry",
+            "/v1/directory/users/{username}/expiry",
+            json!({"expires_at": "2030-01-01T00:00:00Z"}),
+            "olivia",
+            200,
+        ),
+        (
+            Method::PUT,
+            "/v1/directory/users/rhea/expiry",
+            "/v1/directory/users/{username}/expiry",
+            json!({"expires_at": null}),
+            "rhea",
+            403,
+        ),
+        (
+            Method::PUT,
+            "/v1/directory/users/nia/admin-role",
+            "/v1/directory/users/{username}/admin-role",
+            json!({"admin_role": "administrator"}),
+            "olivia",
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/directory/users/nia/deactivate",
+            "/v1/directory/users/{username}/deactivate",
+            null.clone(),
+            "olivia",
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/directory/users/nia/reactivate",
+            "/v1/directory/users/{username}/reactivate",
+            null.clone(),
+            "olivia",
+            200,
+        ),
+        (
+            Method::PUT,
+            "/v1/directory/teams/noc/members/sue",
+            "/v1/directory/teams/{team}/members/{username}",
+            null.clone(),
+            "tom",
+            200,
+        ),
+        (
+            Method::DELETE,
+            "/v1/directory/teams/noc/members/sue",
+            "/v1/directory/teams/{team}/members/{username}",
+            null.clone(),
+            "tom",
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/directory/grants",
+            "/v1/directory/grants",
+            json!({"grant": {"principal": "user/pat", "role": "writer", "on": "catalog/sales"}}),
+            "olivia",
+            200,
+        ),
+        (
+            Method::DELETE,
+            "/v1/directory/grants",
+            "/v1/directory/grants",
+            json!({"grant": {"principal": "user/pat", "role": "writer", "on": "catalog/sales"}}),
+            "olivia",
+            200,
+        ),
+        (
+            Method::POST,
+            "/v1/directory/api-keys",
+            "/v1/directory/api-keys",
+            json!({"id": "sam-2", "name": "two"}),
+            "sam",
+            200,
+        ),
+        (
+            Method::DELETE,
+            "/v1/directory/api-keys/sam-2",
+            "/v1/directory/api-keys/{id}",
+            null.clone(),
+            "sam",
+            200,
+        ),
+        (
+            Method::DELETE,
+            "/v1/directory/users/nia",
+            user,
+            null.clone(),
+            "olivia",
+            200,
+        ),
+    ] {
+        let a = d.call(method.clone(), path, Some(who), body).await;
+        assert_eq!(a.status.as_u16(), want, "{method} {path}: {}", a.body);
+        check(&method.as_str().to_ascii_lowercase(), template, &a);
+    }
+
+    // Reads.
+    for (path, template, who, want) in [
+        (
+            "/v1/directory/changes?after=1&limit=5",
+            changes,
+            "olivia",
+            200,
+        ),
+        ("/v1/directory/changes", changes, "dave", 403),
+        ("/v1/directory/changes?after=x", changes, "olivia", 400),
+        ("/v1/directory", "/v1/directory", "olivia", 200),
+        ("/v1/directory", "/v1/directory", "pat", 403),
+        (
+            "/v1/directory/revision",
+            "/v1/directory/revision",
+            "pat",
+            200,
+        ),
+        (
+            "/v1/directory/permissions?resource=user/rhea",
+            "/v1/directory/permissions",
+            "adam",
+            200,
+        ),
+        (
+            "/v1/directory/permissions",
+            "/v1/directory/permissions",
+            "adam",
+            400,
+        ),
+        (
+            "/v1/directory/users?limit=3",
+            "/v1/directory/users",
+            "olivia",
+            200,
+        ),
+        ("/v1/directory/users/dave", user, "olivia", 200),
+        ("/v1/directory/users/olivia", user, "adam", 403),
+    ] {
+        let a = d.call(Method::GET, path, Some(who), null.clone()).await;
+        assert_eq!(a.status.as_u16(), want, "{path}: {}", a.body);
+        check("get", template, &a);
+    }
+    assert!(seen.len() >= 30, "{seen:?}");
+}

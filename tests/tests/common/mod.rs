@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of it
 
 pub mod ca;
+pub mod directory;
 pub mod files;
 
 use std::net::SocketAddr;
