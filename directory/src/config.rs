@@ -47,6 +47,13 @@ pub struct PublishConfig {
     /// Deltas the manifest lists.
     #[serde(default = "default_keep")]
     pub keep: usize,
+    /// Gateways to push every revision to (their admin APIs), besides or
+    /// instead of the store.
+    #[serde(default)]
+    pub gateways: Vec<crate::push::PushTarget>,
+    /// How long one push may take as a whole, in milliseconds.
+    #[serde(default = "default_push_timeout")]
+    pub push_timeout_ms: u64,
 }
 
 impl Default for PublishConfig {
@@ -56,6 +63,8 @@ impl Default for PublishConfig {
             signing_key: None,
             coalesce_ms: default_coalesce(),
             keep: default_keep(),
+            gateways: Vec::new(),
+            push_timeout_ms: default_push_timeout(),
         }
     }
 }
@@ -75,6 +84,9 @@ fn default_coalesce() -> u64 {
 }
 fn default_keep() -> usize {
     10
+}
+fn default_push_timeout() -> u64 {
+    5_000
 }
 
 /// Why a configuration is refused.

@@ -19,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod operation;
 pub mod publish;
+pub mod push;
 pub mod requirement;
 pub mod server;
 pub mod service;

@@ -19,6 +19,7 @@ use portcullis_gateway::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
 use portcullis_snapshots::signature::SigningKey;
 use portcullis_snapshots::{decode, delta, signature};
 
+use crate::push::{PushTarget, Pusher};
 use crate::service::{Head, Listener};
 
 /// Why a revision could not be published.
@@ -214,17 +215,33 @@ fn prune(dir: &Path, now: &Manifest, before: &Manifest) {
     }
 }
 
-/// The state of publication, for `GET /v1/directory/published` and logs.
+/// The state of publication, for `GET /v1/directory/revision` and logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PublishState {
-    /// The last revision in the store.
+    /// The last revision every destination has (the store, each gateway).
     pub revision: u64,
     /// The last failure, while it lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing: Option<String>,
 }
 
-/// Publishes heads into a store directory from a thread of its own.
+/// Where revisions go.
+pub struct Destinations {
+    /// A store directory.
+    pub store_dir: Option<PathBuf>,
+    /// Gateways' admin APIs.
+    pub gateways: Vec<PushTarget>,
+    /// Signs snapshots and deltas.
+    pub key: Option<SigningKey>,
+    /// Ordinary changes wait this long to be published together.
+    pub window: Duration,
+    /// Deltas the manifest lists.
+    pub keep: usize,
+    /// One push's deadline.
+    pub push_timeout: Duration,
+}
+
+/// Publishes heads from a thread of its own.
 pub struct Publisher {
     tx: Mutex<mpsc::Sender<Arc<Head>>>,
     state: Arc<Mutex<PublishState>>,
@@ -239,20 +256,14 @@ impl Listener for Publisher {
 }
 
 impl Publisher {
-    /// Starts publishing into `dir`, coalescing ordinary changes for
-    /// `window`.
-    pub fn start(
-        dir: PathBuf,
-        key: Option<SigningKey>,
-        window: Duration,
-        keep: usize,
-    ) -> Arc<Publisher> {
+    /// Starts publishing to `to`.
+    pub fn start(to: Destinations) -> Arc<Publisher> {
         let (tx, rx) = mpsc::channel::<Arc<Head>>();
         let state = Arc::new(Mutex::new(PublishState::default()));
         let st = state.clone();
         let spawned = std::thread::Builder::new()
             .name("publisher".into())
-            .spawn(move || run(&dir, key.as_ref(), window, keep, &rx, &st));
+            .spawn(move || run(&to, &rx, &st));
         if let (Err(e), Ok(mut s)) = (spawned, state.lock()) {
             s.failing = Some(format!("the publisher could not start: {e}"));
         }
@@ -270,20 +281,123 @@ impl Publisher {
 
 const RETRY: Duration = Duration::from_secs(1);
 
-fn run(
-    dir: &Path,
-    key: Option<&SigningKey>,
-    window: Duration,
-    keep: usize,
-    rx: &mpsc::Receiver<Arc<Head>>,
-    state: &Mutex<PublishState>,
-) {
-    let mut published = Manifest::parse(&fs::read(dir.join("latest.json")).unwrap_or_default())
-        .map(|m| m.revision)
-        .unwrap_or(0);
-    if let Ok(mut s) = state.lock() {
-        s.revision = published;
+/// The delta from `base` to `target` (both signed or both not), signed
+/// with `key`.
+fn delta_between(base: &[u8], target: &[u8], key: Option<&SigningKey>) -> Result<Vec<u8>, String> {
+    let (b, t) = (
+        decode(base).map_err(|e| e.to_string())?,
+        decode(target).map_err(|e| e.to_string())?,
+    );
+    let body = delta::compute(&b.body, &t.body).map_err(|e| e.to_string())?;
+    let d = delta::encode_delta(&b.header, &t.header, &body).map_err(|e| e.to_string())?;
+    match key {
+        Some(k) => signature::sign_delta(&d, k).map_err(|e| e.to_string()),
+        None => Ok(d),
     }
+}
+
+/// What each destination holds.
+struct Progress {
+    store: u64,
+    gateways: Vec<u64>,
+    /// The last revision sent anywhere, signed: the base of the next delta.
+    last: Option<(u64, Vec<u8>)>,
+}
+
+impl Progress {
+    fn everywhere(&self) -> u64 {
+        self.gateways
+            .iter()
+            .copied()
+            .chain(std::iter::once(self.store))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// Brings every destination to `head`; the first failure, if any (the
+/// others are still tried).
+fn publish_head(
+    to: &Destinations,
+    pusher: Option<&Pusher>,
+    head: &Head,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let signed = match &to.key {
+        Some(k) => signature::sign(&head.snapshot, k).map_err(|e| e.to_string())?,
+        None => head.snapshot.to_vec(),
+    };
+    let mut failure = None;
+    if let Some(dir) = &to.store_dir
+        && progress.store < head.revision
+    {
+        match publish(dir, &signed, to.keep, to.key.as_ref()) {
+            Ok(p) => progress.store = p.revision,
+            Err(e) => failure = Some(e.to_string()),
+        }
+    }
+    if let Some(pusher) = pusher {
+        let mut delta: Option<Option<Vec<u8>>> = None;
+        for (target, held) in to.gateways.iter().zip(progress.gateways.iter_mut()) {
+            if *held >= head.revision {
+                continue;
+            }
+            // A delta only for a gateway that holds its base.
+            let d = match &progress.last {
+                Some((rev, base)) if *rev == *held => delta
+                    .get_or_insert_with(|| delta_between(base, &signed, to.key.as_ref()).ok())
+                    .as_deref(),
+                _ => None,
+            };
+            match pusher.push(target, d, &signed) {
+                Ok(()) => *held = head.revision,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+    if progress
+        .last
+        .as_ref()
+        .is_none_or(|(r, _)| *r < head.revision)
+    {
+        progress.last = Some((head.revision, signed));
+    }
+    match failure {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+fn run(to: &Destinations, rx: &mpsc::Receiver<Arc<Head>>, state: &Mutex<PublishState>) {
+    let store = to
+        .store_dir
+        .as_ref()
+        .and_then(|d| Manifest::parse(&fs::read(d.join("latest.json")).ok()?).ok())
+        .map_or(0, |m| m.revision);
+    let pusher = if to.gateways.is_empty() {
+        None
+    } else {
+        match Pusher::new(to.push_timeout) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                if let Ok(mut s) = state.lock() {
+                    s.failing = Some(format!("cannot push to gateways: {e}"));
+                }
+                None
+            }
+        }
+    };
+    let mut progress = Progress {
+        store: if to.store_dir.is_some() {
+            store
+        } else {
+            u64::MAX
+        },
+        gateways: vec![0; to.gateways.len()],
+        last: None,
+    };
     let mut pending: Option<Arc<Head>> = None;
     let mut due: Option<Instant> = None;
     loop {
@@ -294,13 +408,13 @@ fn run(
         };
         match got {
             Ok(head) => {
-                if head.revision <= published {
+                if head.revision <= progress.everywhere() {
                     continue;
                 }
                 let at = if head.urgent {
                     Instant::now()
                 } else {
-                    Instant::now() + window
+                    Instant::now() + to.window
                 };
                 due = Some(due.map_or(at, |d| d.min(at)));
                 pending = Some(head);
@@ -319,19 +433,13 @@ fn run(
             due = None;
             continue;
         };
-        let signed = match key {
-            Some(k) => signature::sign(&head.snapshot, k).map_err(|e| e.to_string()),
-            None => Ok(head.snapshot.to_vec()),
-        };
-        let outcome = signed.and_then(|b| publish(dir, &b, keep, key).map_err(|e| e.to_string()));
-        match outcome {
-            Ok(p) => {
-                published = p.revision;
+        match publish_head(to, pusher.as_ref(), &head, &mut progress) {
+            Ok(()) => {
                 pending = None;
                 due = None;
-                tracing::info!(revision = p.revision, "published");
+                tracing::info!(revision = head.revision, "published");
                 if let Ok(mut s) = state.lock() {
-                    s.revision = p.revision;
+                    s.revision = head.revision;
                     s.failing = None;
                 }
             }

@@ -741,29 +741,31 @@ pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String
     let storage = crate::storage::Sqlite::open(&config.database).map_err(|e| e.to_string())?;
     let service = Arc::new(Service::open(Box::new(storage)).map_err(|e| e.to_string())?);
     let identity = Identity::new(config.identity.clone()).map_err(|e| format!("identity: {e}"))?;
-    let publisher = match &config.publish.store_dir {
-        Some(dir) => {
-            let key = match &config.publish.signing_key {
-                Some(path) => {
-                    let pem = std::fs::read_to_string(path)
-                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    Some(
-                        portcullis_snapshots::signature::read_private(&pem)
-                            .map_err(|e| format!("{}: {e}", path.display()))?,
-                    )
-                }
-                None => None,
-            };
-            let p = Publisher::start(
-                dir.clone(),
-                key,
-                config.publish.window(),
-                config.publish.keep,
-            );
-            service.listen(p.clone());
-            Some(p)
-        }
-        None => None,
+    let p = &config.publish;
+    let publisher = if p.store_dir.is_some() || !p.gateways.is_empty() {
+        let key = match &p.signing_key {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Some(
+                    portcullis_snapshots::signature::read_private(&pem)
+                        .map_err(|e| format!("{}: {e}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        let publisher = Publisher::start(crate::publish::Destinations {
+            store_dir: p.store_dir.clone(),
+            gateways: p.gateways.clone(),
+            key,
+            window: p.window(),
+            keep: p.keep,
+            push_timeout: std::time::Duration::from_millis(p.push_timeout_ms),
+        });
+        service.listen(publisher.clone());
+        Some(publisher)
+    } else {
+        None
     };
     Ok(Arc::new(Api {
         service,

@@ -563,3 +563,96 @@ async fn reads_show_what_the_caller_may_see() {
         .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_are_pushed_to_gateways_admin_apis() {
+    let gw = gateway().await;
+    let tmp = tempfile::tempdir().unwrap();
+    // No store: pushes only, to the gateway and to one that is down.
+    let down = format!(
+        "http://{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    );
+    let d = common::directory::directory_with(tmp.path(), 1 << 20, |p| {
+        p.store_dir = None;
+        p.push_timeout_ms = 500;
+        p.gateways = vec![
+            portcullis_directory::push::PushTarget {
+                admin_url: gw.admin.clone(),
+                token: portcullis_demo::DEMO_ADMIN_TOKEN.into(),
+            },
+            portcullis_directory::push::PushTarget {
+                admin_url: down,
+                token: "x".repeat(20),
+            },
+        ];
+    })
+    .await;
+    let pat = bearer("pat");
+    assert_eq!(
+        gw.get(TABLE, &[("authorization", &pat)]).await.status,
+        StatusCode::OK
+    );
+    let done = d
+        .call(
+            Method::POST,
+            "/v1/directory/users/pat/deactivate",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(done.body["revision"], 2, "{}", done.body);
+    // Pushed: decided at revision 2 by the next request that asks for it.
+    let a = gw
+        .get(
+            TABLE,
+            &[("authorization", &pat), ("x-portcullis-min-revision", "2")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(a.body["reason"], "account_deactivated");
+    // The gateway that is down is reported, and does not hold back the other.
+    let state = d
+        .call(
+            Method::GET,
+            "/v1/directory/revision",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert!(
+        state.body["published"]["failing"]
+            .as_str()
+            .is_some_and(|f| f.contains("cannot reach")),
+        "{}",
+        state.body
+    );
+    // An ordinary change (a grant) is coalesced, then pushed as a delta.
+    let done = d
+        .call(
+            Method::POST,
+            "/v1/directory/grants",
+            Some("olivia"),
+            json!({"grant": {"principal": "user/dave", "role": "writer", "on": "catalog/sales"}}),
+        )
+        .await;
+    assert_eq!(done.body["revision"], 3, "{}", done.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.running.revision() != Some(3) {
+        assert!(Instant::now() < deadline, "revision 3 never pushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, metrics) = gw.admin_get("/-/metrics").await;
+    assert!(
+        metrics.contains("kind=\"delta\""),
+        "pushed whole, not as a delta: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("swaps_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -25,6 +25,15 @@ pub struct Directory {
 /// on it, identifying callers with the demo gateway's identity section,
 /// publishing into `dir/store`.
 pub async fn directory(dir: &std::path::Path, max_body_bytes: usize) -> Directory {
+    directory_with(dir, max_body_bytes, |_| {}).await
+}
+
+/// [`directory`], its publishing configured by `tweak`.
+pub async fn directory_with(
+    dir: &std::path::Path,
+    max_body_bytes: usize,
+    tweak: impl FnOnce(&mut PublishConfig),
+) -> Directory {
     let database = dir.join("directory.db");
     {
         let s = Service::open(Box::new(Sqlite::open(&database).unwrap())).unwrap();
@@ -47,7 +56,7 @@ pub async fn directory(dir: &std::path::Path, max_body_bytes: usize) -> Director
     }
     let identity = demo_gateway_config(dir).await.identity;
     let store = dir.join("store");
-    let config = DirectoryConfig {
+    let mut config = DirectoryConfig {
         listen: local(),
         database,
         identity,
@@ -58,6 +67,7 @@ pub async fn directory(dir: &std::path::Path, max_body_bytes: usize) -> Director
             ..PublishConfig::default()
         },
     };
+    tweak(&mut config.publish);
     let api = start(&config).unwrap();
     let listener = tokio::net::TcpListener::bind(local()).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
