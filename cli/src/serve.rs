@@ -47,6 +47,23 @@ pub struct DemoArgs {
     /// `curl --cacert` or CURL_CA_BUNDLE).
     #[arg(long)]
     tls: bool,
+    /// The directory service's API (the demo page's buttons are its writes);
+    /// `off` runs none.
+    #[arg(long, default_value = "127.0.0.1:7070", value_parser = parse_directory_listen)]
+    directory_listen: DirectoryListen,
+}
+
+/// Where the demo's directory service listens, or nowhere.
+#[derive(Clone, Debug)]
+struct DirectoryListen(Option<SocketAddr>);
+
+fn parse_directory_listen(s: &str) -> Result<DirectoryListen, String> {
+    if s == "off" {
+        return Ok(DirectoryListen(None));
+    }
+    s.parse()
+        .map(|a| DirectoryListen(Some(a)))
+        .map_err(|e| format!("{s:?}: {e} (an address such as 127.0.0.1:7070, or off)"))
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -120,6 +137,7 @@ pub fn demo(a: DemoArgs) -> Result<(), CliError> {
             browser_pkg: Some(a.browser_pkg),
             header_read_timeout_ms: a.header_read_timeout_ms,
             tls: a.tls,
+            directory_listen: a.directory_listen.0,
         })
         .await
         .map_err(CliError::Start)?;

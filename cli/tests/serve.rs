@@ -24,6 +24,8 @@ fn walkthrough(extra: &[&str]) -> String {
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
+        "--directory-listen",
+        "127.0.0.1:0",
         "--walkthrough",
     ];
     args.extend_from_slice(extra);

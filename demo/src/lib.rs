@@ -65,6 +65,11 @@ pub struct DemoOptions {
     /// HTTPS on the proxy listener, with a CA and certificate made in
     /// `work_dir` (`demo --tls`).
     pub tls: bool,
+    /// The directory service beside the gateway (its database in
+    /// `work_dir`, made afresh from the example): the demo page's buttons
+    /// are its writes, pushed to the gateway as they commit. `None`: no
+    /// directory service (the test fixtures).
+    pub directory_listen: Option<SocketAddr>,
 }
 
 impl DemoOptions {
@@ -81,6 +86,7 @@ impl DemoOptions {
             browser_pkg: None,
             header_read_timeout_ms: ServerConfig::default().header_read_timeout_ms,
             tls: false,
+            directory_listen: None,
         }
     }
 }
@@ -97,6 +103,15 @@ pub struct Demo {
     pub tokens: BTreeMap<&'static str, String>,
     /// With `--tls`: the CA certificate clients trust.
     pub ca: Option<PathBuf>,
+    /// The directory service, when the demo runs one.
+    pub directory: Option<DirectoryDemo>,
+}
+
+/// The directory service the demo runs, stopped when this is dropped.
+pub struct DirectoryDemo {
+    /// Where its API listens.
+    pub addr: SocketAddr,
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// Builds the example directory as a snapshot; `edit` may change the JSON
@@ -391,6 +406,7 @@ pub const DEMO_PAGE: &str = "/-/demo/";
 fn demo_site(
     tokens: &BTreeMap<&'static str, String>,
     pkg: Option<&std::path::Path>,
+    directory: Option<SocketAddr>,
 ) -> Result<StaticSite, String> {
     let mut site = StaticSite::new(DEMO_PAGE);
     let dir: Value = serde_json::from_str(EXAMPLE_DIRECTORY).map_err(|e| e.to_string())?;
@@ -409,6 +425,7 @@ fn demo_site(
         "environments": ids("environments", "id"),
         "catalogs": ids("catalogs", "id"),
         "users": ids("users", "username"),
+        "directory": directory.map(|a| format!("http://{a}")),
     });
     site.add("info", "application/json", info.to_string());
     let built = pkg.filter(|p| p.join("portcullis_bg.wasm").is_file());
@@ -476,23 +493,117 @@ pub async fn start_demo(opts: DemoOptions) -> Result<Demo, String> {
     for user in DEMO_USERS {
         tokens.insert(user, demo_token(user)?);
     }
-    let site = demo_site(&tokens, opts.browser_pkg.as_deref())?;
+    // The directory service's listener first: the page needs its address.
+    let directory_listener = match opts.directory_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("directory service on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let directory_addr = directory_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok());
+    let site = demo_site(&tokens, opts.browser_pkg.as_deref(), directory_addr)?;
     let mut config = demo_config(&opts, upstream);
+    let identity = config.identity.clone();
     let mut ca = None;
     if opts.tls {
         let tls = crate::tls::make(&opts.work_dir)?;
         config.server.tls = Some(tls.config);
         ca = Some(tls.ca);
     }
+    let scheme = if opts.tls { "https" } else { "http" };
     let gateway = start_with_site(config, Some(v1), Some(site))
         .await
         .map_err(|e| e.to_string())?;
+    let directory = match directory_listener {
+        Some(listener) => Some(
+            start_directory(
+                &opts.work_dir,
+                listener,
+                identity,
+                format!("{scheme}://{}", gateway.proxy_addr),
+                gateway.admin_addr,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(Demo {
         gateway,
         upstream,
         v2_path,
         tokens,
         ca,
+        directory,
+    })
+}
+
+/// The directory service of the demo: a new database holding the example
+/// (revision 1, as the gateway's), identifying callers as the gateway
+/// does, pushing every revision to the gateway's admin API, answering the
+/// demo page's origin.
+async fn start_directory(
+    work_dir: &Path,
+    listener: TcpListener,
+    identity: IdentityConfig,
+    page_origin: String,
+    admin: SocketAddr,
+) -> Result<DirectoryDemo, String> {
+    use portcullis_directory::config::{DirectoryConfig, PublishConfig};
+    use portcullis_directory::push::PushTarget;
+    use portcullis_directory::service::{Provenance, Service};
+    use portcullis_directory::storage::Sqlite;
+
+    let database = work_dir.join("directory.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    }
+    let (directory, _) = portcullis_snapshots::source::build(EXAMPLE_DIRECTORY)
+        .map_err(|p| p.render("snapshots/examples/acme.json"))?;
+    {
+        let storage = Sqlite::open(&database).map_err(|e| e.to_string())?;
+        let service = Service::open(Box::new(storage)).map_err(|e| e.to_string())?;
+        service
+            .import(
+                &directory,
+                "operator",
+                false,
+                &Provenance {
+                    via: "import",
+                    ..Provenance::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    let config = DirectoryConfig {
+        listen: listener.local_addr().map_err(|e| e.to_string())?,
+        database,
+        identity,
+        max_body_bytes: 1 << 20,
+        publish: PublishConfig {
+            coalesce_ms: 100,
+            gateways: vec![PushTarget {
+                admin_url: format!("http://{admin}"),
+                token: DEMO_ADMIN_TOKEN.into(),
+            }],
+            ..PublishConfig::default()
+        },
+        cors_origins: vec![page_origin],
+    };
+    let api = portcullis_directory::server::start(&config)?;
+    let addr = config.listen;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if let Err(e) = portcullis_directory::server::serve(api, listener, stop).await {
+            eprintln!("the demo's directory service stopped: {e}");
+        }
+    });
+    Ok(DirectoryDemo {
+        addr,
+        _stop: stop_tx,
     })
 }
 
@@ -510,7 +621,6 @@ impl Demo {
     pub fn instructions(&self) -> String {
         let gw = self.gateway.proxy_addr;
         let admin = self.gateway.admin_addr;
-        let v2 = self.v2_path.display();
         let scheme = self.scheme();
         let trust = match &self.ca {
             Some(ca) => format!(
@@ -546,11 +656,7 @@ curl -s {scheme}://{gw}/orgs/acme/sso -H "X-API-Key: $KEY" -H "X-Portcullis-Prin
 # 6. Path tricks are normalized before matching or refused (this one is 400).
 curl -s --path-as-is "{scheme}://{gw}/envs/prod/catalogs/sales%2Ftables/orders" -H "Authorization: Bearer $PAT"
 
-# 7. Push revision 2 (pat becomes a writer on catalog/sales), then repeat step 2: now allowed.
-curl -s -X PUT --data-binary @{v2} http://{admin}/-/snapshot -H "Authorization: Bearer {tok}"
-#    (or: portcullis snapshot push {v2} --to http://{admin} --token {tok})
-curl -s -X PUT {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT"
-
+{step7}
 # 8. The decision endpoint, for services that ask before they act (and the
 #    nginx auth_request / Traefik / Envoy adapters beside it: docs/gateway.md).
 curl -s {scheme}://{gw}/-/authz/v1/check -d '{{"principal": "user/adam", "action": "user:update", "resource": "user/olivia"}}'
@@ -569,8 +675,47 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
             pat = self.token("pat"),
             adam = self.token("adam"),
             key = DEMO_API_KEY,
-            tok = DEMO_ADMIN_TOKEN,
+            step7 = self.step7(),
         )
+    }
+
+    /// Step 7 of the instructions: a write through the directory service
+    /// (or, without one, a hand-built revision pushed).
+    fn step7(&self) -> String {
+        let gw = self.gateway.proxy_addr;
+        let admin = self.gateway.admin_addr;
+        let v2 = self.v2_path.display();
+        let scheme = self.scheme();
+        let tok = DEMO_ADMIN_TOKEN;
+        let push = format!(
+            "curl -s -X PUT --data-binary @{v2} http://{admin}/-/snapshot -H \"Authorization: Bearer {tok}\""
+        );
+        match &self.directory {
+            Some(d) => format!(
+                r#"# 7. The directory service (http://{dir}): olivia (an owner) grants pat write access on
+#    catalog/sales. The engine decides the write as olivia; the answer names the revision that
+#    holds it, pushed to the gateway at once. Repeat step 2 at that revision: now allowed.
+export OLIVIA={olivia}
+curl -s -X POST http://{dir}/v1/directory/grants -H "Authorization: Bearer $OLIVIA" \
+     -d '{{"grant": {{"principal": "user/pat", "role": "writer", "on": "catalog/sales"}}}}'
+curl -s -X PUT {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT" \
+     -H "X-Portcullis-Min-Revision: 2"
+#    Refused, with the seed's reason: an administrator deactivating an owner.
+curl -s -X POST http://{dir}/v1/directory/users/olivia/deactivate -H "Authorization: Bearer $ADAM"
+#    The change log: who changed what, and the decision that allowed it.
+curl -s http://{dir}/v1/directory/changes -H "Authorization: Bearer $OLIVIA"
+#    (Without the directory service, push a hand-built revision 2 instead:
+#     {push})"#,
+                dir = d.addr,
+                olivia = self.token("olivia"),
+            ),
+            None => format!(
+                r#"# 7. Push revision 2 (pat becomes a writer on catalog/sales), then repeat step 2: now allowed.
+{push}
+#    (or: portcullis snapshot push {v2} --to http://{admin} --token {tok})
+curl -s -X PUT {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders -H "Authorization: Bearer $PAT""#
+            ),
+        }
     }
 
     /// Runs the demo's steps against the live gateway and checks each
@@ -584,7 +729,59 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
         let bearer = format!("Bearer {DEMO_ADMIN_TOKEN}");
         let table = format!("{gw}/envs/prod/catalogs/sales/tables/orders");
         let v2 = std::fs::read(&self.v2_path).map_err(|e| e.to_string())?;
-        let steps: [Step<'_>; 9] = [
+        let olivia = format!("Bearer {}", self.token("olivia"));
+        let grant =
+            json!({"grant": {"principal": "user/pat", "role": "writer", "on": "catalog/sales"}})
+                .to_string()
+                .into_bytes();
+        // Step 7 through the directory service when the demo runs one.
+        let step7: Vec<Step<'_>> = match &self.directory {
+            Some(d) => vec![
+                (
+                    "7. olivia (owner) grants pat write on catalog/sales through the directory service",
+                    Method::POST,
+                    format!("http://{}/v1/directory/grants", d.addr),
+                    vec![("authorization", &olivia)],
+                    Some(grant),
+                    StatusCode::OK,
+                ),
+                (
+                    "   pat writes catalog/sales again, at the revision of the grant",
+                    Method::PUT,
+                    table.clone(),
+                    vec![("authorization", &pat), ("x-portcullis-min-revision", "2")],
+                    None,
+                    StatusCode::OK,
+                ),
+                (
+                    "   adam (administrator) deactivates olivia (owner) through the directory service",
+                    Method::POST,
+                    format!("http://{}/v1/directory/users/olivia/deactivate", d.addr),
+                    vec![("authorization", &adam)],
+                    None,
+                    StatusCode::FORBIDDEN,
+                ),
+            ],
+            None => vec![
+                (
+                    "7. push revision 2",
+                    Method::PUT,
+                    format!("{admin}/-/snapshot"),
+                    vec![("authorization", &bearer)],
+                    Some(v2),
+                    StatusCode::OK,
+                ),
+                (
+                    "   pat writes catalog/sales again",
+                    Method::PUT,
+                    table.clone(),
+                    vec![("authorization", &pat)],
+                    None,
+                    StatusCode::OK,
+                ),
+            ],
+        };
+        let steps: Vec<Step<'_>> = vec![
             (
                 "1. pat reads catalog/sales",
                 Method::GET,
@@ -637,22 +834,6 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
                 StatusCode::BAD_REQUEST,
             ),
             (
-                "7. push revision 2",
-                Method::PUT,
-                format!("{admin}/-/snapshot"),
-                vec![("authorization", &bearer)],
-                Some(v2),
-                StatusCode::OK,
-            ),
-            (
-                "   pat writes catalog/sales again",
-                Method::PUT,
-                table,
-                vec![("authorization", &pat)],
-                None,
-                StatusCode::OK,
-            ),
-            (
                 "8. the decision endpoint: may adam update olivia?",
                 Method::POST,
                 format!("{gw}/-/authz/v1/check"),
@@ -665,6 +846,9 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
                 StatusCode::OK,
             ),
         ];
+        let (before, after): (Vec<_>, Vec<_>) =
+            steps.into_iter().partition(|s| !s.0.starts_with("8."));
+        let steps = before.into_iter().chain(step7).chain(after);
         let mut report = String::new();
         for (title, method, url, headers, body, want) in steps {
             let (status, body) = send(&client, method, &url, &headers, body).await?;
@@ -673,6 +857,13 @@ Every decision is logged below as one JSON line. Ctrl-C stops the demo.
                 return Err(format!("{title}: expected {want}, got {status} {body}"));
             }
             if title.starts_with("8.")
+                && body.get("reason") != Some(&json!("administrator_over_owner"))
+            {
+                return Err(format!(
+                    "{title}: expected administrator_over_owner: {body}"
+                ));
+            }
+            if title.contains("deactivates olivia")
                 && body.get("reason") != Some(&json!("administrator_over_owner"))
             {
                 return Err(format!(

@@ -26,6 +26,10 @@ pub struct DirectoryConfig {
     /// Where committed revisions go.
     #[serde(default)]
     pub publish: PublishConfig,
+    /// Origins whose pages may call the API from a browser (CORS), such as
+    /// a console at `https://console.example.com`; none by default.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 /// Publishing committed revisions.

@@ -339,6 +339,11 @@ fn publish_head(
     if let Some(pusher) = pusher {
         let mut delta: Option<Option<Vec<u8>>> = None;
         for (target, held) in to.gateways.iter().zip(progress.gateways.iter_mut()) {
+            if *held == 0
+                && let Some(serving) = pusher.serving(target)
+            {
+                *held = serving;
+            }
             if *held >= head.revision {
                 continue;
             }

@@ -42,6 +42,35 @@ impl Pusher {
         })
     }
 
+    /// The revision `target` serves (`GET /-/snapshot`), when it answers:
+    /// a gateway that already serves a revision is not sent it again.
+    pub fn serving(&self, target: &PushTarget) -> Option<u64> {
+        let url = format!("{}/-/snapshot", target.admin_url.trim_end_matches('/'));
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(&url)
+            .header(header::AUTHORIZATION, format!("Bearer {}", target.token))
+            .body(portcullis_gateway::response::empty())
+            .ok()?;
+        let exchange = async {
+            let resp = self.client.request(req).await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let body = resp.into_body().collect().await.ok()?.to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()?
+                .get("revision")?
+                .as_u64()
+        };
+        self.rt.block_on(async {
+            tokio::time::timeout(self.timeout, exchange)
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
     fn send(&self, target: &PushTarget, method: Method, bytes: &[u8]) -> Result<(), String> {
         let url = format!("{}/-/snapshot", target.admin_url.trim_end_matches('/'));
         let req = Request::builder()

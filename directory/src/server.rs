@@ -43,6 +43,8 @@ pub struct Api {
     pub publisher: Option<Arc<Publisher>>,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Origins allowed to call from a browser.
+    pub cors_origins: Vec<String>,
 }
 
 fn now_unix() -> i64 {
@@ -312,6 +314,51 @@ impl Api {
         let done =
             tokio::task::spawn_blocking(move || service.write(&actor, &change, &provenance)).await;
         answer(done)
+    }
+
+    /// The answer, with CORS headers for an allowed origin; a preflight
+    /// from one is answered here. Other origins get no CORS headers, so a
+    /// browser keeps their pages from reading the answers.
+    async fn answer(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .filter(|o| self.cors_origins.iter().any(|a| a == o))
+            .map(str::to_string);
+        let preflight = req.method() == Method::OPTIONS && origin.is_some();
+        let mut r = if preflight {
+            let mut r = Response::new(portcullis_gateway::response::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                http::HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                http::HeaderValue::from_static(
+                    "authorization, content-type, if-match, idempotency-key, x-request-id, x-api-key",
+                ),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                http::HeaderValue::from_static("600"),
+            );
+            r
+        } else {
+            self.route(req).await
+        };
+        if let Some(o) = origin.and_then(|o| http::HeaderValue::from_str(&o).ok()) {
+            let h = r.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                http::HeaderValue::from_static("x-portcullis-revision, x-portcullis-reason, etag"),
+            );
+            h.append(header::VARY, http::HeaderValue::from_static("origin"));
+        }
+        r
     }
 
     async fn route(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
@@ -715,7 +762,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let api = api.clone();
-                async move { Ok::<_, std::convert::Infallible>(api.route(req).await) }
+                async move { Ok::<_, std::convert::Infallible>(api.answer(req).await) }
             });
             // The header timeout needs hyper's timer: without it hyper
             // panics on the first request.
@@ -772,5 +819,6 @@ pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String
         identity,
         publisher,
         max_body_bytes: config.max_body_bytes,
+        cors_origins: config.cors_origins.clone(),
     }))
 }

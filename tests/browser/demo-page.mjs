@@ -1,15 +1,17 @@
 // The demo page in headless Chromium (Debian's /usr/bin/chromium, driven by
 // playwright-core): sign in, check that buttons are enabled, disabled (with
-// the reason on hover) or absent as the engine says, push revision 2 of the
-// example to the gateway, refresh, and see the decision change.
+// the reason on hover) or absent as the engine says; then write through
+// the directory service from the page — olivia grants pat write access and
+// deactivates pat, adam's refused write shows the seed's reason — and see
+// the gateway's decisions change at the revision of each write.
 //
 // node tests/browser/demo-page.mjs PORTCULLIS_BINARY PACKAGE_DIR [SCREENSHOT.png]
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { launch } from "./chromium.mjs";
 
 const [bin, pkg, screenshot] = process.argv.slice(2);
-const demo = spawn(bin, ["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--browser-pkg", pkg], {
+const demo = spawn(bin, ["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+  "--directory-listen", "127.0.0.1:0", "--browser-pkg", pkg], {
   stdio: ["ignore", "pipe", "inherit"],
 });
 const failures = [];
@@ -21,12 +23,11 @@ const addresses = await new Promise((resolve, reject) => {
   demo.stdout.on("data", (chunk) => {
     out += chunk;
     const m = out.match(/gateway on (http:\/\/[\d.:]+), admin API on (http:\/\/[\d.:]+)/);
-    const v2 = out.match(/--data-binary @(\S+)/);
-    if (m && v2) { clearTimeout(timer); resolve({ gateway: m[1], admin: m[2], v2: v2[1] }); }
+    const dir = out.match(/The directory service \((http:\/\/[\d.:]+)\)/);
+    if (m && dir) { clearTimeout(timer); resolve({ gateway: m[1], admin: m[2], directory: dir[1] }); }
   });
   demo.on("exit", (code) => reject(new Error(`the demo exited (${code}):\n${out}`)));
 });
-const token = out.match(/-H "Authorization: Bearer (demo-admin-token[^"]*)"/)[1];
 
 const browser = await launch();
 try {
@@ -77,19 +78,53 @@ try {
   // dan is disabled: the gateway serves him no view (issue #12), so no
   // buttons at all, and the page says why.
   await signIn("dan");
-  expect("dan: no buttons", (await page.locator("button[data-action]").count()) === 0);
+  expect("dan: no buttons", (await page.locator("table button[data-action]").count()) === 0);
   const why = await page.locator("#status").textContent();
   expect(`dan: the reason is shown (${why})`, /account_disabled/.test(why ?? ""));
 
-  // Push revision 2 to the gateway; the page reflects it after a refresh.
-  const push = await fetch(`${addresses.admin}/-/snapshot`, {
-    method: "PUT", body: readFileSync(addresses.v2), headers: { Authorization: `Bearer ${token}` },
-  });
-  expect(`push answered ${push.status}`, push.status === 200);
+  // Writes from the page. olivia (an owner) grants pat write on sales: the
+  // answer names revision 2, and the page reloads its view at it.
+  const lastWrite = async (status) => {
+    await page.waitForSelector(`body[data-last-write="${status}"]`, { timeout: 15_000 });
+    const said = await page.locator("#write").textContent();
+    await page.evaluate(() => { delete document.body.dataset.lastWrite; });
+    return said ?? "";
+  };
+  await signIn("olivia");
+  page.once("dialog", (d) => d.accept("pat"));
+  await row("catalog/sales").locator('button[data-action="grant"]').click();
+  const granted = await lastWrite("200");
+  expect(`olivia's grant committed as revision 2 (${granted})`, /^revision 2: allowed: user\/olivia is owner/.test(granted));
+  // (olivia's own view did not change: the gateway, at revision 2, says so.)
   await signIn("pat");
-  await page.click("#refresh");
   await page.waitForSelector("body[data-revision='2']", { timeout: 10_000 });
-  expect("pat after the push: Write on catalog/sales enabled", await button("catalog/sales", "write").isEnabled());
+  expect("pat after the grant: Write on catalog/sales enabled", await button("catalog/sales", "write").isEnabled());
+
+  // adam, hints off, presses a button the engine refuses — his own expiry
+  // (seed 000: nobody edits their own expiry date): the service refuses it
+  // with the engine's reason, and nothing changes.
+  await signIn("adam");
+  expect("adam: Expire on user/adam disabled by the hint", await button("user/adam", "user:update_expiry").isDisabled());
+  await page.uncheck("#hints");
+  await button("user/adam", "user:update_expiry").click();
+  const refused = await lastWrite("403");
+  expect(`adam's own expiry refused with the seed's reason (${refused})`, /own_expiry/.test(refused));
+  await page.check("#hints");
+
+  // olivia deactivates pat; pat's page then shows that pat cannot act.
+  await signIn("olivia");
+  await button("user/pat", "user:deactivate").click();
+  const deactivated = await lastWrite("200");
+  expect(`pat deactivated as revision 3 (${deactivated})`, /^revision 3:/.test(deactivated));
+  await signIn("pat");
+  const patNow = await page.locator("#status").textContent();
+  expect(`pat cannot act any more (${patNow})`, /account_deactivated/.test(patNow ?? ""));
+  // And at the gateway: pat's request at revision 3 is refused.
+  const patToken = await page.evaluate(() => fetch("./info").then((r) => r.json()).then((i) => i.tokens.pat));
+  const atGateway = await fetch(`${addresses.gateway}/envs/prod/catalogs/sales/tables/orders`, {
+    headers: { Authorization: `Bearer ${patToken}`, "X-Portcullis-Min-Revision": "3" },
+  });
+  expect(`the gateway refuses pat at revision 3 (${atGateway.status})`, atGateway.status === 403);
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
   expect(`no page errors: ${errors.join("; ")}`, errors.length === 0);
 } finally {

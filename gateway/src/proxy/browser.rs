@@ -40,6 +40,9 @@ async fn view(
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return Err(Refusal::method_not_allowed("GET, HEAD", "use GET"));
     }
+    // A page that just wrote to the directory asks for the view at the
+    // revision of its write.
+    crate::checkpoint::at_revision(shared, &parts.headers).await?;
     let generation = shared.swapper.current();
     let revision = generation.as_ref().map(|g| g.revision);
     let clock = unix_now();
