@@ -579,6 +579,7 @@ async fn start_directory(
             .map_err(|e| e.to_string())?;
     }
     let config = DirectoryConfig {
+        max_database_mb: None,
         listen: listener.local_addr().map_err(|e| e.to_string())?,
         database,
         identity,

@@ -121,6 +121,7 @@ fn main() {
     // One write at a time, each a deactivation or reactivation of an
     // ordinary user by the owner (user0), durable before it answers.
     let mut times = Vec::with_capacity(samples);
+    let before = service.head().unwrap();
     for i in 0..samples {
         let username = ordinary[i / 2].clone();
         let op = if i % 2 == 0 {
@@ -146,6 +147,17 @@ fn main() {
         times.push(t.elapsed());
     }
     times.sort();
+    // What publishing a revision costs besides the write: the delta from
+    // the revision before, computed from the two heads' bodies.
+    let after = service.head().unwrap();
+    let t = Instant::now();
+    let delta = portcullis_snapshots::delta::compute(&before.body, &after.body).unwrap();
+    println!(
+        "the delta between two heads ({} edits): computed in {}",
+        delta.edits().0 + delta.edits().1,
+        ms(t.elapsed())
+    );
+    drop((before, after));
     println!(
         "one authorized write ({samples} samples): p50 {}, p99 {}, max {}",
         ms(percentile(&times, 0.5)),

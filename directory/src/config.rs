@@ -20,6 +20,10 @@ pub struct DirectoryConfig {
     /// verbatim.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// The most the database may hold, in MiB (a quota; none by default):
+    /// past it writes are refused with 503 `store_full`, as on a full disk.
+    #[serde(default)]
+    pub max_database_mb: Option<u64>,
     /// Largest request body, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,

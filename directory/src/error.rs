@@ -108,6 +108,7 @@ impl ServiceError {
             ServiceError::Invalid { .. } => "invalid_operation",
             ServiceError::Invalid422(_) => "invalid_directory",
             ServiceError::Storage(StorageError::Busy(_)) => "store_busy",
+            ServiceError::Storage(StorageError::Full(_)) => "store_full",
             ServiceError::Storage(_) => "store_unavailable",
             ServiceError::Empty => "no_directory",
             ServiceError::Build(_) => "build_failed",

@@ -112,12 +112,34 @@ pub fn publish(
     keep: usize,
     key: Option<&SigningKey>,
 ) -> Result<Published, PublishError> {
+    publish_with(dir, bytes, keep, key, None)
+}
+
+/// [`publish`], with the delta from revision `.0` made already (`.1`,
+/// signed as the store wants it): used when the store's manifest names
+/// that revision, computed from the files otherwise.
+pub fn publish_with(
+    dir: &Path,
+    bytes: &[u8],
+    keep: usize,
+    key: Option<&SigningKey>,
+    made: Option<(u64, &[u8])>,
+) -> Result<Published, PublishError> {
     let bad = |path: &Path, message: String| PublishError::Store {
         path: path.to_path_buf(),
         message,
     };
-    let new = decode(bytes).map_err(|e| bad(Path::new("the new snapshot"), e.to_string()))?;
-    let header = new.header;
+    // The whole snapshot is decoded only when the delta must be computed
+    // here; its header is enough otherwise.
+    let header = portcullis_snapshots::Header::parse(bytes)
+        .map_err(|e| bad(Path::new("the new snapshot"), e.to_string()))?;
+    let decoded = std::cell::OnceCell::new();
+    let new_body = || -> Result<&portcullis_snapshots::body::Body, PublishError> {
+        match decoded.get_or_init(|| decode(bytes).map_err(|e| e.to_string())) {
+            Ok(s) => Ok(&s.body),
+            Err(e) => Err(bad(Path::new("the new snapshot"), e.clone())),
+        }
+    };
     if header.is_view() {
         return Err(bad(
             Path::new("the new snapshot"),
@@ -149,15 +171,22 @@ pub fn publish(
     let mut delta_file = None;
     if let Some(m) = &previous {
         let base_path = dir.join(&m.snapshot);
-        let base_bytes = read(&base_path)?;
-        let base = decode(&base_bytes).map_err(|e| bad(&base_path, e.to_string()))?;
-        let body =
-            delta::compute(&base.body, &new.body).map_err(|e| bad(&base_path, e.to_string()))?;
-        let mut d = delta::encode_delta(&base.header, &header, &body)
-            .map_err(|e| bad(&base_path, e.to_string()))?;
-        if let Some(k) = key {
-            d = signature::sign_delta(&d, k).map_err(|e| bad(&base_path, e.to_string()))?;
-        }
+        let d = match made {
+            Some((from, d)) if from == m.revision => d.to_vec(),
+            _ => {
+                let base_bytes = read(&base_path)?;
+                let base = decode(&base_bytes).map_err(|e| bad(&base_path, e.to_string()))?;
+                let body = delta::compute(&base.body, new_body()?)
+                    .map_err(|e| bad(&base_path, e.to_string()))?;
+                let d = delta::encode_delta(&base.header, &header, &body)
+                    .map_err(|e| bad(&base_path, e.to_string()))?;
+                match key {
+                    Some(k) => signature::sign_delta(&d, k)
+                        .map_err(|e| bad(&base_path, e.to_string()))?,
+                    None => d,
+                }
+            }
+        };
         let path = format!("delta-{}-{}.delta", m.revision, header.revision);
         deltas.push(DeltaEntry {
             from: m.revision,
@@ -281,15 +310,22 @@ impl Publisher {
 
 const RETRY: Duration = Duration::from_secs(1);
 
-/// The delta from `base` to `target` (both signed or both not), signed
-/// with `key`.
-fn delta_between(base: &[u8], target: &[u8], key: Option<&SigningKey>) -> Result<Vec<u8>, String> {
+/// The delta from the head before to `head` (its snapshot as `target`
+/// bytes, signed or not), signed with `key`: computed from the bodies the
+/// heads keep, decoding nothing.
+fn delta_between(
+    before: &Head,
+    head: &Head,
+    base: &[u8],
+    target: &[u8],
+    key: Option<&SigningKey>,
+) -> Result<Vec<u8>, String> {
     let (b, t) = (
-        decode(base).map_err(|e| e.to_string())?,
-        decode(target).map_err(|e| e.to_string())?,
+        portcullis_snapshots::Header::parse(base).map_err(|e| e.to_string())?,
+        portcullis_snapshots::Header::parse(target).map_err(|e| e.to_string())?,
     );
-    let body = delta::compute(&b.body, &t.body).map_err(|e| e.to_string())?;
-    let d = delta::encode_delta(&b.header, &t.header, &body).map_err(|e| e.to_string())?;
+    let body = delta::compute(&before.body, &head.body).map_err(|e| e.to_string())?;
+    let d = delta::encode_delta(&b, &t, &body).map_err(|e| e.to_string())?;
     match key {
         Some(k) => signature::sign_delta(&d, k).map_err(|e| e.to_string()),
         None => Ok(d),
@@ -300,8 +336,9 @@ fn delta_between(base: &[u8], target: &[u8], key: Option<&SigningKey>) -> Result
 struct Progress {
     store: u64,
     gateways: Vec<u64>,
-    /// The last revision sent anywhere, signed: the base of the next delta.
-    last: Option<(u64, Vec<u8>)>,
+    /// The last head sent anywhere, and its snapshot as sent: the base of
+    /// the next delta.
+    last: Option<(Arc<Head>, Vec<u8>)>,
 }
 
 impl Progress {
@@ -315,29 +352,27 @@ impl Progress {
     }
 }
 
-/// Brings every destination to `head`; the first failure, if any (the
-/// others are still tried).
+/// Brings every destination to `head`: the gateways first (a delta is a
+/// few hundred bytes), then the store (the whole snapshot is written);
+/// the first failure, if any (the others are still tried).
 fn publish_head(
     to: &Destinations,
     pusher: Option<&Pusher>,
-    head: &Head,
+    head: &Arc<Head>,
     progress: &mut Progress,
 ) -> Result<(), String> {
     let signed = match &to.key {
         Some(k) => signature::sign(&head.snapshot, k).map_err(|e| e.to_string())?,
         None => head.snapshot.to_vec(),
     };
+    // The delta from the last head sent anywhere, once for every destination.
+    let delta = progress.last.as_ref().and_then(|(before, base)| {
+        delta_between(before, head, base, &signed, to.key.as_ref())
+            .ok()
+            .map(|d| (before.revision, d))
+    });
     let mut failure = None;
-    if let Some(dir) = &to.store_dir
-        && progress.store < head.revision
-    {
-        match publish(dir, &signed, to.keep, to.key.as_ref()) {
-            Ok(p) => progress.store = p.revision,
-            Err(e) => failure = Some(e.to_string()),
-        }
-    }
     if let Some(pusher) = pusher {
-        let mut delta: Option<Option<Vec<u8>>> = None;
         for (target, held) in to.gateways.iter().zip(progress.gateways.iter_mut()) {
             if *held == 0
                 && let Some(serving) = pusher.serving(target)
@@ -348,12 +383,10 @@ fn publish_head(
                 continue;
             }
             // A delta only for a gateway that holds its base.
-            let d = match &progress.last {
-                Some((rev, base)) if *rev == *held => delta
-                    .get_or_insert_with(|| delta_between(base, &signed, to.key.as_ref()).ok())
-                    .as_deref(),
-                _ => None,
-            };
+            let d = delta
+                .as_ref()
+                .filter(|(from, _)| *from == *held)
+                .map(|(_, d)| d.as_slice());
             match pusher.push(target, d, &signed) {
                 Ok(()) => *held = head.revision,
                 Err(e) => {
@@ -362,12 +395,23 @@ fn publish_head(
             }
         }
     }
+    if let Some(dir) = &to.store_dir
+        && progress.store < head.revision
+    {
+        let made = delta.as_ref().map(|(from, d)| (*from, d.as_slice()));
+        match publish_with(dir, &signed, to.keep, to.key.as_ref(), made) {
+            Ok(p) => progress.store = p.revision,
+            Err(e) => {
+                failure.get_or_insert(e.to_string());
+            }
+        }
+    }
     if progress
         .last
         .as_ref()
-        .is_none_or(|(r, _)| *r < head.revision)
+        .is_none_or(|(h, _)| h.revision < head.revision)
     {
-        progress.last = Some((head.revision, signed));
+        progress.last = Some((head.clone(), signed));
     }
     match failure {
         None => Ok(()),

@@ -785,7 +785,11 @@ pub async fn serve(
 /// Starts everything a configuration names: the store, the service, the
 /// publisher. What `portcullis directory serve` runs.
 pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String> {
-    let storage = crate::storage::Sqlite::open(&config.database).map_err(|e| e.to_string())?;
+    let storage = crate::storage::Sqlite::open_with_quota(
+        &config.database,
+        config.max_database_mb.map(|mb| mb << 20),
+    )
+    .map_err(|e| e.to_string())?;
     let service = Arc::new(Service::open(Box::new(storage)).map_err(|e| e.to_string())?);
     let identity = Identity::new(config.identity.clone()).map_err(|e| format!("identity: {e}"))?;
     let p = &config.publish;

@@ -108,6 +108,9 @@ pub struct Head {
     pub engine: Engine,
     /// The snapshot of this revision, unsigned.
     pub snapshot: Arc<Vec<u8>>,
+    /// Its body, decoded: the publisher computes the delta from the
+    /// revision before without decoding either snapshot again.
+    pub body: Arc<portcullis_snapshots::body::Body>,
     /// Whether the last change was urgent (takes access away).
     pub urgent: bool,
 }
@@ -149,6 +152,7 @@ fn build(dir: &Directory, revision: u64, now: i64, urgent: bool) -> Result<Head,
         directory,
         engine,
         snapshot: Arc::new(bytes),
+        body: Arc::new(body),
         urgent,
     })
 }

@@ -615,21 +615,20 @@ async fn revisions_are_pushed_to_gateways_admin_apis() {
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
     assert_eq!(a.body["reason"], "account_deactivated");
     // The gateway that is down is reported, and does not hold back the other.
-    let state = d
-        .call(
-            Method::GET,
-            "/v1/directory/revision",
-            Some("olivia"),
-            Value::Null,
-        )
-        .await;
-    assert!(
-        state.body["published"]["failing"]
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = d
+            .call(Method::GET, "/v1/directory/revision", Some("olivia"), Value::Null)
+            .await;
+        if state.body["published"]["failing"]
             .as_str()
-            .is_some_and(|f| f.contains("cannot reach")),
-        "{}",
-        state.body
-    );
+            .is_some_and(|f| f.contains("cannot reach"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the failure is never reported: {}", state.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // An ordinary change (a grant) is coalesced, then pushed as a delta.
     let done = d
         .call(

@@ -13,6 +13,11 @@ pub enum StorageError {
     /// them): nothing of the write was kept.
     #[error("the database failed: {0}")]
     Database(String),
+    /// The disk (or the database's quota) is full, or the file system
+    /// read-only: nothing of the write was kept; writes work again when
+    /// there is room.
+    #[error("the store cannot write: {0} (free space, or raise max_database_mb)")]
+    Full(String),
     /// Another process holds the database.
     #[error(
         "the database {0} is in use by another process (a running directory service?): stop it, or send the change to it"

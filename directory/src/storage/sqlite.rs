@@ -48,10 +48,16 @@ CREATE TABLE IF NOT EXISTS counters (
 
 fn db(path: &Path) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
     move |e| {
-        if let rusqlite::Error::SqliteFailure(f, _) = &e
-            && matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-        {
-            return StorageError::Busy(path.display().to_string());
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            match f.code {
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                    return StorageError::Busy(path.display().to_string());
+                }
+                ErrorCode::DiskFull | ErrorCode::ReadOnly | ErrorCode::SystemIoFailure => {
+                    return StorageError::Full(format!("{}: {e}", path.display()));
+                }
+                _ => {}
+            }
         }
         StorageError::Database(e.to_string())
     }
@@ -60,6 +66,13 @@ fn db(path: &Path) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
 impl Sqlite {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Sqlite, StorageError> {
+        Sqlite::open_with_quota(path, None)
+    }
+
+    /// [`Sqlite::open`], the database held to `max_bytes` (rounded down to
+    /// whole pages): past it a commit fails as on a full disk — refused
+    /// whole, the service answering 503 — while reads go on.
+    pub fn open_with_quota(path: &Path, max_bytes: Option<u64>) -> Result<Sqlite, StorageError> {
         let err = db(path);
         let conn = Connection::open(path).map_err(&err)?;
         conn.busy_timeout(Duration::from_millis(200))
@@ -73,6 +86,16 @@ impl Sqlite {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(&err)?;
         conn.execute_batch(SCHEMA).map_err(&err)?;
+        if let Some(max) = max_bytes {
+            let page: u64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+                .map_err(&err)?
+                .try_into()
+                .unwrap_or(4096);
+            let pages = (max / page.max(1)).max(1);
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                .map_err(&err)?;
+        }
         Ok(Sqlite {
             path: path.to_path_buf(),
             conn,

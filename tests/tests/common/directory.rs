@@ -57,6 +57,7 @@ pub async fn directory_with(
     let identity = demo_gateway_config(dir).await.identity;
     let store = dir.join("store");
     let mut config = DirectoryConfig {
+        max_database_mb: None,
         cors_origins: Vec::new(),
         listen: local(),
         database,

@@ -1,0 +1,188 @@
+//! Change to enforced, on the large generated directory: from the moment
+//! the directory service answers a write to the moment a gateway serves
+//! the revision that holds it (decisions are pure functions of the
+//! revision: serving it is deciding by it). Two gateways side by side in
+//! one run: one the service pushes to, one polling the store the service
+//! publishes into (every 100 ms). Urgent writes (deactivations) and
+//! ordinary ones (reactivations, coalesced for 250 ms) alternate.
+//! A timing harness (percentiles need every sample):
+//! `cargo bench -p portcullis-tests --bench enforced`; figures in
+//! docs/BENCHMARKS.md.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
+
+#[path = "../tests/common/files.rs"]
+mod files;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use portcullis_demo::{DEMO_ADMIN_TOKEN, DemoOptions, demo_config, echo_upstream};
+use portcullis_directory::operation::Operation;
+use portcullis_directory::publish::{Destinations, Publisher};
+use portcullis_directory::push::PushTarget;
+use portcullis_directory::service::{Change, Provenance, Service};
+use portcullis_directory::storage::Sqlite;
+use portcullis_snapshots::generate::{GenerateParams, generate};
+
+pub fn local() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn percentiles(mut v: Vec<Duration>) -> String {
+    v.sort();
+    let at = |p: f64| v[(((v.len() - 1) as f64) * p).round() as usize];
+    format!(
+        "p50 {}, p99 {} (n = {})",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        v.len()
+    )
+}
+
+fn main() {
+    let writes: usize = std::env::var("WRITES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let directory = generate(GenerateParams::default());
+    let ordinary: Vec<String> = directory
+        .users
+        .iter()
+        .filter(|u| {
+            u.admin_role.is_none()
+                && u.status == portcullis_snapshots::vocabulary::UserStatus::Active
+                && u.allow_login
+        })
+        .map(|u| u.username.clone())
+        .collect();
+    let service = Service::open(Box::new(Sqlite::open(&tmp.path().join("d.db")).unwrap())).unwrap();
+    service
+        .import(
+            &directory,
+            "operator",
+            false,
+            &Provenance {
+                via: "import",
+                ..Provenance::default()
+            },
+        )
+        .unwrap();
+    drop(directory);
+    let initial = service.head().unwrap().snapshot.to_vec();
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+
+    let (pushed, polled) = rt.block_on(async {
+        let upstream = echo_upstream(local()).await.unwrap();
+        let files = files::FileServer::start(store.clone()).await;
+        let start = |dir: std::path::PathBuf, poll: Option<String>| {
+            let initial = initial.clone();
+            async move {
+                std::fs::create_dir_all(&dir).unwrap();
+                let mut c = demo_config(&DemoOptions::for_tests(&dir), upstream);
+                if let Some(url) = poll {
+                    c.snapshot.poll_url = Some(url);
+                    c.snapshot.poll_interval_ms = 100;
+                }
+                portcullis_gateway::server::start(c, Some(initial))
+                    .await
+                    .unwrap()
+            }
+        };
+        let pushed = start(tmp.path().join("gw-pushed"), None).await;
+        let polled = start(
+            tmp.path().join("gw-polled"),
+            Some(format!("http://{}/latest.json", files.origin)),
+        )
+        .await;
+        std::mem::forget(files);
+        (pushed, polled)
+    });
+    let publisher = Publisher::start(Destinations {
+        store_dir: Some(store),
+        gateways: vec![PushTarget {
+            admin_url: format!("http://{}", pushed.admin_addr),
+            token: DEMO_ADMIN_TOKEN.into(),
+        }],
+        key: None,
+        window: Duration::from_millis(250),
+        keep: 10,
+        push_timeout: Duration::from_secs(30),
+    });
+    service.listen(publisher);
+
+    let mut urgent = (Vec::new(), Vec::new());
+    let mut plain = (Vec::new(), Vec::new());
+    for i in 0..writes {
+        let username = ordinary[i / 2].clone();
+        let is_urgent = i % 2 == 0;
+        let op = if is_urgent {
+            Operation::DeactivateUser { username }
+        } else {
+            Operation::ReactivateUser { username }
+        };
+        let c = service
+            .write(
+                "user/user0",
+                &Change {
+                    operations: vec![op],
+                    bulk: false,
+                },
+                &Provenance {
+                    via: "api",
+                    ..Provenance::default()
+                },
+            )
+            .unwrap();
+        let answered = Instant::now();
+        let (mut p, mut q) = (None, None);
+        while p.is_none() || q.is_none() {
+            if p.is_none() && pushed.revision().is_some_and(|r| r >= c.revision) {
+                p = Some(answered.elapsed());
+            }
+            if q.is_none() && polled.revision().is_some_and(|r| r >= c.revision) {
+                q = Some(answered.elapsed());
+            }
+            assert!(
+                answered.elapsed() < Duration::from_secs(120),
+                "revision {} never arrived",
+                c.revision
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let into = if is_urgent { &mut urgent } else { &mut plain };
+        into.0.push(p.unwrap());
+        into.1.push(q.unwrap());
+    }
+    println!("change to enforced on the large directory ({writes} writes):");
+    println!("  urgent (deactivation), pushed: {}", percentiles(urgent.0));
+    println!(
+        "  urgent (deactivation), polled every 100 ms: {}",
+        percentiles(urgent.1)
+    );
+    println!(
+        "  ordinary (reactivation, coalesced 250 ms), pushed: {}",
+        percentiles(plain.0)
+    );
+    println!(
+        "  ordinary (reactivation, coalesced 250 ms), polled every 100 ms: {}",
+        percentiles(plain.1)
+    );
+    drop((pushed, polled));
+}
