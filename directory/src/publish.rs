@@ -181,8 +181,9 @@ pub fn publish_with(
                 let d = delta::encode_delta(&base.header, &header, &body)
                     .map_err(|e| bad(&base_path, e.to_string()))?;
                 match key {
-                    Some(k) => signature::sign_delta(&d, k)
-                        .map_err(|e| bad(&base_path, e.to_string()))?,
+                    Some(k) => {
+                        signature::sign_delta(&d, k).map_err(|e| bad(&base_path, e.to_string()))?
+                    }
                     None => d,
                 }
             }

@@ -17,6 +17,7 @@
 )]
 
 #[path = "../tests/common/files.rs"]
+#[allow(dead_code, reason = "the tests' store server; the bench counts no bytes")]
 mod files;
 
 use std::net::SocketAddr;

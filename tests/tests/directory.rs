@@ -618,7 +618,12 @@ async fn revisions_are_pushed_to_gateways_admin_apis() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let state = d
-            .call(Method::GET, "/v1/directory/revision", Some("olivia"), Value::Null)
+            .call(
+                Method::GET,
+                "/v1/directory/revision",
+                Some("olivia"),
+                Value::Null,
+            )
             .await;
         if state.body["published"]["failing"]
             .as_str()
@@ -626,7 +631,11 @@ async fn revisions_are_pushed_to_gateways_admin_apis() {
         {
             break;
         }
-        assert!(Instant::now() < deadline, "the failure is never reported: {}", state.body);
+        assert!(
+            Instant::now() < deadline,
+            "the failure is never reported: {}",
+            state.body
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // An ordinary change (a grant) is coalesced, then pushed as a delta.
