@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portcullis_gateway::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
+use portcullis_snapshots::delta::{Delta, Layout};
 use portcullis_snapshots::signature::SigningKey;
 use portcullis_snapshots::{decode, delta, signature};
 
@@ -311,35 +312,67 @@ impl Publisher {
 
 const RETRY: Duration = Duration::from_secs(1);
 
-/// The delta from the head before to `head` (its snapshot as `target`
-/// bytes, signed or not), signed with `key`: computed from the bodies the
-/// heads keep, decoding nothing.
+/// The last head published anywhere: the base of the next delta.
+struct Last {
+    head: Arc<Head>,
+    /// The layout of its (unsigned) snapshot, when known: what finds a
+    /// change in place in milliseconds.
+    layout: Option<Layout>,
+}
+
+/// The delta from the last head to `head`, signed with `key`, and the
+/// layout of `head`'s snapshot when the delta found it. A change that
+/// keeps every string (a status, a role, an expiry, grants and keys added
+/// or removed) is read off the two snapshots' bytes alongside the base's
+/// layout and checked by applying it (`Delta::between`, as a gateway reads
+/// a pushed snapshot: tens of milliseconds); anything else is computed
+/// from the two bodies (`delta::compute`: about a second and a half on a
+/// 100k-user directory).
 fn delta_between(
-    before: &Head,
+    last: &Last,
     head: &Head,
-    base: &[u8],
-    target: &[u8],
     key: Option<&SigningKey>,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Vec<u8>, Option<Layout>), String> {
+    let (base, target) = (last.head.snapshot.as_slice(), head.snapshot.as_slice());
     let (b, t) = (
         portcullis_snapshots::Header::parse(base).map_err(|e| e.to_string())?,
         portcullis_snapshots::Header::parse(target).map_err(|e| e.to_string())?,
     );
-    let body = delta::compute(&before.body, &head.body).map_err(|e| e.to_string())?;
+    let in_place = last
+        .layout
+        .as_ref()
+        .filter(|_| Delta::same_strings(base, target))
+        .and_then(|layout| {
+            let d = Delta::between(base, layout, target).ok()?;
+            let applied = d.apply_in_place(base, layout).ok()?;
+            // The result must be the target's body, byte for byte.
+            (applied
+                .snapshot
+                .get(portcullis_snapshots::header::HEADER_LEN..)
+                == target.get(t.body_range()))
+            .then_some((d.body, applied.layout))
+        });
+    let (body, layout) = match in_place {
+        Some((body, layout)) => (body, Some(layout)),
+        None => (
+            delta::compute(&last.head.body, &head.body).map_err(|e| e.to_string())?,
+            None,
+        ),
+    };
     let d = delta::encode_delta(&b, &t, &body).map_err(|e| e.to_string())?;
-    match key {
-        Some(k) => signature::sign_delta(&d, k).map_err(|e| e.to_string()),
-        None => Ok(d),
-    }
+    let d = match key {
+        Some(k) => signature::sign_delta(&d, k).map_err(|e| e.to_string())?,
+        None => d,
+    };
+    Ok((d, layout))
 }
 
 /// What each destination holds.
 struct Progress {
     store: u64,
     gateways: Vec<u64>,
-    /// The last head sent anywhere, and its snapshot as sent: the base of
-    /// the next delta.
-    last: Option<(Arc<Head>, Vec<u8>)>,
+    /// The last head sent anywhere.
+    last: Option<Last>,
 }
 
 impl Progress {
@@ -367,10 +400,11 @@ fn publish_head(
         None => head.snapshot.to_vec(),
     };
     // The delta from the last head sent anywhere, once for every destination.
-    let delta = progress.last.as_ref().and_then(|(before, base)| {
-        delta_between(before, head, base, &signed, to.key.as_ref())
-            .ok()
-            .map(|d| (before.revision, d))
+    let mut found_layout = None;
+    let delta = progress.last.as_ref().and_then(|last| {
+        let (d, layout) = delta_between(last, head, to.key.as_ref()).ok()?;
+        found_layout = layout;
+        Some((last.head.revision, d))
     });
     let mut failure = None;
     if let Some(pusher) = pusher {
@@ -410,9 +444,15 @@ fn publish_head(
     if progress
         .last
         .as_ref()
-        .is_none_or(|(h, _)| h.revision < head.revision)
+        .is_none_or(|l| l.head.revision < head.revision)
     {
-        progress.last = Some((head.clone(), signed));
+        // Without a layout from the delta, one is made now — after the
+        // destinations have this revision, before the next one is asked.
+        let layout = found_layout.or_else(|| Layout::of(&head.snapshot).ok());
+        progress.last = Some(Last {
+            head: head.clone(),
+            layout,
+        });
     }
     match failure {
         None => Ok(()),

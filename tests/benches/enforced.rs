@@ -17,7 +17,10 @@
 )]
 
 #[path = "../tests/common/files.rs"]
-#[allow(dead_code, reason = "the tests' store server; the bench counts no bytes")]
+#[allow(
+    dead_code,
+    reason = "the tests' store server; the bench counts no bytes"
+)]
 mod files;
 
 use std::net::SocketAddr;
