@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use policy_wasm::Context;
+use portcullis_gateway::framing::{Framed, FramingLog};
 use portcullis_gateway::response::{Body, Refusal, json_response};
 use portcullis_gateway::stage::identity::{Identity, Unauthenticated};
 use portcullis_snapshots::source::{Directory, Grant, Timestamp, User};
@@ -29,6 +30,9 @@ type Early = Box<Response<Body>>;
 use crate::operation::{Operation, UserChanges};
 use crate::publish::Publisher;
 use crate::service::{Change, Committed, Provenance, Service};
+
+/// The largest request head (line and headers) read; larger → 431.
+const MAX_HEAD: usize = 16 * 1024;
 
 /// The revision a write made, or the one a read saw.
 pub const REVISION_HEADER: &str = "x-portcullis-revision";
@@ -759,17 +763,35 @@ pub async fn serve(
         };
         let api = api.clone();
         let mut stopped = stop.clone();
+        // The gateway's framing follower: a request carrying both
+        // Content-Length and Transfer-Encoding (which hyper hides from
+        // handlers) is refused, as at the gateway — a proxy in front may
+        // read its body the other way.
+        let framing = FramingLog::new();
+        let seen = framing.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let api = api.clone();
-                async move { Ok::<_, std::convert::Infallible>(api.answer(req).await) }
+                let ambiguous = seen.next_request_is_ambiguous();
+                async move {
+                    if ambiguous {
+                        return Ok::<_, std::convert::Infallible>(
+                            Refusal::ambiguous_request(
+                                "Content-Length together with Transfer-Encoding (RFC 9112 §6.1): send one",
+                            )
+                            .into_response(),
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(api.answer(req).await)
+                }
             });
             // The header timeout needs hyper's timer: without it hyper
             // panics on the first request.
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(TokioIo::new(Framed::new(stream, framing, MAX_HEAD)), svc);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => { let _ = r; }

@@ -231,6 +231,27 @@ async fn the_api_refuses_bad_requests_with_their_reason_and_loses_nothing() {
         a.body
     );
 
+    // Both framing headers: refused, as at the gateway (a proxy in front
+    // may read the body the other way).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = d.base.trim_start_matches("http://").to_string();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let auth = bearer("olivia");
+        s.write_all(
+            format!(
+                "POST /v1/directory/users/dave/deactivate HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(out.contains("Transfer-Encoding"), "{out}");
+    }
+
     // Oversized.
     let a = d
         .raw(
