@@ -56,7 +56,7 @@ fn team_org(dir: &Directory, team: &str) -> Option<String> {
 
 /// The organization a node of the tree belongs to (`org/…` for itself).
 /// An unknown node is returned as it is: the engine denies it as unknown.
-fn node_org(dir: &Directory, node: &str) -> String {
+pub fn node_org(dir: &Directory, node: &str) -> String {
     let found = if let Some(id) = node.strip_prefix("env/") {
         env_org(dir, id)
     } else if let Some(id) = node.strip_prefix("catalog/") {

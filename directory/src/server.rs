@@ -171,16 +171,35 @@ fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Stri
     }
 }
 
+/// The query's parameters, percent-decoded (`+` is a space); a value
+/// that does not decode to UTF-8 is dropped, as if absent.
 fn query(uri: &http::Uri) -> Vec<(String, String)> {
     uri.query()
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
-        .map(|p| {
+        .filter_map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_string(), v.to_string())
+            Some((percent_decoded(k)?, percent_decoded(v)?))
         })
         .collect()
+}
+
+fn percent_decoded(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                let h = std::str::from_utf8(&hex).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+            }
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn query_u64(q: &[(String, String)], name: &str, default: u64) -> Result<u64, String> {
@@ -510,6 +529,12 @@ impl Api {
                 )
             }
             (&Method::GET, ["users"]) => self.list_users(&actor, &q),
+            (&Method::GET, [kind]) if Section::of(kind).is_some() => {
+                self.list_section(&actor, kind, None, &q)
+            }
+            (&Method::GET, [kind, id]) if Section::of(kind).is_some() => {
+                self.list_section(&actor, kind, Some(id), &q)
+            }
             (&Method::GET, ["users", u]) => {
                 let Some(head) = self.service.head() else {
                     return refusal(&ServiceError::Empty);
@@ -643,6 +668,83 @@ impl Api {
         parse_json(&bytes).map_err(|m| Box::new(malformed(m)))
     }
 
+    /// The entities of a section the actor may see — each by the question
+    /// [`Section::asks`] puts to the engine —, in source order, paged by
+    /// key; or one of them (`id`: 404 when it does not exist, 403 when the
+    /// actor may not see it).
+    fn list_section(
+        &self,
+        actor: &str,
+        kind: &str,
+        id: Option<&str>,
+        q: &[(String, String)],
+    ) -> Response<Body> {
+        let (Some(head), Some(section)) = (self.service.head(), Section::of(kind)) else {
+            return refusal(&ServiceError::Empty);
+        };
+        let limit = match query_u64(q, "limit", 100) {
+            Ok(l) => l.clamp(1, 1000) as usize,
+            Err(m) => return malformed(m),
+        };
+        let after = q
+            .iter()
+            .find(|(k, _)| k == "after")
+            .map(|(_, v)| v.as_str());
+        let context = Context {
+            now: now_unix(),
+            bulk: false,
+        };
+        let dir = &head.directory;
+        let domain = domain_of(dir);
+        let may = |action: &str, resource: &str| {
+            let req = policy_wasm::Request {
+                principal: actor,
+                action,
+                resource,
+                context,
+            };
+            head.engine.check(&req).allowed
+        };
+        let rows = section.rows(dir);
+        if let Some(id) = id {
+            return match rows.iter().find(|r| r.key == id) {
+                None => not_found(format!("{kind}/{id} does not exist")),
+                Some(r) => {
+                    let (action, resource) = section.asks(dir, &domain, r);
+                    match self.allowed(actor, action, &resource) {
+                        Ok(rev) => with_revision(json_response(StatusCode::OK, &r.value), rev),
+                        Err(e) => *e,
+                    }
+                }
+            };
+        }
+        let mut past_cursor = after.is_none();
+        let mut out = Vec::new();
+        let mut next = None;
+        for r in &rows {
+            if !past_cursor {
+                past_cursor = Some(r.key.as_str()) == after;
+                continue;
+            }
+            let (action, resource) = section.asks(dir, &domain, r);
+            if may(action, &resource) {
+                if out.len() == limit {
+                    next = out.last().map(|x: &&Row| x.key.clone());
+                    break;
+                }
+                out.push(r);
+            }
+        }
+        let items: Vec<&serde_json::Value> = out.iter().map(|r| &r.value).collect();
+        with_revision(
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({"items": items, "next_after": next}),
+            ),
+            head.revision,
+        )
+    }
+
     /// Users the actor may view, in source order, paged by username.
     fn list_users(&self, actor: &str, q: &[(String, String)]) -> Response<Body> {
         let Some(head) = self.service.head() else {
@@ -693,6 +795,130 @@ impl Api {
             ),
             head.revision,
         )
+    }
+}
+
+/// A listed entity: its key (for paging and `GET …/{id}`) and its JSON.
+struct Row {
+    key: String,
+    value: serde_json::Value,
+    /// What the entity hangs off, for the question it is read by.
+    scope: String,
+}
+
+/// The sections listed by `GET /v1/directory/{section}` besides users.
+#[derive(Clone, Copy)]
+enum Section {
+    Organizations,
+    Environments,
+    Catalogs,
+    Objects,
+    ServiceAccounts,
+    ApiKeys,
+    Groups,
+    Teams,
+    CustomRoles,
+    Grants,
+    Permissions,
+}
+
+impl Section {
+    fn of(name: &str) -> Option<Section> {
+        Some(match name {
+            "organizations" => Section::Organizations,
+            "environments" => Section::Environments,
+            "catalogs" => Section::Catalogs,
+            "objects" => Section::Objects,
+            "service-accounts" => Section::ServiceAccounts,
+            "api-keys" => Section::ApiKeys,
+            "groups" => Section::Groups,
+            "teams" => Section::Teams,
+            "custom-roles" => Section::CustomRoles,
+            "grants" => Section::Grants,
+            "permissions" => Section::Permissions,
+            _ => return None,
+        })
+    }
+
+    fn rows(self, d: &Directory) -> Vec<Row> {
+        fn rows<T: serde::Serialize>(
+            items: &[T],
+            key: impl Fn(&T) -> String,
+            scope: impl Fn(&T) -> String,
+        ) -> Vec<Row> {
+            items
+                .iter()
+                .filter_map(|t| {
+                    Some(Row {
+                        key: key(t),
+                        scope: scope(t),
+                        value: serde_json::to_value(t).ok()?,
+                    })
+                })
+                .collect()
+        }
+        fn none<T>(_: &T) -> String {
+            String::new()
+        }
+        match self {
+            Section::Organizations => rows(&d.organizations, |o| o.id.clone(), none),
+            Section::Environments => rows(&d.environments, |e| e.id.clone(), none),
+            Section::Catalogs => rows(&d.catalogs, |c| c.id.clone(), none),
+            Section::Objects => rows(&d.objects, |o| o.id.clone(), none),
+            Section::ServiceAccounts => rows(
+                &d.service_accounts,
+                |s| s.id.clone(),
+                |s| s.organization.clone(),
+            ),
+            // A key's hash stays in the database: a listing names keys,
+            // it does not hand out what a guess is checked against.
+            Section::ApiKeys => rows(&d.api_keys, |k| k.id.clone(), none)
+                .into_iter()
+                .map(|mut r| {
+                    if let Some(o) = r.value.as_object_mut() {
+                        o.remove("sha256");
+                    }
+                    r
+                })
+                .collect(),
+            Section::Groups => rows(&d.groups, |g| g.id.clone(), none),
+            Section::Teams => rows(&d.teams, |t| t.id.clone(), none),
+            Section::CustomRoles => rows(&d.custom_roles, |r| r.id.clone(), none),
+            Section::Grants => rows(&d.grants, crate::operation::grant_key, |g| g.on.clone()),
+            Section::Permissions => rows(&d.permissions, crate::operation::permission_key, |p| {
+                p.on.clone().unwrap_or_default()
+            }),
+        }
+    }
+
+    /// The question an entity is read by.
+    fn asks(self, d: &Directory, domain: &str, r: &Row) -> (&'static str, String) {
+        match self {
+            Section::Organizations => ("org:open", format!("org/{}", r.key)),
+            Section::Environments => ("env:open", format!("env/{}", r.key)),
+            Section::Catalogs => ("read", format!("catalog/{}", r.key)),
+            Section::Objects => ("read", format!("object/{}", r.key)),
+            Section::ServiceAccounts => ("org:access", format!("org/{}", r.scope)),
+            Section::ApiKeys => ("admin:api_keys", domain.to_string()),
+            Section::Groups => ("view:user_groups", domain.to_string()),
+            Section::Teams => ("team:view", format!("team/{}", r.key)),
+            Section::CustomRoles => ("org:access", domain.to_string()),
+            Section::Grants => {
+                if r.scope.starts_with("team/") {
+                    ("team:view", r.scope.clone())
+                } else {
+                    ("org:access", crate::requirement::node_org(d, &r.scope))
+                }
+            }
+            Section::Permissions => (
+                "org:access",
+                if r.scope.is_empty() {
+                    domain.to_string()
+                } else {
+                    r.scope.clone()
+                },
+            ),
+        }
     }
 }
 

@@ -573,6 +573,116 @@ async fn reads_show_what_the_caller_may_see() {
             .iter()
             .any(|p| p == "user:deactivate")
     );
+    // Every section, each entity by its own question.
+    let ids = |a: &Answer, key: &str| -> Vec<String> {
+        a.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[key].as_str().unwrap().to_string())
+            .collect()
+    };
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/organizations",
+            Some("adam"),
+            Value::Null,
+        )
+        .await;
+    let orgs = ids(&a, "id");
+    assert!(
+        orgs.contains(&"emea".into()) && orgs.contains(&"emea-retail".into()),
+        "{orgs:?}"
+    );
+    assert!(!orgs.contains(&"apac".into()), "{orgs:?}");
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/catalogs",
+            Some("pat"),
+            Value::Null,
+        )
+        .await;
+    let catalogs = ids(&a, "id");
+    assert!(catalogs.contains(&"sales".into()), "{catalogs:?}");
+    assert!(!catalogs.contains(&"staging-sales".into()), "{catalogs:?}");
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/api-keys",
+            Some("sam"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.body["items"].as_array().unwrap().len(), 4, "{}", a.body);
+    assert!(
+        a.body["items"][0].get("sha256").is_none(),
+        "a key's hash is not listed"
+    );
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/api-keys",
+            Some("dave"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.body["items"].as_array().unwrap().len(), 0);
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/grants?limit=5",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.body["items"].as_array().unwrap().len(), 5);
+    let after = a.body["next_after"].as_str().unwrap().to_string();
+    let b = d
+        .call(
+            Method::GET,
+            &format!(
+                "/v1/directory/grants?limit=5&after={}",
+                after.replace(' ', "%20")
+            ),
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.body);
+    assert_eq!(b.body["items"].as_array().unwrap().len(), 5, "{}", b.body);
+    assert_ne!(a.body["items"][0], b.body["items"][0]);
+    assert_eq!(
+        d.call(
+            Method::GET,
+            "/v1/directory/teams/noc",
+            Some("kim"),
+            Value::Null
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/teams/noc",
+            Some("dave"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(a.body["reason"], "no_grant");
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/teams/nope",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
     // Export: the directory as JSON, for those who manage access.
     let a = d
         .call(Method::GET, "/v1/directory", Some("olivia"), Value::Null)

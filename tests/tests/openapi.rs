@@ -547,6 +547,36 @@ async fn every_answer_of_the_directory_service_is_documented() {
         ),
         ("/v1/directory/users/dave", user, "olivia", 200),
         ("/v1/directory/users/olivia", user, "adam", 403),
+        (
+            "/v1/directory/grants?limit=3",
+            "/v1/directory/{section}",
+            "olivia",
+            200,
+        ),
+        (
+            "/v1/directory/api-keys",
+            "/v1/directory/{section}",
+            "sam",
+            200,
+        ),
+        (
+            "/v1/directory/teams/noc",
+            "/v1/directory/{section}/{id}",
+            "kim",
+            200,
+        ),
+        (
+            "/v1/directory/teams/noc",
+            "/v1/directory/{section}/{id}",
+            "dave",
+            403,
+        ),
+        (
+            "/v1/directory/teams/nope",
+            "/v1/directory/{section}/{id}",
+            "olivia",
+            404,
+        ),
     ] {
         let a = d.call(Method::GET, path, Some(who), null.clone()).await;
         assert_eq!(a.status.as_u16(), want, "{path}: {}", a.body);
