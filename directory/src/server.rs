@@ -252,6 +252,120 @@ struct ApiKeyBody {
 struct GrantBody {
     grant: Grant,
 }
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionBody {
+    permission: portcullis_snapshots::source::PermissionGrant,
+}
+
+/// The operation a resource-style write of a section is: `POST` a new
+/// entity (`id` none), `PUT` one in place of `id` (the body's id must be
+/// `id`: a rename is a delete and a create), `DELETE` `id`.
+fn entity_op(kind: &str, id: Option<&str>, body: &[u8], delete: bool) -> Result<Operation, String> {
+    use Operation as O;
+    fn same(id: Option<&str>, got: &str) -> Result<(), String> {
+        match id {
+            Some(id) if id != got => Err(format!(
+                "the body's id {got:?} is not the path's {id:?}: an id never changes (delete and create instead)"
+            )),
+            _ => Ok(()),
+        }
+    }
+    let target = || id.map(str::to_string).unwrap_or_default();
+    if delete {
+        return Ok(match kind {
+            "organizations" => O::DeleteOrganization { id: target() },
+            "environments" => O::DeleteEnvironment { id: target() },
+            "catalogs" => O::DeleteCatalog { id: target() },
+            "objects" => O::DeleteObject { id: target() },
+            "service-accounts" => O::DeleteServiceAccount { id: target() },
+            "groups" => O::DeleteGroup { id: target() },
+            "teams" => O::DeleteTeam { id: target() },
+            "custom-roles" => O::DeleteCustomRole { id: target() },
+            _ => return Err(format!("{kind} are not deleted by id")),
+        });
+    }
+    let update = id.is_some();
+    Ok(match kind {
+        "organizations" => {
+            let organization: portcullis_snapshots::source::Organization = parse_json(body)?;
+            same(id, &organization.id)?;
+            if update {
+                O::UpdateOrganization { organization }
+            } else {
+                O::CreateOrganization { organization }
+            }
+        }
+        "environments" => {
+            let environment: portcullis_snapshots::source::Environment = parse_json(body)?;
+            same(id, &environment.id)?;
+            if update {
+                O::UpdateEnvironment { environment }
+            } else {
+                O::CreateEnvironment { environment }
+            }
+        }
+        "catalogs" => {
+            let catalog: portcullis_snapshots::source::Catalog = parse_json(body)?;
+            same(id, &catalog.id)?;
+            if update {
+                O::UpdateCatalog { catalog }
+            } else {
+                O::CreateCatalog { catalog }
+            }
+        }
+        "objects" => {
+            let object: portcullis_snapshots::source::Object = parse_json(body)?;
+            same(id, &object.id)?;
+            if update {
+                O::UpdateObject { object }
+            } else {
+                O::CreateObject { object }
+            }
+        }
+        "service-accounts" => {
+            let service_account: portcullis_snapshots::source::ServiceAccount = parse_json(body)?;
+            same(id, &service_account.id)?;
+            if update {
+                O::UpdateServiceAccount { service_account }
+            } else {
+                O::CreateServiceAccount { service_account }
+            }
+        }
+        "groups" => {
+            let group: portcullis_snapshots::source::Group = parse_json(body)?;
+            same(id, &group.id)?;
+            if update {
+                O::UpdateGroup { group }
+            } else {
+                O::CreateGroup { group }
+            }
+        }
+        "teams" => {
+            let team: portcullis_snapshots::source::Team = parse_json(body)?;
+            same(id, &team.id)?;
+            if update {
+                O::UpdateTeam { team }
+            } else {
+                O::CreateTeam { team }
+            }
+        }
+        "custom-roles" => {
+            let role: portcullis_snapshots::source::CustomRole = parse_json(body)?;
+            same(id, &role.id)?;
+            if update {
+                O::UpdateCustomRole { role }
+            } else {
+                O::CreateCustomRole { role }
+            }
+        }
+        _ => {
+            return Err(format!(
+                "{kind} are not written this way: see docs/directory.md"
+            ));
+        }
+    })
+}
 
 impl Api {
     async fn body(&self, req: Request<Incoming>) -> Result<Bytes, Early> {
@@ -505,7 +619,7 @@ impl Api {
                     Err(e) => refusal(&ServiceError::Build(e.to_string())),
                 }
             }
-            (&Method::GET, ["permissions"]) => {
+            (&Method::GET, ["actions"]) => {
                 let Some(head) = self.service.head() else {
                     return refusal(&ServiceError::Empty);
                 };
@@ -529,6 +643,60 @@ impl Api {
                 )
             }
             (&Method::GET, ["users"]) => self.list_users(&actor, &q),
+            (&Method::POST, [kind]) if Section::of(kind).is_some_and(Section::writable) => {
+                let kind = (*kind).to_string();
+                match self.body(req).await {
+                    Ok(bytes) => match entity_op(&kind, None, &bytes, false) {
+                        Ok(op) => self.write(actor, &headers, one(op)).await,
+                        Err(m) => malformed(m),
+                    },
+                    Err(r) => *r,
+                }
+            }
+            (&Method::PUT, [kind, id]) if Section::of(kind).is_some_and(Section::writable) => {
+                let (kind, id) = ((*kind).to_string(), (*id).to_string());
+                match self.body(req).await {
+                    Ok(bytes) => match entity_op(&kind, Some(&id), &bytes, false) {
+                        Ok(op) => self.write(actor, &headers, one(op)).await,
+                        Err(m) => malformed(m),
+                    },
+                    Err(r) => *r,
+                }
+            }
+            (&Method::DELETE, [kind, id]) if Section::of(kind).is_some_and(Section::writable) => {
+                match entity_op(kind, Some(id), b"", true) {
+                    Ok(op) => self.write(actor, &headers, one(op)).await,
+                    Err(m) => malformed(m),
+                }
+            }
+            (&Method::POST, ["permissions"]) | (&Method::DELETE, ["permissions"]) => {
+                let remove = method == Method::DELETE;
+                match self.parse::<PermissionBody>(req).await {
+                    Ok(b) => {
+                        let op = if remove {
+                            Operation::RemovePermission {
+                                permission: b.permission,
+                            }
+                        } else {
+                            Operation::AddPermission {
+                                permission: b.permission,
+                            }
+                        };
+                        self.write(actor, &headers, one(op)).await
+                    }
+                    Err(r) => *r,
+                }
+            }
+            (&Method::PUT, ["groups", g, "members", kind, id])
+            | (&Method::DELETE, ["groups", g, "members", kind, id]) => {
+                let (group, member) = ((*g).to_string(), format!("{kind}/{id}"));
+                let op = if method == Method::PUT {
+                    Operation::AddGroupMember { group, member }
+                } else {
+                    Operation::RemoveGroupMember { group, member }
+                };
+                self.write(actor, &headers, one(op)).await
+            }
             (&Method::GET, [kind]) if Section::of(kind).is_some() => {
                 self.list_section(&actor, kind, None, &q)
             }
@@ -823,6 +991,15 @@ enum Section {
 }
 
 impl Section {
+    /// Whether `POST`, `PUT …/{id}` and `DELETE …/{id}` write it (grants,
+    /// permissions and API keys have their own endpoints).
+    fn writable(self) -> bool {
+        !matches!(
+            self,
+            Section::ApiKeys | Section::Grants | Section::Permissions
+        )
+    }
+
     fn of(name: &str) -> Option<Section> {
         Some(match name {
             "organizations" => Section::Organizations,

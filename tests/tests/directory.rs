@@ -546,7 +546,7 @@ async fn reads_show_what_the_caller_may_see() {
     let a = d
         .call(
             Method::GET,
-            "/v1/directory/permissions?resource=user/olivia",
+            "/v1/directory/actions?resource=user/olivia",
             Some("adam"),
             Value::Null,
         )
@@ -561,7 +561,7 @@ async fn reads_show_what_the_caller_may_see() {
     let a = d
         .call(
             Method::GET,
-            "/v1/directory/permissions?resource=user/rhea",
+            "/v1/directory/actions?resource=user/rhea",
             Some("adam"),
             Value::Null,
         )
@@ -794,4 +794,138 @@ async fn revisions_are_pushed_to_gateways_admin_apis() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_section_is_written_resource_by_resource() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = directory(tmp.path(), 1 << 20).await;
+    let env = json!({"id": "qa", "name": "QA", "organization": "acme", "tier": "staging"});
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/environments",
+            Some("olivia"),
+            env.clone(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.body["operations"][0]["decisions"][0]["action"],
+        "org:settings"
+    );
+    // An administrator of EMEA creates nothing in acme.
+    let other = json!({"id": "qa2", "organization": "acme"});
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/environments",
+            Some("adam"),
+            other,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    // Replaced in place; the id in the body must be the path's.
+    let renamed = json!({"id": "qa", "name": "Quality", "organization": "acme", "tier": "staging"});
+    let a = d
+        .call(
+            Method::PUT,
+            "/v1/directory/environments/qa",
+            Some("olivia"),
+            renamed,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = d
+        .call(
+            Method::PUT,
+            "/v1/directory/environments/qa",
+            Some("olivia"),
+            json!({"id": "qb", "organization": "acme"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/environments/qa",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.body["name"], "Quality");
+    // Group members and permissions.
+    let a = d
+        .call(
+            Method::PUT,
+            "/v1/directory/groups/analysts/members/user/dave",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = d
+        .call(
+            Method::GET,
+            "/v1/directory/groups/analysts",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert!(
+        a.body["members"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("user/dave")),
+        "{}",
+        a.body
+    );
+    let a = d
+        .call(
+            Method::DELETE,
+            "/v1/directory/groups/analysts/members/user/dave",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let p = json!({"permission": {"principal": "user/dave", "permission": "view", "entity": "pipelines"}});
+    let a = d
+        .call(
+            Method::POST,
+            "/v1/directory/permissions",
+            Some("olivia"),
+            p.clone(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = d
+        .call(
+            Method::DELETE,
+            "/v1/directory/permissions",
+            Some("olivia"),
+            p,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    // Deleted; deleting it again is 404.
+    let a = d
+        .call(
+            Method::DELETE,
+            "/v1/directory/environments/qa",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = d
+        .call(
+            Method::DELETE,
+            "/v1/directory/environments/qa",
+            Some("olivia"),
+            Value::Null,
+        )
+        .await;
+    assert_ne!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(d.api.service.head().unwrap().revision, 8);
 }

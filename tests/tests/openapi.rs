@@ -528,16 +528,22 @@ async fn every_answer_of_the_directory_service_is_documented() {
             200,
         ),
         (
-            "/v1/directory/permissions?resource=user/rhea",
-            "/v1/directory/permissions",
+            "/v1/directory/actions?resource=user/rhea",
+            "/v1/directory/actions",
             "adam",
             200,
         ),
         (
-            "/v1/directory/permissions",
-            "/v1/directory/permissions",
+            "/v1/directory/actions",
+            "/v1/directory/actions",
             "adam",
             400,
+        ),
+        (
+            "/v1/directory/permissions",
+            "/v1/directory/{section}",
+            "olivia",
+            200,
         ),
         (
             "/v1/directory/users?limit=3",
