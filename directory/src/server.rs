@@ -533,10 +533,17 @@ impl Api {
                 if let Err(r) = self.allowed(&actor, "org:access", &domain) {
                     return *r;
                 }
-                with_revision(
-                    json_response(StatusCode::OK, &head.directory),
-                    head.revision,
-                )
+                // Tens of megabytes for a large directory: written off the
+                // runtime's threads.
+                let revision = head.revision;
+                match tokio::task::spawn_blocking(move || {
+                    json_response(StatusCode::OK, &head.directory)
+                })
+                .await
+                {
+                    Ok(r) => with_revision(r, revision),
+                    Err(e) => refusal(&ServiceError::Build(e.to_string())),
+                }
             }
             (&Method::PUT, []) => {
                 let bytes = match self.body(req).await {
