@@ -174,6 +174,48 @@ fn main() {
         into.0.push(p.unwrap());
         into.1.push(q.unwrap());
     }
+    // A new user is a new string: no change in place, so the publisher
+    // computes the delta from the two bodies and gateways load in full.
+    let mut invited = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        let user = serde_json::from_value(serde_json::json!({
+            "username": format!("newcomer{i}"),
+            "email": format!("newcomer{i}@example.com"),
+            "organization": "domain",
+        }))
+        .unwrap();
+        let c = service
+            .write(
+                "user/user0",
+                &Change {
+                    operations: vec![Operation::InviteUser { user }],
+                    bulk: false,
+                },
+                &Provenance {
+                    via: "api",
+                    ..Provenance::default()
+                },
+            )
+            .unwrap();
+        let answered = Instant::now();
+        let (mut p, mut q) = (None, None);
+        while p.is_none() || q.is_none() {
+            if p.is_none() && pushed.revision().is_some_and(|r| r >= c.revision) {
+                p = Some(answered.elapsed());
+            }
+            if q.is_none() && polled.revision().is_some_and(|r| r >= c.revision) {
+                q = Some(answered.elapsed());
+            }
+            assert!(
+                answered.elapsed() < Duration::from_secs(120),
+                "revision {} never arrived",
+                c.revision
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        invited.0.push(p.unwrap());
+        invited.1.push(q.unwrap());
+    }
     println!("change to enforced on the large directory ({writes} writes):");
     println!("  urgent (deactivation), pushed: {}", percentiles(urgent.0));
     println!(
@@ -187,6 +229,14 @@ fn main() {
     println!(
         "  ordinary (reactivation, coalesced 250 ms), polled every 100 ms: {}",
         percentiles(plain.1)
+    );
+    println!(
+        "  a new user (a new string: no delta in place), pushed: {}",
+        percentiles(invited.0)
+    );
+    println!(
+        "  a new user, polled every 100 ms: {}",
+        percentiles(invited.1)
     );
     drop((pushed, polled));
 }
