@@ -116,6 +116,50 @@ pub enum Operation {
     AddPermission { permission: PermissionGrant },
     /// Removes an individual permission.
     RemovePermission { permission: PermissionGrant },
+    /// Sets an administrators' setting (single sign-on or SCIM
+    /// provisioning): owner-level functions (seed 000). The value is the
+    /// setting's JSON object, kept as given.
+    SetSetting {
+        name: Setting,
+        value: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// The administrators' settings the service keeps beside the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    /// Single sign-on.
+    Sso,
+    /// SCIM provisioning.
+    Scim,
+}
+
+impl Setting {
+    /// Its stored name, and its path segment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Sso => "sso",
+            Setting::Scim => "scim",
+        }
+    }
+
+    /// The setting named `name`.
+    pub fn of(name: &str) -> Option<Setting> {
+        match name {
+            "sso" => Some(Setting::Sso),
+            "scim" => Some(Setting::Scim),
+            _ => None,
+        }
+    }
+
+    /// The engine's action for configuring it.
+    pub fn action(self) -> &'static str {
+        match self {
+            Setting::Sso => "admin:sso",
+            Setting::Scim => "admin:scim",
+        }
+    }
 }
 
 /// Profile fields `update_user` may set; absent fields are unchanged. The
@@ -777,6 +821,8 @@ pub fn apply(
                 touched.push(key(Kind::Permission, &nth(permission_key(permission), n)));
             }
         }
+        // Settings are not the directory's: the service keeps them.
+        O::SetSetting { .. } => {}
     }
     Ok(applied)
 }

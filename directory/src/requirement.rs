@@ -318,6 +318,9 @@ pub fn requirements(dir: &Directory, op: &Operation) -> Vec<Requirement> {
         O::AddPermission { permission } | O::RemovePermission { permission } => {
             vec![permission_requirement(dir, permission)]
         }
+        // Seed 000: SSO and SCIM are configured by owners and super
+        // administrators only.
+        O::SetSetting { name, .. } => vec![need(name.action(), domain(dir))],
     }
 }
 

@@ -650,6 +650,50 @@ impl Api {
                 )
             }
             (&Method::GET, ["users"]) => self.list_users(&actor, &q),
+            (&Method::GET, ["settings", name]) => {
+                let Some(setting) = crate::operation::Setting::of(name) else {
+                    return not_found(format!(
+                        "no setting {name:?}: the settings are sso and scim"
+                    ));
+                };
+                let Some(head) = self.service.head() else {
+                    return refusal(&ServiceError::Empty);
+                };
+                if let Err(r) = self.allowed(&actor, setting.action(), &domain_of(&head.directory))
+                {
+                    return *r;
+                }
+                with_revision(
+                    json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "name": setting.name(),
+                            "value": head.settings.get(setting.name()),
+                        }),
+                    ),
+                    head.revision,
+                )
+            }
+            (&Method::PUT, ["settings", name]) => {
+                let Some(setting) = crate::operation::Setting::of(name) else {
+                    return not_found(format!(
+                        "no setting {name:?}: the settings are sso and scim"
+                    ));
+                };
+                match self
+                    .parse::<serde_json::Map<String, serde_json::Value>>(req)
+                    .await
+                {
+                    Ok(value) => {
+                        let op = Operation::SetSetting {
+                            name: setting,
+                            value,
+                        };
+                        self.write(actor, &headers, one(op)).await
+                    }
+                    Err(r) => *r,
+                }
+            }
             (&Method::POST, [kind]) if Section::of(kind).is_some_and(Section::writable) => {
                 let kind = (*kind).to_string();
                 match self.body(req).await {

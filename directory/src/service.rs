@@ -113,6 +113,8 @@ pub struct Head {
     pub body: Arc<portcullis_snapshots::body::Body>,
     /// Whether the last change was urgent (takes access away).
     pub urgent: bool,
+    /// The administrators' settings (SSO, SCIM) at this revision.
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Told of every new head: the publisher listens.
@@ -141,7 +143,13 @@ fn rfc3339(t: i64) -> String {
 
 /// Builds the engine and snapshot for `dir` at `revision`, or says every
 /// problem of the directory with its place.
-fn build(dir: &Directory, revision: u64, now: i64, urgent: bool) -> Result<Head, ServiceError> {
+fn build(
+    dir: &Directory,
+    settings: std::collections::BTreeMap<String, serde_json::Value>,
+    revision: u64,
+    now: i64,
+    urgent: bool,
+) -> Result<Head, ServiceError> {
     let body = source::compile(dir).map_err(ServiceError::Invalid422)?;
     let bytes = encode(&body, revision, now).map_err(|e| ServiceError::Build(e.to_string()))?;
     let engine = Engine::load(&bytes).map_err(|e| ServiceError::Build(e.to_string()))?;
@@ -154,6 +162,7 @@ fn build(dir: &Directory, revision: u64, now: i64, urgent: bool) -> Result<Head,
         snapshot: Arc::new(bytes),
         body: Arc::new(body),
         urgent,
+        settings,
     })
 }
 
@@ -177,6 +186,7 @@ impl Service {
         } else {
             Some(Arc::new(build(
                 &stored.directory,
+                stored.settings,
                 stored.revision,
                 now_unix(),
                 false,
@@ -321,6 +331,8 @@ impl Service {
         }
         // Apply to a copy: a failure anywhere leaves the head as it was.
         let mut next = head.directory.clone();
+        let mut settings = head.settings.clone();
+        let mut setting_rows = Vec::new();
         let mut touched: Vec<EntityKey> = Vec::new();
         let mut urgent = false;
         for (i, op) in change.operations.iter().enumerate() {
@@ -341,10 +353,17 @@ impl Service {
             outcome.secret = applied.secret;
             touched.extend(applied.touched);
             urgent |= op.is_urgent();
+            if let Operation::SetSetting { name, value } = op {
+                let value = serde_json::Value::Object(value.clone());
+                if settings.get(name.name()) != Some(&value) {
+                    settings.insert(name.name().to_string(), value.clone());
+                    setting_rows.push((name.name().to_string(), Some(value)));
+                }
+            }
         }
         touched.sort();
         touched.dedup();
-        let changed = !touched.is_empty();
+        let changed = !touched.is_empty() || !setting_rows.is_empty();
         if !changed {
             return Ok(Committed {
                 revision: head.revision,
@@ -354,7 +373,7 @@ impl Service {
             });
         }
         let revision = head.revision + 1;
-        let built = build(&next, revision, now, urgent)?;
+        let built = build(&next, settings, revision, now, urgent)?;
         let rows = touched
             .into_iter()
             .map(|key| Row {
@@ -375,6 +394,7 @@ impl Service {
         }
         let commit = Commit {
             rows,
+            settings: setting_rows,
             entry: LogEntry {
                 revision,
                 time: rfc3339(now),
@@ -521,7 +541,11 @@ impl Service {
             });
         }
         let revision = current + 1;
-        let built = build(&desired, revision, now, removed > 0)?;
+        let settings = head
+            .as_ref()
+            .map(|h| h.settings.clone())
+            .unwrap_or_default();
+        let built = build(&desired, settings, revision, now, removed > 0)?;
         let summary = serde_json::json!({
             "import": {"entities": wanted.len(), "written": put, "moved": moved, "removed": removed}
         });
@@ -539,6 +563,7 @@ impl Service {
         };
         storage.commit(&Commit {
             rows,
+            settings: Vec::new(),
             entry: LogEntry {
                 revision,
                 time: rfc3339(now),

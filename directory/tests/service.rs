@@ -568,3 +568,55 @@ fn a_grant_listed_twice_is_kept_twice_and_removed_once_for_all() {
     let s = open(&path);
     assert!(!s.head().unwrap().directory.grants.contains(&g));
 }
+
+#[test]
+fn seed_000_only_owners_and_super_administrators_configure_sso_and_scim() {
+    use portcullis_directory::operation::Setting;
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("directory.db");
+    let set = |name, v: serde_json::Value| Operation::SetSetting {
+        name,
+        value: v.as_object().unwrap().clone(),
+    };
+    {
+        let s = service(&d);
+        let sso = set(
+            Setting::Sso,
+            serde_json::json!({"enabled": true, "metadata_url": "https://idp.example.com/saml"}),
+        );
+        denied(write(&s, "user/adam", vec![sso.clone()]), "no_grant");
+        denied(
+            write(
+                &s,
+                "user/ada",
+                vec![set(Setting::Scim, serde_json::json!({"enabled": true}))],
+            ),
+            "no_grant",
+        );
+        let c = write(&s, "user/sam", vec![sso]).unwrap();
+        assert_eq!(c.revision, 2);
+        assert_eq!(c.operations[0].decisions[0].action, "admin:sso");
+        write(
+            &s,
+            "user/olivia",
+            vec![set(Setting::Scim, serde_json::json!({"enabled": true}))],
+        )
+        .unwrap();
+        // Setting the same again changes nothing.
+        let again = write(
+            &s,
+            "user/olivia",
+            vec![set(Setting::Scim, serde_json::json!({"enabled": true}))],
+        )
+        .unwrap();
+        assert!(!again.changed);
+    }
+    let s = open(&path);
+    let head = s.head().unwrap();
+    assert_eq!(head.revision, 3);
+    assert_eq!(
+        head.settings["sso"]["metadata_url"],
+        "https://idp.example.com/saml"
+    );
+    assert_eq!(head.settings["scim"]["enabled"], true);
+}

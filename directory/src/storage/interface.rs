@@ -36,6 +36,8 @@ pub struct Stored {
     pub revision: u64,
     /// The directory.
     pub directory: Directory,
+    /// The administrators' settings (SSO, SCIM), by name.
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One row of an entity: its key and its JSON as the source writes it,
@@ -80,6 +82,8 @@ pub struct LogEntry {
 pub struct Commit {
     /// The entity rows it changes.
     pub rows: Vec<Row>,
+    /// The settings it sets (`None`: removes).
+    pub settings: Vec<(String, Option<serde_json::Value>)>,
     /// Its log entry (its revision is the store's next).
     pub entry: LogEntry,
     /// A fingerprint of the request, stored with its idempotency key so a

@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS changes (
     request_hash TEXT,
     response TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -134,6 +138,18 @@ impl Storage for Sqlite {
             push_entity(&mut stored.directory, k, &body)
                 .map_err(|e| StorageError::Damaged(format!("{kind} {key:?}: {e}")))?;
         }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, body FROM settings")
+            .map_err(&err)?;
+        let mut rows = stmt.query([]).map_err(&err)?;
+        while let Some(row) = rows.next().map_err(&err)? {
+            let name: String = row.get(0).map_err(&err)?;
+            let body: String = row.get(1).map_err(&err)?;
+            let value = serde_json::from_str(&body)
+                .map_err(|e| StorageError::Damaged(format!("setting {name:?}: {e}")))?;
+            stored.settings.insert(name, value);
+        }
         Ok(stored)
     }
 
@@ -190,6 +206,17 @@ impl Storage for Sqlite {
                 params![next],
             )
             .map_err(&err)?;
+            for (name, value) in &commit.settings {
+                match value {
+                    Some(v) => tx.execute(
+                        "INSERT INTO settings (name, body) VALUES (?1, ?2)
+                         ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+                        params![name, v.to_string()],
+                    ),
+                    None => tx.execute("DELETE FROM settings WHERE name = ?1", params![name]),
+                }
+                .map_err(&err)?;
+            }
             let e = &commit.entry;
             let json = |v: &serde_json::Value| v.to_string();
             tx.execute(
