@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
 use policy_wasm::{Context, Engine, Request};
+use portcullis_snapshots::body::Body;
 use portcullis_snapshots::encode;
 use portcullis_snapshots::source::{self, Directory};
 use serde::{Deserialize, Serialize};
@@ -141,19 +142,23 @@ fn rfc3339(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-/// Builds the engine and snapshot for `dir` at `revision`, or says every
-/// problem of the directory with its place.
+/// Builds the engine and snapshot for `directory` at `revision` — from
+/// `body` when it is already known to be what compiling `directory` gives,
+/// else compiled, saying every problem of the directory with its place.
 fn build(
-    dir: &Directory,
+    mut directory: Directory,
+    body: Option<Body>,
     settings: std::collections::BTreeMap<String, serde_json::Value>,
     revision: u64,
     now: i64,
     urgent: bool,
 ) -> Result<Head, ServiceError> {
-    let body = source::compile(dir).map_err(ServiceError::Invalid422)?;
+    let body = match body {
+        Some(b) => b,
+        None => source::compile(&directory).map_err(ServiceError::Invalid422)?,
+    };
     let bytes = encode(&body, revision, now).map_err(|e| ServiceError::Build(e.to_string()))?;
     let engine = Engine::load(&bytes).map_err(|e| ServiceError::Build(e.to_string()))?;
-    let mut directory = dir.clone();
     directory.revision = Some(revision);
     Ok(Head {
         revision,
@@ -164,6 +169,65 @@ fn build(
         urgent,
         settings,
     })
+}
+
+/// What compiling `next` gives, made from `base` (the compiled body of the
+/// directory before) by editing rows in place — when every operation
+/// applied only changes a field that nothing refers to and no validation
+/// reads: a user's status or expiry, an API key's revocation. Compiling
+/// is most of a write's cost on a large directory; these are the
+/// administrators' everyday changes (and the urgent ones). `None` for any
+/// other operation: the caller compiles.
+fn edited_in_place(base: &Body, next: &Directory, ops: &[&Operation]) -> Option<Body> {
+    use Operation as O;
+    if base.users.len() != next.users.len() || base.api_keys.len() != next.api_keys.len() {
+        return None;
+    }
+    let mut body = base.clone();
+    // Rows by name: a scan for a few operations, an index for many.
+    let indexed = ops.len() > 8;
+    let users: HashMap<&str, usize> = if indexed {
+        next.users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.username.as_str(), i))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let user_row = |name: &str| {
+        if indexed {
+            users.get(name).copied()
+        } else {
+            next.users.iter().position(|u| u.username == name)
+        }
+    };
+    for op in ops {
+        match op {
+            O::DeactivateUser { username }
+            | O::ReactivateUser { username }
+            | O::SetUserExpiry { username, .. } => {
+                // The body keeps the source's order: row i is user i.
+                let i = user_row(username)?;
+                let (user, row) = (next.users.get(i)?, body.users.get_mut(i)?);
+                if base.str(row.username) != user.username {
+                    return None;
+                }
+                row.status = user.status;
+                row.expires_at = user.expires_at.map(|t| t.0).into();
+            }
+            O::RevokeApiKey { id } => {
+                let i = next.api_keys.iter().position(|k| k.id == *id)?;
+                let (key, row) = (next.api_keys.get(i)?, body.api_keys.get_mut(i)?);
+                if base.str(row.id) != key.id {
+                    return None;
+                }
+                row.revoked = key.revoked;
+            }
+            _ => return None,
+        }
+    }
+    Some(body)
 }
 
 /// A 256-bit API key secret, `pk_` and 64 hex digits.
@@ -185,7 +249,8 @@ impl Service {
             None
         } else {
             Some(Arc::new(build(
-                &stored.directory,
+                stored.directory,
+                None,
                 stored.settings,
                 stored.revision,
                 now_unix(),
@@ -373,7 +438,6 @@ impl Service {
             });
         }
         let revision = head.revision + 1;
-        let built = build(&next, settings, revision, now, urgent)?;
         let rows = touched
             .into_iter()
             .map(|key| Row {
@@ -382,6 +446,15 @@ impl Service {
                 position: None,
             })
             .collect();
+        let applied: Vec<&Operation> = change
+            .operations
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.skipped_because.is_none())
+            .map(|(op, _)| op)
+            .collect();
+        let in_place = edited_in_place(&head.body, &next, &applied);
+        let built = build(next, in_place, settings, revision, now, urgent)?;
         let answer = Committed {
             revision,
             changed: true,
@@ -545,7 +618,7 @@ impl Service {
             .as_ref()
             .map(|h| h.settings.clone())
             .unwrap_or_default();
-        let built = build(&desired, settings, revision, now, removed > 0)?;
+        let built = build(desired, None, settings, revision, now, removed > 0)?;
         let summary = serde_json::json!({
             "import": {"entities": wanted.len(), "written": put, "moved": moved, "removed": removed}
         });

@@ -53,6 +53,23 @@ fn percentiles(mut v: Vec<Duration>) -> String {
     )
 }
 
+/// One operation, written as the directory's owner (`user0`).
+fn as_owner(service: &Service, op: Operation) -> portcullis_directory::service::Committed {
+    service
+        .write(
+            "user/user0",
+            &Change {
+                operations: vec![op],
+                bulk: false,
+            },
+            &Provenance {
+                via: "api",
+                ..Provenance::default()
+            },
+        )
+        .unwrap()
+}
+
 fn main() {
     let writes: usize = std::env::var("WRITES")
         .ok()
@@ -141,19 +158,7 @@ fn main() {
         } else {
             Operation::ReactivateUser { username }
         };
-        let c = service
-            .write(
-                "user/user0",
-                &Change {
-                    operations: vec![op],
-                    bulk: false,
-                },
-                &Provenance {
-                    via: "api",
-                    ..Provenance::default()
-                },
-            )
-            .unwrap();
+        let c = as_owner(&service, op);
         let answered = Instant::now();
         let (mut p, mut q) = (None, None);
         while p.is_none() || q.is_none() {
