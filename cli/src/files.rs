@@ -27,26 +27,19 @@ pub(crate) fn read_text(path: &Path) -> Result<String, CliError> {
 /// Writes via a temporary file and a rename, so readers (a watching
 /// gateway) never see half a snapshot and a failure leaves the old file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let io = |source| CliError::Io {
-        action: "cannot write",
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(|| "snapshot".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    // The store's writer: one way to replace a file whole.
+    portcullis_directory::publish::write_atomic(path, bytes).map_err(|e| match e {
+        portcullis_directory::publish::PublishError::Io {
+            action,
+            path,
+            source,
+        } => CliError::Io {
+            action,
+            path,
+            source,
+        },
+        e => CliError::Usage(e.to_string()),
+    })
 }
 
 /// Writes a file only its owner can read.

@@ -118,16 +118,7 @@ fn main() {
     drop((copy, body, bytes, engine));
     // Ordinary active users to change: the generator gives users random
     // statuses and some administrator roles.
-    let ordinary: Vec<String> = directory
-        .users
-        .iter()
-        .filter(|u| {
-            u.admin_role.is_none()
-                && u.status == portcullis_snapshots::vocabulary::UserStatus::Active
-                && u.allow_login
-        })
-        .map(|u| u.username.clone())
-        .collect();
+    let ordinary = portcullis_snapshots::generate::ordinary_users(&directory);
     drop(directory);
     println!(
         "memory after import: {:.0} MiB resident, {:.0} MiB peak",

@@ -281,6 +281,15 @@ pub fn grant_key(g: &Grant) -> String {
     format!("{} {} {}", g.principal, g.role, g.on)
 }
 
+/// Whether `key` is [`grant_key`] of `g`, without making it.
+fn grant_is(g: &Grant, key: &str) -> bool {
+    key.strip_prefix(g.principal.as_str())
+        .and_then(|r| r.strip_prefix(' '))
+        .and_then(|r| r.strip_prefix(g.role.as_str()))
+        .and_then(|r| r.strip_prefix(' '))
+        == Some(g.on.as_str())
+}
+
 /// The key of an individual permission: its fields.
 pub fn permission_key(p: &PermissionGrant) -> String {
     serde_json::to_string(p).unwrap_or_default()
@@ -304,15 +313,10 @@ fn split_nth(key: &str) -> (&str, usize) {
     }
 }
 
-fn find_nth<T: Serialize>(
-    items: &[T],
-    base: &str,
-    n: usize,
-    key: impl Fn(&T) -> String,
-) -> Option<String> {
+fn find_nth<T: Serialize>(items: &[T], n: usize, is: impl Fn(&T) -> bool) -> Option<String> {
     items
         .iter()
-        .filter(|t| key(t) == base)
+        .filter(|t| is(t))
         .nth(n)
         .and_then(|t| serde_json::to_string(t).ok())
 }
@@ -334,11 +338,13 @@ pub fn entity_json(dir: &Directory, key: &EntityKey) -> Option<String> {
         Kind::CustomRole => json(find(&dir.custom_roles, |r| r.id == k)),
         Kind::Grant => {
             let (base, n) = split_nth(k);
-            find_nth(&dir.grants, base, n, grant_key)
+            // Compared field by field: a write that touches a grant must
+            // not format a key for each of the directory's grants.
+            find_nth(&dir.grants, n, |g| grant_is(g, base))
         }
         Kind::Permission => {
             let (base, n) = split_nth(k);
-            find_nth(&dir.permissions, base, n, permission_key)
+            find_nth(&dir.permissions, n, |p| permission_key(p) == base)
         }
     }
 }

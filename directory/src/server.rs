@@ -931,7 +931,10 @@ impl Api {
                 Some(r) => {
                     let (action, resource) = section.asks(dir, &domain, r);
                     match self.allowed(actor, action, &resource) {
-                        Ok(rev) => with_revision(json_response(StatusCode::OK, &r.value), rev),
+                        Ok(rev) => with_revision(
+                            json_response(StatusCode::OK, &section.value(dir, r.index)),
+                            rev,
+                        ),
                         Err(e) => *e,
                     }
                 }
@@ -954,7 +957,8 @@ impl Api {
                 out.push(r);
             }
         }
-        let items: Vec<&serde_json::Value> = out.iter().map(|r| &r.value).collect();
+        let items: Vec<serde_json::Value> =
+            out.iter().map(|r| section.value(dir, r.index)).collect();
         with_revision(
             json_response(
                 StatusCode::OK,
@@ -1017,12 +1021,13 @@ impl Api {
     }
 }
 
-/// A listed entity: its key (for paging and `GET …/{id}`) and its JSON.
+/// A listed entity: its key (for paging and `GET …/{id}`) and its place
+/// in its section.
 struct Row {
     key: String,
-    value: serde_json::Value,
     /// What the entity hangs off, for the question it is read by.
     scope: String,
+    index: usize,
 }
 
 /// The sections listed by `GET /v1/directory/{section}` besides users.
@@ -1068,20 +1073,21 @@ impl Section {
         })
     }
 
+    /// Each entity's key and scope, in source order. Only the entities
+    /// answered are serialized ([`Section::value`]), not the section.
     fn rows(self, d: &Directory) -> Vec<Row> {
-        fn rows<T: serde::Serialize>(
+        fn rows<T>(
             items: &[T],
             key: impl Fn(&T) -> String,
             scope: impl Fn(&T) -> String,
         ) -> Vec<Row> {
             items
                 .iter()
-                .filter_map(|t| {
-                    Some(Row {
-                        key: key(t),
-                        scope: scope(t),
-                        value: serde_json::to_value(t).ok()?,
-                    })
+                .enumerate()
+                .map(|(index, t)| Row {
+                    key: key(t),
+                    scope: scope(t),
+                    index,
                 })
                 .collect()
         }
@@ -1098,17 +1104,7 @@ impl Section {
                 |s| s.id.clone(),
                 |s| s.organization.clone(),
             ),
-            // A key's hash stays in the database: a listing names keys,
-            // it does not hand out what a guess is checked against.
-            Section::ApiKeys => rows(&d.api_keys, |k| k.id.clone(), none)
-                .into_iter()
-                .map(|mut r| {
-                    if let Some(o) = r.value.as_object_mut() {
-                        o.remove("sha256");
-                    }
-                    r
-                })
-                .collect(),
+            Section::ApiKeys => rows(&d.api_keys, |k| k.id.clone(), none),
             Section::Groups => rows(&d.groups, |g| g.id.clone(), none),
             Section::Teams => rows(&d.teams, |t| t.id.clone(), none),
             Section::CustomRoles => rows(&d.custom_roles, |r| r.id.clone(), none),
@@ -1116,6 +1112,37 @@ impl Section {
             Section::Permissions => rows(&d.permissions, crate::operation::permission_key, |p| {
                 p.on.clone().unwrap_or_default()
             }),
+        }
+    }
+
+    /// The entity at `index`, as the directory source writes it.
+    fn value(self, d: &Directory, index: usize) -> serde_json::Value {
+        fn at<T: serde::Serialize>(items: &[T], index: usize) -> serde_json::Value {
+            items
+                .get(index)
+                .and_then(|t| serde_json::to_value(t).ok())
+                .unwrap_or_default()
+        }
+        match self {
+            Section::Organizations => at(&d.organizations, index),
+            Section::Environments => at(&d.environments, index),
+            Section::Catalogs => at(&d.catalogs, index),
+            Section::Objects => at(&d.objects, index),
+            Section::ServiceAccounts => at(&d.service_accounts, index),
+            // A key's hash stays in the database: a listing names keys,
+            // it does not hand out what a guess is checked against.
+            Section::ApiKeys => {
+                let mut v = at(&d.api_keys, index);
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("sha256");
+                }
+                v
+            }
+            Section::Groups => at(&d.groups, index),
+            Section::Teams => at(&d.teams, index),
+            Section::CustomRoles => at(&d.custom_roles, index),
+            Section::Grants => at(&d.grants, index),
+            Section::Permissions => at(&d.permissions, index),
         }
     }
 

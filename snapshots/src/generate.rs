@@ -349,6 +349,16 @@ fn maybe_time(rng: &mut ChaCha8Rng) -> Option<Timestamp> {
         .then(|| Timestamp(rng.random_range(-1_000_000_000..4_000_000_000)))
 }
 
+/// Users a benchmark may change as an owner without tripping a rule that
+/// no grant overrides: active, able to sign in, no administrator role.
+pub fn ordinary_users(d: &Directory) -> Vec<String> {
+    d.users
+        .iter()
+        .filter(|u| u.admin_role.is_none() && u.status == UserStatus::Active && u.allow_login)
+        .map(|u| u.username.clone())
+        .collect()
+}
+
 /// A small random directory that validates and uses every field of the
 /// format (optional fields set at random, unicode names, every role at
 /// every level it exists): the input of the property tests.

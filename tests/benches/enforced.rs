@@ -82,16 +82,7 @@ fn main() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let directory = generate(GenerateParams::default());
-    let ordinary: Vec<String> = directory
-        .users
-        .iter()
-        .filter(|u| {
-            u.admin_role.is_none()
-                && u.status == portcullis_snapshots::vocabulary::UserStatus::Active
-                && u.allow_login
-        })
-        .map(|u| u.username.clone())
-        .collect();
+    let ordinary = portcullis_snapshots::generate::ordinary_users(&directory);
     let service = Service::open(Box::new(Sqlite::open(&tmp.path().join("d.db")).unwrap())).unwrap();
     service
         .import(
