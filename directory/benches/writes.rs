@@ -61,7 +61,7 @@ fn main() {
     let samples: usize = std::env::var("WRITES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
     let directory = generate(GenerateParams::default());
     println!(
@@ -94,8 +94,10 @@ fn main() {
         "database on disk: {:.1} MiB",
         db_bytes as f64 / (1 << 20) as f64
     );
-    // Where a write's time goes today: the whole directory is copied,
-    // compiled (validation), encoded and loaded into a new engine.
+    // What a write that compiles costs: the whole directory compiled
+    // (validation), encoded and loaded into a new engine — and what the
+    // writer's twin costs to make (a copy of the directory and engine), once
+    // after each such write, on a thread of its own.
     let t = Instant::now();
     let copy = directory.clone();
     let clone_t = t.elapsed();
@@ -128,74 +130,111 @@ fn main() {
 
     // One write at a time, each a deactivation or reactivation of an
     // ordinary user by the owner (user0), durable before it answers.
-    let mut times = Vec::with_capacity(samples);
-    let before = service.head().unwrap();
-    for i in 0..samples {
+    let sample = |name: &str, n: usize, op: &dyn Fn(usize) -> Operation| {
+        let mut times = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = Instant::now();
+            as_owner(&service, op(i));
+            times.push(t.elapsed());
+        }
+        times.sort();
+        let total: Duration = times.iter().sum();
+        println!(
+            "one authorized write, {name} ({n} samples): p50 {}, p99 {}, max {} → {:.0} writes/s back to back",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+            ms(*times.last().unwrap()),
+            n as f64 / total.as_secs_f64()
+        );
+    };
+    sample("a status change", samples, &|i| {
         let username = ordinary[i / 2].clone();
-        let op = if i % 2 == 0 {
+        if i % 2 == 0 {
             Operation::DeactivateUser { username }
         } else {
             Operation::ReactivateUser { username }
-        };
-        let change = Change {
-            operations: vec![op],
-            bulk: false,
-        };
-        let t = Instant::now();
-        service
-            .write(
-                "user/user0",
-                &change,
-                &Provenance {
-                    via: "api",
-                    ..Provenance::default()
-                },
-            )
-            .unwrap();
-        times.push(t.elapsed());
-    }
-    times.sort();
-    // What publishing a revision costs besides the write: the delta from
-    // the revision before, computed from the two heads' bodies.
-    let after = service.head().unwrap();
-    let t = Instant::now();
-    let delta = portcullis_snapshots::delta::compute(&before.body, &after.body).unwrap();
-    println!(
-        "the delta between two heads ({} edits): computed in {}",
-        delta.edits().0 + delta.edits().1,
-        ms(t.elapsed())
-    );
-    drop((before, after));
-    println!(
-        "one authorized write, a status change edited in place ({samples} samples): p50 {}, p99 {}, max {}",
-        ms(percentile(&times, 0.5)),
-        ms(percentile(&times, 0.99)),
-        ms(*times.last().unwrap())
-    );
-
-    // A change that compiles: a grant added and removed (the grant table
-    // changes length, so no row is edited in place).
-    let mut compiled = Vec::new();
-    for i in 0..6 {
-        let grant = portcullis_snapshots::source::Grant {
-            principal: format!("user/{}", ordinary[50 + i / 2]),
-            role: "reader".into(),
-            on: "org/domain".into(),
-        };
-        let op = if i % 2 == 0 {
-            Operation::AddGrant { grant }
+        }
+    });
+    // Users who hold no grant: the grant added is new.
+    let grantless: Vec<String> = {
+        let head = service.head().unwrap();
+        let holders: std::collections::HashSet<&str> = head
+            .directory
+            .grants
+            .iter()
+            .map(|g| g.principal.as_str())
+            .collect();
+        ordinary
+            .iter()
+            .filter(|u| !holders.contains(format!("user/{u}").as_str()))
+            .take(samples)
+            .cloned()
+            .collect()
+    };
+    let grant = |i: usize| portcullis_snapshots::source::Grant {
+        principal: format!("user/{}", grantless[i / 2]),
+        role: "reader".into(),
+        on: "org/domain".into(),
+    };
+    sample("a grant added or removed", samples, &|i| {
+        if i % 2 == 0 {
+            Operation::AddGrant { grant: grant(i) }
         } else {
-            Operation::RemoveGrant { grant }
-        };
-        let t = Instant::now();
-        as_owner(&service, op);
-        compiled.push(t.elapsed());
-    }
-    compiled.sort();
+            Operation::RemoveGrant { grant: grant(i) }
+        }
+    });
+    let outside: Vec<String> = {
+        let head = service.head().unwrap();
+        let g = head
+            .directory
+            .groups
+            .iter()
+            .find(|g| g.id == "group-0")
+            .unwrap();
+        ordinary
+            .iter()
+            .filter(|u| !g.members.contains(&format!("user/{u}")))
+            .take(samples)
+            .cloned()
+            .collect()
+    };
+    sample("a group member added or removed", samples, &|i| {
+        let (group, member) = ("group-0".to_string(), format!("user/{}", outside[i / 2]));
+        if i % 2 == 0 {
+            Operation::AddGroupMember { group, member }
+        } else {
+            Operation::RemoveGroupMember { group, member }
+        }
+    });
+    // A change with a new string compiles: an invitation, then (the
+    // writer's twin being copied after it) the next write waits for it.
+    let template = {
+        let head = service.head().unwrap();
+        let mut u = head
+            .directory
+            .users
+            .iter()
+            .find(|u| u.username == ordinary[3_000])
+            .unwrap()
+            .clone();
+        u.admin_role = None;
+        u
+    };
+    sample("an invitation (a new user: compiles)", 6, &|i| {
+        let mut user = template.clone();
+        user.username = format!("bench-invitee-{i}");
+        user.email = format!("bench-invitee-{i}@example.com");
+        Operation::InviteUser { user }
+    });
+    sample("a status change just after one that compiled", 1, &|_| {
+        Operation::DeactivateUser {
+            username: ordinary[2_000].clone(),
+        }
+    });
     println!(
-        "a write that compiles (a grant added or removed, 6 samples): p50 {}, max {}",
-        ms(percentile(&compiled, 0.5)),
-        ms(*compiled.last().unwrap())
+        "memory after the writes: {:.0} MiB resident, {:.0} MiB peak",
+        rss_mib("VmRSS:"),
+        rss_mib("VmHWM:")
     );
 
     // Batched: 5,000 operations per change.

@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod error;
+mod incremental;
 pub mod operation;
 pub mod publish;
 pub mod push;

@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portcullis_gateway::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
+use portcullis_snapshots::body::Body;
 use portcullis_snapshots::delta::{Delta, Layout};
 use portcullis_snapshots::signature::SigningKey;
-use portcullis_snapshots::{decode, delta, signature};
+use portcullis_snapshots::{decode, delta, encode, signature};
 
 use crate::push::{PushTarget, Pusher};
-use crate::service::{Head, Listener};
+use crate::service::{Listener, Revision, Step};
 
 /// Why a revision could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -272,16 +273,16 @@ pub struct Destinations {
     pub push_timeout: Duration,
 }
 
-/// Publishes heads from a thread of its own.
+/// Publishes revisions from a thread of its own.
 pub struct Publisher {
-    tx: Mutex<mpsc::Sender<Arc<Head>>>,
+    tx: Mutex<mpsc::Sender<Revision>>,
     state: Arc<Mutex<PublishState>>,
 }
 
 impl Listener for Publisher {
-    fn committed(&self, head: &Arc<Head>) {
+    fn committed(&self, revision: &Revision) {
         if let Ok(tx) = self.tx.lock() {
-            let _ = tx.send(head.clone());
+            let _ = tx.send(revision.clone());
         }
     }
 }
@@ -289,7 +290,7 @@ impl Listener for Publisher {
 impl Publisher {
     /// Starts publishing to `to`.
     pub fn start(to: Destinations) -> Arc<Publisher> {
-        let (tx, rx) = mpsc::channel::<Arc<Head>>();
+        let (tx, rx) = mpsc::channel::<Revision>();
         let state = Arc::new(Mutex::new(PublishState::default()));
         let st = state.clone();
         let spawned = std::thread::Builder::new()
@@ -312,16 +313,74 @@ impl Publisher {
 
 const RETRY: Duration = Duration::from_secs(1);
 
-/// The last head published anywhere: the base of the next delta.
+/// The publisher's own copy of the directory's body, at the last revision
+/// it was told of: the service hands over the delta of each revision edited
+/// in place, and this applies it in place — a snapshot is encoded once per
+/// publication, not once per write.
+struct Replica {
+    revision: u64,
+    created_at: i64,
+    body: Arc<Body>,
+}
+
+impl Replica {
+    /// Follows `r`; an error when `r` does not follow this replica (it
+    /// always does: the service tells revisions in order).
+    fn follow(replica: &mut Option<Replica>, r: &Revision) -> Result<(), String> {
+        match (&r.step, replica.as_mut()) {
+            (Step::Full(body), _) => {
+                *replica = Some(Replica {
+                    revision: r.revision,
+                    created_at: r.created_at,
+                    body: body.clone(),
+                });
+                Ok(())
+            }
+            (Step::Delta(d), Some(rep)) if rep.revision + 1 == r.revision => {
+                // A copy only when the service's head still shares the
+                // body it compiled; every later delta edits this one.
+                let body = Arc::make_mut(&mut rep.body);
+                if let Err(e) = delta::patch(body, d) {
+                    *replica = None;
+                    return Err(format!(
+                        "revision {}'s delta does not apply to the publisher's copy ({e}); restart the service",
+                        r.revision
+                    ));
+                }
+                rep.revision = r.revision;
+                rep.created_at = r.created_at;
+                Ok(())
+            }
+            (Step::Delta(_), rep) => {
+                let at = rep.as_ref().map_or(0, |x| x.revision);
+                *replica = None;
+                Err(format!(
+                    "revision {} came after revision {at}; restart the service",
+                    r.revision
+                ))
+            }
+        }
+    }
+}
+
+/// A revision to publish: its snapshot (unsigned) and body.
+struct Current<'a> {
+    revision: u64,
+    snapshot: Arc<Vec<u8>>,
+    body: &'a Body,
+}
+
+/// The last revision published anywhere: the base of the next delta.
 struct Last {
-    head: Arc<Head>,
+    revision: u64,
+    snapshot: Arc<Vec<u8>>,
     /// The layout of its (unsigned) snapshot, when known: what finds a
     /// change in place in milliseconds.
     layout: Option<Layout>,
 }
 
-/// The delta from the last head to `head`, signed with `key`, and the
-/// layout of `head`'s snapshot when the delta found it. A change that
+/// The delta from the last revision to `now`, signed with `key`, and the
+/// layout of `now`'s snapshot when the delta found it. A change that
 /// keeps every string (a status, a role, an expiry, grants and keys added
 /// or removed) is read off the two snapshots' bytes alongside the base's
 /// layout and checked by applying it (`Delta::between`, as a gateway reads
@@ -330,10 +389,10 @@ struct Last {
 /// 100k-user directory).
 fn delta_between(
     last: &Last,
-    head: &Head,
+    now: &Current<'_>,
     key: Option<&SigningKey>,
 ) -> Result<(Vec<u8>, Option<Layout>), String> {
-    let (base, target) = (last.head.snapshot.as_slice(), head.snapshot.as_slice());
+    let (base, target) = (last.snapshot.as_slice(), now.snapshot.as_slice());
     let (b, t) = (
         portcullis_snapshots::Header::parse(base).map_err(|e| e.to_string())?,
         portcullis_snapshots::Header::parse(target).map_err(|e| e.to_string())?,
@@ -354,10 +413,13 @@ fn delta_between(
         });
     let (body, layout) = match in_place {
         Some((body, layout)) => (body, Some(layout)),
-        None => (
-            delta::compute(&last.head.body, &head.body).map_err(|e| e.to_string())?,
-            None,
-        ),
+        None => {
+            let before = decode(base).map_err(|e| e.to_string())?;
+            (
+                delta::compute(&before.body, now.body).map_err(|e| e.to_string())?,
+                None,
+            )
+        }
     };
     let d = delta::encode_delta(&b, &t, &body).map_err(|e| e.to_string())?;
     let d = match key {
@@ -371,7 +433,7 @@ fn delta_between(
 struct Progress {
     store: u64,
     gateways: Vec<u64>,
-    /// The last head sent anywhere.
+    /// The last revision sent anywhere.
     last: Option<Last>,
 }
 
@@ -386,25 +448,26 @@ impl Progress {
     }
 }
 
-/// Brings every destination to `head`: the gateways first (a delta is a
+/// Brings every destination to `now`: the gateways first (a delta is a
 /// few hundred bytes), then the store (the whole snapshot is written);
 /// the first failure, if any (the others are still tried).
-fn publish_head(
+fn publish_revision(
     to: &Destinations,
     pusher: Option<&Pusher>,
-    head: &Arc<Head>,
+    now: &Current<'_>,
     progress: &mut Progress,
 ) -> Result<(), String> {
     let signed = match &to.key {
-        Some(k) => signature::sign(&head.snapshot, k).map_err(|e| e.to_string())?,
-        None => head.snapshot.to_vec(),
+        Some(k) => signature::sign(&now.snapshot, k).map_err(|e| e.to_string())?,
+        None => now.snapshot.to_vec(),
     };
-    // The delta from the last head sent anywhere, once for every destination.
+    // The delta from the last revision sent anywhere, once for every
+    // destination.
     let mut found_layout = None;
     let delta = progress.last.as_ref().and_then(|last| {
-        let (d, layout) = delta_between(last, head, to.key.as_ref()).ok()?;
+        let (d, layout) = delta_between(last, now, to.key.as_ref()).ok()?;
         found_layout = layout;
-        Some((last.head.revision, d))
+        Some((last.revision, d))
     });
     let mut failure = None;
     if let Some(pusher) = pusher {
@@ -414,7 +477,7 @@ fn publish_head(
             {
                 *held = serving;
             }
-            if *held >= head.revision {
+            if *held >= now.revision {
                 continue;
             }
             // A delta only for a gateway that holds its base.
@@ -423,7 +486,7 @@ fn publish_head(
                 .filter(|(from, _)| *from == *held)
                 .map(|(_, d)| d.as_slice());
             match pusher.push(target, d, &signed) {
-                Ok(()) => *held = head.revision,
+                Ok(()) => *held = now.revision,
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -431,7 +494,7 @@ fn publish_head(
         }
     }
     if let Some(dir) = &to.store_dir
-        && progress.store < head.revision
+        && progress.store < now.revision
     {
         let made = delta.as_ref().map(|(from, d)| (*from, d.as_slice()));
         match publish_with(dir, &signed, to.keep, to.key.as_ref(), made) {
@@ -444,13 +507,14 @@ fn publish_head(
     if progress
         .last
         .as_ref()
-        .is_none_or(|l| l.head.revision < head.revision)
+        .is_none_or(|l| l.revision < now.revision)
     {
         // Without a layout from the delta, one is made now — after the
         // destinations have this revision, before the next one is asked.
-        let layout = found_layout.or_else(|| Layout::of(&head.snapshot).ok());
+        let layout = found_layout.or_else(|| Layout::of(&now.snapshot).ok());
         progress.last = Some(Last {
-            head: head.clone(),
+            revision: now.revision,
+            snapshot: now.snapshot.clone(),
             layout,
         });
     }
@@ -460,7 +524,7 @@ fn publish_head(
     }
 }
 
-fn run(to: &Destinations, rx: &mpsc::Receiver<Arc<Head>>, state: &Mutex<PublishState>) {
+fn run(to: &Destinations, rx: &mpsc::Receiver<Revision>, state: &Mutex<PublishState>) {
     let store = to
         .store_dir
         .as_ref()
@@ -488,7 +552,16 @@ fn run(to: &Destinations, rx: &mpsc::Receiver<Arc<Head>>, state: &Mutex<PublishS
         gateways: vec![0; to.gateways.len()],
         last: None,
     };
-    let mut pending: Option<Arc<Head>> = None;
+    let fail = |e: String| {
+        tracing::error!(error = %e, "cannot publish");
+        if let Ok(mut s) = state.lock() {
+            s.failing = Some(e);
+        }
+    };
+    let mut replica: Option<Replica> = None;
+    // The snapshot of the replica's revision, once encoded.
+    let mut encoded: Option<(u64, Arc<Vec<u8>>)> = None;
+    let mut pending = false;
     let mut due: Option<Instant> = None;
     loop {
         let wait = due.map(|d| d.saturating_duration_since(Instant::now()));
@@ -497,44 +570,65 @@ fn run(to: &Destinations, rx: &mpsc::Receiver<Arc<Head>>, state: &Mutex<PublishS
             Some(w) => rx.recv_timeout(w),
         };
         match got {
-            Ok(head) => {
-                if head.revision <= progress.everywhere() {
+            Ok(r) => {
+                if let Err(e) = Replica::follow(&mut replica, &r) {
+                    fail(e);
+                }
+                if r.revision <= progress.everywhere() {
                     continue;
                 }
-                let at = if head.urgent {
+                let at = if r.urgent {
                     Instant::now()
                 } else {
                     Instant::now() + to.window
                 };
                 due = Some(due.map_or(at, |d| d.min(at)));
-                pending = Some(head);
+                pending = true;
                 if due.is_some_and(|d| d > Instant::now()) {
                     continue;
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                if pending.is_none() {
+                if !pending {
                     return;
                 }
             }
         }
-        let Some(head) = pending.clone() else {
+        let Some(rep) = replica.as_ref().filter(|_| pending) else {
             due = None;
             continue;
         };
-        match publish_head(to, pusher.as_ref(), &head, &mut progress) {
+        if encoded.as_ref().is_none_or(|(r, _)| *r != rep.revision) {
+            match encode(&rep.body, rep.revision, rep.created_at) {
+                Ok(bytes) => encoded = Some((rep.revision, Arc::new(bytes))),
+                Err(e) => {
+                    fail(format!("cannot encode revision {}: {e}", rep.revision));
+                    due = Some(Instant::now() + RETRY);
+                    continue;
+                }
+            }
+        }
+        let Some((revision, snapshot)) = encoded.as_ref() else {
+            continue;
+        };
+        let now = Current {
+            revision: *revision,
+            snapshot: snapshot.clone(),
+            body: &rep.body,
+        };
+        match publish_revision(to, pusher.as_ref(), &now, &mut progress) {
             Ok(()) => {
-                pending = None;
+                pending = false;
                 due = None;
-                tracing::info!(revision = head.revision, "published");
+                tracing::info!(revision, "published");
                 if let Ok(mut s) = state.lock() {
-                    s.revision = head.revision;
+                    s.revision = *revision;
                     s.failing = None;
                 }
             }
             Err(e) => {
-                tracing::warn!(revision = head.revision, error = %e, "publishing failed; retrying");
+                tracing::warn!(revision, error = %e, "publishing failed; retrying");
                 if let Ok(mut s) = state.lock() {
                     s.failing = Some(e);
                 }

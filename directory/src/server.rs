@@ -1316,7 +1316,9 @@ pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String
             keep: p.keep,
             push_timeout: std::time::Duration::from_millis(p.push_timeout_ms),
         });
-        service.listen(publisher.clone());
+        service
+            .listen(publisher.clone())
+            .map_err(|e| format!("publishing: {e}"))?;
         Some(publisher)
     } else {
         None

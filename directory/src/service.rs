@@ -8,10 +8,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use policy_wasm::{Context, Engine, Request};
-use portcullis_snapshots::body::Body;
+use portcullis_snapshots::body::{Body, GrantRec};
+use portcullis_snapshots::delta::DeltaBody;
 use portcullis_snapshots::encode;
 use portcullis_snapshots::source::{self, Directory};
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::ServiceError;
-use crate::operation::{EntityKey, Operation, apply, entities, entity_json};
+use crate::incremental::Planner;
+use crate::operation::{
+    EntityKey, Known, Operation, apply_known, entities, entity_json, entity_json_known,
+};
 use crate::requirement::{Requirement, requirements};
 use crate::storage::{Commit, LogEntry, Row, Storage, StorageError};
 
@@ -99,29 +104,130 @@ pub struct Committed {
     pub replayed: bool,
 }
 
+/// How a revision follows from the one before: what the publisher needs
+/// to make its snapshot without the directory.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Compiled whole: the body of the revision.
+    Full(Arc<Body>),
+    /// Edited in place: the delta from the revision before (one that
+    /// `portcullis_snapshots::delta::patch` applies).
+    Delta(Arc<DeltaBody>),
+}
+
 /// The directory at one revision, with the engine built for it.
 pub struct Head {
     /// The revision.
     pub revision: u64,
+    /// When its snapshot is made (Unix seconds): the engine's, and the
+    /// published snapshot's.
+    pub created_at: i64,
     /// The directory.
     pub directory: Directory,
-    /// The engine, loaded from `snapshot`.
+    /// The engine: what compiling and loading `directory` gives.
     pub engine: Engine,
-    /// The snapshot of this revision, unsigned.
-    pub snapshot: Arc<Vec<u8>>,
-    /// Its body, decoded: the publisher computes the delta from the
-    /// revision before without decoding either snapshot again.
-    pub body: Arc<portcullis_snapshots::body::Body>,
+    /// How this revision follows from the one before.
+    pub step: Step,
     /// Whether the last change was urgent (takes access away).
     pub urgent: bool,
     /// The administrators' settings (SSO, SCIM) at this revision.
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
-/// Told of every new head: the publisher listens.
+/// A committed revision, as listeners are told of it.
+#[derive(Clone, Debug)]
+pub struct Revision {
+    /// The revision.
+    pub revision: u64,
+    /// When its snapshot is made (Unix seconds).
+    pub created_at: i64,
+    /// Whether its change takes access away (published at once).
+    pub urgent: bool,
+    /// How it follows from the revision before (the first a listener is
+    /// told of is always [`Step::Full`]).
+    pub step: Step,
+}
+
+/// Told of every committed revision, in order, with the writer's lock
+/// held (so: quickly): the publisher listens. Listeners are not given the
+/// head — the writer edits the revision before in place once nobody
+/// reads it.
 pub trait Listener: Send + Sync {
     /// A revision was committed.
-    fn committed(&self, head: &Arc<Head>);
+    fn committed(&self, revision: &Revision);
+}
+
+/// The writer's own copy of the directory and engine, at the head's
+/// revision or one behind it: a write edits it in place and makes it the
+/// next head, rather than copying the head (two copies, in turn).
+struct Twin {
+    revision: u64,
+    directory: Directory,
+    engine: Engine,
+}
+
+/// What brings a twin one revision behind up to the head.
+struct Redo {
+    revision: u64,
+    created_at: i64,
+    /// The operations applied, each with where its rows were.
+    operations: Vec<(Operation, Known)>,
+    delta: Arc<DeltaBody>,
+    removed_grants: Vec<GrantRec>,
+}
+
+/// The writer's twin, as it stands between writes.
+enum Spare {
+    /// None: the next write copies the head.
+    None,
+    /// At the head's revision.
+    Ready(Box<Twin>),
+    /// Being copied from the head by a thread (after a compiled write).
+    Making(std::thread::JoinHandle<Twin>),
+    /// The head before this one, and the change that follows it: the
+    /// next write takes it once no reader holds it and replays the change.
+    Behind(Arc<Head>, Redo),
+}
+
+/// How long a write waits for readers to let go of the revision before
+/// the head before copying the head instead.
+const READERS_WAIT: Duration = Duration::from_millis(20);
+
+impl Twin {
+    fn copy_of(head: &Head) -> Twin {
+        Twin {
+            revision: head.revision,
+            directory: head.directory.clone(),
+            engine: head.engine.clone(),
+        }
+    }
+
+    /// The head before, caught up by `redo`: `None` if it does not apply
+    /// (it always should — the same change on the same revision).
+    fn caught_up(head: Head, redo: &Redo) -> Option<Twin> {
+        let mut t = Twin {
+            revision: head.revision,
+            directory: head.directory,
+            engine: head.engine,
+        };
+        if t.revision + 1 != redo.revision {
+            return None;
+        }
+        for (op, known) in &redo.operations {
+            apply_known(&mut t.directory, op, None, &mut String::new, known).ok()?;
+        }
+        t.engine
+            .apply_delta(
+                &redo.delta,
+                &redo.removed_grants,
+                redo.revision,
+                redo.created_at,
+            )
+            .ok()?;
+        t.directory.revision = Some(redo.revision);
+        t.revision = redo.revision;
+        Some(t)
+    }
 }
 
 /// The service: storage, the head, and the listeners.
@@ -129,6 +235,8 @@ pub struct Service {
     storage: Mutex<Box<dyn Storage>>,
     head: ArcSwapOption<Head>,
     listeners: Mutex<Vec<Arc<dyn Listener>>>,
+    /// Taken only with `storage` held: the writer's.
+    spare: Mutex<Spare>,
 }
 
 fn now_unix() -> i64 {
@@ -142,92 +250,28 @@ fn rfc3339(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-/// Builds the engine and snapshot for `directory` at `revision` — from
-/// `body` when it is already known to be what compiling `directory` gives,
-/// else compiled, saying every problem of the directory with its place.
+/// Compiles `directory` and loads its engine: the head at `revision`, or
+/// every problem of the directory with its place.
 fn build(
     mut directory: Directory,
-    body: Option<Body>,
     settings: std::collections::BTreeMap<String, serde_json::Value>,
     revision: u64,
     now: i64,
     urgent: bool,
 ) -> Result<Head, ServiceError> {
-    let body = match body {
-        Some(b) => b,
-        None => source::compile(&directory).map_err(ServiceError::Invalid422)?,
-    };
+    let body = source::compile(&directory).map_err(ServiceError::Invalid422)?;
     let bytes = encode(&body, revision, now).map_err(|e| ServiceError::Build(e.to_string()))?;
     let engine = Engine::load(&bytes).map_err(|e| ServiceError::Build(e.to_string()))?;
     directory.revision = Some(revision);
     Ok(Head {
         revision,
+        created_at: now,
         directory,
         engine,
-        snapshot: Arc::new(bytes),
-        body: Arc::new(body),
+        step: Step::Full(Arc::new(body)),
         urgent,
         settings,
     })
-}
-
-/// What compiling `next` gives, made from `base` (the compiled body of the
-/// directory before) by editing rows in place — when every operation
-/// applied only changes a field that nothing refers to and no validation
-/// reads: a user's status or expiry, an API key's revocation. Compiling
-/// is most of a write's cost on a large directory; these are the
-/// administrators' everyday changes (and the urgent ones). `None` for any
-/// other operation: the caller compiles.
-fn edited_in_place(base: &Body, next: &Directory, ops: &[&Operation]) -> Option<Body> {
-    use Operation as O;
-    if base.users.len() != next.users.len() || base.api_keys.len() != next.api_keys.len() {
-        return None;
-    }
-    let mut body = base.clone();
-    // Rows by name: a scan for a few operations, an index for many.
-    let indexed = ops.len() > 8;
-    let users: HashMap<&str, usize> = if indexed {
-        next.users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.username.as_str(), i))
-            .collect()
-    } else {
-        HashMap::new()
-    };
-    let user_row = |name: &str| {
-        if indexed {
-            users.get(name).copied()
-        } else {
-            next.users.iter().position(|u| u.username == name)
-        }
-    };
-    for op in ops {
-        match op {
-            O::DeactivateUser { username }
-            | O::ReactivateUser { username }
-            | O::SetUserExpiry { username, .. } => {
-                // The body keeps the source's order: row i is user i.
-                let i = user_row(username)?;
-                let (user, row) = (next.users.get(i)?, body.users.get_mut(i)?);
-                if base.str(row.username) != user.username {
-                    return None;
-                }
-                row.status = user.status;
-                row.expires_at = user.expires_at.map(|t| t.0).into();
-            }
-            O::RevokeApiKey { id } => {
-                let i = next.api_keys.iter().position(|k| k.id == *id)?;
-                let (key, row) = (next.api_keys.get(i)?, body.api_keys.get_mut(i)?);
-                if base.str(row.id) != key.id {
-                    return None;
-                }
-                row.revoked = key.revoked;
-            }
-            _ => return None,
-        }
-    }
-    Some(body)
 }
 
 /// A 256-bit API key secret, `pk_` and 64 hex digits.
@@ -241,6 +285,36 @@ fn new_secret() -> String {
     format!("pk_{}", hex::encode(b))
 }
 
+/// What applying a change made.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per write, returned once: boxing would only add an allocation"
+)]
+enum Written {
+    /// Nothing changed: the answer, and the twin, still at the head.
+    Unchanged(Committed, Box<Twin>),
+    /// The next head, to commit and publish.
+    Made {
+        answer: Committed,
+        next: Arc<Head>,
+        /// How the head before it catches up, when it was edited in place.
+        redo: Option<Redo>,
+        commit: Commit,
+    },
+}
+
+/// A twin copied from `head` by a thread: a compiled write answers
+/// without waiting for the copy.
+fn making(head: Arc<Head>) -> Spare {
+    match std::thread::Builder::new()
+        .name("directory-twin".into())
+        .spawn(move || Twin::copy_of(&head))
+    {
+        Ok(t) => Spare::Making(t),
+        Err(_) => Spare::None,
+    }
+}
+
 impl Service {
     /// Opens the service on `storage`, building the head from what it holds.
     pub fn open(mut storage: Box<dyn Storage>) -> Result<Service, ServiceError> {
@@ -250,17 +324,18 @@ impl Service {
         } else {
             Some(Arc::new(build(
                 stored.directory,
-                None,
                 stored.settings,
                 stored.revision,
                 now_unix(),
                 false,
             )?))
         };
+        let spare = head.as_ref().map_or(Spare::None, |h| making(h.clone()));
         Ok(Service {
             storage: Mutex::new(storage),
             head: ArcSwapOption::new(head),
             listeners: Mutex::new(Vec::new()),
+            spare: Mutex::new(spare),
         })
     }
 
@@ -269,15 +344,29 @@ impl Service {
         self.head.load_full()
     }
 
-    /// Tells `listener` of every new head from now on (and of the current
-    /// one).
-    pub fn listen(&self, listener: Arc<dyn Listener>) {
+    /// Tells `listener` of the current revision (whole) and of every
+    /// revision committed from now on.
+    pub fn listen(&self, listener: Arc<dyn Listener>) -> Result<(), ServiceError> {
+        // No write in between: the listener misses none.
+        let _writing = self.storage()?;
         if let Some(h) = self.head() {
-            listener.committed(&h);
+            let body = match &h.step {
+                Step::Full(b) => b.clone(),
+                Step::Delta(_) => {
+                    Arc::new(source::compile(&h.directory).map_err(ServiceError::Invalid422)?)
+                }
+            };
+            listener.committed(&Revision {
+                revision: h.revision,
+                created_at: h.created_at,
+                urgent: h.urgent,
+                step: Step::Full(body),
+            });
         }
         if let Ok(mut l) = self.listeners.lock() {
             l.push(listener);
         }
+        Ok(())
     }
 
     fn storage(&self) -> Result<MutexGuard<'_, Box<dyn Storage>>, ServiceError> {
@@ -288,16 +377,67 @@ impl Service {
         })
     }
 
-    /// Makes `head` the head and tells the listeners. Called with the
-    /// storage lock still held (`_writing`): the next writer reads this
-    /// head, never the one before it.
-    fn publish(&self, head: Arc<Head>, _writing: MutexGuard<'_, Box<dyn Storage>>) {
-        self.head.store(Some(head.clone()));
-        drop(_writing);
+    /// Makes `head` the head, tells the listeners, and keeps `spare` for
+    /// the next write. Called with the storage lock held (`_writing`):
+    /// the next writer reads this head, never the one before it, and
+    /// listeners hear of revisions in order.
+    fn publish(&self, head: Arc<Head>, spare: Spare, _writing: MutexGuard<'_, Box<dyn Storage>>) {
+        let revision = Revision {
+            revision: head.revision,
+            created_at: head.created_at,
+            urgent: head.urgent,
+            step: head.step.clone(),
+        };
+        self.head.store(Some(head));
+        self.keep(spare);
         if let Ok(l) = self.listeners.lock() {
             for x in l.iter() {
-                x.committed(&head);
+                x.committed(&revision);
             }
+        }
+    }
+
+    fn keep(&self, spare: Spare) {
+        if let Ok(mut s) = self.spare.lock() {
+            *s = spare;
+        }
+    }
+
+    /// The writer's twin at `head`'s revision: the one kept from the last
+    /// write when there is one, else a copy of the head. Called with the
+    /// storage lock held.
+    fn twin(&self, head: &Arc<Head>) -> Twin {
+        let spare = self
+            .spare
+            .lock()
+            .map(|mut s| std::mem::replace(&mut *s, Spare::None))
+            .unwrap_or(Spare::None);
+        let found = match spare {
+            Spare::None => None,
+            Spare::Ready(t) => Some(*t),
+            Spare::Making(thread) => thread.join().ok(),
+            Spare::Behind(mut before, redo) => {
+                // Readers hold a head for one request: wait them out
+                // briefly rather than copy the directory.
+                let deadline = Instant::now() + READERS_WAIT;
+                loop {
+                    match Arc::try_unwrap(before) {
+                        Ok(h) => break Twin::caught_up(h, &redo),
+                        Err(still) if Instant::now() < deadline => {
+                            before = still;
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                        Err(_) => {
+                            tracing::debug!("the revision before is still read; copying the head");
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        match found {
+            Some(t) if t.revision == head.revision => t,
+            _ => Twin::copy_of(head),
         }
     }
 
@@ -394,12 +534,74 @@ impl Service {
                 secret: None,
             });
         }
-        // Apply to a copy: a failure anywhere leaves the head as it was.
-        let mut next = head.directory.clone();
+        // Apply to the writer's twin; a failure anywhere leaves the head as
+        // it was (and the twin, half changed, is dropped).
+        let twin = self.twin(&head);
+        let written = self.apply_change(
+            &head,
+            twin,
+            actor,
+            change,
+            provenance,
+            outcomes,
+            acting_user,
+            request_hash,
+            now,
+        );
+        match written {
+            Ok(Written::Unchanged(answer, twin)) => {
+                self.keep(Spare::Ready(twin));
+                Ok(answer)
+            }
+            Ok(Written::Made {
+                answer,
+                next,
+                redo,
+                commit,
+            }) => {
+                if let Err(e) = storage.commit(&commit) {
+                    self.keep(making(head));
+                    return Err(e.into());
+                }
+                let spare = match redo {
+                    Some(redo) => Spare::Behind(head, redo),
+                    None => making(next.clone()),
+                };
+                self.publish(next, spare, storage);
+                Ok(answer)
+            }
+            Err(e) => {
+                self.keep(making(head));
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies `change` (decided already: `outcomes`) to `twin`, which is
+    /// at `head`'s revision, and makes the next head from it — edited in
+    /// place when the change allows (`incremental`), else compiled.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one write, split for its error path"
+    )]
+    fn apply_change(
+        &self,
+        head: &Head,
+        mut twin: Twin,
+        actor: &str,
+        change: &Change,
+        provenance: &Provenance,
+        mut outcomes: Vec<OpOutcome>,
+        acting_user: Option<String>,
+        request_hash: String,
+        now: i64,
+    ) -> Result<Written, ServiceError> {
         let mut settings = head.settings.clone();
         let mut setting_rows = Vec::new();
         let mut touched: Vec<EntityKey> = Vec::new();
         let mut urgent = false;
+        let mut planner = Some(Planner::new(&twin.engine));
+        let mut redone = Vec::new();
         for (i, op) in change.operations.iter().enumerate() {
             let Some(outcome) = outcomes.get_mut(i) else {
                 continue;
@@ -407,9 +609,26 @@ impl Service {
             if outcome.skipped_because.is_some() {
                 continue;
             }
+            let known = match planner.as_mut().map(|p| p.before(&twin.directory, op)) {
+                Some(Some(k)) => k,
+                Some(None) => {
+                    planner = None;
+                    Known::default()
+                }
+                None => Known::default(),
+            };
             let mut secret = new_secret;
-            let applied = apply(&mut next, op, acting_user.as_deref(), &mut secret)
-                .map_err(|e| ServiceError::from_op(i, e))?;
+            let applied = apply_known(
+                &mut twin.directory,
+                op,
+                acting_user.as_deref(),
+                &mut secret,
+                &known,
+            )
+            .map_err(|e| ServiceError::from_op(i, e))?;
+            if planner.is_some() {
+                redone.push((op.clone(), known));
+            }
             if applied.secret.as_deref() == Some("") {
                 return Err(ServiceError::Build(
                     "the operating system gave no random bytes for the API key's secret".into(),
@@ -430,31 +649,62 @@ impl Service {
         touched.dedup();
         let changed = !touched.is_empty() || !setting_rows.is_empty();
         if !changed {
-            return Ok(Committed {
-                revision: head.revision,
-                changed: false,
-                operations: outcomes,
-                replayed: false,
-            });
+            return Ok(Written::Unchanged(
+                Committed {
+                    revision: head.revision,
+                    changed: false,
+                    operations: outcomes,
+                    replayed: false,
+                },
+                Box::new(twin),
+            ));
         }
         let revision = head.revision + 1;
         let rows = touched
             .into_iter()
             .map(|key| Row {
-                json: entity_json(&next, &key),
+                json: match &planner {
+                    Some(p) => entity_json_known(&twin.directory, &key, &p.known(&key)),
+                    None => entity_json(&twin.directory, &key),
+                },
                 key,
                 position: None,
             })
             .collect();
-        let applied: Vec<&Operation> = change
-            .operations
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, o)| o.skipped_because.is_none())
-            .map(|(op, _)| op)
-            .collect();
-        let in_place = edited_in_place(&head.body, &next, &applied);
-        let built = build(next, in_place, settings, revision, now, urgent)?;
+        let planned = planner.and_then(|p| p.finish(&twin.directory));
+        let Twin {
+            mut directory,
+            mut engine,
+            ..
+        } = twin;
+        let (next, redo) = match planned {
+            Some((delta, removed_grants))
+                if engine
+                    .apply_delta(&delta, &removed_grants, revision, now)
+                    .is_ok() =>
+            {
+                let delta = Arc::new(delta);
+                directory.revision = Some(revision);
+                let next = Head {
+                    revision,
+                    created_at: now,
+                    directory,
+                    engine,
+                    step: Step::Delta(delta.clone()),
+                    urgent,
+                    settings,
+                };
+                let redo = Redo {
+                    revision,
+                    created_at: now,
+                    operations: redone,
+                    delta,
+                    removed_grants,
+                };
+                (next, Some(redo))
+            }
+            _ => (build(directory, settings, revision, now, urgent)?, None),
+        };
         let answer = Committed {
             revision,
             changed: true,
@@ -481,9 +731,12 @@ impl Service {
             request_hash: Some(request_hash),
             response: serde_json::to_string(&kept).unwrap_or_default(),
         };
-        storage.commit(&commit)?;
-        self.publish(Arc::new(built), storage);
-        Ok(answer)
+        Ok(Written::Made {
+            answer,
+            next: Arc::new(next),
+            redo,
+            commit,
+        })
     }
 
     /// Makes the directory `desired`, as one change: the difference from
@@ -618,7 +871,7 @@ impl Service {
             .as_ref()
             .map(|h| h.settings.clone())
             .unwrap_or_default();
-        let built = build(desired, None, settings, revision, now, removed > 0)?;
+        let built = Arc::new(build(desired, settings, revision, now, removed > 0)?);
         let summary = serde_json::json!({
             "import": {"entities": wanted.len(), "written": put, "moved": moved, "removed": removed}
         });
@@ -650,7 +903,7 @@ impl Service {
             request_hash: None,
             response: serde_json::to_string(&answer).unwrap_or_default(),
         })?;
-        self.publish(Arc::new(built), storage);
+        self.publish(built.clone(), making(built), storage);
         Ok(answer)
     }
 }

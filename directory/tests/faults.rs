@@ -141,7 +141,7 @@ fn a_store_that_refuses_the_upload_is_retried_and_gateways_see_no_gap() {
         keep: 10,
         push_timeout: Duration::from_secs(1),
     });
-    s.listen(publisher.clone());
+    s.listen(publisher.clone()).unwrap();
     wait("revision 1 published", || {
         manifest(&store).is_some_and(|m| m.revision == 1)
     });

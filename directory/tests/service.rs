@@ -621,87 +621,371 @@ fn seed_000_only_owners_and_super_administrators_configure_sso_and_scim() {
     assert_eq!(head.settings["scim"]["enabled"], true);
 }
 
-/// The head's body is what compiling its directory gives.
-fn body_is_compiled(s: &Service) {
+/// The head's engine is exactly what compiling and loading its directory
+/// gives — however the writer made it (edited in place or compiled).
+fn engine_is_compiled(s: &Service) {
     let head = s.head().unwrap();
     let mut dir = head.directory.clone();
     dir.revision = None;
+    let body = source::compile(&dir).unwrap();
+    let bytes = portcullis_snapshots::encode(&body, head.revision, head.created_at).unwrap();
+    let loaded = policy_wasm::Engine::load(&bytes).unwrap();
     assert!(
-        *head.body == source::compile(&dir).unwrap(),
-        "revision {}: the body edited in place is not the compiled one",
+        head.engine.logical_state() == loaded.logical_state(),
+        "revision {}: the engine edited in place is not the compiled one",
         head.revision
     );
 }
 
-#[test]
-fn changes_made_in_place_give_exactly_the_compiled_body() {
-    // Status, expiry and revocation edit the compiled rows instead of
-    // compiling the directory again: the result must be the same, on the
-    // example and on random directories, alone and mixed with changes
-    // that compile.
-    let d = tempfile::tempdir().unwrap();
-    let s = service(&d);
-    let expiry = |u: &str, t: Option<i64>| Operation::SetUserExpiry {
-        username: u.into(),
-        expires_at: t.map(portcullis_snapshots::source::Timestamp),
-    };
-    for ops in [
-        vec![deactivate("dave")],
-        vec![Operation::ReactivateUser {
-            username: "dave".into(),
-        }],
-        vec![expiry("carol", Some(1_900_000_000))],
-        vec![expiry("rhea", None)],
-        vec![Operation::RevokeApiKey {
-            id: "dave-notebook".into(),
-        }],
-        vec![
-            deactivate("carol"),
-            expiry("dave", Some(1_800_000_000)),
-            deactivate("pat"),
-        ],
-        vec![
-            deactivate("wendy"),
-            Operation::AddGrant {
-                grant: Grant {
-                    principal: "user/dave".into(),
-                    role: "writer".into(),
-                    on: "catalog/sales".into(),
-                },
-            },
-        ],
-    ] {
-        write(&s, "user/olivia", ops).unwrap();
-        body_is_compiled(&s);
-    }
-    for seed in 1..=5u64 {
-        let d = tempfile::tempdir().unwrap();
-        let s = open(&d.path().join("r.db"));
-        let mut dir = portcullis_snapshots::generate::random_directory(seed, 40);
-        dir.revision = None;
-        s.import(&dir, "operator", false, &api()).unwrap();
-        let users: Vec<String> = dir.users.iter().map(|u| u.username.clone()).collect();
-        let keys: Vec<String> = dir.api_keys.iter().map(|k| k.id.clone()).collect();
-        for (i, u) in users.iter().enumerate().take(12) {
-            let op = match i % 4 {
-                0 => deactivate(u),
-                1 => Operation::ReactivateUser {
-                    username: u.clone(),
-                },
-                2 => expiry(u, Some(1_700_000_000 + i as i64)),
-                _ => match keys.get(i / 4) {
-                    Some(k) => Operation::RevokeApiKey { id: k.clone() },
-                    None => expiry(u, None),
-                },
-            };
-            // Whatever the engine allows support, the body is compiled.
-            if write(&s, "support", vec![op]).is_ok() {
-                body_is_compiled(&s);
+/// Follows the revisions a listener is told of as the publisher does —
+/// deltas patched into its own copy of the body — and checks each against
+/// compiling the head's directory.
+struct Follower {
+    body: std::sync::Mutex<Option<(u64, portcullis_snapshots::body::Body)>>,
+}
+
+impl portcullis_directory::service::Listener for Follower {
+    fn committed(&self, r: &portcullis_directory::service::Revision) {
+        use portcullis_directory::service::Step;
+        let mut b = self.body.lock().unwrap();
+        match (&r.step, b.as_mut()) {
+            (Step::Full(body), _) => *b = Some((r.revision, (**body).clone())),
+            (Step::Delta(d), Some((at, body))) => {
+                assert_eq!(*at + 1, r.revision, "revisions are told in order");
+                portcullis_snapshots::delta::patch(body, d).unwrap();
+                *at = r.revision;
             }
+            (Step::Delta(_), None) => panic!("a delta before any whole revision"),
         }
+    }
+}
+
+impl Follower {
+    fn agrees(&self, s: &Service) {
+        let head = s.head().unwrap();
+        let mut dir = head.directory.clone();
+        dir.revision = None;
+        let b = self.body.lock().unwrap();
+        let (at, body) = b.as_ref().unwrap();
+        assert_eq!(*at, head.revision);
         assert!(
-            s.head().unwrap().revision > 1,
-            "seed {seed}: nothing was written"
+            *body == source::compile(&dir).unwrap(),
+            "revision {at}: the followed body is not the compiled one"
         );
     }
+}
+
+/// A small deterministic generator (no dependency for a test's dice).
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) as usize) % n.max(1)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.next(items.len())])
+    }
+}
+
+/// A random operation on `dir`: mostly the kinds the writer edits in place
+/// (status, expiry, roles, flags, keys, members, grants, permissions),
+/// some that must compile (a new user, a new email, a deleted group), and
+/// some that compilation refuses (a role at the wrong level, an owner
+/// outside the domain).
+fn random_op(dir: &Directory, dice: &mut Dice, n: usize) -> Option<Operation> {
+    use portcullis_snapshots::source::{PermissionGrant, Timestamp};
+    use portcullis_snapshots::vocabulary::{AdminRole, EntityType, Permission, SpRole};
+    let user = dice.pick(&dir.users)?.username.clone();
+    let node = || {
+        let mut all: Vec<String> = dir
+            .organizations
+            .iter()
+            .map(|o| format!("org/{}", o.id))
+            .collect();
+        all.extend(dir.environments.iter().map(|e| format!("env/{}", e.id)));
+        all.extend(dir.catalogs.iter().map(|c| format!("catalog/{}", c.id)));
+        all.extend(dir.teams.iter().map(|t| format!("team/{}", t.id)));
+        all
+    };
+    Some(match dice.next(17) {
+        0 => deactivate(&user),
+        1 => Operation::ReactivateUser { username: user },
+        2 => Operation::SetUserExpiry {
+            username: user,
+            expires_at: (dice.next(2) == 0).then(|| Timestamp(1_800_000_000 + n as i64)),
+        },
+        3 => Operation::SetAdminRole {
+            username: user,
+            admin_role: *dice.pick(&[
+                None,
+                Some(AdminRole::Administrator),
+                Some(AdminRole::Owner),
+                Some(AdminRole::SuperAdministrator),
+            ])?,
+        },
+        4 => Operation::UpdateUser {
+            username: user,
+            set: UserChanges {
+                sso: Some(dice.next(2) == 0),
+                sp_role: dice
+                    .pick(&[
+                        None,
+                        Some(SpRole::DashboardAdministrator),
+                        Some(SpRole::ReportViewer),
+                    ])?
+                    .to_owned(),
+                allow_login: (dice.next(4) == 0).then_some(dice.next(2) == 0),
+                ..UserChanges::default()
+            },
+        },
+        5 => Operation::RevokeApiKey {
+            id: dice.pick(&dir.api_keys)?.id.clone(),
+        },
+        6 => Operation::AddGroupMember {
+            group: dice.pick(&dir.groups)?.id.clone(),
+            member: format!("user/{user}"),
+        },
+        7 => {
+            let g = dice.pick(&dir.groups)?;
+            Operation::RemoveGroupMember {
+                group: g.id.clone(),
+                member: dice.pick(&g.members)?.clone(),
+            }
+        }
+        8 => Operation::AddTeamMember {
+            team: dice.pick(&dir.teams)?.id.clone(),
+            username: user,
+        },
+        9 => {
+            let t = dice.pick(&dir.teams)?;
+            Operation::RemoveTeamMember {
+                team: t.id.clone(),
+                username: dice.pick(&t.members)?.clone(),
+            }
+        }
+        10 | 11 => Operation::AddGrant {
+            grant: Grant {
+                principal: match dice.next(3) {
+                    0 => format!("group/{}", dice.pick(&dir.groups)?.id),
+                    _ => format!("user/{user}"),
+                },
+                role: dice
+                    .pick(&["reader", "writer", "admin", "custom_per_catalog"])?
+                    .to_string(),
+                on: dice.pick(&node())?.clone(),
+            },
+        },
+        12 => Operation::RemoveGrant {
+            grant: dice.pick(&dir.grants)?.clone(),
+        },
+        13 => Operation::AddPermission {
+            permission: PermissionGrant {
+                principal: format!("user/{user}"),
+                permission: Permission::Manage,
+                entity: Some(*dice.pick(&[EntityType::Users, EntityType::UserGroups])?),
+                on: None,
+            },
+        },
+        14 => Operation::RemovePermission {
+            permission: dice.pick(&dir.permissions)?.clone(),
+        },
+        15 => Operation::UpdateUser {
+            username: user,
+            set: UserChanges {
+                email: Some(format!("changed{n}@example.com")),
+                ..UserChanges::default()
+            },
+        },
+        _ => {
+            let mut u = dice.pick(&dir.users)?.clone();
+            u.username = format!("new{n}");
+            u.email = format!("new{n}@example.com");
+            u.admin_role = None;
+            Operation::InviteUser { user: u }
+        }
+    })
+}
+
+#[test]
+fn every_write_gives_exactly_the_engine_a_full_build_gives() {
+    // The writer edits its engine in place for the everyday changes and
+    // compiles the rest; either way the head must be what compiling and
+    // loading the directory gives, and a publisher following the deltas
+    // must hold the compiled body — on the example and on random
+    // directories, for changes alone and mixed, refused ones in between,
+    // and while readers hold the revision before.
+    let mut dice = Dice(7);
+    let mut directories = vec![example()];
+    for seed in 1..=6u64 {
+        let mut dir = portcullis_snapshots::generate::random_directory(seed, 40);
+        dir.revision = None;
+        directories.push(dir);
+    }
+    let mut in_place = 0;
+    for (k, dir) in directories.into_iter().enumerate() {
+        let d = tempfile::tempdir().unwrap();
+        let s = open(&d.path().join("r.db"));
+        s.import(&dir, "operator", false, &api()).unwrap();
+        let follower = std::sync::Arc::new(Follower {
+            body: std::sync::Mutex::new(None),
+        });
+        s.listen(follower.clone()).unwrap();
+        let mut held = None;
+        for n in 0..60 {
+            let head = s.head().unwrap();
+            let ops: Vec<Operation> = (0..1 + dice.next(3))
+                .filter_map(|_| random_op(&head.directory, &mut dice, n))
+                .collect();
+            // Now and then a reader keeps a revision across writes.
+            if dice.next(5) == 0 {
+                held = Some(head.clone());
+            } else if dice.next(3) == 0 {
+                held = None;
+            }
+            drop(head);
+            let before = s.head().unwrap().revision;
+            if let Ok(c) = write(&s, "support", ops)
+                && c.changed
+                && c.revision == before + 1
+                && matches!(
+                    s.head().unwrap().step,
+                    portcullis_directory::service::Step::Delta(_)
+                )
+            {
+                in_place += 1;
+            }
+            engine_is_compiled(&s);
+            follower.agrees(&s);
+        }
+        drop(held);
+        assert!(
+            s.head().unwrap().revision > 3,
+            "directory {k}: too few writes"
+        );
+    }
+    assert!(in_place > 50, "only {in_place} writes were edited in place");
+}
+
+#[test]
+fn the_everyday_changes_edit_the_engine_in_place() {
+    // Each of these is a delta applied to the writer's engine, not a
+    // compilation of the directory (which is what makes a write cost what
+    // it changes); the test above checks the result is the compiled one.
+    use portcullis_directory::service::Step;
+    use portcullis_snapshots::source::{PermissionGrant, Timestamp};
+    use portcullis_snapshots::vocabulary::{AdminRole, EntityType, Permission};
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let grant = Grant {
+        principal: "user/dave".into(),
+        role: "reader".into(),
+        on: "org/acme".into(),
+    };
+    let permission = PermissionGrant {
+        principal: "user/dave".into(),
+        permission: Permission::Manage,
+        entity: Some(EntityType::UserGroups),
+        on: None,
+    };
+    let cases = [
+        ("deactivate", vec![deactivate("dave")]),
+        (
+            "reactivate",
+            vec![Operation::ReactivateUser {
+                username: "dave".into(),
+            }],
+        ),
+        (
+            "expiry",
+            vec![Operation::SetUserExpiry {
+                username: "carol".into(),
+                expires_at: Some(Timestamp(1_900_000_000)),
+            }],
+        ),
+        (
+            "administrator role",
+            vec![Operation::SetAdminRole {
+                username: "carol".into(),
+                admin_role: Some(AdminRole::Administrator),
+            }],
+        ),
+        (
+            "flags",
+            vec![Operation::UpdateUser {
+                username: "carol".into(),
+                set: UserChanges {
+                    sso: Some(true),
+                    ..UserChanges::default()
+                },
+            }],
+        ),
+        (
+            "revoke a key",
+            vec![Operation::RevokeApiKey {
+                id: "dave-notebook".into(),
+            }],
+        ),
+        (
+            "group member",
+            vec![Operation::AddGroupMember {
+                group: "analysts".into(),
+                member: "user/dave".into(),
+            }],
+        ),
+        (
+            "team member",
+            vec![Operation::RemoveTeamMember {
+                team: "noc".into(),
+                username: "nina".into(),
+            }],
+        ),
+        (
+            "remove a grant",
+            vec![Operation::RemoveGrant {
+                grant: grant.clone(),
+            }],
+        ),
+        ("add a grant", vec![Operation::AddGrant { grant }]),
+        (
+            "add a permission",
+            vec![Operation::AddPermission {
+                permission: permission.clone(),
+            }],
+        ),
+        (
+            "remove a permission",
+            vec![Operation::RemovePermission { permission }],
+        ),
+    ];
+    for (what, ops) in cases {
+        let c = write(&s, "user/olivia", ops).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let head = s.head().unwrap();
+        assert_eq!(head.revision, c.revision);
+        assert!(
+            matches!(head.step, Step::Delta(_)),
+            "{what} was compiled, not edited in place"
+        );
+        engine_is_compiled(&s);
+    }
+    // A new string is a compilation.
+    let c = write(
+        &s,
+        "user/olivia",
+        vec![Operation::UpdateUser {
+            username: "carol".into(),
+            set: UserChanges {
+                phone: Some("+1 555 0199".into()),
+                ..UserChanges::default()
+            },
+        }],
+    )
+    .unwrap();
+    assert_eq!(s.head().unwrap().revision, c.revision);
+    assert!(matches!(s.head().unwrap().step, Step::Full(_)));
+    engine_is_compiled(&s);
 }

@@ -83,6 +83,53 @@ impl Engine {
         Ok(())
     }
 
+    /// The snapshot's tables as the engine holds them — every table but
+    /// the grants, which live in per-principal indexes. For a writer that
+    /// turns a directory change into a delta against this engine.
+    pub fn tables(&self) -> &portcullis_snapshots::body::Body {
+        self.facts.body()
+    }
+
+    /// Rows of the grant table (which [`Engine::tables`] leaves empty).
+    pub fn grant_count(&self) -> usize {
+        self.facts.grant_count()
+    }
+
+    /// The rows of the grant table that hold `grant`, ascending: a lookup
+    /// in the principal's grants, not a scan of the table.
+    #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
+    pub fn grant_rows(&self, grant: &portcullis_snapshots::body::GrantRec) -> Vec<u32> {
+        let (lists, k) = self.facts.grants.of(grant.principal);
+        let want = crate::facts::Grant {
+            role: grant.role,
+            on: grant.on,
+        };
+        lists
+            .get(k)
+            .iter()
+            .zip(lists.tags(k))
+            .filter(|(g, _)| **g == want)
+            .map(|(_, &row)| row)
+            .collect()
+    }
+
+    /// The row of the user `username`.
+    pub fn user_row(&self, username: &str) -> Option<u32> {
+        self.facts.user(username)
+    }
+
+    /// The row of the service account `id`.
+    pub fn service_row(&self, id: &str) -> Option<u32> {
+        self.facts.service(id)
+    }
+
+    /// The node a reference names (`org/acme`, `env/prod`, `catalog/…`,
+    /// `object/…`, `team/…`).
+    pub fn node_row(&self, reference: &str) -> Option<NodeRef> {
+        let (kind, id) = reference.split_once('/')?;
+        self.facts.node(kind, id)
+    }
+
     /// What the engine holds, as text that is the same for two engines
     /// that answer alike however they were built (a full load, or deltas
     /// applied in place). For tests; not a stable format.

@@ -161,10 +161,21 @@ fn in_place_agrees(
                 })
                 .collect();
             assert_eq!(applied.removed_grants, removed);
+            // The decoded body, patched in place, is the target's too.
+            let mut body = decode(base).unwrap().body;
+            delta::patch(&mut body, &delta.body).unwrap();
+            assert_eq!(body, decode(full).unwrap().body);
             Some(applied.layout)
         }
         Err(DeltaError::NotInPlace(_)) => {
             assert!(delta.body.in_place().is_err());
+            let mut body = decode(base).unwrap().body;
+            assert!(delta::patch(&mut body, &delta.body).is_err());
+            assert_eq!(
+                body,
+                decode(base).unwrap().body,
+                "a refused patch changes nothing"
+            );
             None
         }
         Err(e) => panic!("{e}"),

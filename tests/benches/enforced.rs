@@ -96,7 +96,14 @@ fn main() {
         )
         .unwrap();
     drop(directory);
-    let initial = service.head().unwrap().snapshot.to_vec();
+    // The snapshot the import made (a compiled revision: its body is whole).
+    let initial = {
+        let head = service.head().unwrap();
+        let portcullis_directory::service::Step::Full(body) = &head.step else {
+            panic!("an import compiles its revision");
+        };
+        portcullis_snapshots::encode(body, head.revision, head.created_at).unwrap()
+    };
     let store = tmp.path().join("store");
     std::fs::create_dir_all(&store).unwrap();
 
@@ -137,7 +144,7 @@ fn main() {
         keep: 10,
         push_timeout: Duration::from_secs(30),
     });
-    service.listen(publisher);
+    service.listen(publisher).unwrap();
 
     let mut urgent = (Vec::new(), Vec::new());
     let mut plain = (Vec::new(), Vec::new());

@@ -242,3 +242,110 @@ pub fn apply(base: &Body, delta: &DeltaBody) -> Result<Body, DeltaError> {
         })?,
     })
 }
+
+/// Applies `delta` to `body` in place, when it is a delta that edits in
+/// place (`DeltaBody::in_place`: no strings, no row of a table others refer
+/// to inserted or removed): rows replaced one for one, member lists edited,
+/// and API keys, grants and permissions — which nothing refers to —
+/// spliced. Its cost follows the change, not the directory (save moving
+/// the rows after a removed or inserted grant). Refused, with `body`
+/// unchanged, when the delta is of another kind or does not fit.
+pub fn patch(body: &mut Body, delta: &DeltaBody) -> Result<(), DeltaError> {
+    if TableLens::of(body) != delta.base {
+        return Err(DeltaError::apply(
+            "(all)",
+            "the base's tables are not the lengths the delta was made from",
+        ));
+    }
+    delta
+        .in_place()
+        .map_err(|what| DeltaError::apply(what, "this delta cannot be applied in place"))?;
+    if delta.domain != body.domain {
+        return Err(DeltaError::apply(
+            "domain",
+            "this delta cannot be applied in place",
+        ));
+    }
+    // Checked whole before anything changes.
+    Remap::new("users", &delta.users, delta.base.users)?;
+    Remap::new("groups", &delta.groups, delta.base.groups)?;
+    Remap::new("teams", &delta.teams, delta.base.teams)?;
+    Remap::new("api_keys", &delta.api_keys, delta.base.api_keys)?;
+    Remap::new("grants", &delta.grants, delta.base.grants)?;
+    Remap::new("permissions", &delta.permissions, delta.base.permissions)?;
+    /// The member lists `edits` make, each from its row as the delta's
+    /// row splices leave it.
+    fn edited<R, M: Copy>(
+        table: &'static str,
+        rows: &[R],
+        splices: &[Splice<R>],
+        edits: &[MemberEdit<M>],
+        members: fn(&R) -> &Vec<M>,
+    ) -> Result<Vec<(usize, Vec<M>)>, DeltaError> {
+        let mut out = Vec::with_capacity(edits.len());
+        for e in edits {
+            let row = e.row as usize;
+            let base = splices
+                .iter()
+                .find_map(|s| {
+                    (row >= s.at as usize && row < (s.at + s.remove) as usize)
+                        .then(|| s.insert.get(row - s.at as usize))
+                        .flatten()
+                })
+                .or_else(|| rows.get(row))
+                .ok_or_else(|| DeltaError::apply(table, "no such row"))?;
+            out.push((
+                row,
+                splice::apply(table, members(base), &e.splices, |&m| Some(m))?,
+            ));
+        }
+        Ok(out)
+    }
+    let groups = edited(
+        "group_members",
+        &body.groups,
+        &delta.groups,
+        &delta.group_members,
+        |g| &g.members,
+    )?;
+    let teams = edited(
+        "team_members",
+        &body.teams,
+        &delta.teams,
+        &delta.team_members,
+        |t| &t.members,
+    )?;
+    fn replace<T: Clone>(rows: &mut [T], splices: &[Splice<T>]) {
+        for s in splices {
+            for (k, r) in s.insert.iter().enumerate() {
+                if let Some(slot) = rows.get_mut(s.at as usize + k) {
+                    *slot = r.clone();
+                }
+            }
+        }
+    }
+    fn splice_rows<T: Clone>(rows: &mut Vec<T>, splices: &[Splice<T>]) {
+        // Last first: each splice's rows are still at their old indices.
+        for s in splices.iter().rev() {
+            let at = s.at as usize;
+            rows.splice(at..at + s.remove as usize, s.insert.iter().cloned());
+        }
+    }
+    replace(&mut body.users, &delta.users);
+    replace(&mut body.groups, &delta.groups);
+    replace(&mut body.teams, &delta.teams);
+    for (row, members) in groups {
+        if let Some(g) = body.groups.get_mut(row) {
+            g.members = members;
+        }
+    }
+    for (row, members) in teams {
+        if let Some(t) = body.teams.get_mut(row) {
+            t.members = members;
+        }
+    }
+    splice_rows(&mut body.api_keys, &delta.api_keys);
+    splice_rows(&mut body.grants, &delta.grants);
+    splice_rows(&mut body.permissions, &delta.permissions);
+    Ok(())
+}

@@ -21,7 +21,7 @@ mod format;
 mod renumber;
 mod splice;
 
-pub use body::{DeltaBody, MemberEdit, TableLens, apply};
+pub use body::{DeltaBody, MemberEdit, TableLens, apply, patch};
 pub use bytes::{Applied, Layout};
 pub use compute::compute;
 pub use error::DeltaError;

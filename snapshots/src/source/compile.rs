@@ -789,7 +789,9 @@ fn noun(k: NodeKind) -> &'static str {
     }
 }
 
-fn level_problem(role: RoleRef, kind: NodeKind) -> Option<&'static str> {
+/// Why `role` cannot be granted on a node of `kind`, if it cannot: the
+/// check a grant passes in compilation, for writers that add one alone.
+pub fn level_problem(role: RoleRef, kind: NodeKind) -> Option<&'static str> {
     match role {
         RoleRef::Builtin(b) if !b.exists_at(kind) => Some(match b {
             BuiltinRole::Admin => "admin is an organization role (seed 001); grant it on org/<id>",

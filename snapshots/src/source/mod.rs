@@ -8,7 +8,7 @@ mod model;
 mod parse;
 mod problem;
 
-pub use compile::compile;
+pub use compile::{compile, level_problem};
 pub use decompile::decompile;
 pub use locate::Locator;
 pub use model::*;
