@@ -114,18 +114,31 @@ pub fn publish(
     keep: usize,
     key: Option<&SigningKey>,
 ) -> Result<Published, PublishError> {
-    publish_with(dir, bytes, keep, key, None)
+    publish_with(dir, bytes, keep, key, Made::Compute)
 }
 
-/// [`publish`], with the delta from revision `.0` made already (`.1`,
-/// signed as the store wants it): used when the store's manifest names
-/// that revision, computed from the files otherwise.
+/// The delta a publication writes beside its snapshot.
+#[derive(Clone, Copy, Debug)]
+pub enum Made<'a> {
+    /// Computed here from the store's files.
+    Compute,
+    /// Made already: from revision `.0`, signed as the store wants it
+    /// (computed here when the store's manifest names another revision).
+    From(u64, &'a [u8]),
+    /// None: the strings changed, so a gateway loads the whole snapshot
+    /// either way, and computing a delta would only delay it (about a
+    /// second and a half on a 100k-user directory). The manifest then
+    /// lists no delta: none leads to this revision.
+    Skip,
+}
+
+/// [`publish`], with the delta as `made` says.
 pub fn publish_with(
     dir: &Path,
     bytes: &[u8],
     keep: usize,
     key: Option<&SigningKey>,
-    made: Option<(u64, &[u8])>,
+    made: Made<'_>,
 ) -> Result<Published, PublishError> {
     let bad = |path: &Path, message: String| PublishError::Store {
         path: path.to_path_buf(),
@@ -171,10 +184,10 @@ pub fn publish_with(
     let name = format!("snapshot-{}.snap", header.revision);
     let mut deltas = Vec::new();
     let mut delta_file = None;
-    if let Some(m) = &previous {
+    if let Some(m) = previous.as_ref().filter(|_| !matches!(made, Made::Skip)) {
         let base_path = dir.join(&m.snapshot);
         let d = match made {
-            Some((from, d)) if from == m.revision => d.to_vec(),
+            Made::From(from, d) if from == m.revision => d.to_vec(),
             _ => {
                 let base_bytes = read(&base_path)?;
                 let base = decode(&base_bytes).map_err(|e| bad(&base_path, e.to_string()))?;
@@ -379,38 +392,44 @@ struct Last {
     layout: Option<Layout>,
 }
 
+/// A delta, signed as the store wants it, and the layout of its target's
+/// snapshot when the delta was read off its bytes.
+type SignedDelta = (Vec<u8>, Option<Layout>);
+
 /// The delta from the last revision to `now`, signed with `key`, and the
-/// layout of `now`'s snapshot when the delta found it. A change that
-/// keeps every string (a status, a role, an expiry, grants and keys added
-/// or removed) is read off the two snapshots' bytes alongside the base's
-/// layout and checked by applying it (`Delta::between`, as a gateway reads
-/// a pushed snapshot: tens of milliseconds); anything else is computed
-/// from the two bodies (`delta::compute`: about a second and a half on a
-/// 100k-user directory).
+/// layout of `now`'s snapshot when the delta found it — `None` when the
+/// strings changed. A change that keeps every string (a status, a role, an
+/// expiry, members, grants and keys added or removed) is read off the two
+/// snapshots' bytes alongside the base's layout and checked by applying it
+/// (`Delta::between`, as a gateway reads a pushed snapshot: tens of
+/// milliseconds). One that changes strings (a new user, a rename) is a
+/// full load at every gateway whatever it receives: computing its delta
+/// (`delta::compute`, about a second and a half on a 100k-user directory)
+/// would only delay it, so the whole snapshot goes. Anything else is
+/// computed from the two bodies.
 fn delta_between(
     last: &Last,
     now: &Current<'_>,
     key: Option<&SigningKey>,
-) -> Result<(Vec<u8>, Option<Layout>), String> {
+) -> Result<Option<SignedDelta>, String> {
     let (base, target) = (last.snapshot.as_slice(), now.snapshot.as_slice());
+    if !Delta::same_strings(base, target) {
+        return Ok(None);
+    }
     let (b, t) = (
         portcullis_snapshots::Header::parse(base).map_err(|e| e.to_string())?,
         portcullis_snapshots::Header::parse(target).map_err(|e| e.to_string())?,
     );
-    let in_place = last
-        .layout
-        .as_ref()
-        .filter(|_| Delta::same_strings(base, target))
-        .and_then(|layout| {
-            let d = Delta::between(base, layout, target).ok()?;
-            let applied = d.apply_in_place(base, layout).ok()?;
-            // The result must be the target's body, byte for byte.
-            (applied
-                .snapshot
-                .get(portcullis_snapshots::header::HEADER_LEN..)
-                == target.get(t.body_range()))
-            .then_some((d.body, applied.layout))
-        });
+    let in_place = last.layout.as_ref().and_then(|layout| {
+        let d = Delta::between(base, layout, target).ok()?;
+        let applied = d.apply_in_place(base, layout).ok()?;
+        // The result must be the target's body, byte for byte.
+        (applied
+            .snapshot
+            .get(portcullis_snapshots::header::HEADER_LEN..)
+            == target.get(t.body_range()))
+        .then_some((d.body, applied.layout))
+    });
     let (body, layout) = match in_place {
         Some((body, layout)) => (body, Some(layout)),
         None => {
@@ -426,7 +445,7 @@ fn delta_between(
         Some(k) => signature::sign_delta(&d, k).map_err(|e| e.to_string())?,
         None => d,
     };
-    Ok((d, layout))
+    Ok(Some((d, layout)))
 }
 
 /// What each destination holds.
@@ -464,11 +483,25 @@ fn publish_revision(
     // The delta from the last revision sent anywhere, once for every
     // destination.
     let mut found_layout = None;
-    let delta = progress.last.as_ref().and_then(|last| {
-        let (d, layout) = delta_between(last, now, to.key.as_ref()).ok()?;
-        found_layout = layout;
-        Some((last.revision, d))
-    });
+    let mut skip = false;
+    let delta =
+        progress
+            .last
+            .as_ref()
+            .and_then(|last| match delta_between(last, now, to.key.as_ref()) {
+                Ok(Some((d, layout))) => {
+                    found_layout = layout;
+                    Some((last.revision, d))
+                }
+                Ok(None) => {
+                    skip = true;
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no delta from the last revision published");
+                    None
+                }
+            });
     let mut failure = None;
     if let Some(pusher) = pusher {
         for (target, held) in to.gateways.iter().zip(progress.gateways.iter_mut()) {
@@ -496,7 +529,11 @@ fn publish_revision(
     if let Some(dir) = &to.store_dir
         && progress.store < now.revision
     {
-        let made = delta.as_ref().map(|(from, d)| (*from, d.as_slice()));
+        let made = match &delta {
+            Some((from, d)) => Made::From(*from, d),
+            None if skip => Made::Skip,
+            None => Made::Compute,
+        };
         match publish_with(dir, &signed, to.keep, to.key.as_ref(), made) {
             Ok(p) => progress.store = p.revision,
             Err(e) => {

@@ -186,3 +186,81 @@ fn a_store_that_refuses_the_upload_is_retried_and_gateways_see_no_gap() {
     assert!(publisher.state().failing.is_none());
     assert_eq!(publisher.state().revision, 3);
 }
+
+#[test]
+fn what_the_store_holds_is_the_compiled_directory_and_new_strings_skip_the_delta() {
+    // The publisher builds each snapshot from its own copy of the body,
+    // patched with the writer's deltas: every published snapshot must be
+    // what compiling the directory gives, and a delta in the store must
+    // make it from the revision before. A new user changes the strings:
+    // gateways load that snapshot whole, so no delta is computed for it.
+    let d = tempfile::tempdir().unwrap();
+    let s = Service::open(Box::new(Sqlite::open(&d.path().join("d.db")).unwrap())).unwrap();
+    s.import(&example(), "operator", false, &api()).unwrap();
+    let store = d.path().join("store");
+    let publisher: Arc<Publisher> = Publisher::start(Destinations {
+        store_dir: Some(store.clone()),
+        gateways: Vec::new(),
+        key: None,
+        window: Duration::from_millis(1),
+        keep: 10,
+        push_timeout: Duration::from_secs(1),
+    });
+    s.listen(publisher.clone()).unwrap();
+    let published = |revision: u64| {
+        wait(&format!("revision {revision} published"), || {
+            manifest(&store).is_some_and(|m| m.revision == revision)
+        });
+        let m = manifest(&store).unwrap();
+        let bytes = std::fs::read(store.join(&m.snapshot)).unwrap();
+        let head = s.head().unwrap();
+        assert_eq!(head.revision, revision);
+        let mut dir = head.directory.clone();
+        dir.revision = None;
+        let snapshot = portcullis_snapshots::decode(&bytes).unwrap();
+        assert!(
+            snapshot.body == source::compile(&dir).unwrap(),
+            "revision {revision}: the published body is not the compiled directory"
+        );
+        (m, bytes)
+    };
+    let (_, mut before) = published(1);
+    let change = |op: Operation| Change {
+        operations: vec![op],
+        bulk: false,
+    };
+    let steps = [
+        change(Operation::DeactivateUser {
+            username: "dave".into(),
+        }),
+        invite("newcomer"),
+        change(Operation::AddGrant {
+            grant: portcullis_snapshots::source::Grant {
+                principal: "user/newcomer".into(),
+                role: "reader".into(),
+                on: "org/acme".into(),
+            },
+        }),
+        change(Operation::AddGroupMember {
+            group: "analysts".into(),
+            member: "user/newcomer".into(),
+        }),
+    ];
+    for (i, c) in steps.iter().enumerate() {
+        let revision = s.write("user/olivia", c, &api()).unwrap().revision;
+        assert_eq!(revision, i as u64 + 2);
+        let (m, bytes) = published(revision);
+        if i == 1 {
+            assert!(m.deltas.is_empty(), "a new user's revision lists no delta");
+        } else {
+            let entry = &m.deltas[0];
+            assert_eq!((entry.from, entry.to), (revision - 1, revision));
+            let delta = portcullis_snapshots::delta::decode_delta(
+                &std::fs::read(store.join(&entry.path)).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(delta.apply_to(&before).unwrap(), bytes);
+        }
+        before = bytes;
+    }
+}
