@@ -177,8 +177,8 @@ fn main() {
         into.0.push(p.unwrap());
         into.1.push(q.unwrap());
     }
-    // A new user is a new string: no change in place, so the publisher
-    // computes the delta from the two bodies and gateways load in full.
+    // A new user is a new string: gateways load the revision whole, so the
+    // publisher sends the whole snapshot (no delta computed).
     let mut invited = (Vec::new(), Vec::new());
     for i in 0..3 {
         let user = serde_json::from_value(serde_json::json!({
