@@ -156,6 +156,21 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, String> {
     })
 }
 
+/// Where an API write comes from: its request id, `If-Match`, and (when
+/// `keyed`) its `Idempotency-Key`.
+fn provenance(headers: &HeaderMap, keyed: bool) -> Result<Provenance, String> {
+    Ok(Provenance {
+        via: "api",
+        request_id: single_header(headers, "x-request-id")?,
+        idempotency_key: if keyed {
+            single_header(headers, "idempotency-key")?
+        } else {
+            None
+        },
+        if_match: if_match(headers)?,
+    })
+}
+
 fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
     let mut all = headers.get_all(name).iter();
     match (all.next(), all.next()) {
@@ -436,20 +451,33 @@ impl Api {
         headers: &HeaderMap,
         change: Change,
     ) -> Response<Body> {
-        let provenance = match (|| {
-            Ok::<_, String>(Provenance {
-                via: "api",
-                request_id: single_header(headers, "x-request-id")?,
-                idempotency_key: single_header(headers, "idempotency-key")?,
-                if_match: if_match(headers)?,
-            })
-        })() {
+        let provenance = match provenance(headers, true) {
             Ok(p) => p,
             Err(m) => return malformed(m),
         };
         let service = self.service.clone();
         let done =
             tokio::task::spawn_blocking(move || service.write(&actor, &change, &provenance)).await;
+        answer(done)
+    }
+
+    /// Approves or declines an approval as `actor`.
+    async fn settle(
+        self: Arc<Self>,
+        actor: String,
+        headers: &HeaderMap,
+        id: String,
+        approve: bool,
+    ) -> Response<Body> {
+        // Settling twice finds nothing the second time: a retry needs no key.
+        let provenance = match provenance(headers, false) {
+            Ok(p) => p,
+            Err(m) => return malformed(m),
+        };
+        let service = self.service.clone();
+        let done =
+            tokio::task::spawn_blocking(move || service.settle(&actor, &id, approve, &provenance))
+                .await;
         answer(done)
     }
 
@@ -650,6 +678,21 @@ impl Api {
                 )
             }
             (&Method::GET, ["users"]) => self.list_users(&actor, &q),
+            (&Method::GET, ["approvals"]) => {
+                let revision = self.service.head().map_or(0, |h| h.revision);
+                with_revision(
+                    json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({"approvals": self.service.approvals(&actor)}),
+                    ),
+                    revision,
+                )
+            }
+            (&Method::POST, ["approvals", id]) | (&Method::DELETE, ["approvals", id]) => {
+                let approve = method == Method::POST;
+                let id = (*id).to_string();
+                self.settle(actor, &headers, id, approve).await
+            }
             (&Method::GET, ["settings", name]) => {
                 let Some(setting) = crate::operation::Setting::of(name) else {
                     return not_found(format!(

@@ -6,7 +6,7 @@
 //! Writes are serialized (one mutex): a change applies to exactly the
 //! revision its decisions were made on, and revisions are contiguous.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -86,7 +86,37 @@ pub struct OpOutcome {
     /// (a replay of the same request answers `null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The approval filed for an email change its holder must approve
+    /// (`outcome` is then `pending_approval`, or `applied` for the rest of
+    /// the operation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
 }
+
+/// A change of an administrator account's email address, waiting for the
+/// account's holder to approve it (seed 003: "a change to the email
+/// address needs to be approved by the account holder"). Until then the
+/// account keeps its address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Its id (128 random bits, hex).
+    pub id: String,
+    /// The account whose address changes: its holder approves.
+    pub username: String,
+    /// The new address.
+    pub email: String,
+    /// Who asked for the change; still asked, as then, when it is approved.
+    pub requested_by: String,
+    /// When (RFC 3339).
+    pub requested_at: String,
+    /// The revision that filed it.
+    pub revision: u64,
+    /// When it lapses unapproved (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// How long an approval waits for its holder.
+pub const APPROVAL_TTL_SECS: i64 = 7 * 24 * 3600;
 
 /// The answer to a committed change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,6 +162,8 @@ pub struct Head {
     pub urgent: bool,
     /// The administrators' settings (SSO, SCIM) at this revision.
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Email changes waiting for their holders, by id.
+    pub approvals: BTreeMap<String, Approval>,
 }
 
 /// A committed revision, as listeners are told of it.
@@ -255,6 +287,7 @@ fn rfc3339(t: i64) -> String {
 fn build(
     mut directory: Directory,
     settings: std::collections::BTreeMap<String, serde_json::Value>,
+    approvals: BTreeMap<String, Approval>,
     revision: u64,
     now: i64,
     urgent: bool,
@@ -271,6 +304,7 @@ fn build(
         step: Step::Full(Arc::new(body)),
         urgent,
         settings,
+        approvals,
     })
 }
 
@@ -283,6 +317,25 @@ fn new_secret() -> String {
         return String::new();
     }
     format!("pk_{}", hex::encode(b))
+}
+
+/// A change decided and ready to apply: what `write` and the approvals
+/// hand to the one path that applies, commits and publishes.
+struct Proposal<'a> {
+    /// The operations to apply (an email held for approval taken out).
+    operations: Vec<Operation>,
+    /// The operations as requested, for the change log.
+    logged: std::borrow::Cow<'a, [Operation]>,
+    /// Each operation's decisions and outcome (`applied` ones apply).
+    outcomes: Vec<OpOutcome>,
+    /// The user the caller acts as (an API key's creator).
+    acting_user: Option<String>,
+    /// The request's fingerprint, kept with its idempotency key.
+    request_hash: Option<String>,
+    /// The approvals after the change.
+    approvals: BTreeMap<String, Approval>,
+    /// The approval rows it files or settles.
+    approval_rows: Vec<(String, Option<serde_json::Value>)>,
 }
 
 /// What applying a change made.
@@ -315,6 +368,16 @@ fn making(head: Arc<Head>) -> Spare {
     }
 }
 
+/// An approval's id: 128 random bits in hex (empty when the operating
+/// system gives none).
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        return String::new();
+    }
+    hex::encode(b)
+}
+
 impl Service {
     /// Opens the service on `storage`, building the head from what it holds.
     pub fn open(mut storage: Box<dyn Storage>) -> Result<Service, ServiceError> {
@@ -322,9 +385,17 @@ impl Service {
         let head = if stored.revision == 0 {
             None
         } else {
+            let mut approvals = BTreeMap::new();
+            for (id, v) in stored.approvals {
+                let a: Approval = serde_json::from_value(v).map_err(|e| {
+                    ServiceError::Storage(StorageError::Damaged(format!("approval {id:?}: {e}")))
+                })?;
+                approvals.insert(id, a);
+            }
             Some(Arc::new(build(
                 stored.directory,
                 stored.settings,
+                approvals,
                 stored.revision,
                 now_unix(),
                 false,
@@ -441,6 +512,18 @@ impl Service {
         }
     }
 
+    /// The head, if it is the revision the client read (`If-Match`).
+    fn head_at(&self, provenance: &Provenance) -> Result<Arc<Head>, ServiceError> {
+        let head = self.head().ok_or(ServiceError::Empty)?;
+        match provenance.if_match {
+            Some(expected) if expected != head.revision => Err(ServiceError::Stale {
+                expected,
+                current: head.revision,
+            }),
+            _ => Ok(head),
+        }
+    }
+
     /// The change log after `after`.
     pub fn changes(&self, after: u64, limit: usize) -> Result<Vec<LogEntry>, ServiceError> {
         Ok(self.storage()?.changes(after, limit)?)
@@ -468,15 +551,7 @@ impl Service {
             answer.replayed = true;
             return Ok(answer);
         }
-        let head = self.head().ok_or(ServiceError::Empty)?;
-        if let Some(expected) = provenance.if_match
-            && expected != head.revision
-        {
-            return Err(ServiceError::Stale {
-                expected,
-                current: head.revision,
-            });
-        }
+        let head = self.head_at(provenance)?;
         let now = now_unix();
         let context = Context {
             now,
@@ -532,22 +607,236 @@ impl Service {
                 decisions: allowed,
                 skipped_because: skipped,
                 secret: None,
+                approval: None,
             });
         }
-        // Apply to the writer's twin; a failure anywhere leaves the head as
-        // it was (and the twin, half changed, is dropped).
-        let twin = self.twin(&head);
-        let written = self.apply_change(
-            &head,
-            twin,
-            actor,
-            change,
-            provenance,
+        // Seed 003: an administrator account's new address waits for its
+        // holder; the rest of the operation applies.
+        let mut operations = change.operations.clone();
+        let mut approvals = head.approvals.clone();
+        let mut approval_rows = Vec::new();
+        for (op, outcome) in operations.iter_mut().zip(outcomes.iter_mut()) {
+            let held = outcome.skipped_because.is_none()
+                && outcome
+                    .decisions
+                    .iter()
+                    .any(|d| d.obligations.iter().any(|o| o == "holder_approval"));
+            let Operation::UpdateUser { username, set } = op else {
+                continue;
+            };
+            let current = head
+                .engine
+                .user_row(username)
+                .and_then(|r| head.directory.users.get(r as usize))
+                .map(|u| u.email.as_str());
+            let Some(email) = set
+                .email
+                .take_if(|e| held && current.is_some_and(|c| !e.eq_ignore_ascii_case(c)))
+            else {
+                continue;
+            };
+            let a = Approval {
+                id: new_id(),
+                username: username.clone(),
+                email,
+                requested_by: actor.to_string(),
+                requested_at: rfc3339(now),
+                revision: head.revision + 1,
+                expires_at: now + APPROVAL_TTL_SECS,
+            };
+            if a.id.is_empty() {
+                return Err(ServiceError::Build(
+                    "the operating system gave no random bytes for the approval's id".into(),
+                ));
+            }
+            // A newer request for the same account replaces an older one;
+            // lapsed ones go.
+            let gone: Vec<String> = approvals
+                .values()
+                .filter(|x| x.username == a.username || x.expires_at <= now)
+                .map(|x| x.id.clone())
+                .collect();
+            for id in gone {
+                approvals.remove(&id);
+                approval_rows.push((id, None));
+            }
+            approval_rows.push((a.id.clone(), serde_json::to_value(&a).ok()));
+            approvals.insert(a.id.clone(), a.clone());
+            if *set == crate::operation::UserChanges::default() {
+                outcome.outcome = "pending_approval".into();
+            }
+            outcome.approval = Some(a);
+        }
+        let proposal = Proposal {
+            operations,
+            logged: std::borrow::Cow::Borrowed(&change.operations),
             outcomes,
             acting_user,
-            request_hash,
-            now,
-        );
+            request_hash: Some(request_hash),
+            approvals,
+            approval_rows,
+        };
+        self.propose(storage, head, actor, provenance, proposal, now)
+    }
+
+    /// The approvals `actor` may see: those it must approve (its own
+    /// account's) and those it asked for; lapsed ones are not shown.
+    pub fn approvals(&self, actor: &str) -> Vec<Approval> {
+        let now = now_unix();
+        self.head()
+            .map(|h| {
+                h.approvals
+                    .values()
+                    .filter(|a| a.expires_at > now)
+                    .filter(|a| {
+                        actor.strip_prefix("user/") == Some(a.username.as_str())
+                            || a.requested_by == actor
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Settles approval `id` as `actor`: approved (`approve`), the new
+    /// address applied — only by the account's holder, signed in as
+    /// themselves, and only while whoever asked for it may still change it
+    /// (both asked of the engine at the head) — or declined, by the holder
+    /// or by whoever asked. Either is a revision in the change log.
+    pub fn settle(
+        &self,
+        actor: &str,
+        id: &str,
+        approve: bool,
+        provenance: &Provenance,
+    ) -> Result<Committed, ServiceError> {
+        let storage = self.storage()?;
+        let head = self.head_at(provenance)?;
+        let now = now_unix();
+        let Some(a) = head
+            .approvals
+            .get(id)
+            .filter(|a| a.expires_at > now)
+            .cloned()
+        else {
+            return Err(ServiceError::NotFound {
+                operation: 0,
+                source: crate::operation::OpError::NotFound(format!(
+                    "approval {id} (approvals lapse {} days after they are asked)",
+                    APPROVAL_TTL_SECS / 86_400
+                )),
+            });
+        };
+        let holder = format!("user/{}", a.username);
+        let deny = |reason: &str, message: String| ServiceError::Denied {
+            reason: reason.into(),
+            message,
+            revision: head.revision,
+            operation: 0,
+        };
+        let may = if approve {
+            actor == holder
+        } else {
+            actor == holder || actor == a.requested_by
+        };
+        if !may {
+            return Err(deny(
+                "not_the_holder",
+                format!(
+                    "only {holder}, signed in as themselves, {} this change of its email address (seed 003)",
+                    if approve {
+                        "approves"
+                    } else {
+                        "or who asked for it declines"
+                    }
+                ),
+            ));
+        }
+        let context = Context { now, bulk: false };
+        let op = Operation::UpdateUser {
+            username: a.username.clone(),
+            set: crate::operation::UserChanges {
+                email: Some(a.email.clone()),
+                ..crate::operation::UserChanges::default()
+            },
+        };
+        let mut decisions = Vec::new();
+        if approve {
+            // The holder's own say (an active account changing its own
+            // address), then the request's author's, asked again now.
+            let asks = std::iter::once((holder.as_str(), "user:change_email", holder.clone()))
+                .chain(
+                    requirements(&head.directory, &op)
+                        .into_iter()
+                        .map(|r| (a.requested_by.as_str(), r.action, r.resource)),
+                );
+            for (who, action, resource) in asks {
+                let req = Request {
+                    principal: who,
+                    action,
+                    resource: &resource,
+                    context,
+                };
+                let d = head.engine.check(&req);
+                let e = head.engine.explain_decision(&req, &d);
+                if !d.allowed {
+                    return Err(deny(
+                        &e.reason,
+                        format!("{who} ({action} on {resource}): {}", e.message),
+                    ));
+                }
+                decisions.push(Allowed {
+                    action: action.to_string(),
+                    resource,
+                    reason: e.reason,
+                    message: e.message,
+                    obligations: e
+                        .obligations
+                        .into_iter()
+                        .filter(|o| o != "holder_approval")
+                        .collect(),
+                });
+            }
+        }
+        let mut approvals = head.approvals.clone();
+        approvals.remove(id);
+        let proposal = Proposal {
+            operations: if approve {
+                vec![op.clone()]
+            } else {
+                Vec::new()
+            },
+            logged: std::borrow::Cow::Owned(vec![op]),
+            outcomes: vec![OpOutcome {
+                operation: 0,
+                outcome: if approve { "applied" } else { "declined" }.into(),
+                decisions,
+                skipped_because: None,
+                secret: None,
+                approval: Some(a),
+            }],
+            acting_user: None,
+            request_hash: None,
+            approvals,
+            approval_rows: vec![(id.to_string(), None)],
+        };
+        self.propose(storage, head, actor, provenance, proposal, now)
+    }
+
+    /// Applies `proposal` to the writer's twin, commits it and makes it the
+    /// head; a failure anywhere leaves the head as it was (and the twin,
+    /// half changed, is dropped).
+    fn propose(
+        &self,
+        mut storage: MutexGuard<'_, Box<dyn Storage>>,
+        head: Arc<Head>,
+        actor: &str,
+        provenance: &Provenance,
+        proposal: Proposal<'_>,
+        now: i64,
+    ) -> Result<Committed, ServiceError> {
+        let twin = self.twin(&head);
+        let written = self.apply_change(&head, twin, actor, provenance, proposal, now);
         match written {
             Ok(Written::Unchanged(answer, twin)) => {
                 self.keep(Spare::Ready(twin));
@@ -580,33 +869,35 @@ impl Service {
     /// Applies `change` (decided already: `outcomes`) to `twin`, which is
     /// at `head`'s revision, and makes the next head from it — edited in
     /// place when the change allows (`incremental`), else compiled.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the parts of one write, split for its error path"
-    )]
     fn apply_change(
         &self,
         head: &Head,
         mut twin: Twin,
         actor: &str,
-        change: &Change,
         provenance: &Provenance,
-        mut outcomes: Vec<OpOutcome>,
-        acting_user: Option<String>,
-        request_hash: String,
+        proposal: Proposal<'_>,
         now: i64,
     ) -> Result<Written, ServiceError> {
+        let Proposal {
+            operations,
+            logged,
+            mut outcomes,
+            acting_user,
+            request_hash,
+            approvals,
+            approval_rows,
+        } = proposal;
         let mut settings = head.settings.clone();
         let mut setting_rows = Vec::new();
         let mut touched: Vec<EntityKey> = Vec::new();
         let mut urgent = false;
         let mut planner = Some(Planner::new(&twin.engine));
         let mut redone = Vec::new();
-        for (i, op) in change.operations.iter().enumerate() {
+        for (i, op) in operations.iter().enumerate() {
             let Some(outcome) = outcomes.get_mut(i) else {
                 continue;
             };
-            if outcome.skipped_because.is_some() {
+            if outcome.outcome != "applied" {
                 continue;
             }
             let known = match planner.as_mut().map(|p| p.before(&twin.directory, op)) {
@@ -647,7 +938,7 @@ impl Service {
         }
         touched.sort();
         touched.dedup();
-        let changed = !touched.is_empty() || !setting_rows.is_empty();
+        let changed = !touched.is_empty() || !setting_rows.is_empty() || !approval_rows.is_empty();
         if !changed {
             return Ok(Written::Unchanged(
                 Committed {
@@ -693,6 +984,7 @@ impl Service {
                     step: Step::Delta(delta.clone()),
                     urgent,
                     settings,
+                    approvals,
                 };
                 let redo = Redo {
                     revision,
@@ -703,7 +995,10 @@ impl Service {
                 };
                 (next, Some(redo))
             }
-            _ => (build(directory, settings, revision, now, urgent)?, None),
+            _ => (
+                build(directory, settings, approvals, revision, now, urgent)?,
+                None,
+            ),
         };
         let answer = Committed {
             revision,
@@ -718,17 +1013,18 @@ impl Service {
         let commit = Commit {
             rows,
             settings: setting_rows,
+            approvals: approval_rows,
             entry: LogEntry {
                 revision,
                 time: rfc3339(now),
                 actor: actor.to_string(),
                 via: provenance.via.to_string(),
-                operations: serde_json::to_value(&change.operations).unwrap_or_default(),
+                operations: serde_json::to_value(&*logged).unwrap_or_default(),
                 decisions: serde_json::to_value(&kept.operations).unwrap_or_default(),
                 request_id: provenance.request_id.clone(),
                 idempotency_key: provenance.idempotency_key.clone(),
             },
-            request_hash: Some(request_hash),
+            request_hash,
             response: serde_json::to_string(&kept).unwrap_or_default(),
         };
         Ok(Written::Made {
@@ -871,7 +1167,18 @@ impl Service {
             .as_ref()
             .map(|h| h.settings.clone())
             .unwrap_or_default();
-        let built = Arc::new(build(desired, settings, revision, now, removed > 0)?);
+        let approvals = head
+            .as_ref()
+            .map(|h| h.approvals.clone())
+            .unwrap_or_default();
+        let built = Arc::new(build(
+            desired,
+            settings,
+            approvals,
+            revision,
+            now,
+            removed > 0,
+        )?);
         let summary = serde_json::json!({
             "import": {"entities": wanted.len(), "written": put, "moved": moved, "removed": removed}
         });
@@ -884,12 +1191,14 @@ impl Service {
                 decisions: decisions.clone(),
                 skipped_because: None,
                 secret: None,
+                approval: None,
             }],
             replayed: false,
         };
         storage.commit(&Commit {
             rows,
             settings: Vec::new(),
+            approvals: Vec::new(),
             entry: LogEntry {
                 revision,
                 time: rfc3339(now),

@@ -70,15 +70,18 @@ fn denied(r: Result<Committed, ServiceError>, reason: &str) {
     }
 }
 
-fn status(s: &Service, u: &str) -> String {
+fn user(s: &Service, u: &str) -> portcullis_snapshots::source::User {
     let head = s.head().unwrap();
-    let user = head
-        .directory
+    head.directory
         .users
         .iter()
         .find(|x| x.username == u)
-        .unwrap();
-    serde_json::to_value(user.status)
+        .unwrap()
+        .clone()
+}
+
+fn status(s: &Service, u: &str) -> String {
+    serde_json::to_value(user(s, u).status)
         .unwrap()
         .as_str()
         .unwrap()
@@ -988,4 +991,144 @@ fn the_everyday_changes_edit_the_engine_in_place() {
     assert_eq!(s.head().unwrap().revision, c.revision);
     assert!(matches!(s.head().unwrap().step, Step::Full(_)));
     engine_is_compiled(&s);
+}
+
+fn email_of(s: &Service, u: &str) -> (String, bool) {
+    let user = user(s, u);
+    (user.email, user.email_verified)
+}
+
+fn change_email(u: &str, email: &str) -> Operation {
+    Operation::UpdateUser {
+        username: u.into(),
+        set: UserChanges {
+            email: Some(email.into()),
+            ..UserChanges::default()
+        },
+    }
+}
+
+#[test]
+fn seed_003_an_administrators_new_email_waits_for_the_holders_approval() {
+    // Seed 003: "Unlike personal accounts, a change to the email address
+    // needs to be approved by the account holder."
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("directory.db");
+    let id = {
+        let s = service(&d);
+        let before = email_of(&s, "adam");
+        let c = write(
+            &s,
+            "user/olivia",
+            vec![change_email("adam", "adam@new.example")],
+        )
+        .unwrap();
+        assert!(c.changed, "filing the approval is a revision of the log");
+        let op = &c.operations[0];
+        assert_eq!(op.outcome, "pending_approval");
+        let a = op.approval.clone().unwrap();
+        assert_eq!(
+            (
+                a.username.as_str(),
+                a.email.as_str(),
+                a.requested_by.as_str()
+            ),
+            ("adam", "adam@new.example", "user/olivia")
+        );
+        assert_eq!(
+            email_of(&s, "adam"),
+            before,
+            "the account keeps its address"
+        );
+        // Both ends see it; nobody else does.
+        assert_eq!(s.approvals("user/adam"), vec![a.clone()]);
+        assert_eq!(s.approvals("user/olivia"), vec![a.clone()]);
+        assert!(s.approvals("user/sam").is_empty());
+        // Only the holder approves — not the owner who asked.
+        denied(
+            s.settle("user/olivia", &a.id, true, &api()),
+            "not_the_holder",
+        );
+        denied(s.settle("user/sam", &a.id, true, &api()), "not_the_holder");
+        a.id
+    };
+    // Filed durably: still there after a restart.
+    let s = open(&path);
+    assert_eq!(s.approvals("user/adam").len(), 1);
+    let c = s.settle("user/adam", &id, true, &api()).unwrap();
+    assert!(c.changed);
+    assert_eq!(email_of(&s, "adam"), ("adam@new.example".into(), false));
+    assert!(s.approvals("user/adam").is_empty());
+    // Settled once: a second approval finds nothing.
+    assert!(matches!(
+        s.settle("user/adam", &id, true, &api()),
+        Err(ServiceError::NotFound { .. })
+    ));
+    let log = s.changes(0, 100).unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(last.actor, "user/adam");
+    assert_eq!(last.operations[0]["op"], "update_user");
+    assert_eq!(last.operations[0]["username"], "adam");
+
+    // Declined by the holder: nothing changes.
+    let c = write(
+        &s,
+        "user/olivia",
+        vec![change_email("adam", "typo@new.example")],
+    )
+    .unwrap();
+    let a = c.operations[0].approval.clone().unwrap();
+    s.settle("user/adam", &a.id, false, &api()).unwrap();
+    assert_eq!(email_of(&s, "adam").0, "adam@new.example");
+    assert!(s.approvals("user/olivia").is_empty());
+
+    // The rest of an operation applies at once; the address waits.
+    let c = write(
+        &s,
+        "user/olivia",
+        vec![Operation::UpdateUser {
+            username: "adam".into(),
+            set: UserChanges {
+                email: Some("adam@third.example".into()),
+                phone: Some("+44 20 7946 0000".into()),
+                ..UserChanges::default()
+            },
+        }],
+    )
+    .unwrap();
+    assert_eq!(c.operations[0].outcome, "applied");
+    assert!(c.operations[0].approval.is_some());
+    let head = s.head().unwrap();
+    let adam = head
+        .directory
+        .users
+        .iter()
+        .find(|u| u.username == "adam")
+        .unwrap();
+    assert_eq!(adam.phone.as_deref(), Some("+44 20 7946 0000"));
+    assert_eq!(adam.email, "adam@new.example");
+
+    // A personal account's address changes at once, and so does one's own.
+    let c = write(
+        &s,
+        "user/olivia",
+        vec![change_email("dave", "dave@new.example")],
+    )
+    .unwrap();
+    assert_eq!(c.operations[0].outcome, "applied");
+    assert!(c.operations[0].approval.is_none());
+    assert_eq!(email_of(&s, "dave"), ("dave@new.example".into(), false));
+    // (adam's address is unverified since its change: he acts no more
+    // until he verifies it — seed 000.)
+    denied(
+        write(
+            &s,
+            "user/adam",
+            vec![change_email("adam", "adam@own.example")],
+        ),
+        "email_unverified",
+    );
+    let c = write(&s, "user/ada", vec![change_email("ada", "ada@own.example")]).unwrap();
+    assert!(c.operations[0].approval.is_none());
+    assert_eq!(email_of(&s, "ada").0, "ada@own.example");
 }

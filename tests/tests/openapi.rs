@@ -588,5 +588,46 @@ async fn every_answer_of_the_directory_service_is_documented() {
         assert_eq!(a.status.as_u16(), want, "{path}: {}", a.body);
         check("get", template, &a);
     }
+
+    // An administrator's new address waits for its holder (seed 003).
+    let a = d
+        .call(
+            Method::PATCH,
+            "/v1/directory/users/ada",
+            Some("olivia"),
+            json!({"email": "ada@new.example"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    check("patch", user, &a);
+    assert_eq!(a.body["operations"][0]["outcome"], "pending_approval");
+    let id = a.body["operations"][0]["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approvals = "/v1/directory/approvals";
+    let one = "/v1/directory/approvals/{id}";
+    let a = d
+        .call(Method::GET, approvals, Some("ada"), null.clone())
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["approvals"][0]["id"], id.as_str());
+    check("get", approvals, &a);
+    let path = format!("{approvals}/{id}");
+    for (method, who, want) in [
+        (Method::POST, "olivia", 403),
+        (Method::POST, "ada", 200),
+        (Method::POST, "ada", 404),
+        (Method::DELETE, "ada", 404),
+    ] {
+        let a = d.call(method.clone(), &path, Some(who), null.clone()).await;
+        assert_eq!(
+            a.status.as_u16(),
+            want,
+            "{method} {path} as {who}: {}",
+            a.body
+        );
+        check(&method.as_str().to_ascii_lowercase(), one, &a);
+    }
     assert!(seen.len() >= 30, "{seen:?}");
 }

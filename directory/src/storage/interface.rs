@@ -38,6 +38,8 @@ pub struct Stored {
     pub directory: Directory,
     /// The administrators' settings (SSO, SCIM), by name.
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Changes waiting for their holder's approval, by id.
+    pub approvals: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One row of an entity: its key and its JSON as the source writes it,
@@ -84,6 +86,8 @@ pub struct Commit {
     pub rows: Vec<Row>,
     /// The settings it sets (`None`: removes).
     pub settings: Vec<(String, Option<serde_json::Value>)>,
+    /// The approvals it files (`None`: settles or withdraws).
+    pub approvals: Vec<(String, Option<serde_json::Value>)>,
     /// Its log entry (its revision is the store's next).
     pub entry: LogEntry,
     /// A fingerprint of the request, stored with its idempotency key so a

@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS approvals (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -107,6 +111,27 @@ impl Sqlite {
     }
 }
 
+/// The JSON documents of a table of them (`settings`, `approvals`), by name.
+fn documents(
+    conn: &Connection,
+    table: &'static str,
+    err: &impl Fn(rusqlite::Error) -> StorageError,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>, StorageError> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stmt = conn
+        .prepare(&format!("SELECT name, body FROM {table}"))
+        .map_err(err)?;
+    let mut rows = stmt.query([]).map_err(err)?;
+    while let Some(row) = rows.next().map_err(err)? {
+        let name: String = row.get(0).map_err(err)?;
+        let body: String = row.get(1).map_err(err)?;
+        let value = serde_json::from_str(&body)
+            .map_err(|e| StorageError::Damaged(format!("{table} {name:?}: {e}")))?;
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
 impl Storage for Sqlite {
     fn load(&mut self) -> Result<Stored, StorageError> {
         let err = db(&self.path);
@@ -138,18 +163,8 @@ impl Storage for Sqlite {
             push_entity(&mut stored.directory, k, &body)
                 .map_err(|e| StorageError::Damaged(format!("{kind} {key:?}: {e}")))?;
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, body FROM settings")
-            .map_err(&err)?;
-        let mut rows = stmt.query([]).map_err(&err)?;
-        while let Some(row) = rows.next().map_err(&err)? {
-            let name: String = row.get(0).map_err(&err)?;
-            let body: String = row.get(1).map_err(&err)?;
-            let value = serde_json::from_str(&body)
-                .map_err(|e| StorageError::Damaged(format!("setting {name:?}: {e}")))?;
-            stored.settings.insert(name, value);
-        }
+        stored.settings = documents(&self.conn, "settings", &err)?;
+        stored.approvals = documents(&self.conn, "approvals", &err)?;
         Ok(stored)
     }
 
@@ -206,16 +221,27 @@ impl Storage for Sqlite {
                 params![next],
             )
             .map_err(&err)?;
-            for (name, value) in &commit.settings {
-                match value {
-                    Some(v) => tx.execute(
-                        "INSERT INTO settings (name, body) VALUES (?1, ?2)
-                         ON CONFLICT (name) DO UPDATE SET body = excluded.body",
-                        params![name, v.to_string()],
-                    ),
-                    None => tx.execute("DELETE FROM settings WHERE name = ?1", params![name]),
+            for (table, rows) in [
+                ("settings", &commit.settings),
+                ("approvals", &commit.approvals),
+            ] {
+                for (name, value) in rows {
+                    // `table` is one of the two names above, never input.
+                    match value {
+                        Some(v) => tx.execute(
+                            &format!(
+                                "INSERT INTO {table} (name, body) VALUES (?1, ?2)
+                                 ON CONFLICT (name) DO UPDATE SET body = excluded.body"
+                            ),
+                            params![name, v.to_string()],
+                        ),
+                        None => tx.execute(
+                            &format!("DELETE FROM {table} WHERE name = ?1"),
+                            params![name],
+                        ),
+                    }
+                    .map_err(&err)?;
                 }
-                .map_err(&err)?;
             }
             let e = &commit.entry;
             let json = |v: &serde_json::Value| v.to_string();
