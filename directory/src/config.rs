@@ -52,9 +52,16 @@ pub struct PublishConfig {
     /// takes access away — are published at once.
     #[serde(default = "default_coalesce")]
     pub coalesce_ms: u64,
-    /// Deltas the manifest lists.
+    /// Deltas the manifest lists (at least those leading from its
+    /// snapshot).
     #[serde(default = "default_keep")]
     pub keep: usize,
+    /// The store gets a full snapshot every this many publications (and
+    /// whenever the strings change); in between, a delta and the manifest
+    /// — hundreds of bytes rather than the whole directory. 1: a full
+    /// snapshot every time.
+    #[serde(default = "default_full_every")]
+    pub full_every: u64,
     /// Gateways to push every revision to (their admin APIs), besides or
     /// instead of the store.
     #[serde(default)]
@@ -71,6 +78,7 @@ impl Default for PublishConfig {
             signing_key: None,
             coalesce_ms: default_coalesce(),
             keep: default_keep(),
+            full_every: default_full_every(),
             gateways: Vec::new(),
             push_timeout_ms: default_push_timeout(),
         }
@@ -91,6 +99,9 @@ fn default_coalesce() -> u64 {
     250
 }
 fn default_keep() -> usize {
+    10
+}
+fn default_full_every() -> u64 {
     10
 }
 fn default_push_timeout() -> u64 {

@@ -15,7 +15,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portcullis_gateway::manifest::{DeltaEntry, MANIFEST_FORMAT, Manifest};
+use portcullis_gateway::manifest::{
+    DeltaEntry, MANIFEST_FORMAT, MANIFEST_FORMAT_CHAINED, Manifest, SnapshotOf,
+};
 use portcullis_snapshots::body::Body;
 use portcullis_snapshots::delta::{Delta, Layout};
 use portcullis_snapshots::signature::SigningKey;
@@ -64,8 +66,8 @@ pub enum PublishError {
 pub struct Published {
     /// The revision.
     pub revision: u64,
-    /// The snapshot's file name and size.
-    pub snapshot: (String, usize),
+    /// The snapshot's file name and size, when one was written.
+    pub snapshot: Option<(String, usize)>,
     /// The delta's file name and size, when there was a revision before.
     pub delta: Option<(String, usize)>,
     /// Deltas the manifest lists.
@@ -114,7 +116,7 @@ pub fn publish(
     keep: usize,
     key: Option<&SigningKey>,
 ) -> Result<Published, PublishError> {
-    publish_with(dir, bytes, keep, key, Made::Compute)
+    publish_with(dir, bytes, keep, key, Made::Compute, 1)
 }
 
 /// The delta a publication writes beside its snapshot.
@@ -132,13 +134,17 @@ pub enum Made<'a> {
     Skip,
 }
 
-/// [`publish`], with the delta as `made` says.
+/// [`publish`], with the delta as `made` says, and a full snapshot only
+/// every `full_every` publications: in between, the delta and a manifest
+/// naming the last full snapshot and the deltas from it
+/// (`MANIFEST_FORMAT_CHAINED`).
 pub fn publish_with(
     dir: &Path,
     bytes: &[u8],
     keep: usize,
     key: Option<&SigningKey>,
     made: Made<'_>,
+    full_every: u64,
 ) -> Result<Published, PublishError> {
     let bad = |path: &Path, message: String| PublishError::Store {
         path: path.to_path_buf(),
@@ -184,10 +190,13 @@ pub fn publish_with(
     let name = format!("snapshot-{}.snap", header.revision);
     let mut deltas = Vec::new();
     let mut delta_file = None;
+    // The delta from the previous revision — or, computed here, from the
+    // revision the store's snapshot file holds.
+    let mut delta_from = None;
     if let Some(m) = previous.as_ref().filter(|_| !matches!(made, Made::Skip)) {
         let base_path = dir.join(&m.snapshot);
-        let d = match made {
-            Made::From(from, d) if from == m.revision => d.to_vec(),
+        let (from, from_sha256, d) = match made {
+            Made::From(from, d) if from == m.revision => (from, m.sha256.clone(), d.to_vec()),
             _ => {
                 let base_bytes = read(&base_path)?;
                 let base = decode(&base_bytes).map_err(|e| bad(&base_path, e.to_string()))?;
@@ -195,38 +204,75 @@ pub fn publish_with(
                     .map_err(|e| bad(&base_path, e.to_string()))?;
                 let d = delta::encode_delta(&base.header, &header, &body)
                     .map_err(|e| bad(&base_path, e.to_string()))?;
-                match key {
+                let d = match key {
                     Some(k) => {
                         signature::sign_delta(&d, k).map_err(|e| bad(&base_path, e.to_string()))?
                     }
                     None => d,
-                }
+                };
+                let (r, sha) = m.snapshot_holds();
+                (r, sha.to_string(), d)
             }
         };
-        let path = format!("delta-{}-{}.delta", m.revision, header.revision);
+        let path = format!("delta-{}-{}.delta", from, header.revision);
         deltas.push(DeltaEntry {
-            from: m.revision,
-            from_sha256: m.sha256.clone(),
+            from,
+            from_sha256,
             to: header.revision,
             to_sha256: sha256.clone(),
             path: path.clone(),
             bytes: d.len() as u64,
         });
         delta_file = Some((path, d));
+        delta_from = Some(from);
         deltas.extend(m.deltas.iter().cloned());
     }
-    deltas.truncate(keep);
-    let manifest = Manifest {
-        format: MANIFEST_FORMAT,
-        revision: header.revision,
-        sha256,
-        snapshot: name.clone(),
-        bytes: bytes.len() as u64,
-        deltas,
+    // A full snapshot, or the previous one kept with the deltas from it.
+    let chained = previous.as_ref().and_then(|m| {
+        let (holds, holds_sha) = m.snapshot_holds();
+        let since = m.chain(holds, holds_sha)?.len() as u64;
+        (delta_from == Some(m.revision) && since + 1 < full_every).then(|| {
+            (
+                m,
+                SnapshotOf {
+                    revision: holds,
+                    sha256: holds_sha.to_string(),
+                },
+                since as usize + 1,
+            )
+        })
+    });
+    let manifest = match chained {
+        Some((m, of, needed)) => {
+            deltas.truncate(keep.max(needed));
+            Manifest {
+                format: MANIFEST_FORMAT_CHAINED,
+                revision: header.revision,
+                sha256,
+                snapshot: m.snapshot.clone(),
+                bytes: m.bytes,
+                deltas,
+                snapshot_of: Some(of),
+            }
+        }
+        None => {
+            deltas.truncate(keep);
+            Manifest {
+                format: MANIFEST_FORMAT,
+                revision: header.revision,
+                sha256,
+                snapshot: name.clone(),
+                bytes: bytes.len() as u64,
+                deltas,
+                snapshot_of: None,
+            }
+        }
     };
     // The files the manifest names first, the manifest last: a replica
     // never reads a manifest whose files are not there yet.
-    write_atomic(&dir.join(&name), bytes)?;
+    if manifest.snapshot_of.is_none() {
+        write_atomic(&dir.join(&name), bytes)?;
+    }
     if let Some((path, d)) = &delta_file {
         write_atomic(&dir.join(path), d)?;
     }
@@ -238,7 +284,7 @@ pub fn publish_with(
     }
     Ok(Published {
         revision: header.revision,
-        snapshot: (name, bytes.len()),
+        snapshot: manifest.snapshot_of.is_none().then_some((name, bytes.len())),
         delta: delta_file.map(|(p, d)| (p, d.len())),
         listed: manifest.deltas.len(),
     })
@@ -280,8 +326,10 @@ pub struct Destinations {
     pub key: Option<SigningKey>,
     /// Ordinary changes wait this long to be published together.
     pub window: Duration,
-    /// Deltas the manifest lists.
+    /// Deltas the manifest lists (at least those from its snapshot).
     pub keep: usize,
+    /// A full snapshot in the store every this many publications.
+    pub full_every: u64,
     /// One push's deadline.
     pub push_timeout: Duration,
 }
@@ -534,7 +582,7 @@ fn publish_revision(
             None if skip => Made::Skip,
             None => Made::Compute,
         };
-        match publish_with(dir, &signed, to.keep, to.key.as_ref(), made) {
+        match publish_with(dir, &signed, to.keep, to.key.as_ref(), made, to.full_every) {
             Ok(p) => progress.store = p.revision,
             Err(e) => {
                 failure.get_or_insert(e.to_string());

@@ -1357,6 +1357,7 @@ pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String
             key,
             window: p.window(),
             keep: p.keep,
+            full_every: p.full_every.max(1),
             push_timeout: std::time::Duration::from_millis(p.push_timeout_ms),
         });
         service

@@ -139,6 +139,7 @@ fn a_store_that_refuses_the_upload_is_retried_and_gateways_see_no_gap() {
         key: None,
         window: Duration::from_millis(50),
         keep: 10,
+        full_every: 10,
         push_timeout: Duration::from_secs(1),
     });
     s.listen(publisher.clone()).unwrap();
@@ -204,6 +205,7 @@ fn what_the_store_holds_is_the_compiled_directory_and_new_strings_skip_the_delta
         key: None,
         window: Duration::from_millis(1),
         keep: 10,
+        full_every: 10,
         push_timeout: Duration::from_secs(1),
     });
     s.listen(publisher.clone()).unwrap();
@@ -212,7 +214,18 @@ fn what_the_store_holds_is_the_compiled_directory_and_new_strings_skip_the_delta
             manifest(&store).is_some_and(|m| m.revision == revision)
         });
         let m = manifest(&store).unwrap();
-        let bytes = std::fs::read(store.join(&m.snapshot)).unwrap();
+        // As a fresh gateway reads it: the snapshot file, then the deltas
+        // from the revision it holds (a full one is written only every
+        // few publications).
+        let mut bytes = std::fs::read(store.join(&m.snapshot)).unwrap();
+        let (holds, sha) = m.snapshot_holds();
+        for d in m.chain(holds, sha).unwrap() {
+            let delta = portcullis_snapshots::delta::decode_delta(
+                &std::fs::read(store.join(&d.path)).unwrap(),
+            )
+            .unwrap();
+            bytes = delta.apply_to(&bytes).unwrap();
+        }
         let head = s.head().unwrap();
         assert_eq!(head.revision, revision);
         let mut dir = head.directory.clone();
@@ -252,6 +265,7 @@ fn what_the_store_holds_is_the_compiled_directory_and_new_strings_skip_the_delta
         let (m, bytes) = published(revision);
         if i == 1 {
             assert!(m.deltas.is_empty(), "a new user's revision lists no delta");
+            assert!(m.snapshot_of.is_none(), "and is a full snapshot");
         } else {
             let entry = &m.deltas[0];
             assert_eq!((entry.from, entry.to), (revision - 1, revision));

@@ -10,8 +10,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The manifest format this build writes and reads.
+/// The manifest format whose snapshot is the revision to serve. This
+/// build reads it and [`MANIFEST_FORMAT_CHAINED`], and writes it whenever
+/// the snapshot is the revision's (so a gateway of an earlier build reads
+/// it too).
 pub const MANIFEST_FORMAT: u32 = 1;
+
+/// The manifest format whose snapshot is an earlier revision
+/// ([`Manifest::snapshot_of`]), the deltas leading from it to the revision
+/// to serve: a store writes a full snapshot only every few revisions.
+pub const MANIFEST_FORMAT_CHAINED: u32 = 2;
 
 /// `latest.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +37,31 @@ pub struct Manifest {
     /// Deltas between recent revisions, newest first.
     #[serde(default)]
     pub deltas: Vec<DeltaEntry>,
+    /// The revision the snapshot file holds, when it is an earlier one
+    /// than `revision` (format [`MANIFEST_FORMAT_CHAINED`]): `deltas` then
+    /// lead from it to `revision` (`sha256` stays the body hash of the
+    /// revision to serve; `bytes` is the file's size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_of: Option<SnapshotOf>,
+}
+
+/// The revision an earlier snapshot holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotOf {
+    /// Its revision.
+    pub revision: u64,
+    /// Its body SHA-256 (hex).
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// The revision and body SHA-256 of the snapshot file.
+    pub fn snapshot_holds(&self) -> (u64, &str) {
+        match &self.snapshot_of {
+            Some(of) => (of.revision, of.sha256.as_str()),
+            None => (self.revision, self.sha256.as_str()),
+        }
+    }
 }
 
 /// One delta the store holds.
@@ -54,11 +87,33 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         let m: Manifest =
             serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
-        if m.format != MANIFEST_FORMAT {
-            return Err(format!(
-                "manifest format {} is not supported (this build reads {MANIFEST_FORMAT})",
-                m.format
-            ));
+        match (m.format, &m.snapshot_of) {
+            (MANIFEST_FORMAT, None) => {}
+            (MANIFEST_FORMAT_CHAINED, Some(of)) if of.revision < m.revision => {
+                if m.chain(of.revision, &of.sha256).is_none() {
+                    return Err(format!(
+                        "the manifest's snapshot is revision {} but its deltas do not lead from it to revision {}",
+                        of.revision, m.revision
+                    ));
+                }
+            }
+            (MANIFEST_FORMAT | MANIFEST_FORMAT_CHAINED, _) => {
+                return Err(format!(
+                    "a manifest of format {} {} name the revision its snapshot holds",
+                    m.format,
+                    if m.format == MANIFEST_FORMAT {
+                        "does not"
+                    } else {
+                        "must (an earlier one)"
+                    }
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "manifest format {} is not supported (this build reads {MANIFEST_FORMAT} and {MANIFEST_FORMAT_CHAINED})",
+                    m.format
+                ));
+            }
         }
         for path in std::iter::once(&m.snapshot).chain(m.deltas.iter().map(|d| &d.path)) {
             check_name(path)?;
@@ -150,6 +205,7 @@ mod tests {
             snapshot: "snapshot-7.snap".into(),
             bytes: 1000,
             deltas,
+            snapshot_of: None,
         }
     }
 
@@ -169,6 +225,37 @@ mod tests {
         // A cycle ends.
         let cycle = manifest(vec![entry(5, 6), entry(6, 5)]);
         assert!(cycle.chain(5, &format!("{:064x}", 5)).is_none());
+    }
+
+    #[test]
+    fn an_earlier_snapshot_needs_the_chain_from_it() {
+        let parse = |m: &Manifest| Manifest::parse(&serde_json::to_vec(m).unwrap_or_default());
+        let mut m = manifest(vec![entry(6, 7), entry(5, 6)]);
+        m.format = MANIFEST_FORMAT_CHAINED;
+        m.snapshot = "snapshot-5.snap".into();
+        m.snapshot_of = Some(SnapshotOf {
+            revision: 5,
+            sha256: format!("{:064x}", 5),
+        });
+        assert_eq!(parse(&m).ok(), Some(m.clone()));
+        assert_eq!(m.snapshot_holds(), (5, format!("{:064x}", 5).as_str()));
+        // A gap between the snapshot and the revision: refused.
+        let mut gap = m.clone();
+        gap.deltas = vec![entry(6, 7)];
+        assert!(parse(&gap).is_err());
+        // Each format says, or does not say, what the snapshot holds.
+        let mut unsaid = m.clone();
+        unsaid.snapshot_of = None;
+        assert!(parse(&unsaid).is_err());
+        let mut said = m.clone();
+        said.format = MANIFEST_FORMAT;
+        assert!(parse(&said).is_err());
+        let mut later = m;
+        later.snapshot_of = Some(SnapshotOf {
+            revision: 7,
+            sha256: format!("{:064x}", 7),
+        });
+        assert!(parse(&later).is_err());
     }
 
     #[test]

@@ -210,33 +210,59 @@ async fn follow_manifest(
     {
         return true;
     }
-    if let Some(chain) = serving.as_ref().and_then(|(r, sha)| m.chain(*r, sha)) {
-        let mut applied = true;
-        for d in chain {
-            match fetch_and_install(shared, client, manifest_uri, &d.path, "delta").await {
-                Ok(true) => {}
-                Ok(false) => {
-                    applied = false;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(path = %d.path, error = %e, "cannot fetch a delta; fetching the snapshot");
-                    applied = false;
-                    break;
-                }
-            }
-        }
-        if applied {
-            return true;
-        }
+    if let Some(chain) = serving.as_ref().and_then(|(r, sha)| m.chain(*r, sha))
+        && follow_chain(shared, client, manifest_uri, &chain).await
+    {
+        return true;
+    }
+    let (holds, holds_sha) = m.snapshot_holds();
+    if m.snapshot_of.is_some() && serving.as_ref().is_some_and(|(r, _)| *r >= holds) {
+        // The store's snapshot is not newer than what is served (it is
+        // written only every few revisions) and no delta leads from here:
+        // the next full snapshot will.
+        tracing::warn!(
+            revision = m.revision,
+            snapshot = holds,
+            "no delta in the store leads from the revision served; waiting for its next full snapshot"
+        );
+        return true;
     }
     match fetch_and_install(shared, client, manifest_uri, &m.snapshot, "snapshot").await {
-        Ok(_) => true,
+        Ok(installed) => {
+            // An earlier snapshot: then the deltas from it.
+            if installed
+                && m.snapshot_of.is_some()
+                && let Some(chain) = m.chain(holds, holds_sha)
+            {
+                follow_chain(shared, client, manifest_uri, &chain).await;
+            }
+            true
+        }
         Err(e) => {
             tracing::warn!(path = %m.snapshot, error = %e, "cannot fetch the snapshot");
             false
         }
     }
+}
+
+/// Fetches and installs each delta of `chain` in turn: whether all were.
+async fn follow_chain(
+    shared: &Arc<Shared>,
+    client: &StoreClient,
+    manifest_uri: &http::Uri,
+    chain: &[&crate::manifest::DeltaEntry],
+) -> bool {
+    for d in chain {
+        match fetch_and_install(shared, client, manifest_uri, &d.path, "delta").await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::warn!(path = %d.path, error = %e, "cannot fetch a delta; fetching the snapshot");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Fetches the file `name` beside the manifest and installs it: whether it

@@ -142,6 +142,7 @@ fn main() {
         key: None,
         window: Duration::from_millis(250),
         keep: 10,
+        full_every: 10,
         push_timeout: Duration::from_secs(30),
     });
     service.listen(publisher).unwrap();

@@ -478,6 +478,7 @@ impl Store {
             snapshot: name,
             bytes: snapshot.len() as u64,
             deltas: entries,
+            snapshot_of: None,
         };
         std::fs::write(
             self.dir.path().join("latest.json"),
@@ -551,6 +552,82 @@ async fn a_poller_follows_the_stores_manifest_by_deltas_and_falls_back_to_the_sn
     wait_for(&gw, 5).await;
     assert_eq!(store.sent("snapshot-5.snap"), five.len());
     assert_eq!(readyz(&gw).await["delta"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_a_full_snapshot_every_few_revisions_brings_every_gateway_to_the_latest() {
+    // The directory service writes a full snapshot only every
+    // `full_every` publications; in between, a delta and a manifest naming
+    // the last full snapshot and the deltas from it. A gateway that
+    // follows takes the delta; one that starts fresh takes the snapshot,
+    // then the deltas.
+    use portcullis_directory::publish::{Made, publish_with};
+    use portcullis_gateway::manifest::Manifest;
+    let store = Store::start().await;
+    let dir = store.dir.path();
+    let revisions: Vec<Vec<u8>> = (1..=5).map(|n| example(n, n % 2 == 0)).collect();
+    let publish = |n: usize| {
+        let made = n
+            .checked_sub(1)
+            .map(|p| (p as u64 + 1, delta(&revisions[p], &revisions[n])));
+        let made = match &made {
+            Some((from, d)) => Made::From(*from, d),
+            None => Made::Compute,
+        };
+        publish_with(dir, &revisions[n], 10, None, made, 3).unwrap()
+    };
+    let manifest = || Manifest::parse(&std::fs::read(dir.join("latest.json")).unwrap()).unwrap();
+    assert!(publish(0).snapshot.is_some());
+    let following = gateway_with(None, |c, _| {
+        c.snapshot.poll_url = Some(format!("http://{}/latest.json", store.origin));
+        c.snapshot.poll_interval_ms = 50;
+    })
+    .await;
+    wait_for(&following, 1).await;
+    for n in 1..=2 {
+        let p = publish(n);
+        assert!(
+            p.snapshot.is_none(),
+            "revision {}: no snapshot written",
+            n + 1
+        );
+        wait_for(&following, n as u64 + 1).await;
+    }
+    let m = manifest();
+    assert_eq!(m.revision, 3);
+    assert_eq!(m.snapshot, "snapshot-1.snap");
+    assert_eq!(m.snapshot_of.as_ref().map(|o| o.revision), Some(1));
+    assert_eq!(m.deltas.len(), 2);
+    assert!(!dir.join("snapshot-2.snap").exists());
+    assert_eq!(
+        store.sent("snapshot-1.snap"),
+        revisions[0].len(),
+        "fetched once"
+    );
+    assert!(store.sent("delta-2-3.delta") > 0);
+
+    // A gateway starting now: the snapshot of revision 1, then the deltas.
+    let fresh = gateway_with(None, |c, _| {
+        c.snapshot.poll_url = Some(format!("http://{}/latest.json", store.origin));
+        c.snapshot.poll_interval_ms = 50;
+    })
+    .await;
+    wait_for(&fresh, 3).await;
+    assert_eq!(
+        store.sent("snapshot-1.snap"),
+        2 * revisions[0].len(),
+        "the fresh gateway fetched the snapshot once"
+    );
+
+    // The third publication since the snapshot is a full one again.
+    let p = publish(3);
+    assert!(p.snapshot.is_some());
+    let m = manifest();
+    assert_eq!((m.revision, m.snapshot_of.is_none()), (4, true));
+    assert!(!dir.join("snapshot-1.snap").exists(), "pruned");
+    wait_for(&following, 4).await;
+    wait_for(&fresh, 4).await;
+    assert_eq!(store.sent("snapshot-4.snap"), 0, "both followed the delta");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

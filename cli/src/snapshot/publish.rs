@@ -64,11 +64,13 @@ fn publish(snapshot: &Path, dir: &Path, keep: usize, sign: Option<&Path>) -> Res
         e => CliError::Usage(e.to_string()),
     })?;
     say!(
-        "published revision {} in {}: {} ({} bytes){}, latest.json ({} deltas listed)",
+        "published revision {} in {}: {}{}, latest.json ({} deltas listed)",
         p.revision,
         dir.display(),
-        p.snapshot.0,
-        p.snapshot.1,
+        p.snapshot.as_ref().map_or_else(
+            || "no snapshot (the deltas from the last one)".to_string(),
+            |(name, n)| format!("{name} ({n} bytes)")
+        ),
         p.delta
             .as_ref()
             .map_or_else(String::new, |(p, d)| format!(", {p} ({d} bytes)")),
