@@ -206,8 +206,6 @@ fn main() {
             Operation::RemoveGroupMember { group, member }
         }
     });
-    // A change with a new string compiles: an invitation, then (the
-    // writer's twin being copied after it) the next write waits for it.
     let template = {
         let head = service.head().unwrap();
         let mut u = head
@@ -220,11 +218,23 @@ fn main() {
         u.admin_role = None;
         u
     };
-    sample("an invitation (a new user: compiles)", 6, &|i| {
+    // An invitation: the new user's row and strings appended in place.
+    sample("an invitation (a new user, appended in place)", samples, &|i| {
         let mut user = template.clone();
         user.username = format!("bench-invitee-{i}");
         user.email = format!("bench-invitee-{i}@example.com");
         Operation::InviteUser { user }
+    });
+    // A new string in an existing record still compiles; then (the
+    // writer's twin being copied after it) the next write waits for it.
+    sample("a new phone number (a changed string: compiles)", 6, &|i| {
+        Operation::UpdateUser {
+            username: ordinary[4_000 + i].clone(),
+            set: portcullis_directory::operation::UserChanges {
+                phone: Some(format!("+1 555 01{i:02}")),
+                ..Default::default()
+            },
+        }
     });
     sample("a status change just after one that compiled", 1, &|_| {
         Operation::DeactivateUser {

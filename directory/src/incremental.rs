@@ -20,7 +20,10 @@ use portcullis_snapshots::body::{
     ApiKeyRec, GrantRec, NodeRef, OptStr, PermissionRec, PrincipalRef, RoleRef, Str, UserRec,
 };
 use portcullis_snapshots::delta::{DeltaBody, MemberEdit, Splice, TableLens};
-use portcullis_snapshots::source::{Directory, Grant, PermissionGrant, User, level_problem};
+use portcullis_snapshots::source::{
+    Directory, Grant, PermissionGrant, RESERVED_USERNAME, User, level_problem, plausible_email,
+    valid_id,
+};
 use portcullis_snapshots::vocabulary::{AdminRole, BuiltinRole, Permission};
 
 use crate::operation::{EntityKey, Kind, Known, Operation};
@@ -128,6 +131,9 @@ pub(crate) struct Planner<'a> {
     grants: Appendable<GrantRec>,
     permissions: Appendable<PermissionRec>,
     removed_grants: BTreeMap<u32, GrantRec>,
+    /// Users invited, in order: appended to the users, their strings to
+    /// the string table.
+    invited: Vec<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -142,6 +148,7 @@ impl<'a> Planner<'a> {
             grants: Appendable::new(engine.grant_count()),
             permissions: Appendable::new(engine.tables().permissions.len()),
             removed_grants: BTreeMap::new(),
+            invited: Vec::new(),
         }
     }
 
@@ -218,6 +225,19 @@ impl<'a> Planner<'a> {
                 self.permissions.remove(&at);
                 Some(Known::default())
             }
+            O::InviteUser { user } => {
+                let name = &user.username;
+                // Compilation's checks of a new name; a taken one is the
+                // operation's own refusal (409).
+                let fresh = valid_id(name)
+                    && !name.eq_ignore_ascii_case(RESERVED_USERNAME)
+                    && self.engine.user_row(name).is_none()
+                    && !self.invited.contains(name);
+                fresh.then(|| {
+                    self.invited.push(name.clone());
+                    Known::default()
+                })
+            }
             // Settings are the service's, not the directory's.
             O::SetSetting { .. } => Some(Known::default()),
             _ => None,
@@ -284,7 +304,7 @@ impl<'a> Planner<'a> {
     /// order — or `None` when a row cannot be made without compiling.
     pub(crate) fn finish(self, dir: &Directory) -> Option<(DeltaBody, Vec<GrantRec>)> {
         let t = self.engine.tables();
-        if dir.users.len() != t.users.len()
+        if dir.users.len() != t.users.len() + self.invited.len()
             || dir.api_keys.len() != t.api_keys.len()
             || dir.groups.len() != t.groups.len()
             || dir.teams.len() != t.teams.len()
@@ -360,8 +380,40 @@ impl<'a> Planner<'a> {
             grants: self.engine.grant_count() as u32,
             ..TableLens::of(t)
         };
+        let mut strings = Vec::new();
+        let mut new_users = Vec::with_capacity(self.invited.len());
+        for (k, name) in self.invited.iter().enumerate() {
+            let u = dir.users.get(t.users.len() + k)?;
+            if u.username != *name {
+                return None;
+            }
+            let rec = self.new_user(
+                u,
+                dir.users.get(t.users.len()..t.users.len() + k)?,
+                base.strings,
+                &mut strings,
+            )?;
+            new_users.push(rec);
+        }
+        if !new_users.is_empty() {
+            users.push(Splice {
+                at: base.users,
+                remove: 0,
+                insert: new_users,
+            });
+        }
+        let strings = if strings.is_empty() {
+            Vec::new()
+        } else {
+            vec![Splice {
+                at: base.strings,
+                remove: 0,
+                insert: strings,
+            }]
+        };
         let delta = DeltaBody {
             base,
+            strings,
             domain: t.domain,
             users,
             api_keys,
@@ -393,19 +445,7 @@ impl<'a> Planner<'a> {
         if !same_strings || u.allow_login != old.allow_login {
             return None;
         }
-        let org = match self.engine.node_row(&format!("org/{}", u.organization))? {
-            NodeRef::Org(o) => o,
-            _ => return None,
-        };
-        // Owners and super administrators sit under the domain (seed 003):
-        // compilation says so with its place.
-        if matches!(
-            u.admin_role,
-            Some(AdminRole::Owner | AdminRole::SuperAdministrator)
-        ) && org != t.domain
-        {
-            return None;
-        }
+        let org = self.user_org(u)?;
         Some(UserRec {
             org,
             status: u.status,
@@ -416,6 +456,78 @@ impl<'a> Planner<'a> {
             admin_role: u.admin_role,
             sp_role: u.sp_role,
             ..old.clone()
+        })
+    }
+
+    /// The row of `u`'s organization, unless `u` is an owner or super
+    /// administrator outside the domain (seed 003) — which compilation
+    /// refuses, saying where.
+    fn user_org(&self, u: &User) -> Option<u32> {
+        let org = match self.engine.node_row(&format!("org/{}", u.organization))? {
+            NodeRef::Org(o) => o,
+            _ => return None,
+        };
+        let owner_level = matches!(
+            u.admin_role,
+            Some(AdminRole::Owner | AdminRole::SuperAdministrator)
+        );
+        (!owner_level || org == self.engine.tables().domain).then_some(org)
+    }
+
+    /// A new user's row, its strings appended to `strings` (the table has
+    /// `base` before them), when it passes compilation's checks of a user:
+    /// its organization exists, its email is plausible and nobody else's
+    /// (`earlier`: the users invited before it in the change), an owner
+    /// or super administrator sits under the domain.
+    fn new_user(
+        &self,
+        u: &User,
+        earlier: &[User],
+        base: u32,
+        strings: &mut Vec<String>,
+    ) -> Option<UserRec> {
+        let t = self.engine.tables();
+        let org = self.user_org(u)?;
+        // Emails are unique compared case-insensitively (compilation
+        // lowercases fully; ASCII folding agrees with it on ASCII text).
+        if !plausible_email(&u.email) || !u.email.is_ascii() {
+            return None;
+        }
+        let same = |other: &str| {
+            if other.is_ascii() {
+                other.eq_ignore_ascii_case(&u.email)
+            } else {
+                other.to_lowercase() == u.email.to_ascii_lowercase()
+            }
+        };
+        if t.users.iter().any(|x| same(t.str(x.email))) || earlier.iter().any(|x| same(&x.email)) {
+            return None;
+        }
+        let mut add = |text: Option<&str>| {
+            text.map(|text| {
+                strings.push(text.to_string());
+                Str(base + strings.len() as u32 - 1)
+            })
+        };
+        Some(UserRec {
+            username: add(Some(&u.username))?,
+            name: add(u.name.as_deref()).into(),
+            first_name: add(u.first_name.as_deref()).into(),
+            last_name: add(u.last_name.as_deref()).into(),
+            email: add(Some(&u.email))?,
+            phone: add(u.phone.as_deref()).into(),
+            org,
+            timezone: add(u.timezone.as_deref()).into(),
+            locale: add(u.locale.as_deref()).into(),
+            status: u.status,
+            allow_login: u.allow_login,
+            email_verified: u.email_verified,
+            sso: u.sso,
+            expires_at: u.expires_at.map(|x| x.0).into(),
+            last_login: u.last_login.map(|x| x.0).into(),
+            start_page: add(u.start_page.as_deref()).into(),
+            admin_role: u.admin_role,
+            sp_role: u.sp_role,
         })
     }
 

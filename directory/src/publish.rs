@@ -284,7 +284,10 @@ pub fn publish_with(
     }
     Ok(Published {
         revision: header.revision,
-        snapshot: manifest.snapshot_of.is_none().then_some((name, bytes.len())),
+        snapshot: manifest
+            .snapshot_of
+            .is_none()
+            .then_some((name, bytes.len())),
         delta: delta_file.map(|(p, d)| (p, d.len())),
         listed: manifest.deltas.len(),
     })

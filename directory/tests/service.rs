@@ -624,25 +624,9 @@ fn seed_000_only_owners_and_super_administrators_configure_sso_and_scim() {
     assert_eq!(head.settings["scim"]["enabled"], true);
 }
 
-/// The head's engine is exactly what compiling and loading its directory
-/// gives — however the writer made it (edited in place or compiled).
-fn engine_is_compiled(s: &Service) {
-    let head = s.head().unwrap();
-    let mut dir = head.directory.clone();
-    dir.revision = None;
-    let body = source::compile(&dir).unwrap();
-    let bytes = portcullis_snapshots::encode(&body, head.revision, head.created_at).unwrap();
-    let loaded = policy_wasm::Engine::load(&bytes).unwrap();
-    assert!(
-        head.engine.logical_state() == loaded.logical_state(),
-        "revision {}: the engine edited in place is not the compiled one",
-        head.revision
-    );
-}
-
 /// Follows the revisions a listener is told of as the publisher does —
-/// deltas patched into its own copy of the body — and checks each against
-/// compiling the head's directory.
+/// deltas patched into its own copy of the body — so that each head can be
+/// checked against a full build ([`Follower::agrees`]).
 struct Follower {
     body: std::sync::Mutex<Option<(u64, portcullis_snapshots::body::Body)>>,
 }
@@ -664,16 +648,43 @@ impl portcullis_directory::service::Listener for Follower {
 }
 
 impl Follower {
+    fn on(s: &Service) -> std::sync::Arc<Follower> {
+        let f = std::sync::Arc::new(Follower {
+            body: std::sync::Mutex::new(None),
+        });
+        s.listen(f.clone()).unwrap();
+        f
+    }
+
+    /// The head is exactly what a full build gives: its directory is valid
+    /// (compiles); the followed body is the compiled one — or, once users
+    /// were invited in place (their strings appended rather than interned
+    /// in compilation's order), the same directory; and the head's engine,
+    /// however the writer made it, is the one loading that body gives.
     fn agrees(&self, s: &Service) {
         let head = s.head().unwrap();
         let mut dir = head.directory.clone();
         dir.revision = None;
+        let compiled = source::compile(&dir).unwrap();
         let b = self.body.lock().unwrap();
         let (at, body) = b.as_ref().unwrap();
         assert_eq!(*at, head.revision);
+        if body.strings == compiled.strings {
+            assert!(
+                *body == compiled,
+                "revision {at}: the followed body is not the compiled one"
+            );
+        } else {
+            assert!(
+                source::decompile(body, None) == dir,
+                "revision {at}: the followed body is not the head's directory"
+            );
+        }
+        let bytes = portcullis_snapshots::encode(body, head.revision, head.created_at).unwrap();
+        let loaded = policy_wasm::Engine::load(&bytes).unwrap();
         assert!(
-            *body == source::compile(&dir).unwrap(),
-            "revision {at}: the followed body is not the compiled one"
+            head.engine.logical_state() == loaded.logical_state(),
+            "revision {at}: the engine edited in place is not the one a full load gives"
         );
     }
 }
@@ -834,10 +845,7 @@ fn every_write_gives_exactly_the_engine_a_full_build_gives() {
         let d = tempfile::tempdir().unwrap();
         let s = open(&d.path().join("r.db"));
         s.import(&dir, "operator", false, &api()).unwrap();
-        let follower = std::sync::Arc::new(Follower {
-            body: std::sync::Mutex::new(None),
-        });
-        s.listen(follower.clone()).unwrap();
+        let follower = Follower::on(&s);
         let mut held = None;
         for n in 0..60 {
             let head = s.head().unwrap();
@@ -862,7 +870,6 @@ fn every_write_gives_exactly_the_engine_a_full_build_gives() {
             {
                 in_place += 1;
             }
-            engine_is_compiled(&s);
             follower.agrees(&s);
         }
         drop(held);
@@ -884,6 +891,7 @@ fn the_everyday_changes_edit_the_engine_in_place() {
     use portcullis_snapshots::vocabulary::{AdminRole, EntityType, Permission};
     let d = tempfile::tempdir().unwrap();
     let s = service(&d);
+    let follower = Follower::on(&s);
     let grant = Grant {
         principal: "user/dave".into(),
         role: "reader".into(),
@@ -964,6 +972,29 @@ fn the_everyday_changes_edit_the_engine_in_place() {
             "remove a permission",
             vec![Operation::RemovePermission { permission }],
         ),
+        (
+            "invite a user (new strings, appended)",
+            vec![Operation::InviteUser {
+                user: serde_json::from_value(serde_json::json!({
+                    "username": "newcomer",
+                    "email": "newcomer@acme.example",
+                    "organization": "emea",
+                    "name": "New Comer",
+                    "timezone": "Europe/London",
+                }))
+                .unwrap(),
+            }],
+        ),
+        (
+            "the new user's grant",
+            vec![Operation::AddGrant {
+                grant: Grant {
+                    principal: "user/newcomer".into(),
+                    role: "reader".into(),
+                    on: "org/acme".into(),
+                },
+            }],
+        ),
     ];
     for (what, ops) in cases {
         let c = write(&s, "user/olivia", ops).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -973,7 +1004,7 @@ fn the_everyday_changes_edit_the_engine_in_place() {
             matches!(head.step, Step::Delta(_)),
             "{what} was compiled, not edited in place"
         );
-        engine_is_compiled(&s);
+        follower.agrees(&s);
     }
     // A new string is a compilation.
     let c = write(
@@ -990,7 +1021,44 @@ fn the_everyday_changes_edit_the_engine_in_place() {
     .unwrap();
     assert_eq!(s.head().unwrap().revision, c.revision);
     assert!(matches!(s.head().unwrap().step, Step::Full(_)));
-    engine_is_compiled(&s);
+    follower.agrees(&s);
+    // What compilation refuses of a new user is refused, whole, with its
+    // place: an email taken (compared case-insensitively), an owner outside
+    // the domain, the support principal's name.
+    let invite = |v: serde_json::Value| Operation::InviteUser {
+        user: serde_json::from_value(v).unwrap(),
+    };
+    for (what, op) in [
+        (
+            "a taken email",
+            invite(
+                serde_json::json!({"username": "twin", "email": "DAVE@acme.example", "organization": "acme"}),
+            ),
+        ),
+        (
+            "an owner outside the domain",
+            invite(
+                serde_json::json!({"username": "boss", "email": "boss@acme.example", "organization": "emea", "admin_role": "owner"}),
+            ),
+        ),
+        (
+            "the support principal's name",
+            invite(
+                serde_json::json!({"username": "Support", "email": "s@acme.example", "organization": "acme"}),
+            ),
+        ),
+    ] {
+        let before = s.head().unwrap().revision;
+        match write(&s, "user/olivia", vec![op]) {
+            Err(ServiceError::Invalid422(problems)) => assert!(!problems.is_empty(), "{what}"),
+            other => panic!("{what}: expected 422, got {other:?}"),
+        }
+        assert_eq!(s.head().unwrap().revision, before, "{what}");
+    }
+    // And the writer goes on from the head as it was.
+    write(&s, "user/olivia", vec![deactivate("pat")]).unwrap();
+    assert!(matches!(s.head().unwrap().step, Step::Delta(_)));
+    follower.agrees(&s);
 }
 
 fn email_of(s: &Service, u: &str) -> (String, bool) {

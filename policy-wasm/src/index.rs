@@ -336,6 +336,20 @@ impl Indexed {
         }
     }
 
+    /// Indexes user `row`, just appended to the body: its name in the
+    /// lookup, and an empty list of groups, teams and grants.
+    #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
+    pub(crate) fn add_user(&mut self, row: u32) {
+        let b = &self.body;
+        let name = |j: u32| b.str(b.users[j as usize].username);
+        self.users
+            .table
+            .insert_unique(hash(name(row)), row, |&j| hash(name(j)));
+        self.user_groups.push_key();
+        self.user_teams.push_key();
+        self.grants.users.push_key();
+    }
+
     /// Number of role grants (the body's table moved into the index).
     pub(crate) fn grant_count(&self) -> usize {
         self.grants.users.count() + self.grants.services.count() + self.grants.groups.count()

@@ -137,6 +137,13 @@ impl<T: Copy> Lists<T> {
     }
 
     #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
+    /// Adds a key with an empty list (a row appended to the table keyed).
+    pub(crate) fn push_key(&mut self) {
+        let end = self.items.len() as u32;
+        self.spans.push([end, end]);
+    }
+
+    #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
     /// Every tag slot, holes included, for edits that rewrite tags
     /// wherever they are (renumbering rows).
     pub(crate) fn tags_mut(&mut self) -> &mut [u32] {

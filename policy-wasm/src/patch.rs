@@ -54,6 +54,8 @@ pub enum PatchError {
 /// Everything a delta changes, checked and built before anything changes.
 struct Plan {
     users: Vec<(u32, UserRec)>,
+    /// Users appended, in order (their strings are appended already).
+    new_users: Vec<UserRec>,
     groups: BTreeMap<u32, GroupRec>,
     teams: BTreeMap<u32, TeamRec>,
     api_keys: Option<Vec<portcullis_snapshots::body::ApiKeyRec>>,
@@ -170,20 +172,42 @@ impl Indexed {
         if self.view.is_some() {
             return Err(PatchError::NotInPlace("a principal's view"));
         }
-        if self.lens() != d.base {
+        // The strings the delta appends are in the table already (`patch`).
+        let mut lens = self.lens();
+        lens.strings = d.base.strings;
+        if lens != d.base {
             return Err(DeltaError::apply(
                 "(all)",
                 "the base's tables are not the lengths the delta was made from",
             )
             .into());
         }
-        d.in_place().map_err(PatchError::NotInPlace)?;
+        d.appends_in_place().map_err(PatchError::NotInPlace)?;
         if d.domain != b.domain {
             return Err(PatchError::NotInPlace("the domain organization"));
         }
 
+        let (replaced, new_users) = match d.users.split_last() {
+            Some((last, rest)) if last.at as usize == b.users.len() && last.remove == 0 => {
+                (rest, last.insert.clone())
+            }
+            _ => (&d.users[..], Vec::new()),
+        };
+        let mut names = std::collections::HashSet::new();
+        for u in &new_users {
+            // A new name is found by the lookup once added: it must not
+            // be there already (two users of one name).
+            let name = b.str(u.username);
+            if name.is_empty()
+                || !names.insert(name)
+                || crate::facts::Facts::user(self, name).is_some()
+            {
+                return Err(PatchError::NotInPlace("a user's name taken"));
+            }
+            integrity::check_user(b, u)?;
+        }
         let mut users = Vec::new();
-        for (i, u) in in_place("users", &d.users, b.users.len())? {
+        for (i, u) in in_place("users", replaced, b.users.len())? {
             // The username lookup is not edited: a renamed user is a
             // full load.
             if u.username != b.users[i as usize].username {
@@ -302,6 +326,7 @@ impl Indexed {
         }
         Ok(Plan {
             users,
+            new_users,
             groups,
             teams,
             api_keys,
@@ -315,7 +340,45 @@ impl Indexed {
     /// Applies `d` in place; `removed` are the base's grants at the rows
     /// the delta removes, in row order. On error nothing has changed.
     pub(crate) fn patch(&mut self, d: &DeltaBody, removed: &[GrantRec]) -> Result<(), PatchError> {
-        let plan = self.plan(d, removed)?;
+        if self.lens() != d.base {
+            return Err(DeltaError::apply(
+                "(all)",
+                "the base's tables are not the lengths the delta was made from",
+            )
+            .into());
+        }
+        // Strings appended first, so that the rows the delta brings are
+        // checked against them; taken back if the plan is refused.
+        let strings = (self.body.strings.blob.len(), self.body.strings.ends.len());
+        if self.view.is_none() && d.appends_in_place().is_ok() {
+            for text in d.strings.iter().flat_map(|s| &s.insert) {
+                self.body.strings.blob.push_str(text);
+                let Ok(end) = u32::try_from(self.body.strings.blob.len()) else {
+                    self.body.strings.blob.truncate(strings.0);
+                    self.body.strings.ends.truncate(strings.1);
+                    return Err(
+                        DeltaError::apply("strings", "the string table outgrows 4 GiB").into(),
+                    );
+                };
+                self.body.strings.ends.push(end);
+            }
+        }
+        let plan = match self.plan(d, removed) {
+            Ok(p) => p,
+            Err(e) => {
+                self.body.strings.blob.truncate(strings.0);
+                self.body.strings.ends.truncate(strings.1);
+                return Err(e);
+            }
+        };
+        for u in plan.new_users {
+            if u.admin_role == Some(AdminRole::Owner) {
+                self.owners += 1;
+            }
+            let row = self.body.users.len() as u32;
+            self.body.users.push(u);
+            self.add_user(row);
+        }
         for (i, u) in plan.users {
             let old = &mut self.body.users[i as usize];
             let owner = |u: &UserRec| u.admin_role == Some(AdminRole::Owner);

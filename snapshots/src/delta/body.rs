@@ -244,8 +244,9 @@ pub fn apply(base: &Body, delta: &DeltaBody) -> Result<Body, DeltaError> {
 }
 
 /// Applies `delta` to `body` in place, when it is a delta that edits in
-/// place (`DeltaBody::in_place`: no strings, no row of a table others refer
-/// to inserted or removed): rows replaced one for one, member lists edited,
+/// place (`DeltaBody::appends_in_place`: no row of a table others refer to
+/// inserted or removed but users and strings appended at the end): rows
+/// replaced one for one, member lists edited, strings and users appended,
 /// and API keys, grants and permissions — which nothing refers to —
 /// spliced. Its cost follows the change, not the directory (save moving
 /// the rows after a removed or inserted grant). Refused, with `body`
@@ -258,7 +259,7 @@ pub fn patch(body: &mut Body, delta: &DeltaBody) -> Result<(), DeltaError> {
         ));
     }
     delta
-        .in_place()
+        .appends_in_place()
         .map_err(|what| DeltaError::apply(what, "this delta cannot be applied in place"))?;
     if delta.domain != body.domain {
         return Err(DeltaError::apply(
@@ -331,7 +332,28 @@ pub fn patch(body: &mut Body, delta: &DeltaBody) -> Result<(), DeltaError> {
             rows.splice(at..at + s.remove as usize, s.insert.iter().cloned());
         }
     }
-    replace(&mut body.users, &delta.users);
+    let appended: Vec<&String> = delta.strings.iter().flat_map(|s| &s.insert).collect();
+    // Checked before anything changes.
+    let grown = body.strings.blob.len() + appended.iter().map(|t| t.len()).sum::<usize>();
+    if u32::try_from(grown).is_err() {
+        return Err(DeltaError::apply(
+            "strings",
+            "the string table outgrows 4 GiB",
+        ));
+    }
+    for text in appended {
+        body.strings.blob.push_str(text);
+        let end = u32::try_from(body.strings.blob.len())
+            .map_err(|_| DeltaError::apply("strings", "the string table outgrows 4 GiB"))?;
+        body.strings.ends.push(end);
+    }
+    for s in &delta.users {
+        if s.remove == 0 {
+            body.users.extend(s.insert.iter().cloned());
+        } else {
+            replace(&mut body.users, std::slice::from_ref(s));
+        }
+    }
     replace(&mut body.groups, &delta.groups);
     replace(&mut body.teams, &delta.teams);
     for (row, members) in groups {

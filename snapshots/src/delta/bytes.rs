@@ -372,6 +372,36 @@ impl DeltaBody {
     /// one for one — so that it can be applied to bytes ([`Delta::apply_in_place`])
     /// and to a loaded engine. `Err` names what needs a full load.
     pub fn in_place(&self) -> Result<(), &'static str> {
+        self.in_place_with(false)
+    }
+
+    /// [`DeltaBody::in_place`], or besides it strings and users appended
+    /// at the end of their tables (nothing refers to a new row yet): what
+    /// a loaded engine and a decoded body apply in place — not the bytes
+    /// of a snapshot, whose string table sits before every record.
+    pub fn appends_in_place(&self) -> Result<(), &'static str> {
+        self.in_place_with(true)
+    }
+
+    fn in_place_with(&self, appends: bool) -> Result<(), &'static str> {
+        /// One splice adding rows at the end of a table of `len` rows.
+        fn appended<T>(s: &[Splice<T>], len: u32) -> bool {
+            matches!(s, [one] if one.at == len && one.remove == 0)
+        }
+        let (strings, users) = if appends {
+            let users = match self.users.split_last() {
+                Some((last, rest)) if last.at == self.base.users && last.remove == 0 => rest,
+                _ => &self.users[..],
+            };
+            let strings: &[Splice<String>] = if appended(&self.strings, self.base.strings) {
+                &[]
+            } else {
+                &self.strings
+            };
+            (strings, users)
+        } else {
+            (&self.strings[..], &self.users[..])
+        };
         fn none<T>(s: &[Splice<T>], what: &'static str) -> Result<(), &'static str> {
             if s.is_empty() { Ok(()) } else { Err(what) }
         }
@@ -388,14 +418,14 @@ impl DeltaBody {
                 Err(what)
             }
         }
-        none(&self.strings, "strings")?;
+        none(strings, "strings")?;
         none(&self.orgs, "organizations")?;
         none(&self.envs, "environments")?;
         none(&self.catalogs, "catalogs")?;
         none(&self.objects, "objects")?;
         none(&self.service_accounts, "service accounts")?;
         none(&self.custom_roles, "custom roles")?;
-        one_for_one(&self.users, self.base.users, "users")?;
+        one_for_one(users, self.base.users, "users")?;
         one_for_one(&self.groups, self.base.groups, "groups")?;
         one_for_one(&self.teams, self.base.teams, "teams")?;
         Ok(())

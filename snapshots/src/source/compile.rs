@@ -86,7 +86,9 @@ const ID_HINT: &str =
 /// The name of the break-glass support principal, which no user may take.
 pub const RESERVED_USERNAME: &str = "support";
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` is an id compilation accepts (for writers that add an
+/// entity alone).
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 256
         && !id
@@ -851,7 +853,8 @@ fn scope_problem(scope: &str) -> Option<(String, String)> {
     }
 }
 
-fn plausible_email(e: &str) -> bool {
+/// Whether `e` passes compilation's check of an email address.
+pub fn plausible_email(e: &str) -> bool {
     match e.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()

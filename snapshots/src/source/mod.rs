@@ -8,7 +8,7 @@ mod model;
 mod parse;
 mod problem;
 
-pub use compile::{compile, level_problem};
+pub use compile::{RESERVED_USERNAME, compile, level_problem, plausible_email, valid_id};
 pub use decompile::decompile;
 pub use locate::Locator;
 pub use model::*;
