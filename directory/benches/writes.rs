@@ -219,12 +219,16 @@ fn main() {
         u
     };
     // An invitation: the new user's row and strings appended in place.
-    sample("an invitation (a new user, appended in place)", samples, &|i| {
-        let mut user = template.clone();
-        user.username = format!("bench-invitee-{i}");
-        user.email = format!("bench-invitee-{i}@example.com");
-        Operation::InviteUser { user }
-    });
+    sample(
+        "an invitation (a new user, appended in place)",
+        samples,
+        &|i| {
+            let mut user = template.clone();
+            user.username = format!("bench-invitee-{i}");
+            user.email = format!("bench-invitee-{i}@example.com");
+            Operation::InviteUser { user }
+        },
+    );
     // A new string in an existing record still compiles; then (the
     // writer's twin being copied after it) the next write waits for it.
     sample("a new phone number (a changed string: compiles)", 6, &|i| {
