@@ -593,6 +593,7 @@ async fn start_directory(
             ..PublishConfig::default()
         },
         cors_origins: vec![page_origin],
+        tls: None,
     };
     let api = portcullis_directory::server::start(&config)?;
     let addr = config.listen;

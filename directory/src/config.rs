@@ -34,6 +34,13 @@ pub struct DirectoryConfig {
     /// a console at `https://console.example.com`; none by default.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// TLS on the listener, configured as a gateway listener's
+    /// (`docs/gateway.md`, "TLS"): certificates reloaded when their files
+    /// change; with `client_ca`, client certificates verified (and checked
+    /// again on open connections when the trust reloads or they expire),
+    /// and `client_principals` naming the service accounts they are.
+    #[serde(default)]
+    pub tls: Option<portcullis_gateway::config::TlsConfig>,
 }
 
 /// Publishing committed revisions.

@@ -15,6 +15,7 @@ use policy_wasm::Context;
 use portcullis_gateway::framing::{Framed, FramingLog};
 use portcullis_gateway::response::{Body, Refusal, json_response};
 use portcullis_gateway::stage::identity::{Identity, Unauthenticated};
+use portcullis_gateway::tls::{ClientCertificate, MaybeTls, Tls};
 use portcullis_snapshots::source::{Directory, Grant, Timestamp, User};
 use portcullis_snapshots::vocabulary::AdminRole;
 use serde::Deserialize;
@@ -49,6 +50,10 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// Origins allowed to call from a browser.
     pub cors_origins: Vec<String>,
+    /// TLS on the listener, when configured: the gateway's (certificates
+    /// reloaded when their files change, client certificates verified and
+    /// mapped to service accounts by `client_principals`).
+    pub tls: Option<Arc<Tls>>,
 }
 
 fn now_unix() -> i64 {
@@ -405,17 +410,29 @@ impl Api {
         }
     }
 
-    fn actor(&self, headers: &HeaderMap) -> Result<String, Early> {
-        self.identity
-            .authenticate(headers, now_unix())
-            .map(|c| c.principal().to_string())
-            .map_err(|e| {
-                let invalid = !matches!(e, Unauthenticated::Missing);
-                Box::new(
-                    Refusal::unauthenticated(e.to_string(), invalid, "portcullis-directory")
-                        .into_response(),
-                )
-            })
+    /// Who is asking: the request's credentials, or — with none — the
+    /// service account the connection's client certificate is
+    /// (`tls.client_principals`), as at the gateway.
+    fn actor(
+        &self,
+        headers: &HeaderMap,
+        certificate: Option<&ClientCertificate>,
+    ) -> Result<String, Early> {
+        let by_certificate = certificate.and_then(|c| c.0.principal.clone());
+        match (
+            self.identity.authenticate(headers, now_unix()),
+            by_certificate,
+        ) {
+            (Err(Unauthenticated::Missing), Some(p)) => Ok(p.to_string()),
+            (r, _) => r.map(|c| c.principal().to_string()),
+        }
+        .map_err(|e| {
+            let invalid = !matches!(e, Unauthenticated::Missing);
+            Box::new(
+                Refusal::unauthenticated(e.to_string(), invalid, "portcullis-directory")
+                    .into_response(),
+            )
+        })
     }
 
     /// Asks the engine at the head whether `actor` may `action` on
@@ -542,7 +559,7 @@ impl Api {
             ));
         }
         let headers = req.headers().clone();
-        let actor = match self.actor(&headers) {
+        let actor = match self.actor(&headers, req.extensions().get::<ClientCertificate>()) {
             Ok(a) => a,
             Err(r) => return *r,
         };
@@ -1280,8 +1297,14 @@ pub async fn serve(
             .map_err(|e| std::io::Error::other(format!("identity provider keys: {e}")))?;
         tokio::spawn(Arc::clone(remote).run(|_| {}, stop.clone()));
     }
+    // The directory service keeps no metrics endpoint: TLS events are
+    // logged (reloads, refused handshakes, withdrawn certificates).
+    let tls_metrics = portcullis_gateway::metrics::TlsMetrics::default();
+    if let Some(tls) = &api.tls {
+        portcullis_gateway::tls::watch(Arc::clone(tls), tls_metrics.clone(), stop.clone());
+    }
     loop {
-        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -1292,6 +1315,7 @@ pub async fn serve(
             },
             _ = stop.changed() => return Ok(()),
         };
+        let api_tls = api.tls.clone();
         let api = api.clone();
         let mut stopped = stop.clone();
         // The gateway's framing follower: a request carrying both
@@ -1300,11 +1324,42 @@ pub async fn serve(
         // read its body the other way.
         let framing = FramingLog::new();
         let seen = framing.clone();
+        let tls_metrics = tls_metrics.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
+            let (stream, certificate) = match &api.tls {
+                None => (MaybeTls::Plain(stream), None),
+                Some(tls) => {
+                    match portcullis_gateway::tls::handshake(tls, stream, peer, &tls_metrics).await
+                    {
+                        Some(s) => s,
+                        None => return,
+                    }
+                }
+            };
+            let cert = certificate.clone();
+            let svc = service_fn(move |mut req: Request<Incoming>| {
                 let api = api.clone();
-                let ambiguous = seen.next_request_is_ambiguous();
+                // HTTP/1 requests reach the service in the order they were
+                // sent, so the n-th one asks about the n-th head on the wire.
+                let ambiguous =
+                    req.version() < http::Version::HTTP_2 && seen.next_request_is_ambiguous();
+                // A certificate revoked or expired since the handshake no
+                // longer speaks for its connection.
+                let withdrawn = cert.as_ref().and_then(|c| match c.check(now_unix()) {
+                    Ok(()) => {
+                        req.extensions_mut()
+                            .insert(ClientCertificate(Arc::clone(c)));
+                        None
+                    }
+                    Err((why, message)) => Some(
+                        portcullis_gateway::tls::certificate_withdrawn(why, message)
+                            .into_response(),
+                    ),
+                });
                 async move {
+                    if let Some(refusal) = withdrawn {
+                        return Ok::<_, std::convert::Infallible>(refusal);
+                    }
                     if ambiguous {
                         return Ok::<_, std::convert::Infallible>(
                             Refusal::ambiguous_request(
@@ -1318,14 +1373,37 @@ pub async fn serve(
             });
             // The header timeout needs hyper's timer: without it hyper
             // panics on the first request.
-            let conn = hyper::server::conn::http1::Builder::new()
+            // HTTP/1.1, and HTTP/2 where TLS negotiates it (ALPN), as at
+            // the gateway.
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
-                .max_buf_size(MAX_HEAD)
-                .serve_connection(TokioIo::new(Framed::new(stream, framing, MAX_HEAD)), svc);
+                .max_buf_size(MAX_HEAD);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(100)
+                .max_header_list_size(MAX_HEAD as u32);
+            let conn =
+                builder.serve_connection(TokioIo::new(Framed::new(stream, framing, MAX_HEAD)), svc);
             tokio::pin!(conn);
+            // When the listener's trust reloads or the client certificate
+            // expires, the connection ends with it (new handshakes decide
+            // anew).
+            let ends = async {
+                match (&certificate, &api_tls) {
+                    (Some(c), Some(tls)) => {
+                        portcullis_gateway::tls::until_withdrawn(tls, c, peer, &tls_metrics).await;
+                    }
+                    _ => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 r = conn.as_mut() => { let _ = r; }
+                () = ends => {}
                 _ = stopped.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
@@ -1374,11 +1452,18 @@ pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String
     } else {
         None
     };
+    let tls = match &config.tls {
+        Some(t) => Some(Arc::new(
+            Tls::new("directory", t).map_err(|e| format!("tls: {}", e.join("; ")))?,
+        )),
+        None => None,
+    };
     Ok(Arc::new(Api {
         service,
         identity,
         publisher,
         max_body_bytes: config.max_body_bytes,
         cors_origins: config.cors_origins.clone(),
+        tls,
     }))
 }

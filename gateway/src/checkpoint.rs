@@ -308,18 +308,7 @@ pub(crate) fn recheck(shared: &Shared, standing: &Standing) -> Result<Verdict, R
     }
 }
 
-/// A 401 for a connection whose client certificate no longer identifies
-/// it (revoked by a reloaded CRL or trust, or expired): the connection is
-/// closed after it.
-pub(crate) fn certificate_withdrawn(why: crate::tls::Withdrawn, message: &str) -> Refusal {
-    Refusal::certificate_withdrawn(
-        match why {
-            crate::tls::Withdrawn::Revoked => "certificate_revoked",
-            crate::tls::Withdrawn::Expired => "certificate_expired",
-        },
-        message,
-    )
-}
+pub(crate) use crate::tls::certificate_withdrawn;
 
 /// Answers one question of the decision endpoint on `generation` (kept by
 /// the caller, so a batch is answered on one snapshot): identity →

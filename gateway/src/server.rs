@@ -536,30 +536,6 @@ fn spawn_shard(
         })
 }
 
-/// Resolves when `cert` no longer identifies its connection: checked
-/// after every reload of its listener's trust and when its validity ends.
-async fn withdrawn(
-    cert: &PeerCertificate,
-    mut reloads: watch::Receiver<u64>,
-) -> (crate::tls::Withdrawn, String) {
-    let mut reloads_open = true;
-    loop {
-        if let Err((why, message)) = cert.check(crate::shared::unix_now()) {
-            return (why, message.to_string());
-        }
-        let left = cert
-            .not_after
-            .saturating_add(1)
-            .saturating_sub(crate::shared::unix_now());
-        // At most a day at a time: a clock that jumps is read again.
-        let wait = Duration::from_secs(u64::try_from(left).unwrap_or(0).clamp(1, 86_400));
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            changed = reloads.changed(), if reloads_open => reloads_open = changed.is_ok(),
-        }
-    }
-}
-
 #[derive(Clone)]
 enum Listener {
     Proxy(Arc<Upstreams>),
@@ -700,50 +676,15 @@ async fn serve(
             }
             let stream = match &tls {
                 None => MaybeTls::Plain(stream),
-                Some(tls) => {
-                    // Read before the handshake: a reload during it is
-                    // checked again at the first request.
-                    let generation = tls.generation();
-                    let handshake = tls.acceptor().accept(stream);
-                    match tokio::time::timeout(tls.handshake_timeout, handshake).await {
-                        Ok(Ok(s)) => {
-                            if let Some(cert) =
-                                s.get_ref().1.peer_certificates().and_then(|c| {
-                                    PeerCertificate::new(Arc::clone(tls), c, generation)
-                                })
-                            {
-                                // A resumed TLS session brings back its
-                                // client certificate unverified: one that
-                                // expired (or was revoked) since is refused
-                                // here, before anything is served.
-                                if let Err((why, message)) = cert.check(crate::shared::unix_now()) {
-                                    tls_metrics.withdrawn(tls.listener, why.as_str());
-                                    tracing::warn!(
-                                        listener = tls.listener,
-                                        %peer,
-                                        serial = %cert.serial,
-                                        reason = why.as_str(),
-                                        %message,
-                                        "closing a connection at its handshake: its client certificate no longer identifies it (a resumed session)"
-                                    );
-                                    return;
-                                }
-                                let _ = certified.set(Arc::new(cert));
-                            }
-                            MaybeTls::Tls(Box::new(s))
+                Some(tls) => match crate::tls::handshake(tls, stream, peer, &tls_metrics).await {
+                    Some((s, cert)) => {
+                        if let Some(cert) = cert {
+                            let _ = certified.set(cert);
                         }
-                        Ok(Err(e)) => {
-                            tls_metrics.handshake_failed(tls.listener);
-                            tracing::debug!(listener = tls.listener, %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tls_metrics.handshake_failed(tls.listener);
-                            tracing::debug!(listener = tls.listener, %peer, "TLS handshake timed out");
-                            return;
-                        }
+                        s
                     }
-                }
+                    None => return,
+                },
             };
             let conn = builder
                 .serve_connection_with_upgrades(
@@ -760,18 +701,7 @@ async fn serve(
                     // connection closes it); new handshakes decide anew.
                     tokio::select! {
                         _ = served => {}
-                        (why, message) = withdrawn(cert, tls.reloads()) => {
-                            tls_metrics.withdrawn(tls.listener, why.as_str());
-                            tracing::warn!(
-                                listener = tls.listener,
-                                %peer,
-                                serial = %cert.serial,
-                                principal = cert.principal.as_deref(),
-                                reason = why.as_str(),
-                                %message,
-                                "closing a connection: its client certificate no longer identifies it"
-                            );
-                        }
+                        () = crate::tls::until_withdrawn(tls, cert, peer, &tls_metrics) => {}
                     }
                 }
                 _ => {

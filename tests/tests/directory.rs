@@ -929,3 +929,133 @@ async fn every_section_is_written_resource_by_resource() {
     assert_ne!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(d.api.service.head().unwrap().revision, 8);
 }
+
+/// curl against the directory service over TLS, presenting `cert` (a
+/// (certificate, key) pair of files) when given: the body as JSON, with
+/// `status` added (curl's exit code when it could not connect).
+fn curl_tls(
+    ca: &std::path::Path,
+    port: u16,
+    path: &str,
+    cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    headers: &[&str],
+) -> Value {
+    let resolve = format!("directory.test:{port}:127.0.0.1");
+    let url = format!("https://directory.test:{port}{path}");
+    let ca = ca.display().to_string();
+    let mut args: Vec<String> = [
+        "-sS",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some((c, k)) = cert {
+        args.extend([
+            "--cert".into(),
+            c.display().to_string(),
+            "--key".into(),
+            k.display().to_string(),
+        ]);
+    }
+    for h in headers {
+        args.extend(["-H".to_string(), h.to_string()]);
+    }
+    args.push(url);
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    let mut v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if !v.is_object() {
+        v = json!({});
+    }
+    v["status"] = if status.is_empty() || status == "000" {
+        json!(format!("curl {}", out.status.code().unwrap_or(-1)))
+    } else {
+        json!(status)
+    };
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_service_speaks_tls_and_knows_service_accounts_by_their_certificates() {
+    // Issue #25: callers are identified exactly as at the gateway — mTLS
+    // service accounts included, mapped by `client_principals`.
+    use common::ca::{Ca, write};
+    use portcullis_gateway::config::{CertificatePair, ClientCertificates, TlsConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca = Ca::new("Directory CA");
+    let clients = Ca::new("Clients CA");
+    let (cert, key) = ca.issue(&["directory.test"], false);
+    let ca_file = write(dir, "ca.pem", &ca.pem);
+    let tls = TlsConfig {
+        certificates: vec![CertificatePair {
+            cert: write(dir, "directory.pem", &cert),
+            key: write(dir, "directory.key", &key),
+        }],
+        client_ca: Some(write(dir, "clients.pem", &clients.pem)),
+        client_crl: None,
+        client_certificates: ClientCertificates::Optional,
+        handshake_timeout_ms: 5_000,
+        client_principals: [(
+            "spiffe://test/ns/prod/sa/etl".to_string(),
+            "service/etl-loader".to_string(),
+        )]
+        .into(),
+    };
+    let d = common::directory::directory_configured(dir, 1 << 20, |c| c.tls = Some(tls)).await;
+    let port: u16 = d.base.rsplit(':').next().unwrap().parse().unwrap();
+    let issued = |name: &str, (c, k): (String, String)| {
+        (
+            write(dir, &format!("{name}.pem"), &c),
+            write(dir, &format!("{name}.key"), &k),
+        )
+    };
+    let etl = issued("etl", clients.issue_uri("spiffe://test/ns/prod/sa/etl"));
+    let nobody = issued("nobody", clients.issue(&["other.svc.test"], false));
+    let stranger = issued("stranger", Ca::new("Elsewhere").issue(&["x.test"], false));
+
+    // The certificate is the service account: the engine answers for it.
+    let actions = "/v1/directory/actions?resource=catalog/sales";
+    let a = curl_tls(&ca_file, port, actions, Some(&etl), &[]);
+    assert_eq!(a["status"], "200", "{a}");
+    assert_eq!(a["principal"], "service/etl-loader", "{a}");
+    assert!(
+        a["permissions"]
+            .as_array()
+            .is_some_and(|x| x.iter().any(|v| v == "write")),
+        "etl-loader writes catalog/sales: {a}"
+    );
+    // Credentials in the request come first.
+    let token = format!("authorization: {}", bearer("pat"));
+    let b = curl_tls(&ca_file, port, actions, Some(&etl), &[&token]);
+    assert_eq!(b["status"], "200", "{b}");
+    assert_eq!(b["principal"], "user/pat", "{b}");
+    // A certificate the map does not name is nobody; none at all either.
+    let a = curl_tls(&ca_file, port, actions, Some(&nobody), &[]);
+    assert_eq!(a["status"], "401", "{a}");
+    let a = curl_tls(&ca_file, port, actions, None, &[]);
+    assert_eq!(a["status"], "401", "{a}");
+    // One from another CA is refused in the handshake.
+    let a = curl_tls(&ca_file, port, actions, Some(&stranger), &[]);
+    assert!(
+        a["status"].as_str().is_some_and(|s| s.starts_with("curl")),
+        "{a}"
+    );
+    // And nothing is served in the clear on that port.
+    let plain = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/v1/directory/revision"))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+}

@@ -13,6 +13,7 @@
 //! aws-lc-rs would add a C and assembly build to every CI run for
 //! primitives ring has.
 
+mod accept;
 mod certs;
 mod listener;
 mod peer;
@@ -21,6 +22,7 @@ mod stream;
 
 use std::sync::Arc;
 
+pub use accept::{certificate_withdrawn, handshake, until_withdrawn, withdrawn};
 pub use certs::Loaded;
 pub use listener::{Tls, watch};
 pub use peer::{PeerCertificate, Withdrawn};

@@ -34,6 +34,16 @@ pub async fn directory_with(
     max_body_bytes: usize,
     tweak: impl FnOnce(&mut PublishConfig),
 ) -> Directory {
+    directory_configured(dir, max_body_bytes, |c| tweak(&mut c.publish)).await
+}
+
+/// [`directory`], its whole configuration changed by `tweak` (`base` is
+/// `https://directory.test:<port>` when it sets `tls`).
+pub async fn directory_configured(
+    dir: &std::path::Path,
+    max_body_bytes: usize,
+    tweak: impl FnOnce(&mut DirectoryConfig),
+) -> Directory {
     let database = dir.join("directory.db");
     {
         let s = Service::open(Box::new(Sqlite::open(&database).unwrap())).unwrap();
@@ -68,11 +78,17 @@ pub async fn directory_with(
             coalesce_ms: 100,
             ..PublishConfig::default()
         },
+        tls: None,
     };
-    tweak(&mut config.publish);
+    tweak(&mut config);
     let api = start(&config).unwrap();
     let listener = tokio::net::TcpListener::bind(local()).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap();
+    let base = if config.tls.is_some() {
+        format!("https://directory.test:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(serve(api.clone(), listener, stop));
     Directory {
