@@ -9,11 +9,16 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::{MaybeTls, PeerCertificate, Tls, Withdrawn};
+use super::listener::Tls;
+use super::peer::{PeerCertificate, Withdrawn};
+use super::stream::MaybeTls;
 use crate::metrics::TlsMetrics;
 
+/// Now, in Unix seconds (what certificate validity is checked against).
 fn unix_now() -> i64 {
-    crate::shared::unix_now()
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Completes the TLS handshake on `stream` within the listener's timeout:
