@@ -25,8 +25,8 @@ fn need(action: &'static str, resource: String) -> Requirement {
     Requirement { action, resource }
 }
 
-/// The domain organization (the one without a parent).
-fn domain(dir: &Directory) -> String {
+/// The domain organization (the one without a parent), as a resource.
+pub fn domain(dir: &Directory) -> String {
     dir.organizations
         .iter()
         .find(|o| o.parent.is_none())

@@ -574,7 +574,7 @@ impl Api {
                 let Some(head) = self.service.head() else {
                     return refusal(&ServiceError::Empty);
                 };
-                let domain = domain_of(&head.directory);
+                let domain = crate::requirement::domain(&head.directory);
                 if let Err(r) = self.allowed(&actor, "org:access", &domain) {
                     return *r;
                 }
@@ -647,7 +647,11 @@ impl Api {
                 let Some(head) = self.service.head() else {
                     return refusal(&ServiceError::Empty);
                 };
-                if let Err(r) = self.allowed(&actor, "org:access", &domain_of(&head.directory)) {
+                if let Err(r) = self.allowed(
+                    &actor,
+                    "org:access",
+                    &crate::requirement::domain(&head.directory),
+                ) {
                     return *r;
                 }
                 let (after, limit) = match (query_u64(&q, "after", 0), query_u64(&q, "limit", 100))
@@ -719,8 +723,11 @@ impl Api {
                 let Some(head) = self.service.head() else {
                     return refusal(&ServiceError::Empty);
                 };
-                if let Err(r) = self.allowed(&actor, setting.action(), &domain_of(&head.directory))
-                {
+                if let Err(r) = self.allowed(
+                    &actor,
+                    setting.action(),
+                    &crate::requirement::domain(&head.directory),
+                ) {
                     return *r;
                 }
                 with_revision(
@@ -974,7 +981,7 @@ impl Api {
             bulk: false,
         };
         let dir = &head.directory;
-        let domain = domain_of(dir);
+        let domain = crate::requirement::domain(dir);
         let may = |action: &str, resource: &str| {
             let req = policy_wasm::Request {
                 principal: actor,
@@ -1255,14 +1262,6 @@ fn located(
         }
     }
     problems
-}
-
-fn domain_of(dir: &Directory) -> String {
-    dir.organizations
-        .iter()
-        .find(|o| o.parent.is_none())
-        .map(|o| format!("org/{}", o.id))
-        .unwrap_or_default()
 }
 
 fn with_revision(mut r: Response<Body>, revision: u64) -> Response<Body> {

@@ -308,15 +308,56 @@ fn build(
     })
 }
 
-/// A 256-bit API key secret, `pk_` and 64 hex digits.
-fn new_secret() -> String {
-    let mut b = [0u8; 32];
-    // The OS's generator failing is not something to carry on from with a
-    // weaker secret: an empty one is refused below.
+/// `N` random bytes in hex, or empty when the operating system gives
+/// none: failing to get them is not something to carry on from with a
+/// weaker secret or id — an empty one is refused where it is used.
+fn random_hex<const N: usize>() -> String {
+    let mut b = [0u8; N];
     if getrandom::fill(&mut b).is_err() {
         return String::new();
     }
-    format!("pk_{}", hex::encode(b))
+    hex::encode(b)
+}
+
+/// A 256-bit API key secret, `pk_` and 64 hex digits (empty: see
+/// [`random_hex`]).
+fn new_secret() -> String {
+    let hex = random_hex::<32>();
+    if hex.is_empty() {
+        return hex;
+    }
+    format!("pk_{hex}")
+}
+
+/// Asks the engine at `head` whether `principal` may do `action` on
+/// `resource`: the decision that allowed it, or the engine's explanation
+/// of the refusal.
+fn ask(
+    head: &Head,
+    principal: &str,
+    action: &str,
+    resource: String,
+    context: Context,
+) -> Result<(Allowed, Option<String>), Box<policy_wasm::Explanation>> {
+    let req = Request {
+        principal,
+        action,
+        resource: &resource,
+        context,
+    };
+    let d = head.engine.check(&req);
+    let e = head.engine.explain_decision(&req, &d);
+    if !d.allowed {
+        return Err(Box::new(e));
+    }
+    let allowed = Allowed {
+        action: action.to_string(),
+        resource,
+        reason: e.reason,
+        message: e.message,
+        obligations: e.obligations,
+    };
+    Ok((allowed, e.acting_as))
 }
 
 /// A change decided and ready to apply: what `write` and the approvals
@@ -366,16 +407,6 @@ fn making(head: Arc<Head>) -> Spare {
         Ok(t) => Spare::Making(t),
         Err(_) => Spare::None,
     }
-}
-
-/// An approval's id: 128 random bits in hex (empty when the operating
-/// system gives none).
-fn new_id() -> String {
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        return String::new();
-    }
-    hex::encode(b)
 }
 
 impl Service {
@@ -565,36 +596,32 @@ impl Service {
             let mut allowed = Vec::new();
             let mut skipped = None;
             for Requirement { action, resource } in requirements(&head.directory, op) {
-                let req = Request {
-                    principal: actor,
-                    action,
-                    resource: &resource,
-                    context,
-                };
-                let d = head.engine.check(&req);
-                let e = head.engine.explain_decision(&req, &d);
-                if let Some(u) = &e.acting_as {
-                    acting_user = Some(u.clone());
-                }
-                if !d.allowed {
-                    if change.bulk && e.reason == "bulk_administrator_account" {
-                        skipped = Some(e.message);
-                        break;
+                match ask(&head, actor, action, resource.clone(), context) {
+                    Ok((a, acting_as)) => {
+                        if acting_as.is_some() {
+                            acting_user = acting_as;
+                        }
+                        allowed.push(a);
                     }
-                    return Err(ServiceError::Denied {
-                        reason: e.reason,
-                        message: format!("operation {i} ({action} on {resource}): {}", e.message),
-                        revision: head.revision,
-                        operation: i,
-                    });
+                    Err(e) => {
+                        if e.acting_as.is_some() {
+                            acting_user = e.acting_as;
+                        }
+                        if change.bulk && e.reason == "bulk_administrator_account" {
+                            skipped = Some(e.message);
+                            break;
+                        }
+                        return Err(ServiceError::Denied {
+                            reason: e.reason,
+                            message: format!(
+                                "operation {i} ({action} on {resource}): {}",
+                                e.message
+                            ),
+                            revision: head.revision,
+                            operation: i,
+                        });
+                    }
                 }
-                allowed.push(Allowed {
-                    action: action.to_string(),
-                    resource,
-                    reason: e.reason,
-                    message: e.message,
-                    obligations: e.obligations,
-                });
             }
             outcomes.push(OpOutcome {
                 operation: i,
@@ -636,7 +663,7 @@ impl Service {
                 continue;
             };
             let a = Approval {
-                id: new_id(),
+                id: random_hex::<16>(),
                 username: username.clone(),
                 email,
                 requested_by: actor.to_string(),
@@ -771,31 +798,16 @@ impl Service {
                         .map(|r| (a.requested_by.as_str(), r.action, r.resource)),
                 );
             for (who, action, resource) in asks {
-                let req = Request {
-                    principal: who,
-                    action,
-                    resource: &resource,
-                    context,
-                };
-                let d = head.engine.check(&req);
-                let e = head.engine.explain_decision(&req, &d);
-                if !d.allowed {
-                    return Err(deny(
-                        &e.reason,
-                        format!("{who} ({action} on {resource}): {}", e.message),
-                    ));
-                }
-                decisions.push(Allowed {
-                    action: action.to_string(),
-                    resource,
-                    reason: e.reason,
-                    message: e.message,
-                    obligations: e
-                        .obligations
-                        .into_iter()
-                        .filter(|o| o != "holder_approval")
-                        .collect(),
-                });
+                let (mut allowed, _) =
+                    ask(&head, who, action, resource.clone(), context).map_err(|e| {
+                        deny(
+                            &e.reason,
+                            format!("{who} ({action} on {resource}): {}", e.message),
+                        )
+                    })?;
+                // Approved now.
+                allowed.obligations.retain(|o| o != "holder_approval");
+                decisions.push(allowed);
             }
         }
         let mut approvals = head.approvals.clone();
@@ -1061,36 +1073,21 @@ impl Service {
             let Some(h) = &head else {
                 return Err(ServiceError::Empty);
             };
-            let domain = h
-                .directory
-                .organizations
-                .iter()
-                .find(|o| o.parent.is_none())
-                .map(|o| format!("org/{}", o.id))
-                .unwrap_or_default();
-            let req = Request {
-                principal: actor,
-                action: "admin:domain_settings",
-                resource: &domain,
-                context: Context { now, bulk: false },
-            };
-            let d = h.engine.check(&req);
-            let e = h.engine.explain_decision(&req, &d);
-            if !d.allowed {
-                return Err(ServiceError::Denied {
-                    reason: e.reason,
-                    message: format!("import (admin:domain_settings on {domain}): {}", e.message),
-                    revision: h.revision,
-                    operation: 0,
-                });
-            }
-            decisions.push(Allowed {
-                action: "admin:domain_settings".into(),
-                resource: domain,
+            let domain = crate::requirement::domain(&h.directory);
+            let (allowed, _) = ask(
+                h,
+                actor,
+                "admin:domain_settings",
+                domain.clone(),
+                Context { now, bulk: false },
+            )
+            .map_err(|e| ServiceError::Denied {
                 reason: e.reason,
-                message: e.message,
-                obligations: e.obligations,
-            });
+                message: format!("import (admin:domain_settings on {domain}): {}", e.message),
+                revision: h.revision,
+                operation: 0,
+            })?;
+            decisions.push(allowed);
         }
         let mut desired = desired.clone();
         desired.revision = None;

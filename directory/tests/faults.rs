@@ -127,22 +127,29 @@ fn wait(what: &str, ok: impl Fn() -> bool) {
     }
 }
 
-#[test]
-fn a_store_that_refuses_the_upload_is_retried_and_gateways_see_no_gap() {
+/// The example in a new service, published into `<dir>/store` by a
+/// publisher coalescing for `window_ms`.
+fn published_example(window_ms: u64) -> (tempfile::TempDir, Service, Arc<Publisher>) {
     let d = tempfile::tempdir().unwrap();
     let s = Service::open(Box::new(Sqlite::open(&d.path().join("d.db")).unwrap())).unwrap();
     s.import(&example(), "operator", false, &api()).unwrap();
-    let store = d.path().join("store");
     let publisher: Arc<Publisher> = Publisher::start(Destinations {
-        store_dir: Some(store.clone()),
+        store_dir: Some(d.path().join("store")),
         gateways: Vec::new(),
         key: None,
-        window: Duration::from_millis(50),
+        window: Duration::from_millis(window_ms),
         keep: 10,
         full_every: 10,
         push_timeout: Duration::from_secs(1),
     });
     s.listen(publisher.clone()).unwrap();
+    (d, s, publisher)
+}
+
+#[test]
+fn a_store_that_refuses_the_upload_is_retried_and_gateways_see_no_gap() {
+    let (d, s, publisher) = published_example(50);
+    let store = d.path().join("store");
     wait("revision 1 published", || {
         manifest(&store).is_some_and(|m| m.revision == 1)
     });
@@ -195,20 +202,8 @@ fn what_the_store_holds_is_the_compiled_directory_and_new_strings_skip_the_delta
     // what compiling the directory gives, and a delta in the store must
     // make it from the revision before. A new user changes the strings:
     // gateways load that snapshot whole, so no delta is computed for it.
-    let d = tempfile::tempdir().unwrap();
-    let s = Service::open(Box::new(Sqlite::open(&d.path().join("d.db")).unwrap())).unwrap();
-    s.import(&example(), "operator", false, &api()).unwrap();
+    let (d, s, _publisher) = published_example(1);
     let store = d.path().join("store");
-    let publisher: Arc<Publisher> = Publisher::start(Destinations {
-        store_dir: Some(store.clone()),
-        gateways: Vec::new(),
-        key: None,
-        window: Duration::from_millis(1),
-        keep: 10,
-        full_every: 10,
-        push_timeout: Duration::from_secs(1),
-    });
-    s.listen(publisher.clone()).unwrap();
     let published = |revision: u64| {
         wait(&format!("revision {revision} published"), || {
             manifest(&store).is_some_and(|m| m.revision == revision)

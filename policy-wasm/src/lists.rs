@@ -25,6 +25,9 @@ pub(crate) struct Lists<T> {
     /// One per item slot when `tagged`, else empty.
     tags: Vec<u32>,
     tagged: bool,
+    /// Items in all lists (holes not counted), kept by every edit: asked
+    /// on every delta, it must not be a walk of every key.
+    len: usize,
 }
 
 impl<T: Copy> Lists<T> {
@@ -76,6 +79,7 @@ impl<T: Copy> Lists<T> {
             items,
             tags,
             tagged,
+            len: total,
         }
     }
 
@@ -120,6 +124,7 @@ impl<T: Copy> Lists<T> {
             }
             self.spans[k as usize] = [start as u32, self.items.len() as u32];
         }
+        self.len += 1;
     }
 
     #[cfg(not(all(target_arch = "wasm32", feature = "browser")))]
@@ -133,6 +138,7 @@ impl<T: Copy> Lists<T> {
                 self.tags.copy_within(a + at + 1..b, a + at);
             }
             self.spans[k as usize][1] -= 1;
+            self.len -= 1;
         }
     }
 
@@ -152,7 +158,7 @@ impl<T: Copy> Lists<T> {
 
     /// Items in all lists (holes not counted).
     pub(crate) fn count(&self) -> usize {
-        self.spans.iter().map(|&[a, b]| (b - a) as usize).sum()
+        self.len
     }
 
     /// Number of keys.

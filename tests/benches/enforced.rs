@@ -147,6 +147,27 @@ fn main() {
     });
     service.listen(publisher).unwrap();
 
+    // From now until each gateway serves `revision` (or later).
+    let enforced = |revision: u64| {
+        let answered = Instant::now();
+        let (mut p, mut q) = (None, None);
+        loop {
+            if p.is_none() && pushed.revision().is_some_and(|r| r >= revision) {
+                p = Some(answered.elapsed());
+            }
+            if q.is_none() && polled.revision().is_some_and(|r| r >= revision) {
+                q = Some(answered.elapsed());
+            }
+            if let (Some(p), Some(q)) = (p, q) {
+                return (p, q);
+            }
+            assert!(
+                answered.elapsed() < Duration::from_secs(120),
+                "revision {revision} never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
     let mut urgent = (Vec::new(), Vec::new());
     let mut plain = (Vec::new(), Vec::new());
     for i in 0..writes {
@@ -158,25 +179,10 @@ fn main() {
             Operation::ReactivateUser { username }
         };
         let c = as_owner(&service, op);
-        let answered = Instant::now();
-        let (mut p, mut q) = (None, None);
-        while p.is_none() || q.is_none() {
-            if p.is_none() && pushed.revision().is_some_and(|r| r >= c.revision) {
-                p = Some(answered.elapsed());
-            }
-            if q.is_none() && polled.revision().is_some_and(|r| r >= c.revision) {
-                q = Some(answered.elapsed());
-            }
-            assert!(
-                answered.elapsed() < Duration::from_secs(120),
-                "revision {} never arrived",
-                c.revision
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let (p, q) = enforced(c.revision);
         let into = if is_urgent { &mut urgent } else { &mut plain };
-        into.0.push(p.unwrap());
-        into.1.push(q.unwrap());
+        into.0.push(p);
+        into.1.push(q);
     }
     // A new user is a new string: gateways load the revision whole, so the
     // publisher sends the whole snapshot (no delta computed).
@@ -201,24 +207,9 @@ fn main() {
                 },
             )
             .unwrap();
-        let answered = Instant::now();
-        let (mut p, mut q) = (None, None);
-        while p.is_none() || q.is_none() {
-            if p.is_none() && pushed.revision().is_some_and(|r| r >= c.revision) {
-                p = Some(answered.elapsed());
-            }
-            if q.is_none() && polled.revision().is_some_and(|r| r >= c.revision) {
-                q = Some(answered.elapsed());
-            }
-            assert!(
-                answered.elapsed() < Duration::from_secs(120),
-                "revision {} never arrived",
-                c.revision
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        invited.0.push(p.unwrap());
-        invited.1.push(q.unwrap());
+        let (p, q) = enforced(c.revision);
+        invited.0.push(p);
+        invited.1.push(q);
     }
     println!("change to enforced on the large directory ({writes} writes):");
     println!("  urgent (deactivation), pushed: {}", percentiles(urgent.0));
