@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use policy_wasm::Engine;
 use portcullis_snapshots::body::{
-    ApiKeyRec, GrantRec, NodeRef, OptStr, PermissionRec, PrincipalRef, RoleRef, Str, UserRec,
+    ApiKeyRec, Body, GrantRec, NodeRef, OptStr, PermissionRec, PrincipalRef, RoleRef, Str, UserRec,
 };
 use portcullis_snapshots::delta::{DeltaBody, MemberEdit, Splice, TableLens};
 use portcullis_snapshots::source::{
@@ -619,6 +619,24 @@ fn whole_list<M: PartialEq>(row: u32, old: &[M], new: Vec<M>) -> Option<MemberEd
             insert: new,
         }],
     })
+}
+
+/// The whole body `engine` was made from, `dir` being its directory: the
+/// engine's tables (strings in the order its deltas appended them, which
+/// a compilation would not reproduce) and the directory's grants resolved
+/// against them — what a listener that joins late must start from for
+/// the deltas after it to apply. `None` if a grant does not resolve (it
+/// always does for a head).
+pub(crate) fn whole_body(engine: &Engine, dir: &Directory) -> Option<Body> {
+    let planner = Planner::new(engine);
+    let grants = dir
+        .grants
+        .iter()
+        .map(|g| planner.grant(g))
+        .collect::<Option<Vec<_>>>()?;
+    let mut body = engine.tables().clone();
+    body.grants = grants;
+    Some(body)
 }
 
 /// Where `item` is in `rows`, ascending.

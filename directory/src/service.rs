@@ -452,11 +452,18 @@ impl Service {
         // No write in between: the listener misses none.
         let _writing = self.storage()?;
         if let Some(h) = self.head() {
+            // Not a compilation: the head's engine may hold strings in the
+            // order its deltas appended them, and the deltas after this
+            // one are made against that order.
             let body = match &h.step {
                 Step::Full(b) => b.clone(),
-                Step::Delta(_) => {
-                    Arc::new(source::compile(&h.directory).map_err(ServiceError::Invalid422)?)
-                }
+                Step::Delta(_) => Arc::new(
+                    crate::incremental::whole_body(&h.engine, &h.directory).ok_or_else(|| {
+                        ServiceError::Build(
+                            "the head's grants do not resolve against its engine".into(),
+                        )
+                    })?,
+                ),
             };
             listener.committed(&Revision {
                 revision: h.revision,

@@ -1200,3 +1200,43 @@ fn seed_003_an_administrators_new_email_waits_for_the_holders_approval() {
     assert!(c.operations[0].approval.is_none());
     assert_eq!(email_of(&s, "ada").0, "ada@own.example");
 }
+
+#[test]
+fn a_listener_that_joins_after_users_were_appended_follows_the_deltas_after_it() {
+    // A listener told of a head the writer edited in place starts from
+    // the engine's own body (strings in the order they were appended),
+    // so the deltas after it apply to it — a compilation's body would
+    // number the strings otherwise.
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let invite = |name: &str| Operation::InviteUser {
+        user: serde_json::from_value(serde_json::json!({
+            "username": name,
+            "email": format!("{name}@acme.example"),
+            "organization": "acme",
+            "name": format!("{name} Newcomer"),
+        }))
+        .unwrap(),
+    };
+    write(&s, "user/olivia", vec![invite("first")]).unwrap();
+    assert!(matches!(
+        s.head().unwrap().step,
+        portcullis_directory::service::Step::Delta(_)
+    ));
+    let late = Follower::on(&s);
+    late.agrees(&s);
+    for ops in [
+        vec![invite("second")],
+        vec![Operation::AddGrant {
+            grant: Grant {
+                principal: "user/second".into(),
+                role: "reader".into(),
+                on: "org/acme".into(),
+            },
+        }],
+        vec![deactivate("first")],
+    ] {
+        write(&s, "user/olivia", ops).unwrap();
+        late.agrees(&s);
+    }
+}
