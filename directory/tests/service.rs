@@ -1240,3 +1240,28 @@ fn a_listener_that_joins_after_users_were_appended_follows_the_deltas_after_it()
         late.agrees(&s);
     }
 }
+
+#[test]
+fn seed_003_an_approval_is_decided_again_when_the_holder_approves() {
+    // The rights of whoever asked are asked again at approval: a
+    // requester deactivated since (seed 003: only support deactivates a
+    // super administrator) no longer changes the address.
+    let d = tempfile::tempdir().unwrap();
+    let s = service(&d);
+    let c = write(
+        &s,
+        "user/sam",
+        vec![change_email("adam", "adam@new.example")],
+    )
+    .unwrap();
+    let a = c.operations[0].approval.clone().unwrap();
+    write(&s, "support", vec![deactivate("sam")]).unwrap();
+    denied(
+        s.settle("user/adam", &a.id, true, &api()),
+        "account_deactivated",
+    );
+    assert_eq!(email_of(&s, "adam").0, "adam@acme.example");
+    // Still pending: the holder may decline it.
+    s.settle("user/adam", &a.id, false, &api()).unwrap();
+    assert!(s.approvals("user/adam").is_empty());
+}
