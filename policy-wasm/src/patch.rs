@@ -54,7 +54,8 @@ pub enum PatchError {
 /// Everything a delta changes, checked and built before anything changes.
 struct Plan {
     users: Vec<(u32, UserRec)>,
-    /// Users appended, in order (their strings are appended already).
+    /// Users appended, in order (their rows and strings are in the
+    /// body already, put there by `patch` before the plan).
     new_users: Vec<UserRec>,
     groups: BTreeMap<u32, GroupRec>,
     teams: BTreeMap<u32, TeamRec>,
@@ -88,6 +89,15 @@ fn in_place<'a, T>(
         );
     }
     Ok(rows)
+}
+
+/// The delta's user splices that replace rows, and the rows it appends
+/// (a last splice at the end of the base's users that removes none).
+fn appended_users(d: &DeltaBody) -> (&[Splice<UserRec>], &[UserRec]) {
+    match d.users.split_last() {
+        Some((last, rest)) if last.at == d.base.users && last.remove == 0 => (rest, &last.insert),
+        _ => (&d.users[..], &[]),
+    }
 }
 
 /// Old and new entries of a multiset: what to remove, what to add.
@@ -172,9 +182,11 @@ impl Indexed {
         if self.view.is_some() {
             return Err(PatchError::NotInPlace("a principal's view"));
         }
-        // The strings the delta appends are in the table already (`patch`).
+        // The strings and users the delta appends are in the tables
+        // already (`patch`).
         let mut lens = self.lens();
         lens.strings = d.base.strings;
+        lens.users = d.base.users;
         if lens != d.base {
             return Err(DeltaError::apply(
                 "(all)",
@@ -187,14 +199,9 @@ impl Indexed {
             return Err(PatchError::NotInPlace("the domain organization"));
         }
 
-        let (replaced, new_users) = match d.users.split_last() {
-            Some((last, rest)) if last.at as usize == b.users.len() && last.remove == 0 => {
-                (rest, last.insert.clone())
-            }
-            _ => (&d.users[..], Vec::new()),
-        };
+        let (replaced, new_users) = appended_users(d);
         let mut names = std::collections::HashSet::new();
-        for u in &new_users {
+        for u in new_users {
             // A new name is found by the lookup once added: it must not
             // be there already (two users of one name).
             let name = b.str(u.username);
@@ -207,7 +214,7 @@ impl Indexed {
             integrity::check_user(b, u)?;
         }
         let mut users = Vec::new();
-        for (i, u) in in_place("users", replaced, b.users.len())? {
+        for (i, u) in in_place("users", replaced, d.base.users as usize)? {
             // The username lookup is not edited: a renamed user is a
             // full load.
             if u.username != b.users[i as usize].username {
@@ -326,7 +333,7 @@ impl Indexed {
         }
         Ok(Plan {
             users,
-            new_users,
+            new_users: new_users.to_vec(),
             groups,
             teams,
             api_keys,
@@ -347,10 +354,13 @@ impl Indexed {
             )
             .into());
         }
-        // Strings appended first, so that the rows the delta brings are
-        // checked against them; taken back if the plan is refused.
+        // Strings and users appended first, so that the rows the delta
+        // brings (a new user's grants, memberships, keys) are checked
+        // against them; taken back if the plan is refused.
         let strings = (self.body.strings.blob.len(), self.body.strings.ends.len());
+        let users = self.body.users.len();
         if self.view.is_none() && d.appends_in_place().is_ok() {
+            self.body.users.extend(appended_users(d).1.iter().cloned());
             for text in d.strings.iter().flat_map(|s| &s.insert) {
                 self.body.strings.blob.push_str(text);
                 let Ok(end) = u32::try_from(self.body.strings.blob.len()) else {
@@ -368,16 +378,15 @@ impl Indexed {
             Err(e) => {
                 self.body.strings.blob.truncate(strings.0);
                 self.body.strings.ends.truncate(strings.1);
+                self.body.users.truncate(users);
                 return Err(e);
             }
         };
-        for u in plan.new_users {
+        for (k, u) in plan.new_users.iter().enumerate() {
             if u.admin_role == Some(AdminRole::Owner) {
                 self.owners += 1;
             }
-            let row = self.body.users.len() as u32;
-            self.body.users.push(u);
-            self.add_user(row);
+            self.add_user((users + k) as u32);
         }
         for (i, u) in plan.users {
             let old = &mut self.body.users[i as usize];
