@@ -706,6 +706,17 @@ curl -s -X PUT {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders -H "Author
 curl -s -X POST http://{dir}/v1/directory/users/olivia/deactivate -H "Authorization: Bearer $ADAM"
 #    The change log: who changed what, and the decision that allowed it.
 curl -s http://{dir}/v1/directory/changes -H "Authorization: Bearer $OLIVIA"
+
+# 9. SCIM 2.0 for identity providers: base URL http://{dir}/scim/v2/acme, token $KEY (sam's API key;
+#    sam is a super administrator). First an owner or super administrator names the key as acme's
+#    SCIM token; then provision as Okta or Entra would (create, probe, deactivate with PATCH).
+curl -s -X PUT http://{dir}/v1/directory/settings/scim -H "Authorization: Bearer $OLIVIA" \
+     -d '{{"organizations": {{"acme": {{"credentials": ["key/sam-deploy"]}}}}}}'
+curl -s -X POST http://{dir}/scim/v2/acme/Users -H "Authorization: Bearer $KEY" -H "Content-Type: application/scim+json" \
+     -d '{{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "jo@acme.example", "emails": [{{"value": "jo@acme.example", "primary": true}}], "active": true}}'
+curl -s -G http://{dir}/scim/v2/acme/Users -H "Authorization: Bearer $KEY" --data-urlencode 'filter=userName eq "jo@acme.example"'
+curl -s -X PATCH http://{dir}/scim/v2/acme/Users/jo@acme.example -H "Authorization: Bearer $KEY" \
+     -d '{{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{{"op": "replace", "value": {{"active": false}}}}]}}'
 #    (Without the directory service, push a hand-built revision 2 instead:
 #     {push})"#,
                 dir = d.addr,
@@ -848,9 +859,65 @@ curl -s -X PUT {scheme}://{gw}/envs/prod/catalogs/sales/tables/orders -H "Author
                 StatusCode::OK,
             ),
         ];
+        let key = format!("Bearer {DEMO_API_KEY}");
+        let scim: Vec<Step<'_>> = match &self.directory {
+            Some(d) => {
+                let scim = format!("http://{}/scim/v2/acme", d.addr);
+                vec![
+                    (
+                        "9. olivia (owner) names sam's key as acme's SCIM token",
+                        Method::PUT,
+                        format!("http://{}/v1/directory/settings/scim", d.addr),
+                        vec![("authorization", &olivia)],
+                        Some(
+                            json!({"organizations": {"acme": {"credentials": ["key/sam-deploy"]}}})
+                                .to_string()
+                                .into_bytes(),
+                        ),
+                        StatusCode::OK,
+                    ),
+                    (
+                        "   SCIM: the identity provider creates jo@acme.example with sam's key",
+                        Method::POST,
+                        format!("{scim}/Users"),
+                        vec![("authorization", &key)],
+                        Some(
+                            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                   "userName": "jo@acme.example", "active": true,
+                                   "emails": [{"value": "jo@acme.example", "primary": true}]})
+                            .to_string()
+                            .into_bytes(),
+                        ),
+                        StatusCode::CREATED,
+                    ),
+                    (
+                        "   SCIM: and deactivates jo (PATCH active false, as Okta does)",
+                        Method::PATCH,
+                        format!("{scim}/Users/jo@acme.example"),
+                        vec![("authorization", &key)],
+                        Some(
+                            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                   "Operations": [{"op": "replace", "value": {"active": false}}]})
+                            .to_string()
+                            .into_bytes(),
+                        ),
+                        StatusCode::OK,
+                    ),
+                    (
+                        "   SCIM: pat's key is no SCIM token of acme",
+                        Method::GET,
+                        format!("{scim}/Users"),
+                        vec![("authorization", &pat)],
+                        None,
+                        StatusCode::FORBIDDEN,
+                    ),
+                ]
+            }
+            None => Vec::new(),
+        };
         let (before, after): (Vec<_>, Vec<_>) =
             steps.into_iter().partition(|s| !s.0.starts_with("8."));
-        let steps = before.into_iter().chain(step7).chain(after);
+        let steps = before.into_iter().chain(step7).chain(after).chain(scim);
         let mut report = String::new();
         for (title, method, url, headers, body, want) in steps {
             let (status, body) = send(&client, method, &url, &headers, body).await?;

@@ -22,6 +22,7 @@ pub mod operation;
 pub mod publish;
 pub mod push;
 pub mod requirement;
+pub mod scim;
 pub mod server;
 pub mod service;
 pub mod storage;

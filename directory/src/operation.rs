@@ -162,7 +162,104 @@ impl Setting {
     }
 }
 
-/// Profile fields `update_user` may set; absent fields are unchanged. The
+/// The `scim` setting: which credentials provision which organization.
+/// A credential is `key/<api key id>` or `service/<service account id>`;
+/// it reaches `/scim/v2/<org>/…` of the organizations that name it and no
+/// other, and every change it makes is still decided by the engine as the
+/// key's creator (or the service account).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimSetting {
+    /// `false` turns SCIM off for every organization (default `true`).
+    #[serde(default = "enabled", skip_serializing_if = "Clone::clone")]
+    pub enabled: bool,
+    /// Per organization id.
+    #[serde(default)]
+    pub organizations: std::collections::BTreeMap<String, ScimOrganization>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// One organization's SCIM provisioning.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimOrganization {
+    /// `key/<id>` and `service/<id>` allowed to provision it.
+    #[serde(default)]
+    pub credentials: Vec<String>,
+}
+
+impl Default for ScimSetting {
+    fn default() -> ScimSetting {
+        ScimSetting {
+            enabled: true,
+            organizations: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl ScimSetting {
+    /// The setting as stored (`None`: absent or not this shape).
+    pub fn of(value: Option<&serde_json::Value>) -> Option<ScimSetting> {
+        value.and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// Whether `credential` provisions `org`.
+    pub fn allows(&self, org: &str, credential: &str) -> bool {
+        self.enabled
+            && self
+                .organizations
+                .get(org)
+                .is_some_and(|o| o.credentials.iter().any(|c| c == credential))
+    }
+
+    /// Every problem of the setting against `dir`.
+    fn problems(
+        value: &serde_json::Map<String, serde_json::Value>,
+        dir: &Directory,
+    ) -> Result<(), OpError> {
+        let s: ScimSetting = serde_json::from_value(serde_json::Value::Object(value.clone()))
+            .map_err(|e| {
+                OpError::Invalid(format!(
+                    "the scim setting: {e}; write {{\"organizations\": {{\"<org>\": {{\"credentials\": [\"key/<api key id>\"]}}}}}}"
+                ))
+            })?;
+        let mut problems = Vec::new();
+        for (org, o) in &s.organizations {
+            if !dir.organizations.iter().any(|x| x.id == *org) {
+                problems.push(format!("organization {org:?} does not exist"));
+            }
+            for c in &o.credentials {
+                let known = match c.split_once('/') {
+                    Some(("key", id)) => dir.api_keys.iter().any(|k| k.id == id),
+                    Some(("service", id)) => dir.service_accounts.iter().any(|x| x.id == id),
+                    _ => {
+                        problems.push(format!(
+                            "{c:?} (for {org:?}) is neither key/<api key id> nor service/<id>"
+                        ));
+                        continue;
+                    }
+                };
+                if !known {
+                    problems.push(format!("{c:?} (for {org:?}) does not exist"));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(OpError::Invalid(format!(
+                "the scim setting: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
+/// Profile fields `update_user` may set; absent fields are unchanged, an
+/// empty string clears an optional one. The
 /// username is not among them: it never changes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +288,10 @@ pub struct UserChanges {
     pub start_page: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sp_role: Option<SpRole>,
+    /// The identity provider's id for the user (SCIM `externalId`); an
+    /// empty string clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 /// Why an operation cannot apply to the directory as it is.
@@ -545,15 +646,18 @@ pub struct Applied {
     pub secret: Option<String>,
 }
 
-/// Applies `op` to `dir`. `actor_user` is the acting user (`user/…`), who
-/// any API key created becomes the creator of; `secret` makes its secret.
+/// Applies `op` to `dir` at `now` (Unix seconds: users and groups keep
+/// when they were created and last changed). `actor_user` is the acting
+/// user (`user/…`), who any API key created becomes the creator of;
+/// `secret` makes its secret.
 pub fn apply(
     dir: &mut Directory,
     op: &Operation,
     actor_user: Option<&str>,
     secret: &mut dyn FnMut() -> String,
+    now: i64,
 ) -> Result<Applied, OpError> {
-    apply_known(dir, op, actor_user, secret, &Known::default())
+    apply_known(dir, op, actor_user, secret, &Known::default(), now)
 }
 
 /// [`apply`], with the rows `op` names found already (`known`).
@@ -563,8 +667,10 @@ pub fn apply_known(
     actor_user: Option<&str>,
     secret: &mut dyn FnMut() -> String,
     known: &Known,
+    now: i64,
 ) -> Result<Applied, OpError> {
     use Operation as O;
+    let stamp = Some(Timestamp(now));
     let user_mut = |dir, username| user_at(dir, username, known.user);
     // Where the grant is, when the hint holds.
     let grant_at = |dir: &Directory, grant: &Grant| {
@@ -636,14 +742,19 @@ pub fn apply_known(
             touched.push(key(Kind::Object, id));
         }
         O::InviteUser { user } => {
-            create(&mut dir.users, user.clone(), |u| &u.username, "user")?;
-            touched.push(key(Kind::User, &user.username));
+            let mut user = user.clone();
+            (user.created_at, user.updated_at) = (stamp, stamp);
+            let username = user.username.clone();
+            create(&mut dir.users, user, |u| &u.username, "user")?;
+            touched.push(key(Kind::User, &username));
         }
         O::UpdateUser { username, set } => {
             let u = user_mut(dir, username)?;
+            // An empty string clears a field (SCIM replaces send a
+            // representation without the attributes they clear).
             let assign = |slot: &mut Option<String>, v: &Option<String>| {
                 if let Some(v) = v {
-                    *slot = Some(v.clone());
+                    *slot = (!v.is_empty()).then(|| v.clone());
                 }
             };
             assign(&mut u.name, &set.name);
@@ -672,6 +783,10 @@ pub fn apply_known(
             if let Some(r) = set.sp_role {
                 u.sp_role = Some(r);
             }
+            if let Some(x) = &set.external_id {
+                u.external_id = (!x.is_empty()).then(|| x.clone());
+            }
+            u.updated_at = stamp;
             touched.push(key(Kind::User, username));
         }
         O::DeactivateUser { username } => {
@@ -682,6 +797,7 @@ pub fn apply_known(
                 )));
             }
             u.status = UserStatus::Deactivated;
+            u.updated_at = stamp;
             touched.push(key(Kind::User, username));
         }
         O::ReactivateUser { username } => {
@@ -692,20 +808,23 @@ pub fn apply_known(
                 )));
             }
             u.status = UserStatus::Active;
+            u.updated_at = stamp;
             touched.push(key(Kind::User, username));
         }
         O::SetUserExpiry {
             username,
             expires_at,
         } => {
-            user_mut(dir, username)?.expires_at = *expires_at;
+            let u = user_mut(dir, username)?;
+            (u.expires_at, u.updated_at) = (*expires_at, stamp);
             touched.push(key(Kind::User, username));
         }
         O::SetAdminRole {
             username,
             admin_role,
         } => {
-            user_mut(dir, username)?.admin_role = *admin_role;
+            let u = user_mut(dir, username)?;
+            (u.admin_role, u.updated_at) = (*admin_role, stamp);
             touched.push(key(Kind::User, username));
         }
         O::DeleteUser { username } => {
@@ -777,12 +896,23 @@ pub fn apply_known(
             touched.push(key(Kind::ApiKey, id));
         }
         O::CreateGroup { group } => {
-            create(&mut dir.groups, group.clone(), |g| &g.id, "group")?;
-            touched.push(key(Kind::Group, &group.id));
+            let mut group = group.clone();
+            (group.created_at, group.updated_at) = (stamp, stamp);
+            let id = group.id.clone();
+            create(&mut dir.groups, group, |g| &g.id, "group")?;
+            touched.push(key(Kind::Group, &id));
         }
         O::UpdateGroup { group } => {
-            update(&mut dir.groups, group.clone(), |g| &g.id, "group")?;
-            touched.push(key(Kind::Group, &group.id));
+            let mut group = group.clone();
+            group.created_at = dir
+                .groups
+                .iter()
+                .find(|g| g.id == group.id)
+                .and_then(|g| g.created_at);
+            group.updated_at = stamp;
+            let id = group.id.clone();
+            update(&mut dir.groups, group, |g| &g.id, "group")?;
+            touched.push(key(Kind::Group, &id));
         }
         O::DeleteGroup { id } => {
             delete(&mut dir.groups, id, |g| &g.id, "group")?;
@@ -798,6 +928,7 @@ pub fn apply_known(
                 return Err(OpError::Exists(format!("{member} in group/{group}")));
             }
             g.members.push(member.clone());
+            g.updated_at = stamp;
             touched.push(key(Kind::Group, group));
         }
         O::RemoveGroupMember { group, member } => {
@@ -811,6 +942,7 @@ pub fn apply_known(
             if g.members.len() == before {
                 return Err(OpError::NotFound(format!("{member} in group/{group}")));
             }
+            g.updated_at = stamp;
             touched.push(key(Kind::Group, group));
         }
         O::CreateTeam { team } => {
@@ -920,6 +1052,10 @@ pub fn apply_known(
             }
         }
         // Settings are not the directory's: the service keeps them.
+        O::SetSetting {
+            name: Setting::Scim,
+            value,
+        } => ScimSetting::problems(value, dir)?,
         O::SetSetting { .. } => {}
     }
     Ok(applied)

@@ -20,6 +20,7 @@ use portcullis_snapshots::source::{Directory, Grant, Timestamp, User};
 use portcullis_snapshots::vocabulary::AdminRole;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -54,6 +55,8 @@ pub struct Api {
     /// reloaded when their files change, client certificates verified and
     /// mapped to service accounts by `client_principals`).
     pub tls: Option<Arc<Tls>>,
+    /// The SCIM 2.0 provider at `/scim/v2/{org}/…`.
+    pub scim: Arc<crate::scim::Provider>,
 }
 
 fn now_unix() -> i64 {
@@ -435,6 +438,119 @@ impl Api {
         })
     }
 
+    /// A SCIM request (`/scim/v2/{org}/…`): identified as at the gateway,
+    /// except that a bearer token which is not a JWT is an API key's
+    /// secret (identity providers send their SCIM token that way).
+    async fn scim(self: Arc<Self>, req: Request<Incoming>, rest: &str) -> Response<Body> {
+        let segments: Option<Vec<String>> = rest.split('/').map(percent_decoded).collect();
+        let Some(mut segments) = segments.filter(|s| {
+            s.iter()
+                .all(|x| !x.is_empty() && x != "." && x != ".." && !x.contains('/'))
+        }) else {
+            return scim_response(
+                crate::scim::ScimError::not_found(format!(
+                    "no SCIM endpoint /scim/v2/{rest}: /scim/v2/{{organization}}/Users, …/Groups, …"
+                ))
+                .into(),
+            );
+        };
+        let org = segments.remove(0);
+        let headers = req.headers().clone();
+        let principal = self.scim_principal(&headers, req.extensions().get::<ClientCertificate>());
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or("localhost")
+            .to_string();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{host}/scim/v2/{}", crate::scim::segment(&org));
+        let method = req.method().as_str().to_string();
+        let q = query(req.uri());
+        let body = if matches!(req.method(), &Method::GET | &Method::DELETE) {
+            Bytes::new()
+        } else {
+            match self.body(req).await {
+                Ok(b) => b,
+                Err(_) => {
+                    return scim_response(
+                        crate::scim::ScimError::too_large(format!(
+                            "the body is over {} bytes: split the change",
+                            self.max_body_bytes
+                        ))
+                        .into(),
+                    );
+                }
+            }
+        };
+        let text = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (if_match, if_none_match, request_id) = (
+            text("if-match"),
+            text("if-none-match"),
+            text("x-request-id"),
+        );
+        let api = self.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            api.scim.handle(&crate::scim::ScimRequest {
+                method: &method,
+                org: &org,
+                rest: segments,
+                query: &q,
+                body: &body,
+                if_match: if_match.as_deref(),
+                if_none_match: if_none_match.as_deref(),
+                base,
+                principal,
+                request_id,
+            })
+        })
+        .await;
+        match done {
+            Ok(a) => scim_response(a),
+            Err(e) => scim_response(
+                crate::scim::ScimError::internal(format!("the request failed: {e}")).into(),
+            ),
+        }
+    }
+
+    fn scim_principal(
+        &self,
+        headers: &HeaderMap,
+        certificate: Option<&ClientCertificate>,
+    ) -> Result<String, String> {
+        let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+        if let (Some(a), None) = (auth.next(), auth.next())
+            && let Some(token) = a.to_str().ok().and_then(|a| {
+                let (scheme, token) = a.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            && !token.is_empty()
+            && !token.contains('.')
+        {
+            if headers.contains_key(self.identity.api_key_header()) {
+                return Err("both a bearer token and an API key: send one".into());
+            }
+            return Ok(format!(
+                "apikey/{}",
+                hex::encode(Sha256::digest(token.as_bytes()))
+            ));
+        }
+        self.actor(headers, certificate).map_err(|r| {
+            r.headers()
+                .get(portcullis_gateway::response::REASON_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(
+                    || "no valid credential: send Authorization: Bearer <SCIM token>".to_string(),
+                    |reason| format!("{reason}: send Authorization: Bearer <SCIM token>"),
+                )
+        })
+    }
+
     /// Asks the engine at the head whether `actor` may `action` on
     /// `resource`; a refusal in the gateway's shape otherwise.
     fn allowed(&self, actor: &str, action: &str, resource: &str) -> Result<u64, Early> {
@@ -548,6 +664,10 @@ impl Api {
         let method = req.method().clone();
         if path == "/healthz" {
             return json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}));
+        }
+        if let Some(rest) = path.strip_prefix("/scim/v2/") {
+            let rest = rest.to_string();
+            return self.scim(req, &rest).await;
         }
         let Some(rest) = path.strip_prefix("/v1/directory") else {
             return not_found(format!("no endpoint {path}: see docs/directory.md"));
@@ -1264,6 +1384,50 @@ fn located(
     problems
 }
 
+/// A SCIM answer as HTTP: `application/scim+json`, `ETag`, `Location`.
+fn scim_response(a: crate::scim::ScimAnswer) -> Response<Body> {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = match &a.body {
+        Some(b) => json_response(status, b),
+        None => {
+            let mut r = Response::new(portcullis_gateway::response::empty());
+            *r.status_mut() = status;
+            r
+        }
+    };
+    let h = r.headers_mut();
+    if a.body.is_some() {
+        h.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/scim+json"),
+        );
+    }
+    let mut put = |name: http::HeaderName, v: &Option<String>| {
+        if let Some(v) = v
+            .as_deref()
+            .and_then(|v| http::HeaderValue::from_str(v).ok())
+        {
+            h.insert(name, v);
+        }
+    };
+    put(header::ETAG, &a.etag);
+    put(header::LOCATION, &a.location);
+    put(
+        http::HeaderName::from_static(portcullis_gateway::response::REASON_HEADER),
+        &a.reason,
+    );
+    if let Some(rev) = a.revision {
+        h.insert(REVISION_HEADER, rev.into());
+    }
+    if a.status == 401 {
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"portcullis-scim\""),
+        );
+    }
+    r
+}
+
 fn with_revision(mut r: Response<Body>, revision: u64) -> Response<Body> {
     r.headers_mut().insert(REVISION_HEADER, revision.into());
     if let Ok(v) = http::HeaderValue::from_str(&format!("\"{revision}\"")) {
@@ -1457,7 +1621,10 @@ pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String
         )),
         None => None,
     };
+    let scim =
+        Arc::new(crate::scim::Provider::new(service.clone()).map_err(|e| format!("scim: {e}"))?);
     Ok(Arc::new(Api {
+        scim,
         service,
         identity,
         publisher,

@@ -164,6 +164,9 @@ pub struct Head {
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
     /// Email changes waiting for their holders, by id.
     pub approvals: BTreeMap<String, Approval>,
+    /// The entity rows this revision's change wrote; `None` when it
+    /// replaced the directory whole (the first revision, an import).
+    pub changed: Option<Arc<[Row]>>,
 }
 
 /// A committed revision, as listeners are told of it.
@@ -178,6 +181,9 @@ pub struct Revision {
     /// How it follows from the revision before (the first a listener is
     /// told of is always [`Step::Full`]).
     pub step: Step,
+    /// The entity rows its change wrote (key, JSON after); `None`: the
+    /// directory may have changed anywhere (read it whole).
+    pub changed: Option<Arc<[Row]>>,
 }
 
 /// Told of every committed revision, in order, with the writer's lock
@@ -246,7 +252,15 @@ impl Twin {
             return None;
         }
         for (op, known) in &redo.operations {
-            apply_known(&mut t.directory, op, None, &mut String::new, known).ok()?;
+            apply_known(
+                &mut t.directory,
+                op,
+                None,
+                &mut String::new,
+                known,
+                redo.created_at,
+            )
+            .ok()?;
         }
         t.engine
             .apply_delta(
@@ -305,6 +319,7 @@ fn build(
         urgent,
         settings,
         approvals,
+        changed: None,
     })
 }
 
@@ -470,6 +485,7 @@ impl Service {
                 created_at: h.created_at,
                 urgent: h.urgent,
                 step: Step::Full(body),
+                changed: None,
             });
         }
         if let Ok(mut l) = self.listeners.lock() {
@@ -496,6 +512,7 @@ impl Service {
             created_at: head.created_at,
             urgent: head.urgent,
             step: head.step.clone(),
+            changed: head.changed.clone(),
         };
         self.head.store(Some(head));
         self.keep(spare);
@@ -590,6 +607,48 @@ impl Service {
             return Ok(answer);
         }
         let head = self.head_at(provenance)?;
+        self.write_at(storage, head, actor, change, provenance, request_hash)
+    }
+
+    /// Decides, applies, validates and commits the change `plan` makes of
+    /// the head, as `actor`: `plan` runs with the writer's lock held, so
+    /// no other write comes between what it read and what it changes (a
+    /// read-modify-write, such as a SCIM replace or PATCH, never retries
+    /// and never loses a concurrent change). An empty change commits
+    /// nothing and answers the head's revision.
+    pub fn write_planned<E: From<ServiceError>>(
+        &self,
+        actor: &str,
+        provenance: &Provenance,
+        plan: impl FnOnce(&Head) -> Result<Change, E>,
+    ) -> Result<Committed, E> {
+        let storage = self.storage()?;
+        let head = self.head_at(provenance)?;
+        let change = plan(&head)?;
+        if change.operations.is_empty() {
+            return Ok(Committed {
+                revision: head.revision,
+                changed: false,
+                operations: Vec::new(),
+                replayed: false,
+            });
+        }
+        let request_hash = hex::encode(Sha256::digest(
+            serde_json::to_vec(&(actor, &change)).unwrap_or_default(),
+        ));
+        Ok(self.write_at(storage, head, actor, &change, provenance, request_hash)?)
+    }
+
+    /// [`Service::write`] once the writer holds the store and the head.
+    fn write_at(
+        &self,
+        storage: MutexGuard<'_, Box<dyn Storage>>,
+        head: Arc<Head>,
+        actor: &str,
+        change: &Change,
+        provenance: &Provenance,
+        request_hash: String,
+    ) -> Result<Committed, ServiceError> {
         let now = now_unix();
         let context = Context {
             now,
@@ -934,6 +993,7 @@ impl Service {
                 acting_user.as_deref(),
                 &mut secret,
                 &known,
+                now,
             )
             .map_err(|e| ServiceError::from_op(i, e))?;
             if planner.is_some() {
@@ -970,7 +1030,7 @@ impl Service {
             ));
         }
         let revision = head.revision + 1;
-        let rows = touched
+        let rows: Vec<Row> = touched
             .into_iter()
             .map(|key| Row {
                 json: match &planner {
@@ -981,6 +1041,7 @@ impl Service {
                 position: None,
             })
             .collect();
+        let changed: Arc<[Row]> = rows.clone().into();
         let planned = planner.and_then(|p| p.finish(&twin.directory));
         let Twin {
             mut directory,
@@ -1004,6 +1065,7 @@ impl Service {
                     urgent,
                     settings,
                     approvals,
+                    changed: Some(changed),
                 };
                 let redo = Redo {
                     revision,
@@ -1015,7 +1077,10 @@ impl Service {
                 (next, Some(redo))
             }
             _ => (
-                build(directory, settings, approvals, revision, now, urgent)?,
+                Head {
+                    changed: Some(changed),
+                    ..build(directory, settings, approvals, revision, now, urgent)?
+                },
                 None,
             ),
         };

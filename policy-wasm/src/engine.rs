@@ -123,6 +123,14 @@ impl Engine {
         self.facts.service(id)
     }
 
+    /// The id of the API key whose secret hashes to `sha256` (any key,
+    /// revoked or expired too: whether it may act is the check's to say).
+    pub fn api_key_id(&self, sha256: &[u8; 32]) -> Option<&str> {
+        let row = self.facts.api_key(sha256)?;
+        let b = self.tables();
+        b.api_keys.get(row as usize).map(|k| b.str(k.id))
+    }
+
     /// The node a reference names (`org/acme`, `env/prod`, `catalog/…`,
     /// `object/…`, `team/…`).
     pub fn node_row(&self, reference: &str) -> Option<NodeRef> {

@@ -151,6 +151,9 @@ pub fn generate(p: GenerateParams) -> Directory {
             start_page: None,
             admin_role,
             sp_role: None,
+            external_id: None,
+            created_at: None,
+            updated_at: None,
         });
     }
     let services = (users / 100).max(1);
@@ -198,6 +201,10 @@ pub fn generate(p: GenerateParams) -> Directory {
             code: format!("G{i:05}"),
             description: None,
             members,
+            organization: None,
+            external_id: None,
+            created_at: None,
+            updated_at: None,
         });
     }
     let teams = (p.groups / 10).max(1);
@@ -452,6 +459,9 @@ pub fn random_directory(seed: u64, n: usize) -> Directory {
             sp_role: rng
                 .random_bool(0.2)
                 .then(|| pick(rng, &[SpRole::DashboardAdministrator, SpRole::ReportViewer])),
+            external_id: None,
+            created_at: None,
+            updated_at: None,
         });
     }
     let n_svc = rng.random_range(0..=n);
@@ -493,6 +503,10 @@ pub fn random_directory(seed: u64, n: usize) -> Directory {
             code: format!("G{i}"),
             description: maybe(rng, "desc"),
             members,
+            organization: None,
+            external_id: None,
+            created_at: None,
+            updated_at: None,
         });
     }
     // u0 always has login, so it can own teams.

@@ -597,6 +597,9 @@ impl<'a> Compiler<'a> {
                         .hint("seed 004 requires a code for every group"),
                 );
             }
+            if let Some(org) = &g.organization {
+                self.bare(|c| &c.orgs, org, &format!("/groups/{i}/organization"));
+            }
             let mut members = Vec::with_capacity(g.members.len());
             let mut seen = HashSet::new();
             for (j, m) in g.members.iter().enumerate() {

@@ -82,6 +82,9 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
                 start_page: opt(u.start_page.get()),
                 admin_role: u.admin_role,
                 sp_role: u.sp_role,
+                external_id: None,
+                created_at: None,
+                updated_at: None,
             })
             .collect(),
         service_accounts: b
@@ -118,6 +121,10 @@ pub fn decompile(b: &Body, revision: Option<u64>) -> Directory {
                 code: st(g.code),
                 description: opt(g.description),
                 members: g.members.iter().map(|&m| b.principal_ref(m)).collect(),
+                organization: None,
+                external_id: None,
+                created_at: None,
+                updated_at: None,
             })
             .collect(),
         teams: b

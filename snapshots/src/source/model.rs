@@ -118,6 +118,22 @@ pub struct Directory {
     pub permissions: Vec<PermissionGrant>,
 }
 
+impl Directory {
+    /// The directory without what a snapshot does not carry — when users
+    /// and groups were made and last changed, identity providers' ids, a
+    /// group's organization —: what decompiling its snapshot gives back.
+    pub fn without_bookkeeping(&self) -> Directory {
+        let mut d = self.clone();
+        for u in &mut d.users {
+            (u.created_at, u.updated_at, u.external_id) = (None, None, None);
+        }
+        for g in &mut d.groups {
+            (g.created_at, g.updated_at, g.external_id, g.organization) = (None, None, None, None);
+        }
+        d
+    }
+}
+
 /// An organization.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Organization {
@@ -232,6 +248,15 @@ pub struct User {
     /// Service-provider dashboard role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sp_role: Option<SpRole>,
+    /// The identity provider's own id for the user (SCIM `externalId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// When the user was created (set by the directory service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    /// When the user last changed (set by the directory service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 /// A service account.
@@ -293,6 +318,20 @@ pub struct Group {
     /// `user/<username>` and `service/<id>` members.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// The organization whose identity provider keeps the group (SCIM
+    /// provisioning); none for a group of the whole domain. Its grants
+    /// apply wherever they are given, like any group's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// The identity provider's own id for the group (SCIM `externalId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// When the group was created (set by the directory service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
+    /// When the group last changed (set by the directory service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 /// A team.
