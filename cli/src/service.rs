@@ -13,7 +13,6 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use portcullis_directory::config::DirectoryConfig;
 use portcullis_directory::service::{Provenance, Service};
-use portcullis_directory::storage::Sqlite;
 
 use crate::error::CliError;
 use crate::files::read_text;
@@ -56,9 +55,10 @@ impl Database {
 
     fn open(&self) -> Result<Service, CliError> {
         let path = self.path()?;
-        let storage = Sqlite::open(&path).map_err(|e| CliError::Start(e.to_string()))?;
-        Service::open(Box::new(storage))
-            .map_err(|e| CliError::Start(format!("{}: {e}", path.display())))
+        let shown = portcullis_directory::storage::redacted(&path.to_string_lossy());
+        let storage = portcullis_directory::storage::open(&path, None)
+            .map_err(|e| CliError::Start(e.to_string()))?;
+        Service::open(storage).map_err(|e| CliError::Start(format!("{shown}: {e}")))
     }
 }
 

@@ -14,7 +14,9 @@ use serde::Deserialize;
 pub struct DirectoryConfig {
     /// Where the API listens.
     pub listen: SocketAddr,
-    /// The SQLite database (created if missing).
+    /// The store: a SQLite file (created if missing), or a PostgreSQL
+    /// URL (`postgres://user:password@host/db`; its tables are made if
+    /// missing) for several replicas on one database.
     pub database: PathBuf,
     /// How callers are identified: the gateway's `[identity]` section,
     /// verbatim.
@@ -76,6 +78,17 @@ pub struct PublishConfig {
     /// How long one push may take as a whole, in milliseconds.
     #[serde(default = "default_push_timeout")]
     pub push_timeout_ms: u64,
+    /// Replicas on one PostgreSQL: how often one without the publishing
+    /// lease tries to take it, in milliseconds (default 250) — with the
+    /// time PostgreSQL takes to see the publisher's connection end, the
+    /// bound on a takeover.
+    #[serde(default = "default_lease_check")]
+    pub lease_check_ms: u64,
+    /// Replicas on one PostgreSQL: how often each looks for the others'
+    /// commits, in milliseconds (default 100). A write always reads the
+    /// store's revision first, whatever this says.
+    #[serde(default = "default_follow")]
+    pub follow_ms: u64,
 }
 
 impl Default for PublishConfig {
@@ -88,6 +101,8 @@ impl Default for PublishConfig {
             full_every: default_full_every(),
             gateways: Vec::new(),
             push_timeout_ms: default_push_timeout(),
+            lease_check_ms: default_lease_check(),
+            follow_ms: default_follow(),
         }
     }
 }
@@ -113,6 +128,14 @@ fn default_full_every() -> u64 {
 }
 fn default_push_timeout() -> u64 {
     5_000
+}
+
+fn default_lease_check() -> u64 {
+    250
+}
+
+fn default_follow() -> u64 {
+    100
 }
 
 /// Why a configuration is refused.
@@ -154,7 +177,9 @@ impl DirectoryConfig {
                 *p = base.join(&*p);
             }
         };
-        rebase(&mut c.database);
+        if !crate::storage::is_postgres(&c.database) {
+            rebase(&mut c.database);
+        }
         if let Some(p) = c.publish.store_dir.as_mut() {
             rebase(p);
         }

@@ -235,7 +235,10 @@ impl<'a> Planner<'a> {
                     && !self.invited.contains(name);
                 fresh.then(|| {
                     self.invited.push(name.clone());
-                    Known::default()
+                    Known {
+                        absent: true,
+                        ..Known::default()
+                    }
                 })
             }
             // Settings are the service's, not the directory's.

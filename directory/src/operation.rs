@@ -482,8 +482,10 @@ pub fn entity_json_known(dir: &Directory, key: &EntityKey, known: &Known) -> Opt
 }
 
 fn find<T: Serialize>(items: &[T], pick: impl Fn(&T) -> bool) -> Option<String> {
+    // From the end: keys are unique, and what a change creates is last.
     items
         .iter()
+        .rev()
         .find(|t| pick(t))
         .and_then(|t| serde_json::to_string(t).ok())
 }
@@ -620,6 +622,9 @@ pub struct Known {
     pub user: Option<usize>,
     /// Every index of the grant in `grants`, ascending.
     pub grants: Option<Vec<usize>>,
+    /// The entity the operation creates is known not to exist (found
+    /// absent in the engine's index): no scan for a duplicate.
+    pub absent: bool,
 }
 
 /// The user `username`, at `hint` when it is there.
@@ -745,7 +750,11 @@ pub fn apply_known(
             let mut user = user.clone();
             (user.created_at, user.updated_at) = (stamp, stamp);
             let username = user.username.clone();
-            create(&mut dir.users, user, |u| &u.username, "user")?;
+            if known.absent {
+                dir.users.push(user);
+            } else {
+                create(&mut dir.users, user, |u| &u.username, "user")?;
+            }
             touched.push(key(Kind::User, &username));
         }
         O::UpdateUser { username, set } => {

@@ -25,6 +25,7 @@ use portcullis_snapshots::{decode, delta, encode, signature};
 
 use crate::push::{PushTarget, Pusher};
 use crate::service::{Listener, Revision, Step};
+use crate::storage::{Fence, Lease};
 
 /// Why a revision could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -317,6 +318,10 @@ pub struct PublishState {
     /// The last failure, while it lasts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing: Option<String>,
+    /// Replicas on one database: whether this one holds the publishing
+    /// lease (the others publish nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leading: Option<bool>,
 }
 
 /// Where revisions go.
@@ -335,6 +340,9 @@ pub struct Destinations {
     pub full_every: u64,
     /// One push's deadline.
     pub push_timeout: Duration,
+    /// When several replicas share the database: publish only while this
+    /// one holds the publishing lease, each publication fenced.
+    pub gate: Option<Arc<Lease>>,
 }
 
 /// Publishes revisions from a thread of its own.
@@ -612,12 +620,19 @@ fn publish_revision(
     }
 }
 
-fn run(to: &Destinations, rx: &mpsc::Receiver<Revision>, state: &Mutex<PublishState>) {
-    let store = to
-        .store_dir
+/// The revision the store's manifest names (0: none).
+fn stored_revision(to: &Destinations) -> u64 {
+    to.store_dir
         .as_ref()
         .and_then(|d| Manifest::parse(&fs::read(d.join("latest.json")).ok()?).ok())
-        .map_or(0, |m| m.revision);
+        .map_or(0, |m| m.revision)
+}
+
+/// How often a replica without the publishing lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(100);
+
+fn run(to: &Destinations, rx: &mpsc::Receiver<Revision>, state: &Mutex<PublishState>) {
+    let store = stored_revision(to);
     let pusher = if to.gateways.is_empty() {
         None
     } else {
@@ -651,6 +666,8 @@ fn run(to: &Destinations, rx: &mpsc::Receiver<Revision>, state: &Mutex<PublishSt
     let mut encoded: Option<(u64, Arc<Vec<u8>>)> = None;
     let mut pending = false;
     let mut due: Option<Instant> = None;
+    // With a lease: whether this replica led at the last publication.
+    let mut leading = to.gate.is_none();
     loop {
         let wait = due.map(|d| d.saturating_duration_since(Instant::now()));
         let got = match wait {
@@ -687,6 +704,43 @@ fn run(to: &Destinations, rx: &mpsc::Receiver<Revision>, state: &Mutex<PublishSt
             due = None;
             continue;
         };
+        if let Some(gate) = &to.gate {
+            if let Ok(mut s) = state.lock() {
+                s.leading = Some(gate.held());
+            }
+            if !gate.held() {
+                // Another replica publishes; this one watches for the lease.
+                leading = false;
+                due = Some(Instant::now() + LEASE_POLL);
+                continue;
+            }
+            if !leading {
+                // Just taken over: what the store and the gateways hold is
+                // the last leader's; the next publication is a whole one.
+                leading = true;
+                progress.store = if to.store_dir.is_some() {
+                    stored_revision(to)
+                } else {
+                    u64::MAX
+                };
+                progress.gateways.iter_mut().for_each(|g| *g = 0);
+                progress.last = None;
+                tracing::info!(revision = rep.revision, "took over publishing");
+            }
+            match gate.fence(rep.revision) {
+                Fence::Publish => {}
+                Fence::Published => {
+                    pending = false;
+                    due = None;
+                    continue;
+                }
+                Fence::NotLeading => {
+                    leading = false;
+                    due = Some(Instant::now() + LEASE_POLL);
+                    continue;
+                }
+            }
+        }
         if encoded.as_ref().is_none_or(|(r, _)| *r != rep.revision) {
             match encode(&rep.body, rep.revision, rep.created_at) {
                 Ok(bytes) => encoded = Some((rep.revision, Arc::new(bytes))),

@@ -1576,18 +1576,54 @@ pub async fn serve(
     }
 }
 
+/// Follows the other replicas' commits every `every`, on a thread that
+/// ends with the service.
+fn follow(service: &Arc<Service>, every: std::time::Duration) -> Result<(), String> {
+    let weak = Arc::downgrade(service);
+    std::thread::Builder::new()
+        .name("follow".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(s) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = s.follow() {
+                    tracing::warn!(error = %e, "cannot follow the other replicas");
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start a thread: {e}"))
+}
+
 /// Starts everything a configuration names: the store, the service, the
 /// publisher. What `portcullis directory serve` runs.
 pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String> {
-    let storage = crate::storage::Sqlite::open_with_quota(
-        &config.database,
-        config.max_database_mb.map(|mb| mb << 20),
-    )
-    .map_err(|e| e.to_string())?;
-    let service = Arc::new(Service::open(Box::new(storage)).map_err(|e| e.to_string())?);
+    let storage = crate::storage::open(&config.database, config.max_database_mb.map(|mb| mb << 20))
+        .map_err(|e| e.to_string())?;
+    let service = Arc::new(Service::open(storage).map_err(|e| e.to_string())?);
     let identity = Identity::new(config.identity.clone()).map_err(|e| format!("identity: {e}"))?;
     let p = &config.publish;
+    if service.shared() {
+        follow(
+            &service,
+            std::time::Duration::from_millis(p.follow_ms.max(1)),
+        )?;
+    }
     let publisher = if p.store_dir.is_some() || !p.gateways.is_empty() {
+        // Replicas on one database: one publishes at a time.
+        let gate = if crate::storage::is_postgres(&config.database) {
+            Some(Arc::new(
+                crate::storage::Lease::start(
+                    &config.database.to_string_lossy(),
+                    std::time::Duration::from_millis(p.lease_check_ms.max(1)),
+                )
+                .map_err(|e| format!("the publishing lease: {e}"))?,
+            ))
+        } else {
+            None
+        };
         let key = match &p.signing_key {
             Some(path) => {
                 let pem = std::fs::read_to_string(path)
@@ -1607,6 +1643,7 @@ pub fn start(config: &crate::config::DirectoryConfig) -> Result<Arc<Api>, String
             keep: p.keep,
             full_every: p.full_every.max(1),
             push_timeout: std::time::Duration::from_millis(p.push_timeout_ms),
+            gate,
         });
         service
             .listen(publisher.clone())

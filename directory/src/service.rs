@@ -27,7 +27,7 @@ use crate::operation::{
     EntityKey, Known, Operation, apply_known, entities, entity_json, entity_json_known,
 };
 use crate::requirement::{Requirement, requirements};
-use crate::storage::{Commit, LogEntry, Row, Storage, StorageError};
+use crate::storage::{Commit, LogEntry, Row, Storage, StorageError, Stored};
 
 /// A change: operations applied all or nothing.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -279,6 +279,10 @@ impl Twin {
 /// The service: storage, the head, and the listeners.
 pub struct Service {
     storage: Mutex<Box<dyn Storage>>,
+    /// Whether other processes commit to the store too (replicas on one
+    /// PostgreSQL): the head is then checked against the store's log
+    /// before each write, and followed between writes.
+    shared: bool,
     head: ArcSwapOption<Head>,
     listeners: Mutex<Vec<Arc<dyn Listener>>>,
     /// Taken only with `storage` held: the writer's.
@@ -287,6 +291,53 @@ pub struct Service {
 
 fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The writer's hold on the store: the service's one-writer lock and, on
+/// a store other processes write too, the store's own writer lock — from
+/// before the writer reads the store's revision until after it commits,
+/// so replicas take turns rather than race (and retry). Released when
+/// this goes, whatever the write's outcome.
+struct Writing<'a>(MutexGuard<'a, Box<dyn Storage>>);
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = Box<dyn Storage>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Writing<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.release_writer();
+    }
+}
+
+/// Why a planned write failed: its plan, or the service.
+enum Planned<E> {
+    Plan(E),
+    Service(ServiceError),
+}
+
+/// `once`, decided again while another replica commits first.
+fn retried(
+    mut once: impl FnMut() -> Result<Committed, ServiceError>,
+) -> Result<Committed, ServiceError> {
+    let mut attempt = 0;
+    loop {
+        match once() {
+            Err(ServiceError::Storage(StorageError::Moved(_))) if attempt < MOVED_RETRIES => {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn rfc3339(t: i64) -> String {
@@ -322,6 +373,32 @@ fn build(
         changed: None,
     })
 }
+
+/// The head a store's contents make (compiled whole), if it holds any.
+fn head_of(stored: Stored) -> Result<Option<Head>, ServiceError> {
+    if stored.revision == 0 {
+        return Ok(None);
+    }
+    let mut approvals = BTreeMap::new();
+    for (id, v) in stored.approvals {
+        let a: Approval = serde_json::from_value(v).map_err(|e| {
+            ServiceError::Storage(StorageError::Damaged(format!("approval {id:?}: {e}")))
+        })?;
+        approvals.insert(id, a);
+    }
+    Ok(Some(build(
+        stored.directory,
+        stored.settings,
+        approvals,
+        stored.revision,
+        now_unix(),
+        false,
+    )?))
+}
+
+/// How many times a write is decided again when another replica
+/// committed first.
+const MOVED_RETRIES: usize = 5;
 
 /// `N` random bytes in hex, or empty when the operating system gives
 /// none: failing to get them is not something to carry on from with a
@@ -427,33 +504,65 @@ fn making(head: Arc<Head>) -> Spare {
 impl Service {
     /// Opens the service on `storage`, building the head from what it holds.
     pub fn open(mut storage: Box<dyn Storage>) -> Result<Service, ServiceError> {
-        let stored = storage.load()?;
-        let head = if stored.revision == 0 {
-            None
-        } else {
-            let mut approvals = BTreeMap::new();
-            for (id, v) in stored.approvals {
-                let a: Approval = serde_json::from_value(v).map_err(|e| {
-                    ServiceError::Storage(StorageError::Damaged(format!("approval {id:?}: {e}")))
-                })?;
-                approvals.insert(id, a);
-            }
-            Some(Arc::new(build(
-                stored.directory,
-                stored.settings,
-                approvals,
-                stored.revision,
-                now_unix(),
-                false,
-            )?))
-        };
+        let shared = storage.stored_revision()?.is_some();
+        let head = head_of(storage.load()?)?.map(Arc::new);
         let spare = head.as_ref().map_or(Spare::None, |h| making(h.clone()));
         Ok(Service {
+            shared,
             storage: Mutex::new(storage),
             head: ArcSwapOption::new(head),
             listeners: Mutex::new(Vec::new()),
             spare: Mutex::new(spare),
         })
+    }
+
+    /// Whether other processes commit to the store too.
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Brings the head to the store's revision when another replica
+    /// committed since (a shared store): the store read and compiled
+    /// whole, listeners told of it as a whole revision. `true` when the
+    /// head changed. Called with the writer's lock held.
+    fn catch_up(&self, storage: &mut Box<dyn Storage>) -> Result<bool, ServiceError> {
+        if !self.shared {
+            return Ok(false);
+        }
+        let Some(at) = storage.stored_revision()? else {
+            return Ok(false);
+        };
+        if at == self.head().map_or(0, |h| h.revision) {
+            return Ok(false);
+        }
+        let Some(head) = head_of(storage.load()?)?.map(Arc::new) else {
+            return Ok(false);
+        };
+        let revision = Revision {
+            revision: head.revision,
+            created_at: head.created_at,
+            urgent: true,
+            step: head.step.clone(),
+            changed: None,
+        };
+        self.head.store(Some(head.clone()));
+        self.keep(making(head));
+        if let Ok(l) = self.listeners.lock() {
+            for x in l.iter() {
+                x.committed(&revision);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Follows the other replicas' commits (a shared store): the head is
+    /// brought to the store's revision. `true` when it changed.
+    pub fn follow(&self) -> Result<bool, ServiceError> {
+        if !self.shared {
+            return Ok(false);
+        }
+        let mut storage = self.storage()?;
+        self.catch_up(&mut storage)
     }
 
     /// The directory at its latest revision, if any.
@@ -502,11 +611,18 @@ impl Service {
         })
     }
 
+    /// The writer's hold on the store (see [`Writing`]).
+    fn writing(&self) -> Result<Writing<'_>, ServiceError> {
+        let mut storage = self.storage()?;
+        storage.acquire_writer()?;
+        Ok(Writing(storage))
+    }
+
     /// Makes `head` the head, tells the listeners, and keeps `spare` for
     /// the next write. Called with the storage lock held (`_writing`):
     /// the next writer reads this head, never the one before it, and
     /// listeners hear of revisions in order.
-    fn publish(&self, head: Arc<Head>, spare: Spare, _writing: MutexGuard<'_, Box<dyn Storage>>) {
+    fn publish(&self, head: Arc<Head>, spare: Spare, _writing: Writing<'_>) {
         let revision = Revision {
             revision: head.revision,
             created_at: head.created_at,
@@ -591,10 +707,20 @@ impl Service {
         change: &Change,
         provenance: &Provenance,
     ) -> Result<Committed, ServiceError> {
+        retried(|| self.write_once(actor, change, provenance))
+    }
+
+    fn write_once(
+        &self,
+        actor: &str,
+        change: &Change,
+        provenance: &Provenance,
+    ) -> Result<Committed, ServiceError> {
         let request_hash = hex::encode(Sha256::digest(
             serde_json::to_vec(&(actor, change)).unwrap_or_default(),
         ));
-        let mut storage = self.storage()?;
+        let mut storage = self.writing()?;
+        self.catch_up(&mut storage)?;
         if let Some(key) = &provenance.idempotency_key
             && let Some(r) = storage.remembered(key)?
         {
@@ -620,11 +746,33 @@ impl Service {
         &self,
         actor: &str,
         provenance: &Provenance,
-        plan: impl FnOnce(&Head) -> Result<Change, E>,
+        mut plan: impl FnMut(&Head) -> Result<Change, E>,
     ) -> Result<Committed, E> {
-        let storage = self.storage()?;
-        let head = self.head_at(provenance)?;
-        let change = plan(&head)?;
+        let mut attempt = 0;
+        loop {
+            match self.write_planned_once(actor, provenance, &mut plan) {
+                Err(Planned::Service(ServiceError::Storage(StorageError::Moved(_))))
+                    if attempt < MOVED_RETRIES =>
+                {
+                    attempt += 1;
+                }
+                Err(Planned::Service(e)) => return Err(e.into()),
+                Err(Planned::Plan(e)) => return Err(e),
+                Ok(c) => return Ok(c),
+            }
+        }
+    }
+
+    fn write_planned_once<E>(
+        &self,
+        actor: &str,
+        provenance: &Provenance,
+        plan: &mut impl FnMut(&Head) -> Result<Change, E>,
+    ) -> Result<Committed, Planned<E>> {
+        let mut storage = self.writing().map_err(Planned::Service)?;
+        self.catch_up(&mut storage).map_err(Planned::Service)?;
+        let head = self.head_at(provenance).map_err(Planned::Service)?;
+        let change = plan(&head).map_err(Planned::Plan)?;
         if change.operations.is_empty() {
             return Ok(Committed {
                 revision: head.revision,
@@ -636,13 +784,14 @@ impl Service {
         let request_hash = hex::encode(Sha256::digest(
             serde_json::to_vec(&(actor, &change)).unwrap_or_default(),
         ));
-        Ok(self.write_at(storage, head, actor, &change, provenance, request_hash)?)
+        self.write_at(storage, head, actor, &change, provenance, request_hash)
+            .map_err(Planned::Service)
     }
 
     /// [`Service::write`] once the writer holds the store and the head.
     fn write_at(
         &self,
-        storage: MutexGuard<'_, Box<dyn Storage>>,
+        storage: Writing<'_>,
         head: Arc<Head>,
         actor: &str,
         change: &Change,
@@ -803,7 +952,8 @@ impl Service {
         approve: bool,
         provenance: &Provenance,
     ) -> Result<Committed, ServiceError> {
-        let storage = self.storage()?;
+        let mut storage = self.writing()?;
+        self.catch_up(&mut storage)?;
         let head = self.head_at(provenance)?;
         let now = now_unix();
         let Some(a) = head
@@ -906,7 +1056,7 @@ impl Service {
     /// half changed, is dropped).
     fn propose(
         &self,
-        mut storage: MutexGuard<'_, Box<dyn Storage>>,
+        mut storage: Writing<'_>,
         head: Arc<Head>,
         actor: &str,
         provenance: &Provenance,
@@ -1131,7 +1281,8 @@ impl Service {
         decide: bool,
         provenance: &Provenance,
     ) -> Result<Committed, ServiceError> {
-        let mut storage = self.storage()?;
+        let mut storage = self.writing()?;
+        self.catch_up(&mut storage)?;
         let head = self.head();
         let current = head.as_ref().map(|h| h.revision).unwrap_or(0);
         if let Some(expected) = provenance.if_match

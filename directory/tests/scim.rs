@@ -16,7 +16,8 @@ use std::sync::Arc;
 use portcullis_directory::operation::{Operation, Setting};
 use portcullis_directory::scim::{Provider, ScimAnswer, ScimRequest};
 use portcullis_directory::service::{Change, Provenance, Service};
-use portcullis_directory::storage::Sqlite;
+
+mod common;
 use portcullis_snapshots::source;
 use portcullis_snapshots::vocabulary::UserStatus;
 use serde_json::{Value, json};
@@ -56,10 +57,7 @@ fn write(s: &Service, actor: &str, ops: Vec<Operation>) {
 /// an owner), and `service/emea-sync` provisions emea.
 fn fixture(credentials: Value) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let s = Service::open(Box::new(
-        Sqlite::open(&dir.path().join("directory.db")).unwrap(),
-    ))
-    .unwrap();
+    let s = Service::open(common::store(&dir.path().join("directory.db"))).unwrap();
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots/examples/acme.json"),
     )

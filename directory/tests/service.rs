@@ -15,6 +15,8 @@ use portcullis_directory::error::ServiceError;
 use portcullis_directory::operation::{Operation, UserChanges};
 use portcullis_directory::service::{Change, Committed, Provenance, Service};
 use portcullis_directory::storage::Sqlite;
+
+mod common;
 use portcullis_snapshots::source::{self, Directory, Grant};
 
 /// The example directory, without the revision its file names (the
@@ -30,7 +32,7 @@ fn example() -> Directory {
 }
 
 fn open(path: &Path) -> Service {
-    Service::open(Box::new(Sqlite::open(path).unwrap())).unwrap()
+    Service::open(common::store(path)).unwrap()
 }
 
 /// A service holding the example directory at revision 1.
@@ -533,6 +535,11 @@ fn an_import_with_problems_is_refused_whole() {
 
 #[test]
 fn a_second_process_cannot_open_the_database_behind_the_service() {
+    if common::on_postgres() {
+        // Replicas share a PostgreSQL database by design: the store's
+        // tests (directory/tests/replicas.rs) cover them.
+        return;
+    }
     let d = tempfile::tempdir().unwrap();
     let _s = service(&d);
     match Sqlite::open(&d.path().join("directory.db")).and_then(|mut x| {

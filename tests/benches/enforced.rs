@@ -144,6 +144,7 @@ fn main() {
         keep: 10,
         full_every: 10,
         push_timeout: Duration::from_secs(30),
+        gate: None,
     });
     service.listen(publisher).unwrap();
 

@@ -178,6 +178,13 @@ struct Caller<'a> {
     base: &'a str,
 }
 
+/// A writing caller, admitted: it holds no head.
+struct Writer<'a> {
+    principal: String,
+    org: &'a str,
+    base: &'a str,
+}
+
 impl Caller<'_> {
     fn user(&self, id: &str) -> Option<&User> {
         let row = self.head.engine.user_row(id)?;
@@ -396,38 +403,60 @@ impl Provider {
             _ => {}
         }
         let caller = self.caller(req)?;
+        let writes = matches!(
+            (req.method, rest.as_slice()),
+            ("POST", ["Users" | "Groups"]) | ("PUT" | "PATCH" | "DELETE", ["Users" | "Groups", _])
+        );
+        if writes {
+            // A write lets go of the head it was admitted at: the writer
+            // edits the revision before in place once no request holds it.
+            let Caller {
+                principal,
+                head,
+                org,
+                base,
+            } = caller;
+            drop(head);
+            let w = &Writer {
+                principal,
+                org,
+                base,
+            };
+            return match (req.method, rest.as_slice()) {
+                ("POST", ["Users"]) => self.create_user(w, req),
+                ("PUT", ["Users", id]) => {
+                    self.replace_user(w, req, id, Edit::Put(body_json(req.body)?))
+                }
+                ("PATCH", ["Users", id]) => {
+                    self.replace_user(w, req, id, Edit::Patch(body_json(req.body)?))
+                }
+                ("DELETE", ["Users", id]) => self.delete_user(w, req, id),
+                ("POST", ["Groups"]) => self.create_group(w, req),
+                ("PUT", ["Groups", id]) => {
+                    self.replace_group(w, req, id, Edit::Put(body_json(req.body)?))
+                }
+                ("PATCH", ["Groups", id]) => {
+                    self.replace_group(w, req, id, Edit::Patch(body_json(req.body)?))
+                }
+                _ => self.delete_group(w, req, rest.get(1).copied().unwrap_or_default()),
+            };
+        }
         let c = &caller;
         match (req.method, rest.as_slice()) {
             ("GET", ["Users"]) => self.list_users(c, &Listing::from_query(req.query)?),
             ("POST", ["Users", ".search"]) => self.list_users(c, &Listing::from_search(req.body)?),
-            ("POST", ["Users"]) => self.create_user(c, req),
             ("GET", ["Users", id]) => {
-                let u = c.user(id).ok_or_else(|| no_user(c, id))?;
+                let u = c.user(id).ok_or_else(|| no_user(c.org, id))?;
                 self.answer_one(c, req, c.user_json(u))
             }
-            ("PUT", ["Users", id]) => {
-                self.replace_user(c, req, id, Edit::Put(body_json(req.body)?))
-            }
-            ("PATCH", ["Users", id]) => {
-                self.replace_user(c, req, id, Edit::Patch(body_json(req.body)?))
-            }
-            ("DELETE", ["Users", id]) => self.delete_user(c, req, id),
             ("GET", ["Groups"]) => self.list_groups(c, &Listing::from_query(req.query)?),
             ("POST", ["Groups", ".search"]) => {
                 self.list_groups(c, &Listing::from_search(req.body)?)
             }
-            ("POST", ["Groups"]) => self.create_group(c, req),
             ("GET", ["Groups", id]) => {
-                let g = c.group(id).ok_or_else(|| no_group(c, id))?;
+                let g = c.group(id).ok_or_else(|| no_group(c.org, id))?;
                 self.answer_one(c, req, c.group_json(g))
             }
-            ("PUT", ["Groups", id]) => {
-                self.replace_group(c, req, id, Edit::Put(body_json(req.body)?))
-            }
-            ("PATCH", ["Groups", id]) => {
-                self.replace_group(c, req, id, Edit::Patch(body_json(req.body)?))
-            }
-            ("DELETE", ["Groups", id]) => self.delete_group(c, req, id),
             (_, ["Me", ..]) => Err(ScimError::not_implemented(
                 "/Me is not supported: a provisioning credential is not a user; use /Users/{id}",
             )),
@@ -558,10 +587,10 @@ impl Provider {
     /// lock), then answers the resource `show` reads from the new head.
     fn change(
         &self,
-        c: &Caller<'_>,
+        c: &Writer<'_>,
         req: &ScimRequest<'_>,
         status: u16,
-        plan: impl FnOnce(&Head) -> Result<Vec<Operation>, ScimError>,
+        mut plan: impl FnMut(&Head) -> Result<Vec<Operation>, ScimError>,
         show: impl FnOnce(&Caller<'_>) -> Option<Value>,
     ) -> Result<ScimAnswer, ScimError> {
         let committed: Committed =
@@ -584,7 +613,10 @@ impl Provider {
         }
         let after = Caller {
             principal: c.principal.clone(),
-            head: self.service.head().unwrap_or_else(|| c.head.clone()),
+            head: self
+                .service
+                .head()
+                .ok_or_else(|| ScimError::unavailable("the directory is empty"))?,
             org: c.org,
             base: c.base,
         };
@@ -603,7 +635,7 @@ impl Provider {
         Ok(a)
     }
 
-    fn create_user(&self, c: &Caller<'_>, req: &ScimRequest<'_>) -> Result<ScimAnswer, ScimError> {
+    fn create_user(&self, c: &Writer<'_>, req: &ScimRequest<'_>) -> Result<ScimAnswer, ScimError> {
         let body = body_json(req.body)?;
         let f = resource::user_fields(&body)?;
         let user = resource::new_user(&f, c.org)?;
@@ -618,7 +650,7 @@ impl Provider {
                         "userName {username:?} is taken"
                     )));
                 }
-                Ok(vec![Operation::InviteUser { user }])
+                Ok(vec![Operation::InviteUser { user: user.clone() }])
             },
             |after| after.user(&username).map(|u| after.user_json(u)),
         )
@@ -626,7 +658,7 @@ impl Provider {
 
     fn replace_user(
         &self,
-        c: &Caller<'_>,
+        c: &Writer<'_>,
         req: &ScimRequest<'_>,
         id: &str,
         edit: Edit,
@@ -637,7 +669,7 @@ impl Provider {
             req,
             200,
             |head| {
-                let user = in_org_user(head, org, id).ok_or_else(|| no_user(c, id))?;
+                let user = in_org_user(head, org, id).ok_or_else(|| no_user(c.org, id))?;
                 let current = resource::user_json(user, c.base);
                 precondition(req.if_match, &current)?;
                 let wanted = edit.of(current, resource::USER_SCHEMA)?;
@@ -650,7 +682,7 @@ impl Provider {
 
     fn delete_user(
         &self,
-        c: &Caller<'_>,
+        c: &Writer<'_>,
         req: &ScimRequest<'_>,
         id: &str,
     ) -> Result<ScimAnswer, ScimError> {
@@ -660,7 +692,7 @@ impl Provider {
             req,
             204,
             |head| {
-                let user = in_org_user(head, org, id).ok_or_else(|| no_user(c, id))?;
+                let user = in_org_user(head, org, id).ok_or_else(|| no_user(c.org, id))?;
                 precondition(req.if_match, &resource::user_json(user, c.base))?;
                 // What names it goes with it (the directory refuses a
                 // reference to a user that does not exist): its group and
@@ -697,7 +729,7 @@ impl Provider {
         )
     }
 
-    fn create_group(&self, c: &Caller<'_>, req: &ScimRequest<'_>) -> Result<ScimAnswer, ScimError> {
+    fn create_group(&self, c: &Writer<'_>, req: &ScimRequest<'_>) -> Result<ScimAnswer, ScimError> {
         let body = body_json(req.body)?;
         let f = resource::group_fields(&body)?;
         let id = new_group_id();
@@ -749,7 +781,7 @@ impl Provider {
 
     fn replace_group(
         &self,
-        c: &Caller<'_>,
+        c: &Writer<'_>,
         req: &ScimRequest<'_>,
         id: &str,
         edit: Edit,
@@ -760,7 +792,7 @@ impl Provider {
             req,
             200,
             |head| {
-                let g = in_org_group(head, org, id).ok_or_else(|| no_group(c, id))?;
+                let g = in_org_group(head, org, id).ok_or_else(|| no_group(c.org, id))?;
                 let shown = |u: &str| in_org_user(head, org, u).is_some();
                 let current = resource::group_json(g, c.base, &shown);
                 precondition(req.if_match, &current)?;
@@ -779,7 +811,7 @@ impl Provider {
 
     fn delete_group(
         &self,
-        c: &Caller<'_>,
+        c: &Writer<'_>,
         req: &ScimRequest<'_>,
         id: &str,
     ) -> Result<ScimAnswer, ScimError> {
@@ -789,7 +821,7 @@ impl Provider {
             req,
             204,
             |head| {
-                let g = in_org_group(head, org, id).ok_or_else(|| no_group(c, id))?;
+                let g = in_org_group(head, org, id).ok_or_else(|| no_group(c.org, id))?;
                 let shown = |u: &str| in_org_user(head, org, u).is_some();
                 precondition(req.if_match, &resource::group_json(g, c.base, &shown))?;
                 // The access given to the group goes with it: its grants
@@ -878,12 +910,12 @@ enum Edit {
 
 impl Edit {
     /// The representation asked for, given the current one.
-    fn of(self, current: Value, schema: &str) -> Result<Value, ScimError> {
+    fn of(&self, current: Value, schema: &str) -> Result<Value, ScimError> {
         match self {
-            Edit::Put(v) => Ok(v),
+            Edit::Put(v) => Ok(v.clone()),
             Edit::Patch(p) => {
                 let mut v = current;
-                patch::apply(&mut v, &p, schema)?;
+                patch::apply(&mut v, p, schema)?;
                 Ok(v)
             }
         }
@@ -1056,12 +1088,12 @@ fn unreferenced(head: &Head, principal: &str) -> Vec<Operation> {
         .collect()
 }
 
-fn no_user(c: &Caller<'_>, id: &str) -> ScimError {
-    ScimError::not_found(format!("no user {id:?} in organization {:?}", c.org))
+fn no_user(org: &str, id: &str) -> ScimError {
+    ScimError::not_found(format!("no user {id:?} in organization {org:?}"))
 }
 
-fn no_group(c: &Caller<'_>, id: &str) -> ScimError {
-    ScimError::not_found(format!("no group {id:?} in organization {:?}", c.org))
+fn no_group(org: &str, id: &str) -> ScimError {
+    ScimError::not_found(format!("no group {id:?} in organization {org:?}"))
 }
 
 fn no_member(org: &str, id: &str) -> ScimError {

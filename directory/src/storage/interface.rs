@@ -26,6 +26,13 @@ pub enum StorageError {
     /// What is stored cannot be read back.
     #[error("the stored directory is damaged: {0}")]
     Damaged(String),
+    /// Another replica committed first: the store's log ends at this
+    /// revision, not at the one before this change. Nothing was written;
+    /// catch up and decide again.
+    #[error(
+        "another replica committed revision {0} first: nothing was written; read the directory again and retry"
+    )]
+    Moved(u64),
 }
 
 /// The state a store holds: the revision of its last change and the
@@ -118,4 +125,18 @@ pub trait Storage: Send {
     fn remembered(&mut self, key: &str) -> Result<Option<Remembered>, StorageError>;
     /// Log entries after `after`, oldest first, at most `limit`.
     fn changes(&mut self, after: u64, limit: usize) -> Result<Vec<LogEntry>, StorageError>;
+    /// The revision the store's log ends at, when other processes may
+    /// commit to it (a shared database); `None` for a store this process
+    /// alone writes (it knows its revision).
+    fn stored_revision(&mut self) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
+    /// Takes the store's writer lock across processes (a shared store),
+    /// waiting for another process's write to end; held until
+    /// [`Storage::release_writer`].
+    fn acquire_writer(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// Lets go of the writer lock.
+    fn release_writer(&mut self) {}
 }

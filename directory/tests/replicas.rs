@@ -1,0 +1,199 @@
+//! Several directory-service replicas on one PostgreSQL database (the
+//! tests' server, `scripts/postgres`): all accept writes; a replica whose
+//! head is behind catches up before it decides, so revisions stay
+//! contiguous and no write is lost or applied twice; each follows the
+//! others' commits between writes; the publishing lease is held by one at
+//! a time and fences each publication.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test, bench or example: a failed unwrap is a failed run"
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_directory::operation::Operation;
+use portcullis_directory::service::{Change, Provenance, Service};
+use portcullis_directory::storage::{Fence, Lease, Postgres};
+use portcullis_snapshots::source;
+
+mod common;
+
+fn api() -> Provenance {
+    Provenance {
+        via: "api",
+        ..Provenance::default()
+    }
+}
+
+fn invite(name: &str) -> Change {
+    let user = serde_json::from_value(serde_json::json!({
+        "username": name, "email": format!("{name}@acme.example"), "organization": "acme",
+    }))
+    .unwrap();
+    Change {
+        operations: vec![Operation::InviteUser { user }],
+        bulk: false,
+    }
+}
+
+/// A new database holding the example, and `n` replicas on it.
+fn replicas(dir: &Path, n: usize) -> (String, Vec<Arc<Service>>) {
+    let url = common::postgres_database(dir);
+    let first = Service::open(Box::new(Postgres::open(&url).unwrap())).unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots/examples/acme.json"),
+    )
+    .unwrap();
+    let mut d = source::build(&text).unwrap().0;
+    d.revision = None;
+    first.import(&d, "operator", false, &api()).unwrap();
+    let mut all = vec![Arc::new(first)];
+    for _ in 1..n {
+        all.push(Arc::new(
+            Service::open(Box::new(Postgres::open(&url).unwrap())).unwrap(),
+        ));
+    }
+    (url, all)
+}
+
+#[test]
+fn replicas_on_one_database_all_accept_writes_and_lose_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, rs) = replicas(tmp.path(), 3);
+    assert!(rs.iter().all(|s| s.shared()));
+    // Three writers, one per replica, at once.
+    let threads: Vec<_> = rs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..15)
+                    .map(|j| {
+                        let name = format!("r{i}-{j}");
+                        let c = s.write("user/olivia", &invite(&name), &api()).unwrap();
+                        (c.revision, name)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut acked: Vec<(u64, String)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    acked.sort();
+    // Every answered revision is its own: no two writes share one.
+    let revisions: Vec<u64> = acked.iter().map(|(r, _)| *r).collect();
+    assert_eq!(revisions, (2..=46).collect::<Vec<u64>>());
+    // Each replica follows to the same revision and the same directory.
+    for s in &rs {
+        s.follow().unwrap();
+        let head = s.head().unwrap();
+        assert_eq!(head.revision, 46);
+        for (_, name) in &acked {
+            assert!(head.engine.user_row(name).is_some(), "{name} missing");
+        }
+    }
+    let a = rs[0].head().unwrap();
+    for s in &rs[1..] {
+        assert_eq!(s.head().unwrap().directory, a.directory);
+    }
+    // The log: contiguous, one entry per write.
+    let log = rs[1].changes(0, 1000).unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        (1..=46).collect::<Vec<u64>>()
+    );
+}
+
+#[test]
+fn a_replica_behind_decides_at_the_latest_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, rs) = replicas(tmp.path(), 2);
+    // A deactivates dave; B, which has not followed, is asked a write of
+    // dave's: decided at A's revision, not its own.
+    rs[0]
+        .write(
+            "user/olivia",
+            &Change {
+                operations: vec![Operation::DeactivateUser {
+                    username: "dave".into(),
+                }],
+                bulk: false,
+            },
+            &api(),
+        )
+        .unwrap();
+    assert_eq!(rs[1].head().unwrap().revision, 1);
+    // dave (deactivated at A) may not act through B.
+    let r = rs[1].write(
+        "user/dave",
+        &Change {
+            operations: vec![Operation::UpdateUser {
+                username: "dave".into(),
+                set: serde_json::from_value(serde_json::json!({"locale": "fr-FR"})).unwrap(),
+            }],
+            bulk: false,
+        },
+        &api(),
+    );
+    assert!(
+        matches!(&r, Err(portcullis_directory::error::ServiceError::Denied { reason, .. }) if reason == "account_deactivated"),
+        "{r:?}"
+    );
+    assert_eq!(rs[1].head().unwrap().revision, 2);
+    // If-Match against a revision B had not seen is stale, not lost.
+    let r = rs[1].write(
+        "user/olivia",
+        &invite("late"),
+        &Provenance {
+            if_match: Some(1),
+            ..api()
+        },
+    );
+    assert!(
+        matches!(
+            r,
+            Err(portcullis_directory::error::ServiceError::Stale { .. })
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn one_replica_holds_the_publishing_lease_and_fences_each_publication() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _rs) = replicas(tmp.path(), 1);
+    let every = Duration::from_millis(20);
+    let a = Lease::start(&url, every).unwrap();
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(20), "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait("a takes the lease", &|| a.held());
+    let b = Lease::start(&url, every).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(a.held() && !b.held(), "two holders");
+    assert_eq!(a.fence(5), Fence::Publish);
+    assert_eq!(
+        a.fence(5),
+        Fence::Publish,
+        "the same revision, again by its holder"
+    );
+    assert_eq!(a.fence(4), Fence::Published, "never below one published");
+    assert_eq!(b.fence(6), Fence::NotLeading);
+    // The holder goes (its connection with it): the other takes over.
+    drop(a);
+    wait("b takes over", &|| b.held());
+    assert_eq!(b.fence(5), Fence::Publish);
+    assert_eq!(b.fence(6), Fence::Publish);
+}
