@@ -70,7 +70,36 @@ fn main() {
         directory.grants.len(),
         directory.groups.len()
     );
-    let service = Service::open(Box::new(Sqlite::open(&dir.path().join("d.db")).unwrap())).unwrap();
+    // STORE=postgres: a new database on the tests' PostgreSQL server
+    // (scripts/postgres), written through the same interface.
+    let storage: Box<dyn portcullis_directory::storage::Storage> = if std::env::var("STORE")
+        .is_ok_and(|s| s == "postgres")
+    {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres");
+        let out = std::process::Command::new(script)
+            .arg("start")
+            .output()
+            .unwrap();
+        let server = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let base = server.rsplit_once('/').unwrap().0.to_string();
+        let admin = server.clone();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            c.batch_execute("DROP DATABASE IF EXISTS bench_writes")
+                .unwrap();
+            c.batch_execute("CREATE DATABASE bench_writes").unwrap();
+        })
+        .join()
+        .unwrap();
+        println!("store: PostgreSQL ({base}/bench_writes)");
+        Box::new(
+            portcullis_directory::storage::Postgres::open(&format!("{base}/bench_writes")).unwrap(),
+        )
+    } else {
+        println!("store: SQLite");
+        Box::new(Sqlite::open(&dir.path().join("d.db")).unwrap())
+    };
+    let service = Service::open(storage).unwrap();
     let t = Instant::now();
     let c = service
         .import(

@@ -197,3 +197,54 @@ fn one_replica_holds_the_publishing_lease_and_fences_each_publication() {
     assert_eq!(b.fence(5), Fence::Publish);
     assert_eq!(b.fence(6), Fence::Publish);
 }
+
+#[test]
+fn a_large_change_is_streamed_and_reads_back_the_same() {
+    // Over a thousand rows go by COPY: an import, then one that changes,
+    // adds and removes entities.
+    use portcullis_snapshots::generate::{GenerateParams, generate};
+    let tmp = tempfile::tempdir().unwrap();
+    let url = common::postgres_database(tmp.path());
+    let params = GenerateParams {
+        users: 2_000,
+        groups: 20,
+        orgs: 3,
+        envs: 4,
+        catalogs: 20,
+        grants: 3_000,
+        seed: 7,
+    };
+    let mut d = generate(params);
+    d.users[5].phone = Some("tab\there, back\\slash, new\nline".into());
+    let s = Service::open(Box::new(Postgres::open(&url).unwrap())).unwrap();
+    s.import(&d, "operator", false, &api()).unwrap();
+    let mut next = d.clone();
+    // Changed, added and removed rows, each more than a thousand.
+    for u in next.users.iter_mut().take(1_200) {
+        u.locale = Some("xx-XX".into());
+    }
+    let template = next.users[10].clone();
+    for i in 0..1_100 {
+        let mut u = template.clone();
+        u.username = format!("extra-{i}");
+        u.email = format!("extra-{i}@example.com");
+        u.admin_role = None;
+        next.users.push(u);
+    }
+    let mut keep = false;
+    next.grants.retain(|_| {
+        keep = !keep;
+        keep
+    });
+    let c = s.import(&next, "operator", false, &api()).unwrap();
+    assert_eq!(c.revision, 2);
+    drop(s);
+    let again = Service::open(Box::new(Postgres::open(&url).unwrap())).unwrap();
+    let head = again.head().unwrap();
+    assert_eq!(head.revision, 2);
+    let mut want = next;
+    want.revision = None;
+    let mut got = head.directory.clone();
+    got.revision = None;
+    assert_eq!(got, want, "what was streamed reads back otherwise");
+}

@@ -83,7 +83,9 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let directory = generate(GenerateParams::default());
     let ordinary = portcullis_snapshots::generate::ordinary_users(&directory);
-    let service = Service::open(Box::new(Sqlite::open(&tmp.path().join("d.db")).unwrap())).unwrap();
+    let service = std::sync::Arc::new(
+        Service::open(Box::new(Sqlite::open(&tmp.path().join("d.db")).unwrap())).unwrap(),
+    );
     service
         .import(
             &directory,
@@ -212,6 +214,71 @@ fn main() {
         invited.0.push(p);
         invited.1.push(q);
     }
+    // A SCIM deactivation (Okta's PATCH active:false), as an identity
+    // provider sends it: from the SCIM answer to each gateway serving it.
+    let key = as_owner(
+        &service,
+        Operation::CreateApiKey {
+            id: "scim-enforced".into(),
+            name: None,
+            expires_at: None,
+        },
+    );
+    let secret = key.operations[0].secret.clone().unwrap();
+    let principal = format!("apikey/{}", {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+    });
+    as_owner(
+        &service,
+        Operation::SetSetting {
+            name: portcullis_directory::operation::Setting::Scim,
+            value: serde_json::json!({"organizations": {"domain": {"credentials": ["key/scim-enforced"]}}})
+                .as_object()
+                .unwrap()
+                .clone(),
+        },
+    );
+    let provider = portcullis_directory::scim::Provider::new(service.clone()).unwrap();
+    let in_domain: Vec<String> = {
+        let head = service.head().unwrap();
+        ordinary
+            .iter()
+            .skip(writes)
+            .filter(|u| {
+                head.engine
+                    .user_row(u)
+                    .and_then(|r| head.directory.users.get(r as usize))
+                    .is_some_and(|x| x.organization == "domain")
+            })
+            .take(writes / 2)
+            .cloned()
+            .collect()
+    };
+    let mut scim = (Vec::new(), Vec::new());
+    for u in &in_domain {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "value": {"active": false}}]
+        }))
+        .unwrap();
+        let a = provider.handle(&portcullis_directory::scim::ScimRequest {
+            method: "PATCH",
+            org: "domain",
+            rest: vec!["Users".into(), u.clone()],
+            query: &[],
+            body: &body,
+            if_match: None,
+            if_none_match: None,
+            base: "http://directory/scim/v2/domain".into(),
+            principal: Ok(principal.clone()),
+            request_id: None,
+        });
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        let (p, q) = enforced(a.revision.unwrap());
+        scim.0.push(p);
+        scim.1.push(q);
+    }
     println!("change to enforced on the large directory ({writes} writes):");
     println!("  urgent (deactivation), pushed: {}", percentiles(urgent.0));
     println!(
@@ -233,6 +300,14 @@ fn main() {
     println!(
         "  a new user, polled every 100 ms: {}",
         percentiles(invited.1)
+    );
+    println!(
+        "  a SCIM deactivation (PATCH active:false), pushed: {}",
+        percentiles(scim.0)
+    );
+    println!(
+        "  a SCIM deactivation, polled every 100 ms: {}",
+        percentiles(scim.1)
     );
     drop((pushed, polled));
 }
