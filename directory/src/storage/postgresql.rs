@@ -21,6 +21,7 @@
 use std::sync::mpsc;
 
 use postgres::{Client, Config, GenericClient, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::interface::{Commit, LogEntry, Remembered, Storage, StorageError, Stored};
 use crate::operation::{Kind, push_entity};
@@ -146,11 +147,104 @@ fn copy_rows(
     Ok(next)
 }
 
-/// The connection thread's state: the configuration (to connect again)
-/// and the connection, when open.
+/// The connection thread's state: the configuration (to connect again),
+/// its TLS, and the connection, when open.
 struct Connection {
     config: Config,
+    tls: Option<MakeRustlsConnect>,
     client: Option<Client>,
+}
+
+/// A URL (`postgres://…?sslmode=…&sslrootcert=…`) or key-value string
+/// (`host=… sslmode=…`) read as libpq reads these two options, and the
+/// rest as rust-postgres reads it. TLS is used for `sslmode` `prefer`,
+/// `require`, `verify-ca` and `verify-full`, and the server's certificate
+/// is then always verified, name included (libpq's `verify-full`), against
+/// `sslrootcert` or else the system's roots: an unverified TLS connection
+/// guards against nothing a man in the middle does.
+fn settings(url: &str, shown: &str) -> Result<(Config, Option<MakeRustlsConnect>), StorageError> {
+    let bad = |m: String| StorageError::Database(format!("{shown}: {m}"));
+    let (mut mode, mut root) = (None::<String>, None::<String>);
+    let rest = if let Some((base, query)) = url.split_once('?').filter(|_| url.contains("://")) {
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => mode = Some(v.to_string()),
+                Some(("sslrootcert", v)) => root = Some(v.to_string()),
+                _ => kept.push(pair),
+            }
+        }
+        if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        }
+    } else if url.contains("://") {
+        url.to_string()
+    } else {
+        let mut kept = Vec::new();
+        for word in url.split_whitespace() {
+            match word.split_once('=') {
+                Some(("sslmode", v)) => mode = Some(v.to_string()),
+                Some(("sslrootcert", v)) => root = Some(v.to_string()),
+                _ => kept.push(word),
+            }
+        }
+        kept.join(" ")
+    };
+    let mut config: Config = rest.parse().map_err(|e| bad(format!("{e}")))?;
+    let tls_mode = match mode.as_deref() {
+        None | Some("disable") => None,
+        Some("prefer") => Some(postgres::config::SslMode::Prefer),
+        Some("require" | "verify-ca" | "verify-full") => Some(postgres::config::SslMode::Require),
+        Some(other) => {
+            return Err(bad(format!(
+                "sslmode {other:?}: use disable, prefer, require, verify-ca or verify-full"
+            )));
+        }
+    };
+    let Some(tls_mode) = tls_mode else {
+        if root.is_some() {
+            return Err(bad(
+                "sslrootcert without sslmode: add sslmode=verify-full".into()
+            ));
+        }
+        config.ssl_mode(postgres::config::SslMode::Disable);
+        return Ok((config, None));
+    };
+    config.ssl_mode(tls_mode);
+    let mut roots = rustls::RootCertStore::empty();
+    match &root {
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+            for c in certs {
+                let c = c.map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+                roots
+                    .add(c)
+                    .map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(bad(
+            "no certificate to verify the server with: name the CA with sslrootcert".into(),
+        ));
+    }
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok((config, Some(MakeRustlsConnect::new(client))))
 }
 
 impl Connection {
@@ -159,7 +253,10 @@ impl Connection {
         let c = match self.client.take().filter(|c| !c.is_closed()) {
             Some(c) => c,
             None => {
-                let mut c = self.config.connect(NoTls)?;
+                let mut c = match &self.tls {
+                    Some(tls) => self.config.connect(tls.clone())?,
+                    None => self.config.connect(NoTls)?,
+                };
                 c.batch_execute(SCHEMA)?;
                 c
             }
@@ -175,10 +272,22 @@ pub struct Postgres {
     jobs: mpsc::Sender<Job>,
 }
 
+/// An error and what caused it (a TLS handshake's reason is its cause).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// `url` with any password replaced, for messages and logs.
 pub fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
+        (Some(s), Some(at)) if at > s && url.get(s + 3..at).is_some_and(|u| u.contains(':')) => {
             let userinfo = url.get(s + 3..at).unwrap_or_default();
             let user = userinfo.split(':').next().unwrap_or_default();
             format!(
@@ -209,20 +318,35 @@ fn database(shown: &str) -> impl Fn(postgres::Error) -> StorageError + '_ {
     }
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn a_password_is_never_shown() {
+        assert_eq!(
+            redacted("postgres://app:s3cret@db:5432/d?sslmode=require"),
+            "postgres://app:***@db:5432/d?sslmode=require"
+        );
+        assert_eq!(redacted("postgres://app@db/d"), "postgres://app@db/d");
+        assert_eq!(redacted("host=db user=app"), "host=db user=app");
+    }
+}
+
 impl Postgres {
     /// Connects to `url` (`postgres://user:password@host:port/database`,
     /// or `host=… dbname=…`) and makes the tables if they are missing.
     pub fn open(url: &str) -> Result<Postgres, StorageError> {
         let shown = redacted(url);
-        let config: Config = url
-            .parse()
-            .map_err(|e| StorageError::Database(format!("{shown}: {e}")))?;
+        let (config, tls) = settings(url, &shown)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("postgres".into())
             .spawn(move || {
                 let mut conn = Connection {
                     config,
+                    tls,
                     client: None,
                 };
                 for job in rx {
@@ -247,7 +371,9 @@ impl Postgres {
             let r = match conn.client() {
                 Ok(c) => f(c).map_err(&err),
                 Err(e) => Err(StorageError::Database(format!(
-                    "{shown}: cannot connect: {e}"
+                    "{shown}: cannot connect: {}",
+                    e.as_db_error()
+                        .map_or_else(|| with_causes(&e), ToString::to_string)
                 ))),
             };
             let _ = tx.send(r);
@@ -549,9 +675,7 @@ impl Lease {
     pub fn start(url: &str, every: std::time::Duration) -> Result<Lease, StorageError> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let shown = redacted(url);
-        let config: Config = url
-            .parse()
-            .map_err(|e| StorageError::Database(format!("{shown}: {e}")))?;
+        let (config, tls) = settings(url, &shown)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         let held = std::sync::Arc::new(AtomicBool::new(false));
         let h = held.clone();
@@ -560,6 +684,7 @@ impl Lease {
             .spawn(move || {
                 let mut conn = Connection {
                     config,
+                    tls,
                     client: None,
                 };
                 loop {
