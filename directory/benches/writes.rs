@@ -72,6 +72,7 @@ fn main() {
     );
     // STORE=postgres: a new database on the tests' PostgreSQL server
     // (scripts/postgres), written through the same interface.
+    let mut pg_url: Option<String> = None;
     let storage: Box<dyn portcullis_directory::storage::Storage> = if std::env::var("STORE")
         .is_ok_and(|s| s == "postgres")
     {
@@ -92,6 +93,7 @@ fn main() {
         .join()
         .unwrap();
         println!("store: PostgreSQL ({base}/bench_writes)");
+        pg_url = Some(format!("{base}/bench_writes"));
         Box::new(
             portcullis_directory::storage::Postgres::open(&format!("{base}/bench_writes")).unwrap(),
         )
@@ -312,4 +314,40 @@ fn main() {
         rss_mib("VmRSS:"),
         rss_mib("VmHWM:")
     );
+    // Replicas on one PostgreSQL: a second replica on the same database,
+    // and writes alternating between the two — each finds the other's
+    // last write and catches up (today: reloads the directory) first.
+    if let Some(url) = &pg_url {
+        let other = Service::open(Box::new(
+            portcullis_directory::storage::Postgres::open(url).unwrap(),
+        ))
+        .unwrap();
+        let mut times = Vec::new();
+        for i in 0..10 {
+            let s = if i % 2 == 0 { &other } else { &service };
+            let op = Operation::DeactivateUser {
+                username: ordinary[20_000 + i].clone(),
+            };
+            let t = Instant::now();
+            s.write(
+                "user/user0",
+                &Change {
+                    operations: vec![op],
+                    bulk: false,
+                },
+                &Provenance {
+                    via: "api",
+                    ..Provenance::default()
+                },
+            )
+            .unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "writes alternating between two replicas (10): p50 {}, max {}",
+            ms(percentile(&times, 0.5)),
+            ms(*times.last().unwrap())
+        );
+    }
 }

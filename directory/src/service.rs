@@ -396,6 +396,10 @@ fn head_of(stored: Stored) -> Result<Option<Head>, ServiceError> {
     )?))
 }
 
+/// The most of the other replicas' changes a replica replays in place
+/// when it catches up; further behind, it reads the directory whole.
+const REPLAY_AT_MOST: u64 = 256;
+
 /// How many times a write is decided again when another replica
 /// committed first.
 const MOVED_RETRIES: usize = 5;
@@ -469,6 +473,23 @@ struct Proposal<'a> {
     approvals: BTreeMap<String, Approval>,
     /// The approval rows it files or settles.
     approval_rows: Vec<(String, Option<serde_json::Value>)>,
+    /// Replaying another replica's change: the API keys it created, as
+    /// it stored them (their secrets are not known here).
+    keys: Option<Vec<portcullis_snapshots::source::ApiKey>>,
+}
+
+/// What another replica needs to make a change in place: the operations
+/// applied (an email held for approval taken out, skipped ones left out),
+/// when (users' times and the revision's), the API keys made, and the
+/// approval rows. Kept in the change log of a shared store.
+#[derive(Serialize, Deserialize)]
+struct Replay {
+    created_at: i64,
+    operations: Vec<Operation>,
+    #[serde(default)]
+    keys: Vec<portcullis_snapshots::source::ApiKey>,
+    #[serde(default)]
+    approvals: Vec<(String, Option<serde_json::Value>)>,
 }
 
 /// What applying a change made.
@@ -532,8 +553,34 @@ impl Service {
         let Some(at) = storage.stored_revision()? else {
             return Ok(false);
         };
-        if at == self.head().map_or(0, |h| h.revision) {
+        let current = self.head().map_or(0, |h| h.revision);
+        if at == current {
             return Ok(false);
+        }
+        // The other replicas' changes made in place, as they made them,
+        // when the log keeps them all; else the directory read whole.
+        if at > current
+            && current > 0
+            && at - current <= REPLAY_AT_MOST
+            && let Some(replays) = storage.replays(current, REPLAY_AT_MOST as usize)?
+            && replays.len() as u64 == at - current
+        {
+            let mut replayed = true;
+            for (revision, replay) in replays {
+                let done = replay
+                    .and_then(|r| serde_json::from_str::<Replay>(&r).ok())
+                    .map(|r| self.replay(revision, r));
+                if !matches!(done, Some(Ok(()))) {
+                    if let Some(Err(e)) = done {
+                        tracing::warn!(revision, error = %e, "cannot replay another replica's change; reading the directory whole");
+                    }
+                    replayed = false;
+                    break;
+                }
+            }
+            if replayed {
+                return Ok(true);
+            }
         }
         let Some(head) = head_of(storage.load()?)?.map(Arc::new) else {
             return Ok(false);
@@ -553,6 +600,87 @@ impl Service {
             }
         }
         Ok(true)
+    }
+
+    /// Makes another replica's change `revision` (one after the head) in
+    /// place, as the writer makes its own — without deciding it again
+    /// (that replica did, at this revision) and without committing it.
+    /// Called with the writer's lock held.
+    fn replay(&self, revision: u64, r: Replay) -> Result<(), ServiceError> {
+        let head = self.head().ok_or(ServiceError::Empty)?;
+        if head.revision + 1 != revision {
+            return Err(ServiceError::Build(format!(
+                "revision {revision} does not follow {}",
+                head.revision
+            )));
+        }
+        let mut approvals = head.approvals.clone();
+        for (id, v) in &r.approvals {
+            match v {
+                Some(v) => {
+                    let a: Approval = serde_json::from_value(v.clone())
+                        .map_err(|e| ServiceError::Build(format!("approval {id}: {e}")))?;
+                    approvals.insert(id.clone(), a);
+                }
+                None => {
+                    approvals.remove(id);
+                }
+            }
+        }
+        let outcomes = (0..r.operations.len())
+            .map(|i| OpOutcome {
+                operation: i,
+                outcome: "applied".into(),
+                decisions: Vec::new(),
+                skipped_because: None,
+                secret: None,
+                approval: None,
+            })
+            .collect();
+        let proposal = Proposal {
+            operations: r.operations.clone(),
+            logged: std::borrow::Cow::Owned(r.operations),
+            outcomes,
+            acting_user: None,
+            request_hash: None,
+            approvals,
+            approval_rows: r.approvals,
+            keys: Some(r.keys),
+        };
+        let twin = self.twin(&head);
+        match self.apply_change(
+            &head,
+            twin,
+            "replica",
+            &Provenance::default(),
+            proposal,
+            r.created_at,
+        ) {
+            Ok(Written::Made { next, redo, .. }) if next.revision == revision => {
+                let spare = match redo {
+                    Some(redo) => Spare::Behind(head, redo),
+                    None => making(next.clone()),
+                };
+                self.make_head(next, spare);
+                Ok(())
+            }
+            Ok(Written::Unchanged(_, twin)) => {
+                self.keep(Spare::Ready(twin));
+                Err(ServiceError::Build(format!(
+                    "revision {revision} changed nothing here"
+                )))
+            }
+            Ok(Written::Made { .. }) => {
+                self.keep(making(head));
+                Err(ServiceError::Build(format!(
+                    "revision {revision} came out otherwise"
+                )))
+            }
+            Err(e) => {
+                self.keep(making(head));
+                Err(e)
+            }
+        }
     }
 
     /// Follows the other replicas' commits (a shared store): the head is
@@ -623,6 +751,11 @@ impl Service {
     /// the next writer reads this head, never the one before it, and
     /// listeners hear of revisions in order.
     fn publish(&self, head: Arc<Head>, spare: Spare, _writing: Writing<'_>) {
+        self.make_head(head, spare);
+    }
+
+    /// [`Service::publish`]'s work; the caller holds the writer's lock.
+    fn make_head(&self, head: Arc<Head>, spare: Spare) {
         let revision = Revision {
             revision: head.revision,
             created_at: head.created_at,
@@ -917,6 +1050,7 @@ impl Service {
             request_hash: Some(request_hash),
             approvals,
             approval_rows,
+            keys: None,
         };
         self.propose(storage, head, actor, provenance, proposal, now)
     }
@@ -1047,6 +1181,7 @@ impl Service {
             request_hash: None,
             approvals,
             approval_rows: vec![(id.to_string(), None)],
+            keys: None,
         };
         self.propose(storage, head, actor, provenance, proposal, now)
     }
@@ -1114,7 +1249,12 @@ impl Service {
             request_hash,
             approvals,
             approval_rows,
+            keys,
         } = proposal;
+        // What another replica replays: the operations applied, the keys
+        // made (their secrets never leave this answer).
+        let mut applied_ops = Vec::new();
+        let mut made_keys = Vec::new();
         let mut settings = head.settings.clone();
         let mut setting_rows = Vec::new();
         let mut touched: Vec<EntityKey> = Vec::new();
@@ -1146,6 +1286,19 @@ impl Service {
                 now,
             )
             .map_err(|e| ServiceError::from_op(i, e))?;
+            if let Operation::CreateApiKey { id, .. } = op {
+                // A replayed key is the one the other replica stored.
+                if let (Some(given), Some(made)) = (
+                    keys.as_ref().and_then(|k| k.iter().find(|k| k.id == *id)),
+                    twin.directory.api_keys.last_mut().filter(|k| k.id == *id),
+                ) {
+                    *made = given.clone();
+                }
+                if let Some(made) = twin.directory.api_keys.last().filter(|k| k.id == *id) {
+                    made_keys.push(made.clone());
+                }
+            }
+            applied_ops.push(op.clone());
             if planner.is_some() {
                 redone.push((op.clone(), known));
             }
@@ -1244,6 +1397,18 @@ impl Service {
         for o in &mut kept.operations {
             o.secret = None;
         }
+        let replay = self
+            .shared
+            .then(|| {
+                serde_json::to_string(&Replay {
+                    created_at: now,
+                    operations: applied_ops,
+                    keys: made_keys,
+                    approvals: approval_rows.clone(),
+                })
+                .ok()
+            })
+            .flatten();
         let commit = Commit {
             rows,
             settings: setting_rows,
@@ -1260,6 +1425,7 @@ impl Service {
             },
             request_hash,
             response: serde_json::to_string(&kept).unwrap_or_default(),
+            replay,
         };
         Ok(Written::Made {
             answer,
@@ -1431,6 +1597,7 @@ impl Service {
             },
             request_hash: None,
             response: serde_json::to_string(&answer).unwrap_or_default(),
+            replay: None,
         })?;
         self.publish(built.clone(), making(built), storage);
         Ok(answer)

@@ -248,3 +248,95 @@ fn a_large_change_is_streamed_and_reads_back_the_same() {
     got.revision = None;
     assert_eq!(got, want, "what was streamed reads back otherwise");
 }
+
+#[test]
+fn a_replica_makes_the_others_changes_in_place_as_they_made_them() {
+    use portcullis_directory::service::Step;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, rs) = replicas(tmp.path(), 2);
+    let (a, b) = (&rs[0], &rs[1]);
+    let write = |s: &Service, actor: &str, op: Operation| {
+        s.write(
+            actor,
+            &Change {
+                operations: vec![op],
+                bulk: false,
+            },
+            &api(),
+        )
+        .unwrap()
+    };
+    let same = |what: &str| {
+        b.follow().unwrap();
+        let (x, y) = (a.head().unwrap(), b.head().unwrap());
+        assert_eq!(x.revision, y.revision, "{what}");
+        assert_eq!(x.directory, y.directory, "{what}: the directories differ");
+        assert_eq!(x.approvals, y.approvals, "{what}: the approvals differ");
+        assert_eq!(x.settings, y.settings, "{what}: the settings differ");
+        assert!(
+            x.engine.logical_state() == y.engine.logical_state(),
+            "{what}: the engines differ"
+        );
+        y
+    };
+    // An everyday change: B edits its engine in place, as A did.
+    write(
+        a,
+        "user/olivia",
+        Operation::DeactivateUser {
+            username: "dave".into(),
+        },
+    );
+    let y = same("a deactivation");
+    assert!(
+        matches!(y.step, Step::Delta(_)),
+        "B read the directory whole"
+    );
+    // An invitation with its new strings, a grant, a setting.
+    a.write("user/olivia", &invite("newcomer"), &api()).unwrap();
+    assert!(matches!(same("an invitation").step, Step::Delta(_)));
+    write(
+        a,
+        "user/olivia",
+        Operation::AddGrant {
+            grant: portcullis_snapshots::source::Grant {
+                principal: "user/newcomer".into(),
+                role: "reader".into(),
+                on: "org/acme".into(),
+            },
+        },
+    );
+    assert!(matches!(same("a grant").step, Step::Delta(_)));
+    // An API key: its secret was A's answer alone; B holds the same hash.
+    let made = write(
+        a,
+        "user/sam",
+        Operation::CreateApiKey {
+            id: "replicated".into(),
+            name: None,
+            expires_at: None,
+        },
+    );
+    assert!(made.operations[0].secret.is_some());
+    same("an API key");
+    // An administrator's new address, held for its holder (seed 003):
+    // the approval is B's to show too.
+    write(
+        a,
+        "user/olivia",
+        Operation::UpdateUser {
+            username: "adam".into(),
+            set: serde_json::from_value(serde_json::json!({"email": "adam.new@acme.example"}))
+                .unwrap(),
+        },
+    );
+    let y = same("a held email change");
+    assert_eq!(y.approvals.len(), 1);
+    assert!(matches!(y.step, Step::Delta(_)));
+    // Several at once, while B was not looking.
+    for i in 0..5 {
+        a.write("user/olivia", &invite(&format!("burst{i}")), &api())
+            .unwrap();
+    }
+    assert!(matches!(same("a burst").step, Step::Delta(_)));
+}

@@ -102,6 +102,9 @@ pub struct Commit {
     pub request_hash: Option<String>,
     /// The answer sent for it, replayed for a retry under the same key.
     pub response: String,
+    /// What another replica needs to apply the change in place (the
+    /// service's own JSON; a store other processes write keeps it).
+    pub replay: Option<String>,
 }
 
 /// The answer a store kept for an idempotency key.
@@ -114,6 +117,10 @@ pub struct Remembered {
     /// The revision it made.
     pub revision: u64,
 }
+
+/// A change's revision and what the store kept to replay it (`None`:
+/// nothing, an import's).
+pub type Replayed = (u64, Option<String>);
 
 /// A store of the directory and its change log.
 pub trait Storage: Send {
@@ -139,4 +146,11 @@ pub trait Storage: Send {
     }
     /// Lets go of the writer lock.
     fn release_writer(&mut self) {}
+    /// The replays of the changes after `after` (at most `limit`), oldest
+    /// first, each with its revision (`None`: none kept for it); `None`
+    /// when this store keeps none.
+    fn replays(&mut self, after: u64, limit: usize) -> Result<Option<Vec<Replayed>>, StorageError> {
+        let _ = (after, limit);
+        Ok(None)
+    }
 }

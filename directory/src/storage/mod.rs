@@ -9,7 +9,7 @@ mod interface;
 mod postgresql;
 mod sqlite;
 
-pub use interface::{Commit, LogEntry, Remembered, Row, Storage, StorageError, Stored};
+pub use interface::{Commit, LogEntry, Remembered, Replayed, Row, Storage, StorageError, Stored};
 pub use postgresql::{Fence, Lease, Postgres, redacted};
 pub use sqlite::Sqlite;
 

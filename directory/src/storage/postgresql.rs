@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use postgres::{Client, Config, GenericClient, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::interface::{Commit, LogEntry, Remembered, Storage, StorageError, Stored};
+use super::interface::{Commit, LogEntry, Remembered, Replayed, Storage, StorageError, Stored};
 use crate::operation::{Kind, push_entity};
 
 /// The advisory lock a commit holds (any fixed number, the same in every
@@ -48,8 +48,10 @@ CREATE TABLE IF NOT EXISTS changes (
     request_id TEXT,
     idempotency_key TEXT UNIQUE,
     request_hash TEXT,
-    response TEXT NOT NULL
+    response TEXT NOT NULL,
+    replay TEXT
 );
+ALTER TABLE changes ADD COLUMN IF NOT EXISTS replay TEXT;
 CREATE TABLE IF NOT EXISTS settings (
     name TEXT PRIMARY KEY,
     body TEXT NOT NULL
@@ -524,8 +526,8 @@ impl Storage for Postgres {
             let e = &commit.entry;
             tx.execute(
                 "INSERT INTO changes (revision, time, actor, via, operations, decisions,
-                     request_id, idempotency_key, request_hash, response)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     request_id, idempotency_key, request_hash, response, replay)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 &[
                     &expected,
                     &e.time,
@@ -537,6 +539,7 @@ impl Storage for Postgres {
                     &e.idempotency_key,
                     &commit.request_hash,
                     &commit.response,
+                    &commit.replay,
                 ],
             )?;
             // Followers waiting on LISTEN hear of it at once.
@@ -628,6 +631,24 @@ impl Storage for Postgres {
             c.execute("SELECT pg_advisory_unlock_all()", &[])
                 .map(|_| ())
         });
+    }
+
+    fn replays(&mut self, after: u64, limit: usize) -> Result<Option<Vec<Replayed>>, StorageError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.run(move |c| {
+            Ok(c.query(
+                "SELECT revision, replay FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2",
+                &[&after, &limit],
+            )?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Option<String>>(1)))
+            .collect::<Vec<_>>())
+        })?;
+        rows.into_iter()
+            .map(|(r, replay)| Ok((revision_of(r)?, replay)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     fn stored_revision(&mut self) -> Result<Option<u64>, StorageError> {
