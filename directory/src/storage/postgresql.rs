@@ -129,7 +129,8 @@ fn copy_rows(
     let mut w = tx.copy_in("COPY incoming (kind, key, position, body, placed) FROM STDIN")?;
     if let Err(e) = w.write_all(text.as_bytes()) {
         // Dropped unfinished, the copy is aborted and the transaction
-        // with it: the next statement says so, and nothing is kept.
+        // with it: any statement now fails, and that failure is this
+        // commit's (nothing is kept). The second cannot succeed either.
         drop(w);
         tracing::warn!(error = %e, "a COPY was cut short");
         tx.batch_execute("SELECT 1")?;
