@@ -68,6 +68,15 @@ CREATE TABLE IF NOT EXISTS counters (
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+/// How long connecting, or data unacknowledged on an open connection,
+/// may take before the call fails (503: nothing kept, retry).
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How long a write waits for another replica's writer lock (a replica
+/// compiling a change holds it about a second and a half on a 100k-user
+/// directory): past it, 503 and nothing kept.
+const LOCK_TIMEOUT: &str = "SET lock_timeout = '20s'";
+
 /// Above this many rows a commit streams them with `COPY` (an import:
 /// 600k rows in one round trip rather than one each).
 const COPY_ABOVE: usize = 1000;
@@ -168,34 +177,46 @@ struct Connection {
 fn settings(url: &str, shown: &str) -> Result<(Config, Option<MakeRustlsConnect>), StorageError> {
     let bad = |m: String| StorageError::Database(format!("{shown}: {m}"));
     let (mut mode, mut root) = (None::<String>, None::<String>);
-    let rest = if let Some((base, query)) = url.split_once('?').filter(|_| url.contains("://")) {
-        let mut kept = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("sslmode", v)) => mode = Some(v.to_string()),
-                Some(("sslrootcert", v)) => root = Some(v.to_string()),
-                _ => kept.push(pair),
+    // Takes out the two options rust-postgres does not read; keeps the rest.
+    let mut ours = |option: &str| {
+        match option.split_once('=') {
+            Some(("sslmode", v)) => mode = Some(v.to_string()),
+            Some(("sslrootcert", v)) => root = Some(v.to_string()),
+            _ => return false,
+        }
+        true
+    };
+    let rest = match url.split_once('?') {
+        Some((base, query)) if url.contains("://") => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| !p.is_empty() && !ours(p))
+                .collect();
+            if kept.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", kept.join("&"))
             }
         }
-        if kept.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        }
-    } else if url.contains("://") {
-        url.to_string()
-    } else {
-        let mut kept = Vec::new();
-        for word in url.split_whitespace() {
-            match word.split_once('=') {
-                Some(("sslmode", v)) => mode = Some(v.to_string()),
-                Some(("sslrootcert", v)) => root = Some(v.to_string()),
-                _ => kept.push(word),
-            }
-        }
-        kept.join(" ")
+        _ if url.contains("://") => url.to_string(),
+        _ => url
+            .split_whitespace()
+            .filter(|w| !ours(w))
+            .collect::<Vec<_>>()
+            .join(" "),
     };
     let mut config: Config = rest.parse().map_err(|e| bad(format!("{e}")))?;
+    // Every wait has a deadline: connecting, a connection whose peer
+    // vanished without a word (no FIN: a host or network gone), and — on
+    // the session, `LOCK_TIMEOUT` — the writer lock a hung replica holds.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DEADLINE);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(DEADLINE);
+    }
+    config.keepalives(true);
+    config.keepalives_idle(DEADLINE);
     let tls_mode = match mode.as_deref() {
         None | Some("disable") => None,
         Some("prefer") => Some(postgres::config::SslMode::Prefer),
@@ -261,6 +282,7 @@ impl Connection {
                     None => self.config.connect(NoTls)?,
                 };
                 c.batch_execute(SCHEMA)?;
+                c.batch_execute(LOCK_TIMEOUT)?;
                 c
             }
         };
