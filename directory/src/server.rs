@@ -20,7 +20,6 @@ use portcullis_snapshots::source::{Directory, Grant, Timestamp, User};
 use portcullis_snapshots::vocabulary::AdminRole;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -421,21 +420,37 @@ impl Api {
         headers: &HeaderMap,
         certificate: Option<&ClientCertificate>,
     ) -> Result<String, Early> {
-        let by_certificate = certificate.and_then(|c| c.0.principal.clone());
-        match (
-            self.identity.authenticate(headers, now_unix()),
-            by_certificate,
-        ) {
-            (Err(Unauthenticated::Missing), Some(p)) => Ok(p.to_string()),
-            (r, _) => r.map(|c| c.principal().to_string()),
-        }
-        .map_err(|e| {
+        self.principal(headers, certificate, false).map_err(|e| {
             let invalid = !matches!(e, Unauthenticated::Missing);
             Box::new(
                 Refusal::unauthenticated(e.to_string(), invalid, "portcullis-directory")
                     .into_response(),
             )
         })
+    }
+
+    /// The request's principal: its credentials (with `bearer_keys`, a
+    /// bearer token that is no JWT is an API key's secret), or — with none
+    /// — the service account its client certificate is.
+    fn principal(
+        &self,
+        headers: &HeaderMap,
+        certificate: Option<&ClientCertificate>,
+        bearer_keys: bool,
+    ) -> Result<String, Unauthenticated> {
+        let now = now_unix();
+        let by_credentials = if bearer_keys {
+            self.identity.authenticate_bearer_keys(headers, now)
+        } else {
+            self.identity.authenticate(headers, now)
+        };
+        match (
+            by_credentials,
+            certificate.and_then(|c| c.0.principal.clone()),
+        ) {
+            (Err(Unauthenticated::Missing), Some(p)) => Ok(p.to_string()),
+            (r, _) => r.map(|c| c.principal().to_string()),
+        }
     }
 
     /// A SCIM request (`/scim/v2/{org}/…`): identified as at the gateway,
@@ -456,7 +471,9 @@ impl Api {
         };
         let org = segments.remove(0);
         let headers = req.headers().clone();
-        let principal = self.scim_principal(&headers, req.extensions().get::<ClientCertificate>());
+        let principal = self
+            .principal(&headers, req.extensions().get::<ClientCertificate>(), true)
+            .map_err(|e| format!("{e}: send Authorization: Bearer <SCIM token>"));
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -516,39 +533,6 @@ impl Api {
                 crate::scim::ScimError::internal(format!("the request failed: {e}")).into(),
             ),
         }
-    }
-
-    fn scim_principal(
-        &self,
-        headers: &HeaderMap,
-        certificate: Option<&ClientCertificate>,
-    ) -> Result<String, String> {
-        let mut auth = headers.get_all(header::AUTHORIZATION).iter();
-        if let (Some(a), None) = (auth.next(), auth.next())
-            && let Some(token) = a.to_str().ok().and_then(|a| {
-                let (scheme, token) = a.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            && !token.is_empty()
-            && !token.contains('.')
-        {
-            if headers.contains_key(self.identity.api_key_header()) {
-                return Err("both a bearer token and an API key: send one".into());
-            }
-            return Ok(format!(
-                "apikey/{}",
-                hex::encode(Sha256::digest(token.as_bytes()))
-            ));
-        }
-        self.actor(headers, certificate).map_err(|r| {
-            r.headers()
-                .get(portcullis_gateway::response::REASON_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(
-                    || "no valid credential: send Authorization: Bearer <SCIM token>".to_string(),
-                    |reason| format!("{reason}: send Authorization: Bearer <SCIM token>"),
-                )
-        })
     }
 
     /// Asks the engine at the head whether `actor` may `action` on

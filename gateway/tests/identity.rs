@@ -520,3 +520,26 @@ fn a_support_subject_needs_an_issuer_when_any_issuer_is_accepted() {
     assert!(e.to_string().contains("issuer"), "{e}");
     assert!(Identity::new(cfg(vec!["https://idp.example".into()])).is_ok());
 }
+
+#[test]
+fn a_scim_bearer_token_that_is_no_jwt_is_an_api_keys_secret() {
+    let id = identity();
+    let mut h = HeaderMap::new();
+    h.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer pk_demo_sam_deploy"),
+    );
+    assert_eq!(
+        id.authenticate_bearer_keys(&h, NOW),
+        Ok(Credential::ApiKey(
+            "apikey/3f50f96db4bdb3282068d277cf77e98750d393ad80b6e1d4c01e28a30fa286dd".into()
+        ))
+    );
+    // Only there: the gateway's own reading is unchanged.
+    assert!(!matches!(auth(&h), Ok(Credential::ApiKey(_))));
+    h.insert("x-api-key", HeaderValue::from_static("other"));
+    assert!(matches!(
+        id.authenticate_bearer_keys(&h, NOW),
+        Err(Unauthenticated::Ambiguous(_))
+    ));
+}

@@ -187,20 +187,11 @@ struct Writer<'a> {
 
 impl Caller<'_> {
     fn user(&self, id: &str) -> Option<&User> {
-        let row = self.head.engine.user_row(id)?;
-        self.head
-            .directory
-            .users
-            .get(row as usize)
-            .filter(|u| u.username == id && u.organization == self.org)
+        in_org_user(&self.head, self.org, id)
     }
 
     fn group(&self, id: &str) -> Option<&Group> {
-        self.head
-            .directory
-            .groups
-            .iter()
-            .find(|g| g.id == id && g.organization.as_deref() == Some(self.org))
+        in_org_group(&self.head, self.org, id)
     }
 
     fn shown(&self) -> impl Fn(&str) -> bool + '_ {
@@ -630,9 +621,7 @@ impl Provider {
                 reason: None,
             });
         };
-        let mut a = ScimAnswer::resource(status, v, committed.revision);
-        a.revision = Some(committed.revision);
-        Ok(a)
+        Ok(ScimAnswer::resource(status, v, committed.revision))
     }
 
     fn create_user(&self, c: &Writer<'_>, req: &ScimRequest<'_>) -> Result<ScimAnswer, ScimError> {

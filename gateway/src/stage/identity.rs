@@ -35,6 +35,16 @@ pub fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     }
 }
 
+/// The credential an API key's secret is: its SHA-256, looked up in the
+/// snapshot.
+fn api_key(secret: &[u8]) -> Credential {
+    let hex: String = Sha256::digest(secret)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Credential::ApiKey(format!("apikey/{hex}"))
+}
+
 /// `<token>` of `Bearer <token>` (the scheme in any case).
 fn bearer_token(value: &str) -> Option<&str> {
     match value.split_once(' ') {
@@ -293,6 +303,29 @@ impl Identity {
         &self.api_key_header
     }
 
+    /// [`Identity::authenticate`], except that a bearer token that is no
+    /// JWT (no `.`) is an API key's secret: how SCIM clients send their
+    /// token (`Authorization: Bearer <secret>`).
+    pub fn authenticate_bearer_keys(
+        &self,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Credential, Unauthenticated> {
+        let mut auth = headers.get_all(http::header::AUTHORIZATION).iter();
+        if let (Some(a), None) = (auth.next(), auth.next())
+            && let Some(secret) = a.to_str().ok().and_then(bearer_token)
+            && !secret.contains('.')
+        {
+            if headers.contains_key(&self.api_key_header) {
+                return Err(Unauthenticated::Ambiguous(
+                    "both a bearer token and an API key",
+                ));
+            }
+            return Ok(api_key(secret.as_bytes()));
+        }
+        self.authenticate(headers, now)
+    }
+
     /// Verifies the request's credentials at Unix time `now`.
     pub fn authenticate(
         &self,
@@ -320,11 +353,7 @@ impl Identity {
                 if k.is_empty() {
                     return Err(Unauthenticated::Missing);
                 }
-                let hex: String = Sha256::digest(k)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                Ok(Credential::ApiKey(format!("apikey/{hex}")))
+                Ok(api_key(k))
             }
             (Some(a), None) => {
                 let a = a.to_str().map_err(|_| Unauthenticated::NotBearer)?;
