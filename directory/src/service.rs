@@ -325,16 +325,22 @@ enum Planned<E> {
     Service(ServiceError),
 }
 
-/// `once`, decided again while another replica commits first.
-fn retried(
-    mut once: impl FnMut() -> Result<Committed, ServiceError>,
-) -> Result<Committed, ServiceError> {
+/// Whether another replica committed first (the write may be decided
+/// again).
+fn moved(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Storage(StorageError::Moved(_)))
+}
+
+/// `once`, decided again (a few times) while another replica commits
+/// first — `moved` says when that is what failed.
+fn retried<E>(
+    mut once: impl FnMut() -> Result<Committed, E>,
+    moved: impl Fn(&E) -> bool,
+) -> Result<Committed, E> {
     let mut attempt = 0;
     loop {
         match once() {
-            Err(ServiceError::Storage(StorageError::Moved(_))) if attempt < MOVED_RETRIES => {
-                attempt += 1;
-            }
+            Err(e) if moved(&e) && attempt < MOVED_RETRIES => attempt += 1,
             other => return other,
         }
     }
@@ -543,9 +549,11 @@ impl Service {
     }
 
     /// Brings the head to the store's revision when another replica
-    /// committed since (a shared store): the store read and compiled
-    /// whole, listeners told of it as a whole revision. `true` when the
-    /// head changed. Called with the writer's lock held.
+    /// committed since (a shared store): each change replayed in place
+    /// ([`Service::replay`]) when the log keeps them all, else the store
+    /// read and compiled whole and listeners told of it as a whole
+    /// revision. `true` when the head changed. Called with the writer's
+    /// lock held.
     fn catch_up(&self, storage: &mut Box<dyn Storage>) -> Result<bool, ServiceError> {
         if !self.shared {
             return Ok(false);
@@ -840,7 +848,7 @@ impl Service {
         change: &Change,
         provenance: &Provenance,
     ) -> Result<Committed, ServiceError> {
-        retried(|| self.write_once(actor, change, provenance))
+        retried(|| self.write_once(actor, change, provenance), moved)
     }
 
     fn write_once(
@@ -881,19 +889,14 @@ impl Service {
         provenance: &Provenance,
         mut plan: impl FnMut(&Head) -> Result<Change, E>,
     ) -> Result<Committed, E> {
-        let mut attempt = 0;
-        loop {
-            match self.write_planned_once(actor, provenance, &mut plan) {
-                Err(Planned::Service(ServiceError::Storage(StorageError::Moved(_))))
-                    if attempt < MOVED_RETRIES =>
-                {
-                    attempt += 1;
-                }
-                Err(Planned::Service(e)) => return Err(e.into()),
-                Err(Planned::Plan(e)) => return Err(e),
-                Ok(c) => return Ok(c),
-            }
-        }
+        retried(
+            || self.write_planned_once(actor, provenance, &mut plan),
+            |e| matches!(e, Planned::Service(e) if moved(e)),
+        )
+        .map_err(|e| match e {
+            Planned::Service(e) => e.into(),
+            Planned::Plan(e) => e,
+        })
     }
 
     fn write_planned_once<E>(
