@@ -143,3 +143,41 @@ async fn the_scim_endpoint_passes_the_scim_conformance_checker() {
     .await;
     eprintln!("{stdout}");
 }
+
+/// Paths a client may bend: encoded slashes and dot segments in the
+/// organization or an id are not decoded into another path — refused with
+/// a SCIM error; a token is not read from another organization's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bent_scim_paths_are_refused_not_rerouted() {
+    let (_gw, d, _tmp) = provisioned().await;
+    let auth = format!("Bearer {}", portcullis_demo::DEMO_API_KEY);
+    for path in [
+        "/scim/v2/acme/Users/..%2F..%2Femea%2FUsers%2Fadam",
+        "/scim/v2/acme%2F..%2Femea/Users",
+        "/scim/v2/acme/Users/%2E%2E",
+        "/scim/v2/acme/./Users",
+        "/scim/v2/acme//Users",
+        "/scim/v2/emea/Users/adam",
+    ] {
+        let a = send(
+            &d.client,
+            Method::GET,
+            &format!("{}{path}", d.base),
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
+        .await;
+        assert!(
+            a.status == StatusCode::NOT_FOUND || a.status == StatusCode::FORBIDDEN,
+            "{path}: {} {}",
+            a.status,
+            a.body
+        );
+        assert_eq!(
+            a.body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{path}: {}",
+            a.body
+        );
+        assert!(!a.body.to_string().contains("adam@"), "{path}: {}", a.body);
+    }
+}
